@@ -4,6 +4,8 @@ Pure functions over a Graph; nothing here imports the executor or the CLI. Two g
 complete the per-op formulas (docs/conventions.md):
 - gradient flow: a tensor needs a gradient when any weight upstream of it is trainable; the model's own
   input never does (as autograd), so the first layer computes no input gradient;
+- reaching the output: a layer whose output no path takes to the model's output runs forward but gets no
+  gradient, so it has no backward and keeps nothing for it (autograd's rule);
 - fan-out: a tensor read by k layers that all send back a gradient gets k - 1 gradient additions
   (numel each), counted on the layer that produced it;
 - activations kept for backward: every tensor some consumer keeps (its inputs) or whose producer keeps
@@ -41,6 +43,7 @@ def count(graph: Graph, dtype: str | None = None) -> tuple[list[LayerCost], int]
         has_weights = bool(weight_shapes(n))
         needs_grad[n.name] = any(needs_grad[i] for i in n.inputs) or (has_weights and n.trainable)
     instances = _instances(graph)
+    live = _reaches_output(graph, instances)
     types = {"input": graph.input, **{n.name: n.out for n in graph.nodes}}
     op_of = {n.name: n.op for n in graph.nodes}
 
@@ -48,8 +51,9 @@ def count(graph: Graph, dtype: str | None = None) -> tuple[list[LayerCost], int]
         """(bytes kept for backward, gradient-accumulation adds) over every instance of ``tensor``."""
         t = types[tensor]
         kept = adds = 0
-        producer_keeps = tensor != "input" and "output" in REGISTRY[op_of[tensor]].saves
-        for copies, consumers in instances[tensor]:
+        producer_keeps = tensor in live and "output" in REGISTRY[op_of[tensor]].saves
+        for copies, readers in instances[tensor]:
+            consumers = [c for c in readers if c.name in live]
             if producer_keeps or any("inputs" in REGISTRY[c.op].saves for c in consumers):
                 kept += copies * numel(t.shape) * _itemsize(t, itemsize)
             if needs_grad[tensor] and len(consumers) > 1:
@@ -62,18 +66,34 @@ def count(graph: Graph, dtype: str | None = None) -> tuple[list[LayerCost], int]
         shapes = tuple(t.shape for t in n.in_types)
         weights = weight_shapes(n)
         weight_elems = sum(numel(s) for s in weights.values())
-        call = Call(n.kwargs, shapes, n.out.shape, tuple(needs_grad[i] for i in n.inputs),
-                    bool(weights) and n.trainable, itemsize, weight_elems)
+        backward = n.name in live
+        call = Call(n.kwargs, shapes, n.out.shape, tuple(backward and needs_grad[i] for i in n.inputs),
+                    backward and bool(weights) and n.trainable, itemsize, weight_elems)
         own = 0 if n.tie else weight_elems
         if n.tie and "bias" in weights:
             own = numel(weights["bias"])
         buffers = sum(numel(s) for s in op.buffers(n.kwargs, shapes).values())
         c = replace(op.cost(call), params=own, buffers=buffers) * n.repeat
+        if not backward:
+            c = replace(c, saved_bytes=0)
         kept, adds = kept_and_accumulated(n.name)
         c = replace(c, backward_flops=c.backward_flops + adds, saved_bytes=c.saved_bytes + kept)
         rows.append(LayerCost(n, c, op.note(call)))
     input_kept, _ = kept_and_accumulated("input")
     return rows, input_kept
+
+
+def _reaches_output(graph: Graph, instances) -> set[str]:
+    """Names of the layers from which some path of readers leads to the model's output (a fixpoint: a
+    group's output is read by the group's next iteration, a cycle of the folded graph)."""
+    live, grew = {graph.output}, True
+    while grew:
+        grew = False
+        for n in reversed(graph.nodes):
+            if n.name not in live and any(c.name in live for _, readers in instances[n.name] for c in readers):
+                live.add(n.name)
+                grew = True
+    return live
 
 
 def _instances(graph: Graph) -> dict[str, list[tuple[int, list[Node]]]]:

@@ -795,11 +795,89 @@ def gru_cell(x, h, h_prev, bias):
     return (1.0 - z) * n + z * h_prev
 
 
+def lstm_cell_backward(pre, c_prev, dout, dh_next, dc_next):
+    """Backprop of one LSTM unit-step by hand: pre = the 4 gate pre-activations (i, f, g, o), dout the gradient
+    from the layer above, dh_next / dc_next what the next step sends back. Returns (d pre, dc_prev)."""
+    i, f, o = _sigmoid(pre[0]), _sigmoid(pre[1]), _sigmoid(pre[3])
+    g = tanh(pre[2])
+    c = f * c_prev + i * g
+    tc = tanh(c)
+    return _lstm_grads(i, f, g, o, c_prev, tc, dout, dh_next, dc_next)
+
+
+def _lstm_grads(i, f, g, o, c_prev, tc, dout, dh_next, dc_next):
+    dh = dout + dh_next
+    do, dtc = dh * tc, dh * o
+    dc = dc_next + dtc * (1.0 - tc * tc)
+    di, df, dg, dc_prev = dc * g, dc * c_prev, dc * i, dc * f
+    return [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], dc_prev
+
+
+def _gru_grads(r, z, n, hn, h_prev, dout, dh_next, w_hh_part):
+    dh = dout + dh_next
+    dn = dh * (1.0 - z) * (1.0 - n * n)
+    dz = dh * (h_prev - n) * z * (1.0 - z)
+    dr = dn * hn * r * (1.0 - r)
+    dhn = dn * r
+    return [dr, dz, dn], [dr, dz, dhn], dh * z + w_hh_part      # d(ih side), d(hh side), dh_prev
+
+
+def gru_cell_backward(x, h, h_prev, dout, dh_next, w_hh_part):
+    """Backprop of one GRU unit-step by hand: x, h = the 3 input-side and hidden-side products (W_i x, W_h h),
+    w_hh_part what W_hh^T sends to h_prev. Returns (d x side, d h side, dh_prev)."""
+    r, z = _sigmoid(x[0] + h[0]), _sigmoid(x[1] + h[1])
+    n = tanh(x[2] + r * h[2])
+    return _gru_grads(r, z, n, h[2], h_prev, dout, dh_next, w_hh_part)
+
+
+def cell_backward_flops(cell):
+    """FLOPs of the hand-written backward of one unit-step, from the values its forward saved."""
+    t = Tally()
+    saved = (0.6, 0.7, -0.3, 0.4, 0.5, 0.2) if cell == "lstm" else (0.6, 0.7, -0.3, 0.2, 0.5)
+    (_lstm_grads if cell == "lstm" else _gru_grads)(*[F(v, t) for v in saved + (0.1, 0.2, 0.3)])
+    return t.n
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_cell_backward_is_the_gradient(cell):
+    """The hand-written backward that cell_backward_flops counts is the true gradient: central finite differences
+    of L = dout * h + dc_next * c (LSTM) or dout * h' (GRU) in every input of the unit-step."""
+    dout, dh_next, dc_next = 0.7, -0.4, 0.3
+    if cell == "lstm":
+        pre, c_prev = [0.3, -0.5, 0.8, 0.1], 0.6
+
+        def loss(v):
+            i, f, o = (1 / (1 + math.exp(-v[k])) for k in (0, 1, 3))
+            g = math.tanh(v[2])
+            c = f * v[4] + i * g
+            return (dout + dh_next) * o * math.tanh(c) + dc_next * c
+        point = pre + [c_prev]
+        t = Tally()
+        dpre, dc_prev = lstm_cell_backward(*[[F(v, t) for v in pre]] + [F(v, t) for v in (c_prev, dout, dh_next,
+                                                                                         dc_next)])
+        got = [_v(d) for d in dpre] + [_v(dc_prev)]
+    else:
+        x, h, h_prev = [0.3, -0.5, 0.8], [0.2, 0.4, -0.6], 0.5
+
+        def loss(v):
+            r, z = 1 / (1 + math.exp(-v[0] - v[3])), 1 / (1 + math.exp(-v[1] - v[4]))
+            n = math.tanh(v[2] + r * v[5])
+            return (dout + dh_next) * ((1 - z) * n + z * v[6])
+        point = x + h + [h_prev]
+        t = Tally()
+        dx, dh, dh_prev = gru_cell_backward([F(v, t) for v in x], [F(v, t) for v in h],
+                                            *[F(v, t) for v in (h_prev, dout, dh_next, 0.0)])
+        got = [_v(d) for d in dx + dh] + [_v(dh_prev)]
+    for k, g in enumerate(got):
+        want = derivative(lambda u: loss(point[:k] + [u] + point[k + 1:]), point[k])
+        assert g == pytest.approx(want, rel=1e-6, abs=1e-9), (cell, k)
+
+
 def rnn_by_steps(cell, B, T, n_in, H, layers, dirs, bias, input_grad, dropout=0.0):
     """(MACs, forward FLOPs, backward FLOPs) by an explicit loop over layer, direction, time step and sample. Each
     step multiplies W_ih (gates*H x in) by x_t and W_hh (gates*H x H) by h_{t-1}, then runs the cell on every
     hidden unit (counted). Backward per step: dh_{t-1} = W_hh^T dgates, dx_t = W_ih^T dgates (not for the model
-    input), dW_ih, dW_hh, bias sums over both biases, and twice the cell's elementwise work (our convention)."""
+    input), dW_ih, dW_hh, bias sums over both biases, and the cell's hand-written backward (counted)."""
     gates = {"lstm": 4, "gru": 3}[cell]
 
     def cell_flops(with_bias):
@@ -808,7 +886,7 @@ def rnn_by_steps(cell, B, T, n_in, H, layers, dirs, bias, input_grad, dropout=0.
         (lstm_cell(x, h, F(0.5, t), with_bias) if cell == "lstm" else gru_cell(x, h, F(0.5, t), with_bias))
         return t.n
 
-    unit, unit_bias = cell_flops(False), cell_flops(True) - cell_flops(False)
+    unit, unit_bias, unit_back = cell_flops(False), cell_flops(True) - cell_flops(False), cell_backward_flops(cell)
     macs = forward = backward = 0
     for layer in range(layers):
         size_in = n_in if layer == 0 else dirs * H
@@ -819,7 +897,7 @@ def rnn_by_steps(cell, B, T, n_in, H, layers, dirs, bias, input_grad, dropout=0.
             m_in, m_hh = gates * H * size_in, gates * H * H
             macs += m_in + m_hh
             forward += 2 * (m_in + m_hh) + H * (unit + (unit_bias if bias else 0))
-            backward += 2 * m_hh + 2 * H * unit + 2 * (m_in + m_hh)           # dh, cell, dW_ih, dW_hh
+            backward += 2 * m_hh + H * unit_back + 2 * (m_in + m_hh)          # dh, cell, dW_ih, dW_hh
             backward += 2 * m_in if (layer > 0 or input_grad) else 0           # dx
             backward += 2 * gates * H if bias else 0                           # sums for b_ih and b_hh
     return macs, forward, backward
@@ -905,7 +983,10 @@ def test_fan_out_adds_k_minus_one_gradients_on_the_producer():
     # read twice by one layer (x + x): one accumulation; the model input, which needs no gradient: none
     twice = spec_rows([3, 4], [{"op": "layernorm", "name": "ln"}, {"op": "add", "name": "x", "inputs": ["ln", "ln"]}])
     assert twice["ln"].cost.backward_flops - producer_backward(1) == n
-    assert producer_backward(3, source="input") == producer_backward(1)
+    readers = lambda k: sum(r.cost.backward_flops for r in spec_rows([3, 4], [
+        {"op": "linear", "name": f"b{i}", "out_features": 4, "inputs": "input"} for i in range(k)] + [
+        {"op": "add", "name": "sum", "inputs": [f"b{i}" for i in range(k)]}] * (k > 1)).values())
+    assert readers(3) == 3 * readers(1)                 # weight gradients only: no sum for the model's input
 
 
 # ---------------------------------------------------------------- the registry is covered

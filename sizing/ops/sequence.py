@@ -96,14 +96,22 @@ def _attention(call: Call) -> Cost:
 
 
 # ---------------------------------------------------------------- LSTM and GRU
-# per hidden unit per time step: (gates, elementwise FLOPs without biases, bias adds, elements kept)
-# LSTM: sum ih+hh 4, sigmoid x3 = 12, tanh(g) 1, c = f*c + i*g 3, tanh(c) 1, h = o*tanh(c) 1 -> 22;
+# per hidden unit per time step: (gates, forward elementwise FLOPs without biases, bias adds, backward
+# elementwise FLOPs, elements kept), each built from the activation table (sigmoid 4 / 3, tanh 1 / 3):
+# LSTM forward: sum ih+hh 4, sigmoid x3 = 12, tanh(g) 1, c = f*c + i*g 3, tanh(c) 1, h = o*tanh(c) 1 -> 22;
 #       biases b_ih, b_hh on 4 gates -> 8; kept: 4 gates, c, tanh(c) -> 6.
-# GRU:  sum ih+hh for r, z 2, r * (W_hn h) 1, + W_in x 1, sigmoid x2 = 8, tanh 1, (1-z)*n + z*h 4 -> 17;
+# LSTM backward: dh = dout + dh_next 1; h = o*tanh(c): do, d tanh(c) 2; tanh(c)' 3; dc += that 1;
+#       c = f*c_prev + i*g: di, df, dg, dc_prev 4; sigmoid' x3 = 9, tanh(g)' 3 -> 23 (the gate sums pass through).
+# GRU forward: sum ih+hh for r, z 2, r * (W_hn h) 1, + W_in x 1, sigmoid x2 = 8, tanh 1, (1-z)*n + z*h 4 -> 17;
 #       biases on 3 gates twice -> 6; kept: 3 gates, W_hn h + b_hn, h_prev -> 5.
+# GRU backward: dh = dout + dh_next 1; h' = (1-z)*n + z*h: 1-z, dn, h-n, dz, dh*z 5; tanh(n)' 3;
+#       r * (W_hn h): dr, d(W_hn h) 2; sigmoid' x2 = 6; dh_prev = dh*z + W_hh^T dgates 1 -> 18.
+_SIGMOID_BWD, _TANH_BWD = ACTIVATIONS["sigmoid"][1], ACTIVATIONS["tanh"][1]
 _CELLS = {
-    "lstm": (4, 3 * _SIGMOID + _TANH + 4 + 3 + _TANH + 1, 8, 6),
-    "gru": (3, 2 * _SIGMOID + _TANH + 2 + 1 + 1 + 4, 6, 5),
+    "lstm": (4, 3 * _SIGMOID + _TANH + 4 + 3 + _TANH + 1, 8,
+             1 + 2 + _TANH_BWD + 1 + 4 + 3 * _SIGMOID_BWD + _TANH_BWD, 6),
+    "gru": (3, 2 * _SIGMOID + _TANH + 2 + 1 + 1 + 4, 6,
+            1 + 5 + _TANH_BWD + 2 + 2 * _SIGMOID_BWD + 1, 5),
 }
 
 
@@ -142,7 +150,7 @@ def _rnn_weights(cell):
 
 
 def _rnn_cost_fn(cell):
-    gates, unit_fwd, unit_bias, unit_saved = _CELLS[cell]
+    gates, unit_fwd, unit_bias, unit_back, unit_saved = _CELLS[cell]
 
     def cost(call: Call) -> Cost:
         a = call.args
@@ -159,7 +167,7 @@ def _rnn_cost_fn(cell):
             bias = steps * unit_bias * h if a["bias"] else 0
             fwd += 2 * (m_in + m_hh) + steps * unit_fwd * h + bias + dropped
             if call.grad_inputs[0] or call.trainable:
-                back += 2 * m_hh + 2 * steps * unit_fwd * h + dropped     # dh_prev through W_hh; cell; dropout
+                back += 2 * m_hh + steps * unit_back * h + dropped       # dh_prev through W_hh; cell; dropout
                 if layer > 0 or call.grad_inputs[0]:
                     back += 2 * m_in                             # dx through W_ih
                 if call.trainable:
@@ -170,8 +178,9 @@ def _rnn_cost_fn(cell):
     cost.__doc__ = (f"{cell.upper()}, batch first, every layer and direction run over all T steps: "
                     f"MACs = B*T*dirs*{gates}H*(input + H) per layer; per unit and step {unit_fwd} elementwise "
                     f"FLOPs (+{unit_bias} bias adds); dropout (p > 0) on every layer's input but the first, 1 FLOP "
-                    f"per element each way; backward: dh_prev and dx products, twice the cell's "
-                    f"elementwise FLOPs, weight gradients. Source: torch.nn.{cell.upper()} equations.")
+                    f"per element each way; backward: dh_prev and dx products, {unit_back} elementwise FLOPs per "
+                    f"unit and step (the cell's chain rule), weight gradients. Source: torch.nn.{cell.upper()} "
+                    f"equations.")
     return cost
 
 
