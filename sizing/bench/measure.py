@@ -2,8 +2,10 @@
 
 A figure is a ``Series``: its repeats in GHz, GFLOP/s or GB/s (min / median / max; peaks report the best).
 Each repeat times a sample long enough to swamp timer and call overheads: ``measure`` first finds how many
-units of work fill ``sample_s`` seconds (``calibrate``), then times ``repeats`` samples of that many units, the
-jobs of a step taking turns.
+units of work fill ``sample_s`` seconds (``calibrate``, once per figure), then times ``repeats`` samples of that
+many units, the jobs of a step taking turns. The whole sequence of steps runs ``rounds`` times and each figure
+pools its repeats from every round: on a shared or virtual machine a slow spell of a second or two then lowers
+a few repeats of every figure instead of every repeat of one, and the median stays put.
 
 - clock: ``kernels.clock_chain`` on one core, best of the samples (a sample the hypervisor or another process
   interrupted only reads low).
@@ -13,7 +15,8 @@ jobs of a step taking turns.
   LLVM inline the kernel and, for some chain counts, keep the accumulators in memory: half the peak).
 - GEMM: numpy's matmul (its BLAS) over square sizes and two layer-shaped products; work 2 m k n FLOPs.
 - STREAM: copy, scale, add, triad over three fp64 arrays of at least 4x the last-level cache each
-  (McCalpin's rule); bytes counted as STREAM does (2, 2, 3, 3 arrays; no write-allocate traffic).
+  (McCalpin's rule); bytes counted as STREAM does (2, 2, 3, 3 arrays; no write-allocate traffic); twice the
+  repeats of the other figures, and reported as the median (``BenchResult.stream_gbs``).
 
 Heavy modules (numpy, numba) are imported inside the functions that use them.
 """
@@ -86,25 +89,32 @@ LINEAR_B8 = GemmShape("linear_4096_b8", 8, 4096, 4096)
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to run: threads, repeats per figure, seconds per repeat, the GEMM shapes, STREAM's array length."""
+    """What to run: threads, repeats per figure and round, rounds, seconds per repeat, the GEMM shapes,
+    STREAM's array length."""
     threads: int
     repeats: int = 5
     sample_s: float = 0.1
+    rounds: int = 1
     gemm: tuple = (square(256), square(512), square(1024), square(2048), CONV3X3, LINEAR_B8)
     stream_elements: int = 1 << 24
     chains: tuple = CHAIN_CANDIDATES
 
     @classmethod
     def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
-        """The default run (about 20 s) or ``quick`` (under 5 s); STREAM arrays of 4x the last-level cache
-        (at least 64 MiB) each."""
+        """The default run (about 20 s: 3 rounds of 3 repeats, 9 per figure) or ``quick`` (under 5 s); STREAM
+        arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
         elements = max(4 * llc, 64 * 1024 ** 2) // 8
         threads = machine.check_threads(threads or len(machine.cpus))
         if quick:
             return cls(threads, repeats=3, sample_s=0.03, gemm=(square(1024), CONV3X3),
                        stream_elements=elements)
-        return cls(threads, repeats=5, sample_s=0.1, stream_elements=elements)
+        return cls(threads, repeats=3, sample_s=0.06, rounds=3, stream_elements=elements)
+
+    @property
+    def samples(self) -> int:
+        """Repeats per figure over all rounds."""
+        return self.repeats * self.rounds
 
 
 @dataclass(frozen=True)
@@ -179,8 +189,10 @@ class BenchResult:
         return max(self.gemm_series(precision, s).median for s in self.config.gemm if s.square)
 
     def stream_gbs(self, kernel: str) -> float:
-        """STREAM's figure: the best rate."""
-        return self.runs[f"stream_{kernel}"].best
+        """Sustained bandwidth: the median rate. (McCalpin's STREAM prints the best; on a shared or virtual
+        machine the best is one lucky sample while the neighbours were quiet: measured 22-32% apart between
+        two runs, against 6-8% for the median, benchmarks/bench_bench.py.)"""
+        return self.runs[f"stream_{kernel}"].median
 
     def ridge(self, precision: str) -> float:
         """The roofline's ridge point, FLOPs per byte: measured peak (GFLOP/s) / triad bandwidth (GB/s)."""
@@ -217,10 +229,19 @@ def calibrate(fn, sample_s: float) -> int:
     return max(1, round(reps * sample_s / t))
 
 
-def measure(jobs, repeats: int, sample_s: float) -> dict:
+def measure(jobs, repeats: int, sample_s: float, calibrated: dict | None = None) -> dict:
     """{name: Series} of ``repeats`` rates per job. The jobs take turns, repeat by repeat (as STREAM's kernels
-    do), so a slow spell of a shared machine lowers one repeat of each rather than every repeat of one."""
-    counts = [calibrate(job.fn, sample_s) for job in jobs]
+    do), so a slow spell of a shared machine lowers one repeat of each rather than every repeat of one.
+    ``calibrated`` (job name -> units per sample) keeps calibrations for later rounds; a job calibrated before
+    runs a quarter sample first, so that a core the previous step left idle is up to speed."""
+    calibrated = {} if calibrated is None else calibrated
+    counts = []
+    for job in jobs:
+        if job.name in calibrated:
+            job.fn(max(1, calibrated[job.name] // 4))
+        else:
+            calibrated[job.name] = calibrate(job.fn, sample_s)
+        counts.append(calibrated[job.name])
     samples: list[list[float]] = [[] for _ in jobs]
     for _ in range(repeats):
         for job, reps, out in zip(jobs, counts, samples):
@@ -428,45 +449,58 @@ def best_chains(runs: dict, precision: str, candidates) -> int:
 
 
 def steps(config: BenchConfig, machine: Machine, runs: dict) -> list:
-    """The run as (label, function) steps in order; each function returns {name: Series} and may read the
-    ``runs`` of the steps before it (the clock adds to its samples; the all-thread FMA runs the best 1-core
-    chain count)."""
+    """The run as (label, function) steps in order; each function returns {name: Series} of new repeats and may
+    read the ``runs`` of the steps before it (the all-thread FMA runs the chain count that was best on one core
+    when it first ran, in every round)."""
     r, t = config.repeats, config.sample_s
+    calibrated, chosen = {}, {}
 
     def clock():
-        new = measure([clock_job()], r, t / 2)["clock_ghz"]
-        before = runs["clock_ghz"].values if "clock_ghz" in runs else ()
-        return {"clock_ghz": Series(new.name, new.unit, before + new.values)}
+        return measure([clock_job()], r, t / 2, calibrated)
+
+    def chains(p):
+        return chosen.setdefault(p, best_chains(runs, p, config.chains))
 
     out = [("clock", clock)]
     for p in PRECISIONS:
         lanes = SIMD_BITS[machine.simd] // PRECISION_BITS[p]
         out += [(f"FMA {p}, 1 core", lambda p=p, lanes=lanes: measure(
-                    [fma_job(f"peak_{p}_1core_{c}chains", p, lanes, c, 1) for c in config.chains], r, t)),
+                    [fma_job(f"peak_{p}_1core_{c}chains", p, lanes, c, 1) for c in config.chains], r, t, calibrated)),
                 ("clock", clock),
                 (f"FMA {p}, {config.threads} threads", lambda p=p, lanes=lanes: measure(
-                    [fma_job(f"peak_{p}_all", p, lanes, best_chains(runs, p, config.chains), config.threads)],
-                    r, t))]
-    out += [(f"GEMM {p}", lambda p=p: measure([gemm_job(p, s) for s in config.gemm], r, t)) for p in PRECISIONS]
-    out.append(("STREAM", lambda: measure(stream_jobs(config.stream_elements), r, t)))
+                    [fma_job(f"peak_{p}_all", p, lanes, chains(p), config.threads)], r, t, calibrated))]
+    out += [(f"GEMM {p}", lambda p=p: measure([gemm_job(p, s) for s in config.gemm], r, t, calibrated))
+            for p in PRECISIONS]
+    # memory bandwidth is the noisiest figure on a shared machine and its samples the cheapest: twice the repeats
+    out.append(("STREAM", lambda: measure(stream_jobs(config.stream_elements), 2 * r, t, calibrated)))
     return out
 
 
+def pool(runs: dict, new: dict) -> None:
+    """Add each new Series' repeats to the figure's earlier ones."""
+    for name, series in new.items():
+        before = runs[name].values if name in runs else ()
+        runs[name] = Series(name, series.unit, before + series.values)
+
+
 def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None) -> BenchResult:
-    """Every measurement of ``config``; ``progress(done, total, label)`` is called before each step and at
-    the end."""
+    """Every measurement of ``config``, its steps ``config.rounds`` times; ``progress(done, total, label)`` is
+    called before each step and at the end."""
     machine = machine or this_machine()
     machine.check_threads(config.threads)
     prefer_wide_vectors(machine.simd)
     runs: dict[str, Series] = {}
-    todo = steps(config, machine, runs)
+    first, *todo = steps(config, machine, runs)
+    todo = [(f"{label} (round {k + 1}/{config.rounds})" if config.rounds > 1 else label, fn)
+            for k in range(config.rounds) for label, fn in todo]
+    total = 1 + len(todo)
     progress = progress or (lambda done, total, label: None)
-    progress(0, len(todo), todo[0][0])
-    runs.update(todo[0][1]())          # the clock first, while no BLAS or Numba worker thread is spinning
+    progress(0, total, first[0])
+    pool(runs, first[1]())             # the clock first, while no BLAS or Numba worker thread is spinning
     with numba_threads(config.threads), blas_threads(config.threads):
-        for i, (label, fn) in enumerate(todo[1:], 1):
-            progress(i, len(todo), label)
-            runs.update(fn())
+        for i, (label, fn) in enumerate(todo, 1):
+            progress(i, total, label)
+            pool(runs, fn())
         blas = blas_info()
-    progress(len(todo), len(todo), "done")
+    progress(total, total, "done")
     return BenchResult(machine, config, runs, blas)

@@ -40,7 +40,7 @@ def to_device(result: BenchResult, device_id: str = LOCAL_ID) -> Device:
     triad (best repeat), ``memory_gb`` = /proc/meminfo's MemTotal. The notes keep the FMA peak and the
     theoretical peak, so the record says how far real layers sit below the machine's limit."""
     m, r = result.machine, result
-    how = f"`sizing bench` on {r.date}, {r.config.threads} threads, {r.config.repeats} repeats"
+    how = f"`sizing bench` on {r.date}, {r.config.threads} threads, {r.config.samples} repeats"
     theory = "; ".join(f"{p} {r.cores_used} cores x {r.clock_ghz:.2f} GHz x {r.flops_per_cycle(p)} = "
                        f"{r.peak_theoretical(p):.1f} GFLOP/s" for p in PRECISIONS)
     notes = (f"Measured, not a datasheet. Theoretical peak ({m.microarch.name}, {m.simd}): {theory}. "

@@ -54,7 +54,7 @@ def _row(label: str, s, peak: float | None = None, value=None) -> list:
 
 def table(r: BenchResult) -> str:
     """The inputs of the theoretical peak, then every figure (min / median / best) with its share of the peak
-    (FMA rows: best; GEMM rows: median), then the roofline's ridge point."""
+    (FMA rows: best; GEMM rows: median), then the roofline's ridge point (measured peak / median triad)."""
     from tabulate import tabulate
 
     m, ua = r.machine, r.machine.microarch
@@ -87,12 +87,12 @@ def table(r: BenchResult) -> str:
             rows.append(_row(f"GEMM {p} {s.name} ({s.m}x{s.k}x{s.n})", series, r.peak_theoretical(p),
                              series.median))
     for k in STREAM_KERNELS:
-        rows.append(_row(f"STREAM {k}", r.runs[f"stream_{k}"]))
+        rows.append(_row(f"STREAM {k}", r.runs[f"stream_{k}"], value=r.stream_gbs(k)))
     body = tabulate(rows, ["figure", "min", "median", "best", "unit", "of peak"], tablefmt="simple",
                     disable_numparse=True, colalign=("left", "right", "right", "right", "left", "right"))
     ridge = "; ".join(f"{p} {r.peak_measured(p):,.1f} GFLOP/s / {r.stream_gbs('triad'):,.1f} GB/s = "
                       f"{r.ridge(p):.1f} FLOP/byte" for p in PRECISIONS)
-    return "\n".join(head + ["", body, "", f"ridge point (measured peak / triad): {ridge}"])
+    return "\n".join(head + ["", body, "", f"ridge point (measured peak / median triad): {ridge}"])
 
 
 def progress_bar(stream):
