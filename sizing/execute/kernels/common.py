@@ -15,9 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
-from numba import config, get_num_threads, njit, prange, types
+from numba import _helperlib, config, get_num_threads, njit, prange, types
 from numba.np.linalg import ensure_blas
+
+from ...errors import SizingError
 
 MACS, FLOPS, BACK = 0, 1, 2
 
@@ -40,6 +43,10 @@ def count_product(cnt, work, backward):
 # symbol name, so functions calling it stay cacheable, on strided blocks (no copies), with beta (C += A B).
 # Matrices go by address (uintp), so the parallel ``gemm`` compiles once for every dtype and layout.
 ensure_blas()
+if "xxgemm" not in _helperlib.c_helpers:
+    raise SizingError(f"sizing check needs Numba's BLAS helper numba_xxgemm (what np.dot calls inside @njit), "
+                      f"which Numba {numba.__version__} does not have: install a Numba that does "
+                      "(0.58 to 0.68 do), e.g. pip install 'numba>=0.58,<0.69'")
 _XXGEMM = types.ExternalFunction("numba_xxgemm", types.intc(
     types.char, types.char, types.char, types.intp, types.intp, types.intp, types.uintp, types.uintp,
     types.intp, types.uintp, types.intp, types.uintp, types.uintp, types.intp))
