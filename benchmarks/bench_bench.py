@@ -11,7 +11,11 @@
    one thread and a temporary). Rounds alternate the C reference and sizing's triad so that a slow spell of
    a shared machine hits both (target: within 15% of the reference).
 
-    python benchmarks/bench_bench.py [--rounds 5] [--skip-full]
+4. With --trace SECONDS: is this machine quiet enough for target 2 at all? sizing's triad, sampled without a
+   break for SECONDS, as medians of 2-second windows; their spread is the drift of the memory bandwidth this
+   host gives, which no measurement inside one run can remove.
+
+    python benchmarks/bench_bench.py [--rounds 5] [--skip-full] [--trace 60]
 """
 from __future__ import annotations
 
@@ -171,15 +175,41 @@ def triad_vs_reference(rounds: int) -> None:
           f"{statistics.median(ours) / statistics.median(floor):.2f}")
 
 
+def bandwidth_trace(seconds: float, window_s: float = 2.0) -> None:
+    from sizing.bench.measure import BenchConfig, calibrate, numba_threads, stream_jobs, this_machine
+
+    machine = this_machine()
+    config = BenchConfig.for_machine(machine)
+    triad = stream_jobs(config.stream_elements)[3]
+    windows, current, start = [], [], time.perf_counter()
+    with numba_threads(config.threads):
+        reps = calibrate(triad.fn, config.sample_s)
+        while time.perf_counter() - start < seconds:
+            t = time.perf_counter()
+            triad.fn(reps)
+            current.append(triad.work * reps / (time.perf_counter() - t) / 1e9)
+            if time.perf_counter() - start >= window_s * (len(windows) + 1):
+                windows.append(statistics.median(current))
+                current = []
+    print(f"\nSTREAM triad for {seconds:.0f} s, medians of {window_s:.0f}-second windows (GB/s): "
+          + " ".join(f"{w:.1f}" for w in windows))
+    print(f"spread of the window medians: min {min(windows):.1f}, max {max(windows):.1f} "
+          f"({100 * (max(windows) - min(windows)) / max(windows):.1f}% of the max; two runs of `sizing bench` can "
+          "differ by up to that)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds of the triad comparison")
     p.add_argument("--skip-full", action="store_true", help="skip the two default runs (about 40 s)")
+    p.add_argument("--trace", type=float, default=0, metavar="SECONDS", help="trace the triad bandwidth")
     a = p.parse_args()
     quick_times()
     if not a.skip_full:
         full_runs()
     triad_vs_reference(a.rounds)
+    if a.trace:
+        bandwidth_trace(a.trace)
 
 
 if __name__ == "__main__":
