@@ -25,6 +25,7 @@ class LayerCost:
     node: Node
     cost: Cost                 # totals over node.repeat copies
     note: str | None = None
+    backward: bool = True      # receives a gradient (some path of readers leads to the model's output)
 
 
 def weight_shapes(node: Node) -> dict[str, tuple[int, ...]]:
@@ -78,9 +79,17 @@ def count(graph: Graph, dtype: str | None = None) -> tuple[list[LayerCost], int]
             c = replace(c, saved_bytes=0)
         kept, adds = kept_and_accumulated(n.name)
         c = replace(c, backward_flops=c.backward_flops + adds, saved_bytes=c.saved_bytes + kept)
-        rows.append(LayerCost(n, c, op.note(call)))
+        rows.append(LayerCost(n, c, op.note(call), backward))
     input_kept, _ = kept_and_accumulated("input")
     return rows, input_kept
+
+
+def updated_params(rows: list[LayerCost]) -> int:
+    """Trainable parameters that receive a gradient, so have gradient memory, optimizer state and an update:
+    a dead layer's do not (autograd leaves its .grad None and optimizers skip it), unless a layer that
+    receives a gradient ties to them."""
+    tied_live = {r.node.tie for r in rows if r.backward and r.node.tie}
+    return sum(r.cost.params for r in rows if r.node.trainable and (r.backward or r.node.name in tied_live))
 
 
 def _reaches_output(graph: Graph, instances) -> set[str]:

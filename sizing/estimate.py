@@ -7,7 +7,7 @@ from importlib import resources
 
 from . import graph as graph_mod
 from .cost import Cost, total
-from .counting import LayerCost, count
+from .counting import LayerCost, count, updated_params
 from .errors import SizingError
 from .graph import Graph
 from .importers import load_spec
@@ -95,7 +95,7 @@ def estimate(spec: str | os.PathLike, batch: int | None = None, dtype: str | Non
 def estimate_graph(g: Graph) -> Estimate:
     rows, input_kept = count(g)
     t = total(r.cost for r in rows)
-    trainable = sum(r.cost.params for r in rows if r.node.trainable)
-    mem = training_memory(t.params, trainable, t.buffers, t.saved_bytes + input_kept, g.settings["dtype"],
+    updated = updated_params(rows)
+    mem = training_memory(t.params, updated, t.buffers, t.saved_bytes + input_kept, g.settings["dtype"],
                           g.settings["optimizer"])
-    return Estimate(g, tuple(rows), t, input_kept, mem, optimizer_flops(trainable, g.settings["optimizer"]))
+    return Estimate(g, tuple(rows), t, input_kept, mem, optimizer_flops(updated, g.settings["optimizer"]))

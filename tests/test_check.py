@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from sizing.check import check
 from sizing.cli import main
-from sizing.counting import count
+from sizing.counting import count, updated_params
 from sizing.errors import SizingError
 from sizing.execute.gradcheck import TOLERANCE, gradient_check
 from sizing.execute.kernels import KERNELS, OpKernel
@@ -245,8 +245,32 @@ def test_a_dead_branch_runs_forward_and_has_no_backward():
     for dead in ("side", "side_act", "probe"):
         assert by_name[dead].backward_flops == 0 and by_name[dead].saved_bytes == 0 and by_name[dead].flops > 0
     assert by_name["r"].backward_flops == 3 * 6 + 3 * 6            # relu's select, one sum of two gradients
-    for row, got in zip(rows, executed(Model(graph, np.float64))):
+    model = Model(graph, np.float64)
+    for row, got in zip(rows, executed(model)):
         assert got == (row.cost.macs, row.cost.flops, row.cost.backward_flops), row.node.name
+    assert updated_params(rows) == received_gradients(model) < sum(r.cost.params for r in rows)
+
+
+def received_gradients(model: Model) -> int:
+    """Elements of the weights a training step gave a gradient (the executor's own record)."""
+    model.loss_and_gradients(timed=False)
+    return sum(w.size for _, w, grad in model.weights() if not grad.fresh)
+
+
+def test_a_dead_layer_s_tied_weight_still_gets_the_live_layer_s_gradient():
+    text = """
+input: {shape: [5], dtype: int64}
+defaults: {batch: 2}
+layers:
+  - {op: embedding, name: emb, num_embeddings: 11, embedding_dim: 8}
+  - {op: embedding, name: emb2, inputs: input, num_embeddings: 7, embedding_dim: 8}
+  - {op: linear, name: unused, out_features: 3}
+  - {op: linear, name: head, inputs: emb2, out_features: 11, bias: false, tie: emb}
+"""
+    graph = graph_of(text)
+    rows, _ = count(graph)
+    assert [r.backward for r in rows] == [False, True, False, True]
+    assert updated_params(rows) == received_gradients(Model(graph, np.float64)) == 11 * 8 + 7 * 8
 
 
 def test_a_folded_repeat_runs_every_copy():
