@@ -203,8 +203,10 @@ def check_table(d: dict) -> str:
                                                                           "  (does NOT fall)"),
         f"speed         {duration(d['step_seconds'])} per step, {d['achieved_gflops']:.2f} GFLOPS achieved "
         f"(first step {duration(d['first_step_seconds'])})",
-        "predicted     " + (duration(d["predicted_step_seconds"]) if d["predicted_step_seconds"] is not None
-                            else "no `sizing bench` profile of this machine"),
+        "predicted     " + (f"{duration(d['predicted_step_seconds'])} per step by the performance model on this "
+                            f"machine's `sizing bench` profile (measured / predicted "
+                            f"{d['step_seconds'] / d['predicted_step_seconds']:.2f})"
+                            if d["predicted_step_seconds"] else "no `sizing bench` profile of this machine"),
     ]
     lines += [f"warning: {x}" for x in d["warnings"]]
     lines += [f"difference: {x}" for x in d["differences"]]

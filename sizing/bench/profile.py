@@ -37,7 +37,7 @@ def _sig(x: float, digits: int = 4) -> float:
 def to_device(result: BenchResult, device_id: str = LOCAL_ID) -> Device:
     """The measured machine as a CPU record of sustained figures, the ones a step-time prediction divides by:
     ``peak_tflops`` = numpy's GEMM (the best median over the square sizes), ``memory_bw_gbs`` = the STREAM
-    triad (best repeat), ``memory_gb`` = /proc/meminfo's MemTotal. The notes keep the FMA peak and the
+    triad (median repeat), ``memory_gb`` = /proc/meminfo's MemTotal. The notes keep the FMA peak and the
     theoretical peak, so the record says how far real layers sit below the machine's limit."""
     m, r = result.machine, result
     how = f"`sizing bench` on {r.date}, {r.config.threads} threads, {r.config.samples} repeats"
@@ -50,7 +50,7 @@ def to_device(result: BenchResult, device_id: str = LOCAL_ID) -> Device:
     sources = {"record": f"measured by {how}",
                "peak_tflops": f"numpy matmul ({blas}), best median over square sizes "
                               + ", ".join(str(s.n) for s in r.config.gemm if s.square),
-               "memory_bw_gbs": f"STREAM triad over {r.config.stream_elements * 8 // 2 ** 20} MiB arrays, best"}
+               "memory_bw_gbs": f"STREAM triad over {r.config.stream_elements * 8 // 2 ** 20} MiB arrays, median"}
     if m.memory_bytes:
         sources["memory_gb"] = "/proc/meminfo MemTotal"
     return Device(id=device_id, vendor=vendor_name(m.cpu), model=profile_model(m, r.cores_used), kind="cpu",
