@@ -255,8 +255,8 @@ def check(spec, batch, seq_len, steps, lr, loss, full, shrink, seed, fmt):
     """Run real training steps of SPEC in Numba kernels and check them against the analytic counts.
 
     Per layer: executed MACs, FLOPs and backward FLOPs against `sizing estimate`'s; gradients against finite
-    differences (float64, batch 2); the loss over the steps; time per layer and step. Exit code 1 when a count
-    of a product (linear, conv, matmul, attention) or the gradient check fails.
+    differences (float64, batch 2); the loss over the steps; time per layer and step. Exit code 1 when any
+    executed count differs from the analytic one or the gradient check fails.
     """
     _run_check(spec, fmt, batch=batch, seq_len=seq_len, steps=steps, lr=lr, loss=loss, full=full, shrink=shrink,
                seed=seed)
@@ -273,7 +273,10 @@ def check(spec, batch, seq_len, steps, lr, loss, full, shrink, seed, fmt):
 @_clean_errors
 def bench(quick, threads, fmt, save_to, no_save):
     """This machine's measured FLOPS (FMA peak, GEMM) and memory bandwidth (STREAM) against its theoretical
-    peak; saved as the device 'local'."""
+    peak; saved as the device 'local'.
+
+    Every figure is min / median / best over its repeats (three rounds of the whole sequence, pooled); peaks
+    report the best, GEMM and STREAM the median."""
     from .bench import command
 
     command(quick, threads, fmt, save_to, no_save, click.echo)
