@@ -23,6 +23,10 @@ from ..ops import REGISTRY, ShapeError
 
 PLANNING_FLOPS_PER_S = 40e9     # a conservative share of the kernels' fp32 speed on 2 cores (they reach
                                 # 100+ GFLOPS on the zoo's big models), used only to plan the size
+# The kernels' float64 forward pass, as a roofline that never under-plans the zoo's gradient instances: it plans
+# 1.06x (mobilenet_v2, depthwise) to 2.2x (alexnet) the measured pass on 2 cores; FLOPs alone planned
+# mobilenet_v2 at 0.4x, and its check ran 72 s instead of the budget's half minute.
+DIFFERENCE_FLOPS_PER_S, DIFFERENCE_BYTES_PER_S = 40e9, 4e9
 TIME_BUDGET_S = 60.0
 MEMORY_SHARE = 0.5
 EXECUTOR_OVERHEAD = 3           # the kernels keep more than the analytic activations (im2col columns, copies)
@@ -137,10 +141,14 @@ def gradient_instance(load: Callable[..., Graph], batch: int | None, seq_len: in
 
 
 def _difference_seconds(graph: Graph) -> float:
-    rows, _ = count(graph)
+    """Planned seconds of the finite differences: two float64 forward passes per weight tensor (and three more),
+    each layer's pass timed by a roofline of the kernels' float64 speed, max(FLOPs / DIFFERENCE_FLOPS_PER_S,
+    bytes / DIFFERENCE_BYTES_PER_S); the byte term is what keeps depthwise convolutions from looking free."""
+    rows, _ = count(graph, "fp64")
     tensors = sum(len(weight_shapes(r.node)) * r.node.repeat for r in rows if r.node.trainable)
-    forward = sum(r.cost.flops for r in rows)
-    return forward * (2 * tensors + 3) / (PLANNING_FLOPS_PER_S / 2)       # float64: half the float32 speed
+    forward = sum(max(r.cost.flops / DIFFERENCE_FLOPS_PER_S,
+                      (r.cost.bytes_read + r.cost.bytes_written) / DIFFERENCE_BYTES_PER_S) for r in rows)
+    return forward * (2 * tensors + 3)
 
 
 def shrink(graph: Graph, factor: int) -> Graph:
