@@ -41,6 +41,9 @@ def to_dict(r: BenchResult) -> dict:
         "gemm_shapes": {s.name: {"m": s.m, "k": s.k, "n": s.n, "flops": s.flops} for s in r.config.gemm},
         "blas": r.blas,
         "stream_array_bytes": r.config.stream_elements * 8,
+        "sampling": {"rounds": r.config.rounds, "repeats_per_round": r.config.repeats, "sample_s": r.config.sample_s,
+                     "statistic": {"peak_measured_gflops": "best", "gemm_gflops": "best median over the square sizes",
+                                   "stream_gbs": "median"}},
         "date": r.date,
         "runs": {name: [_r(v, 3) for v in s.values] for name, s in r.runs.items()},
     }
