@@ -4,8 +4,8 @@
    (target: warm under 5 s).
 2. Two default `sizing bench` runs in fresh processes: each series' median in both and their difference, the
    same for the reported (JSON) figures, and for the compute figures per clock cycle (a hypervisor moves the
-   clock between runs) (target: under 5% on an idle machine); the Numba FMA peaks against the theoretical peak (target: >= 90%)
-   and against numpy's GEMM in the same run (target: >= 1).
+   clock between runs) (target: under 5% on an idle machine); the Numba FMA peaks against the theoretical
+   peak (target: >= 90%) and against numpy's GEMM in the same run (target: >= 1).
 3. STREAM triad against an independent reference: a C triad (a[i] = b[i] + s*c[i], OpenMP, gcc -O3
    -march=native) over the same array length and thread count, and a plain numpy `a[:] = b + s*c` (a floor:
    one thread and a temporary). Rounds alternate the C reference and sizing's triad so that a slow spell of

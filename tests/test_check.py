@@ -238,7 +238,8 @@ layers:
 
 def test_a_dead_branch_runs_forward_and_has_no_backward():
     """Layers no path takes to the output ('side', 'side_act', each copy's 'probe') get no gradient; 'r', read by
-    'side' and by the block's first copy twice (fc, res), gets one gradient sum, not two. Executed counts equal the analytic ones, dead layers included."""
+    'side' and by the block's first copy twice (fc, res), gets one gradient sum, not two. Executed counts equal
+    the analytic ones, dead layers included."""
     graph = graph_of(DEAD_BRANCHES)
     rows, _ = count(graph)
     by_name = {row.node.name.split(".")[-1]: row.cost for row in rows}
