@@ -6,6 +6,8 @@
    (target >= 0.5). Ours runs under this environment's BLAS settings and, when the CPU has AVX-512 and the
    environment pins OpenBLAS to other kernels (OPENBLAS_CORETYPE), once more with OPENBLAS_CORETYPE=SkylakeX,
    the setting sizing.execute makes where nothing is pinned.
+   With a `sizing bench` profile of this machine, the performance model's step time beside both (how far the
+   roofline of the local device sits from a real training step).
 2. The JIT cache: `sizing check SPEC --steps 1` twice in fresh processes sharing an empty NUMBA_CACHE_DIR;
    the first compiles every kernel it uses, the second must only load them.
 
@@ -216,6 +218,7 @@ def main() -> None:
         return torch_worker(a.torch_worker, a.batch, a.steps, a.loss)
     if a.ours_worker:
         return ours_worker(a.ours_worker, a.batch, a.steps)
+    from sizing.check import predicted_step_seconds
     from sizing.estimate import load_graph, resolve
     from sizing.execute import AVX512, cpu_flags
     from sizing.execute.loss import choose_loss
@@ -248,6 +251,10 @@ def main() -> None:
             print(f"  {name:38} {best[name] * 1e3:9.2f} ms/step{ratio}")
         if "torch" in best:
             print(f"  {'torch':38} {best['torch'] * 1e3:9.2f} ms/step")
+        predicted = predicted_step_seconds(load_graph(spec, batch=a.batch))
+        if predicted:
+            print(f"  {'performance model (local profile)':38} {predicted * 1e3:9.2f} ms/step   measured / predicted: "
+                  + ", ".join(f"{name.split(' ')[0]} {t / predicted:.2f}" for name, t in best.items()))
     if not a.no_cache_run:
         cache_run(a.cache_model)
 

@@ -152,10 +152,10 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
     return CheckResult(graph.name, graph.source, s["batch"], s["seq_len"], steps, lr, model.loss_kind,
                        instance.describe(), layers, tuple(losses), sum(times[-timed:]) / timed, times[0], grad,
                        {"batch": small.graph.settings["batch"], "seq_len": small.graph.settings["seq_len"],
-                        "reduced": small.describe()}, _predicted(graph), graph.warnings)
+                        "reduced": small.describe()}, predicted_step_seconds(graph), graph.warnings)
 
 
-def _predicted(graph) -> float | None:
+def predicted_step_seconds(graph) -> float | None:
     """The performance model's step time for this graph in fp32 with SGD on this machine's bench profile
     (the device 'local'); None when there is no profile or it cannot predict."""
     from .devices import local_profile_path
