@@ -258,6 +258,109 @@ def channel_sums(g, out, cnt):
     cnt[BACK] += g.size
 
 
+# ---------------------------------------------------------------- depthwise convolution (groups = C_in)
+
+@njit(cache=True)
+def _padded_plane(src, dst, geo):
+    """dst = the plane src (H, W) with its padding, as far as the kernel's taps reach: dst[yy, xx] =
+    src[yy - pt, xx - pl] inside, the padding mode's source outside (0 for zeros). A copy: no arithmetic."""
+    h, w = src.shape
+    pt, pl, mode = geo[4], geo[5], geo[10]
+    for yy in range(dst.shape[0]):
+        iy = _source(yy - pt, h, mode)
+        for xx in range(dst.shape[1]):
+            ix = _source(xx - pl, w, mode)
+            dst[yy, xx] = src[iy, ix] if iy >= 0 and ix >= 0 else 0
+
+
+@njit(cache=True)
+def _reach(geo):
+    """(rows, columns) of the padded plane the taps reach."""
+    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
+    return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+
+
+@njit(cache=True, parallel=True)
+def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
+    """y[b, o] = sum over taps (i, j) of w[o, i, j] * padded x[b, o // m] at (oy*sh + i*dh, ox*sw + j*dw),
+    m = C_out / C_in output channels per input channel: a direct loop, every tap a MAC (padding taps multiply
+    the padded zeros, as im2col's columns do), planes spread over the threads; + bias (1 FLOP per element)."""
+    nb, nc = x.shape[0], x.shape[1]
+    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
+    mult = w2.shape[0] // nc
+    hp, wp = _reach(geo)
+    for bc in prange(nb * nc):
+        b, c = bc // nc, bc % nc
+        pad = np.empty((hp, wp), x.dtype)
+        _padded_plane(x[b, c], pad, geo)
+        for o in range(c * mult, (c + 1) * mult):
+            out = y[b, o]
+            out[:] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    wv = w2[o, i * kw + j]
+                    for oy in range(oh):
+                        row = pad[oy * sh + i * dh]
+                        for ox in range(ow):
+                            out[oy * ow + ox] += wv * row[ox * sw + j * dw]
+            if has_bias:
+                out += bias[o]
+    count_product(cnt, nb * w2.shape[0] * oh * ow * kh * kw, False)
+    if has_bias:
+        cnt[FLOPS] += y.size
+
+
+@njit(cache=True, parallel=True)
+def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
+    """The two products of ``depthwise_forward`` backward, input channels spread over the threads: dW[o, tap]
+    = sum over (b, oy, ox) of g * padded x (one reduction over the batch), and d(padded x) = sum of w * g over
+    the taps that read it, folded back onto dx (the padding's sources for a non-zero mode: those adds complete
+    the product's reduction, as col2im's). g3: the output gradient (B, C_out, OH*OW)."""
+    nb, nc, h, wd = x.shape
+    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
+    pt, pl, mode = geo[4], geo[5], geo[10]
+    mult = w2.shape[0] // nc
+    hp, wp = _reach(geo)
+    for c in prange(nc):
+        pad = np.empty((hp, wp), x.dtype)
+        dpad = np.empty((hp, wp), x.dtype)
+        if want_w:
+            dw2[c * mult:(c + 1) * mult] = 0
+        for b in range(nb):
+            if want_w:
+                _padded_plane(x[b, c], pad, geo)
+            if need_x:
+                dpad[:] = 0
+            for o in range(c * mult, (c + 1) * mult):
+                g = g3[b, o]
+                for i in range(kh):
+                    for j in range(kw):
+                        t = i * kw + j
+                        if want_w:
+                            acc = dw2[o, t]
+                            for oy in range(oh):
+                                row = pad[oy * sh + i * dh]
+                                for ox in range(ow):
+                                    acc += g[oy * ow + ox] * row[ox * sw + j * dw]
+                            dw2[o, t] = acc
+                        if need_x:
+                            wv = w2[o, t]
+                            for oy in range(oh):
+                                row = dpad[oy * sh + i * dh]
+                                for ox in range(ow):
+                                    row[ox * sw + j * dw] += wv * g[oy * ow + ox]
+            if need_x:
+                dx[b, c] = 0
+                for yy in range(hp):
+                    iy = _source(yy - pt, h, mode)
+                    for xx in range(wp):
+                        ix = _source(xx - pl, wd, mode)
+                        if iy >= 0 and ix >= 0:
+                            dx[b, c, iy, ix] += dpad[yy, xx]
+    macs = nb * w2.shape[0] * oh * ow * kh * kw
+    count_product(cnt, macs * (int(want_w) + int(need_x)), True)
+
+
 # ---------------------------------------------------------------- conv1d, conv2d
 
 def _pads(padding, kernel, dilation, nd):
@@ -286,6 +389,12 @@ def _conv_geometry(node):
     return (x[0], x[1], *lift(spatial)), geo, outs
 
 
+def _depthwise(node) -> bool:
+    """A depthwise convolution: groups = C_in > 1 (each output channel reads one input channel)."""
+    groups = node.kwargs["groups"]
+    return groups > 1 and groups == node.in_types[0].shape[1]
+
+
 def _conv_forward(node, xs, p, cnt, seed):
     shape4, geo, outs = _conv_geometry(node)
     x4 = xs[0].reshape(shape4)
@@ -294,7 +403,9 @@ def _conv_forward(node, xs, p, cnt, seed):
     y = np.empty((nb, w2.shape[0], n_out), x4.dtype)
     bias = p.get("bias", w2[0])
     parts = min(PARTS, nb) if n_out >= BY_SAMPLE else 1
-    if parts > 1:                                   # samples over the threads
+    if _depthwise(node):                            # one input channel per group: a direct loop
+        depthwise_forward(x4, w2, bias, "bias" in p, geo, y, cnt)
+    elif parts > 1:                                 # samples over the threads
         conv_by_samples(x4, w2, bias, "bias" in p, geo, node.kwargs["groups"],
                         scratch("col", (parts, ncol * n_out), x4.dtype), y, cnt)
     else:                                           # the whole batch: im2col rows and the product split
@@ -320,7 +431,9 @@ def _conv_backward(node, x4, gy, need, p, grads, cnt):
         grads["bias"].put(db, cnt)
     dw = np.empty(w2.shape, gy.dtype)
     dx = np.empty(x4.shape, gy.dtype) if need[0] else x4[:0]
-    if groups == 1:
+    if _depthwise(node):
+        depthwise_backward(x4, g3, w2, geo, need[0], grads is not None, dw, dx, cnt)
+    elif groups == 1:
         chunk = min(nb, max(1, CHUNK_COLUMNS // ns))
         rows = scratch("col", (PARTS, -(-x4.shape[1] // PARTS) * geo[0] * geo[1] * chunk * ns), gy.dtype)  # >= per
         conv_backward_by_channels(x4, gt, w2, geo, chunk, need[0], grads is not None, rows, dw, dx, cnt)
