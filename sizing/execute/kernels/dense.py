@@ -284,7 +284,8 @@ def _reach(geo):
 def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
     """y[b, o] = sum over taps (i, j) of w[o, i, j] * padded x[b, o // m] at (oy*sh + i*dh, ox*sw + j*dw),
     m = C_out / C_in output channels per input channel: a direct loop, every tap a MAC (padding taps multiply
-    the padded zeros, as im2col's columns do), planes spread over the threads; + bias (1 FLOP per element)."""
+    the padded zeros, as im2col's columns do), planes spread over the threads; + bias (1 FLOP per element).
+    Flat unsigned indices spare Numba's negative-index checks, which keep LLVM from vectorising the rows."""
     nb, nc = x.shape[0], x.shape[1]
     kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
     mult = w2.shape[0] // nc
@@ -293,6 +294,7 @@ def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
         b, c = bc // nc, bc % nc
         pad = np.empty((hp, wp), x.dtype)
         _padded_plane(x[b, c], pad, geo)
+        pf = pad.ravel()
         for o in range(c * mult, (c + 1) * mult):
             out = y[b, o]
             out[:] = 0
@@ -300,9 +302,13 @@ def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
                 for j in range(kw):
                     wv = w2[o, i * kw + j]
                     for oy in range(oh):
-                        row = pad[oy * sh + i * dh]
-                        for ox in range(ow):
-                            out[oy * ow + ox] += wv * row[ox * sw + j * dw]
+                        ob, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
+                        if sw == 1:
+                            for ox in range(ow):
+                                out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox)]
+                        else:
+                            for ox in range(ow):
+                                out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox * sw)]
             if has_bias:
                 out += bias[o]
     count_product(cnt, nb * w2.shape[0] * oh * ow * kh * kw, False)
@@ -331,24 +337,23 @@ def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
                 _padded_plane(x[b, c], pad, geo)
             if need_x:
                 dpad[:] = 0
+            pf, df = pad.ravel(), dpad.ravel()
             for o in range(c * mult, (c + 1) * mult):
                 g = g3[b, o]
                 for i in range(kh):
                     for j in range(kw):
                         t = i * kw + j
-                        if want_w:
-                            acc = dw2[o, t]
-                            for oy in range(oh):
-                                row = pad[oy * sh + i * dh]
+                        for oy in range(oh):
+                            gb, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
+                            if want_w:
+                                acc = dw2[o, t]
                                 for ox in range(ow):
-                                    acc += g[oy * ow + ox] * row[ox * sw + j * dw]
-                            dw2[o, t] = acc
-                        if need_x:
-                            wv = w2[o, t]
-                            for oy in range(oh):
-                                row = dpad[oy * sh + i * dh]
+                                    acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox * sw)]
+                                dw2[o, t] = acc
+                            if need_x:
+                                wv = w2[o, t]
                                 for ox in range(ow):
-                                    row[ox * sw + j * dw] += wv * g[oy * ow + ox]
+                                    df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
             if need_x:
                 dx[b, c] = 0
                 for yy in range(hp):
