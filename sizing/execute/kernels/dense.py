@@ -85,8 +85,8 @@ def _im2col_row(x, row, geo, r):
                 dst[:] = 0
                 continue
             src = x[b, c, iy]
-            for ox in range(lo, hi):
-                dst[ox] = src[ox * sw + off]
+            for ox in range(lo, hi):                                 # ox * sw + off >= 0 here (_inside)
+                dst[np.uint64(ox)] = src[np.uint64(ox * sw + off)]
             for ox in range(ow - (hi - lo)):                         # the padded edges: lo left, ow - hi right
                 e = ox if ox < lo else ox - lo + hi
                 ix = _source(e * sw + off, w, mode)
@@ -119,8 +119,8 @@ def _col2im_channel(col, x, geo, c, first):
                         continue
                     src = col[r, (b * oh + oy) * ow:(b * oh + oy + 1) * ow]
                     dst = x[b, c, iy]
-                    for ox in range(lo, hi):
-                        dst[ox * sw + off] += src[ox]
+                    for ox in range(lo, hi):                         # unsigned: no negative-index checks
+                        dst[np.uint64(ox * sw + off)] += src[np.uint64(ox)]
                     for ox in range(ow - (hi - lo)):                 # the padded edges: lo left, ow - hi right
                         e = ox if ox < lo else ox - lo + hi
                         ix = _source(e * sw + off, w, mode)
