@@ -107,16 +107,18 @@ class CheckResult:
 
 def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps: int = 3, lr: float = 0.01,
           loss: str | None = None, full: bool = False, shrink: int | None = None, seed: int = 0,
-          progress: Callable[[str], None] | None = None) -> CheckResult:
+          progress: Callable[[int, int, str], None] | None = None) -> CheckResult:
     """Runs ``steps`` SGD steps of SPEC (a path or a zoo name) through the kernels and checks them; see the
-    module docstring. ``progress`` receives one-line messages while it compiles and runs."""
+    module docstring. ``progress(done, total, label)`` is called as it compiles and runs: once per layer of the
+    first step (which compiles or loads the kernels), once per later step, once per weight tensor of the gradient
+    check, and at the end."""
     from .execute.gradcheck import gradient_check      # first: it sets BLAS threads before numpy loads BLAS
     from .execute.model import Model, NoKernel
     from .execute.reduce import gradient_instance, plan
 
     import numpy as np
 
-    say = progress or (lambda message: None)
+    say = progress or (lambda done, total, label: None)
 
     def load(**size):
         return load_graph(spec, **size)
@@ -131,9 +133,12 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
         raise SizingError(f"cannot check: {e}", graph.source) from None
     losses, times = [], []
     timed = max(1, steps - 1)                  # the first step compiles or loads the kernels: untimed
-    model.on_layer = lambda i, node: say(f"step 1/{steps}: layer {i + 1}/{len(graph.nodes)} {node.name} ({node.op})")
+    n_layers, tensors = len(graph.nodes), sum(1 for _ in checker.weights())
+    total = n_layers + steps - 1 + tensors
+    model.on_layer = lambda i, node: say(i, total, f"step 1/{steps}: layer {i + 1}/{n_layers} {node.name} ({node.op})")
     for s in range(steps):
-        say(f"step {s + 1}/{steps}")
+        if s:
+            say(n_layers + s - 1, total, f"step {s + 1}/{steps}")
         for layer in model.layers:
             if s == steps - 1:
                 layer.cnt[:] = 0               # counts: the last step's work
@@ -147,7 +152,9 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
     layers = tuple(LayerCheck(r.node.name, r.node.op, r.node.repeat, (r.cost.macs, r.cost.flops, r.cost.backward_flops),
                               tuple(int(v) for v in layer.cnt), layer.seconds / timed)
                    for r, layer in zip(rows, model.layers))
-    grad = gradient_check(checker, seed, say)
+    grad = gradient_check(checker, seed, lambda j, n, label: say(n_layers + steps - 1 + j, total,
+                                                                  f"gradient check {j + 1}/{n}: {label}"))
+    say(total, total, "done")
     s = graph.settings
     return CheckResult(graph.name, graph.source, s["batch"], s["seq_len"], steps, lr, model.loss_kind,
                        instance.describe(), layers, tuple(losses), sum(times[-timed:]) / timed, times[0], grad,

@@ -211,10 +211,11 @@ def _run_check(spec, fmt, estimate_dict=None, **options):
     """Runs ``sizing.check``, prints it (after the estimate when given), exits 1 when the check fails."""
     from .check import check_table
     from .check import check as run
+    from .progress import progress_bar, progress_lines
     from .execute.model import CheckFailure
 
     try:
-        result = run(spec, progress=_progress, **options)
+        result = run(spec, progress=progress_bar(sys.stderr) or progress_lines(sys.stderr), **options)
     except CheckFailure as e:
         click.echo(f"check failed: {e}", err=True)
         sys.exit(1)

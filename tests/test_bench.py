@@ -355,7 +355,7 @@ def test_cli_user_errors(args, fragment, tmp_path, monkeypatch):
 def test_progress_bar_draws_on_a_terminal_only():
     import io
 
-    from sizing.bench.report import progress_bar
+    from sizing.progress import progress_bar
 
     class Terminal(io.StringIO):
         def isatty(self):

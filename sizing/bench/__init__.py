@@ -3,7 +3,7 @@
 - ``cpu``: identity, SIMD level, the microarchitecture table with sources, theoretical-peak arithmetic.
 - ``kernels``: the Numba kernels (FMA chains, clock chain, STREAM).
 - ``measure``: the run (``run_bench``) and its raw repeats (``BenchResult``).
-- ``report``: JSON, table, progress bar.
+- ``report``: JSON, table.
 - ``profile``: the result as a hwdb device record; the cached profile of this machine ('local').
 
 Importing this package imports neither numpy nor numba; ``run_bench`` does.
@@ -23,7 +23,8 @@ def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_
     from ..devices import local_profile_path, read_records
     from .measure import BenchConfig, run_bench, this_machine
     from .profile import check_profile, device_id_for, to_device, write_device
-    from .report import progress_bar, table, to_dict
+    from ..progress import progress_bar
+    from .report import table, to_dict
 
     if save_to == "" and no_save:
         raise SizingError("--save without a FILE keeps the profile that --no-save skips; give --save a FILE or "

@@ -1,4 +1,4 @@
-"""``sizing bench``'s output: the JSON document, the table, the progress bar (pure, except the bar's writes)."""
+"""``sizing bench``'s output: the JSON document and the table (pure)."""
 from __future__ import annotations
 
 from .cpu import vendor_name
@@ -96,20 +96,3 @@ def table(r: BenchResult) -> str:
     ridge = "; ".join(f"{p} {r.peak_measured(p):,.1f} GFLOP/s / {r.stream_gbs('triad'):,.1f} GB/s = "
                       f"{r.ridge(p):.1f} FLOP/byte" for p in PRECISIONS)
     return "\n".join(head + ["", body, "", f"ridge point (measured peak / median triad): {ridge}"])
-
-
-def progress_bar(stream):
-    """A ``progress(done, total, label)`` that redraws one line on ``stream`` (a terminal), erased at the end;
-    None when ``stream`` is not a terminal."""
-    if not stream.isatty():
-        return None
-    width = 30
-
-    def show(done: int, total: int, label: str) -> None:
-        filled = width * done // total
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}"[:100].ljust(100))
-        if done == total:
-            stream.write("\r" + " " * 100 + "\r")
-        stream.flush()
-
-    return show

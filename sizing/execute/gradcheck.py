@@ -67,7 +67,7 @@ def gradient_check(model: Model, seed: int = 0, progress=None) -> GradientCheck:
     out = []
     for j, (label, w, v, backprop) in enumerate(found):
         if progress:
-            progress(f"gradient check {j + 1}/{len(found)}: {label}")
+            progress(j, len(found), label)
         best = None
         for eps in STEPS:
             t = TensorCheck(label, backprop, _difference(model, w, v, eps), floor)
