@@ -174,8 +174,24 @@ layers:
   - {op: linear, name: head, out_features: 3}
 """   # 65 x 65 maps: the convolutions take samples one by one, and backward accumulates dW over two chunks
 
+DEPTHWISE = """
+name: depthwise_edges
+input: [4, 15]
+defaults: {batch: 3}
+layers:
+  - {op: conv1d, name: a, out_channels: 4, kernel_size: 3, padding: 2, dilation: 2, groups: 4, padding_mode: reflect}
+  - {op: conv1d, name: b, out_channels: 8, kernel_size: 3, stride: 2, padding: 1, groups: 4, bias: false,
+     padding_mode: replicate}
+  - {op: tanh, name: t}
+  - {op: reshape, name: r, shape: [8, 2, 4]}
+  - {op: conv2d, name: c, out_channels: 16, kernel_size: 2, stride: 2, padding: 1, groups: 8, padding_mode: circular}
+  - {op: conv2d, name: d, out_channels: 16, kernel_size: 3, padding: 1, groups: 16}
+  - {op: flatten, name: f}
+  - {op: linear, name: out, out_features: 3}
+"""   # the direct depthwise loops: 1-D and 2-D, dilation, stride 2, channel multiplier 2, every padding mode
+
 SPECS = {"image": IMAGE, "sequence": SEQUENCE, "conv1d": CONV1D, "transformer": TRANSFORMER, "pointwise": POINTWISE,
-         "large_image": LARGE_IMAGE}
+         "large_image": LARGE_IMAGE, "depthwise": DEPTHWISE}
 NO_KERNEL = {"unmapped"}          # an imported node with a shape and no semantics: refused by name
 
 
@@ -354,11 +370,16 @@ def conv_ref(x, w, b, stride, pad, dilation, groups, mode="constant"):
     ("padding: 1, padding_mode: replicate", "edge", 7),
     ("padding: 1, padding_mode: circular, stride: [1, 2]", "wrap", 7),
     ("padding: 1", "constant", 33),                      # 33 x 33 outputs: samples one by one
+    # depthwise (groups = in_channels): the direct loops; channel multiplier 2; every padding mode
+    ("groups: 4, stride: 2, padding: 1", "constant", 7),
+    ("groups: 4, out_channels: 8, padding: 2, dilation: 2, padding_mode: reflect", "reflect", 8),
+    ("groups: 4, padding: 1, stride: [2, 1], padding_mode: circular, bias: false", "wrap", 7),
+    ("groups: 4, padding: 1, padding_mode: replicate", "edge", 6),
 ])
 def test_conv2d_forward(args, mode, size):
-    x, p, y = run_one(f"{{op: conv2d, out_channels: 4, kernel_size: 3, {args}}}", [4, size, size - 1])
-    a = graph_of(f"input: [4, {size}, {size - 1}]\nlayers: [{{op: conv2d, out_channels: 4, kernel_size: 3, {args}}}]"
-                 ).nodes[0].kwargs
+    layer = f"{{op: conv2d, kernel_size: 3, {args if 'out_channels' in args else args + ', out_channels: 4'}}}"
+    x, p, y = run_one(layer, [4, size, size - 1])
+    a = graph_of(f"input: [4, {size}, {size - 1}]\nlayers: [{layer}]").nodes[0].kwargs
     ref = conv_ref(x, p["weight"], p.get("bias"), a["stride"], a["padding"], a["dilation"], a["groups"], mode)
     assert np.allclose(y, ref)
 
