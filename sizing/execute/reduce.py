@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..counting import count, weight_shapes
+from ..counting import count, updated_params, weight_shapes
 from ..cost import total
 from ..errors import SizingError
 from ..graph import Graph, TensorType
@@ -79,8 +79,8 @@ def free_memory_bytes() -> int:
 def _too_big(graph: Graph, steps: int) -> bool:
     rows, input_kept = count(graph, "fp32")
     t = total(r.cost for r in rows)
-    trainable = sum(r.cost.params for r in rows if r.node.trainable)
-    memory = training_memory(t.params, trainable, t.buffers, t.saved_bytes + input_kept, "fp32", "sgd").total
+    memory = training_memory(t.params, updated_params(rows), t.buffers, t.saved_bytes + input_kept, "fp32",
+                             "sgd").total
     seconds = (t.flops + t.backward_flops) * (steps + 1) / PLANNING_FLOPS_PER_S
     return EXECUTOR_OVERHEAD * memory > MEMORY_SHARE * free_memory_bytes() or seconds > TIME_BUDGET_S
 
