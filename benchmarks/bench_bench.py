@@ -147,7 +147,7 @@ def numpy_floor(elements: int, reps: int) -> list[float]:
 
 
 def triad_vs_reference(rounds: int) -> None:
-    from sizing.bench.measure import BenchConfig, measure, numba_threads, stream_jobs, this_machine
+    from sizing.hardware.bench.measure import BenchConfig, measure, numba_threads, stream_jobs, this_machine
 
     machine = this_machine()
     config = BenchConfig.for_machine(machine)
@@ -176,7 +176,7 @@ def triad_vs_reference(rounds: int) -> None:
 
 
 def bandwidth_trace(seconds: float, window_s: float = 2.0) -> None:
-    from sizing.bench.measure import BenchConfig, calibrate, numba_threads, stream_jobs, this_machine
+    from sizing.hardware.bench.measure import BenchConfig, calibrate, numba_threads, stream_jobs, this_machine
 
     machine = this_machine()
     config = BenchConfig.for_machine(machine)

@@ -1,4 +1,4 @@
-"""The performance model against published measurements (sizing/calibration.yaml).
+"""The performance model against published measurements (sizing/predict/calibration.yaml).
 
 Prints, for every published training run, the published figure, both sides as model FLOPs utilisation and the
 relative error of the prediction (predicted / published - 1: the error of the throughput, inversely of the time);
@@ -15,12 +15,14 @@ import statistics
 import sys
 import time
 
-from sizing.calibration import compare, fit_efficiency, run_setup, shipped, transformer_spec
-from sizing.devices import load_hwdb
-from sizing.estimate import estimate_graph
-from sizing.graph import build
-from sizing.perf import Setup, predict
-from sizing.workload import Workload
+from sizing.predict.published import compare, fit_efficiency, run_setup, transformer_spec
+from sizing.predict.calibration import shipped
+from sizing.hardware.devices import load_hwdb
+from sizing.model.estimate import estimate_graph
+from sizing.model.graph import build
+from sizing.predict.setup import Setup
+from sizing.predict.training import predict
+from sizing.predict.workload import Workload
 
 TARGET = 0.20
 
@@ -82,7 +84,7 @@ def main() -> int:
     fitted = fit_efficiency(cal, db)
     print(f"framework efficiency: stored {cal.framework_efficiency:.3f}, re-fitted on the calibrate runs "
           f"{fitted:.3f}" + ("" if abs(fitted - cal.framework_efficiency) < 5e-4 else
-                             "   <- update fitted.framework_efficiency in sizing/calibration.yaml"))
+                             "   <- update fitted.framework_efficiency in sizing/predict/calibration.yaml"))
     median_validate = statistics.median(map(abs, errors["validate"]))
     print(f"target: validate median absolute error <= {TARGET:.0%}: "
           f"{'met' if median_validate <= TARGET else 'NOT met'} ({median_validate / TARGET:.2f} of the target)")

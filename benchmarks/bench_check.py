@@ -39,7 +39,7 @@ def ours_worker(spec: str, batch: int, steps: int) -> None:
 
     import numpy as np
 
-    from sizing.estimate import load_graph
+    from sizing.model.estimate import load_graph
     from sizing.execute.model import Model
 
     model = Model(load_graph(spec, batch=batch), np.float32)
@@ -147,7 +147,7 @@ def torch_worker(spec: str, batch: int, steps: int, kind: str) -> None:
     import torch
     import torch.nn.functional as F
 
-    from sizing.estimate import load_graph
+    from sizing.model.estimate import load_graph
 
     torch.manual_seed(0)
     graph = load_graph(spec, batch=batch)
@@ -218,8 +218,8 @@ def main() -> None:
         return torch_worker(a.torch_worker, a.batch, a.steps, a.loss)
     if a.ours_worker:
         return ours_worker(a.ours_worker, a.batch, a.steps)
-    from sizing.check import predicted_step_seconds
-    from sizing.estimate import load_graph, resolve
+    from sizing.execute.check import predicted_step_seconds
+    from sizing.model.estimate import load_graph, resolve
     from sizing.execute import AVX512, cpu_flags
     from sizing.execute.loss import choose_loss
 

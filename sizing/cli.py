@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .errors import SizingError
+from .common.errors import SizingError
 
 
 def _clean_errors(fn):
@@ -65,7 +65,7 @@ hwdb_option = click.option(
               help="ZeRO stage: shard optimizer state (1), gradients (2), weights (3) over data-parallel replicas.")
 @click.option("--recompute", is_flag=True, help="Full activation recomputation (checkpoint each repeated block).")
 @click.option("--pue", type=float,
-              help="Facility power / IT power, for energy (default: the industry average in sizing/calibration.yaml).")
+              help="Facility power / IT power, for energy (default: the industry average in sizing/predict/calibration.yaml).")
 @click.option("--network-gbs", type=float,
               help="Inter-node bandwidth per device, GB/s each way (default: one 400 Gb/s NIC per device).")
 @hwdb_option
@@ -84,9 +84,9 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, token
     (llama, mistral, qwen2, mixtral, gpt2, gpt_neox, bert) or an ONNX file (needs `pip install 'sizing[onnx]'`).
     A causal language model also gets prefill and decode FLOPs, KV cache and inference memory.
     """
-    from .estimate import estimate_graph, load_graph
-    from .lm import for_spec
-    from .report import WRITERS
+    from .model.estimate import estimate_graph, load_graph
+    from .model.lm import for_spec
+    from .model.report import WRITERS
 
     sizes = {"batch": batch, "dtype": dtype, "optimizer": optimizer, "seq_len": seq_len}
     est = estimate_graph(load_graph(spec, allow_unmapped, **sizes))
@@ -109,16 +109,17 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, token
         return
     if then_check:
         raise SizingError("--check runs without --device (run `sizing check` separately)")
-    from .perf import plan
-    from .perf_report import prediction_table
-    from .workload import parse_count
+    from .predict.plan import plan
+    from .predict.report import prediction_table
+    from .predict.workload import parse_count
 
     prediction = plan(est, device, hwdb_files, devices=devices, samples=parse_count("--samples", samples),
                       tokens=parse_count("--tokens", tokens), epochs=epochs, precision=precision, zero=zero,
                       recompute=recompute, network_gbs=network_gbs, pue=pue)
     pred = prediction.to_dict()
     if lm is not None:
-        from .perf import lm_serving, resolve_device
+        from .hardware.lookup import resolve_device
+        from .predict.inference import lm_serving
         d["language_model"]["serving"] = lm_serving(lm, resolve_device(device, hwdb_files)[0],
                                                     prediction.precision, prediction.factors)
     if fmt == "json":
@@ -131,19 +132,19 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, token
 
 def _estimate_text(d: dict, fmt: str) -> str:
     """The estimate in a table, JSON or CSV writer; in a table, a language model's figures follow."""
-    from .report import WRITERS
+    from .model.report import WRITERS
 
     text = WRITERS[fmt](d).rstrip("\n")
     if fmt == "table" and "language_model" in d:
-        from .lm import figures_table
+        from .model.report import figures_table
         text += "\n\n" + figures_table(d["language_model"])
     return text
 
 
 def _emit_yaml(spec: str, target: str, allow_unmapped: bool, sizes: dict) -> bool:
     """Writes SPEC as a YAML spec to TARGET ('-': stdout); True when it went to stdout (nothing else to print)."""
-    from .estimate import resolve
-    from .importers import emit_yaml, load_spec
+    from .model.estimate import resolve
+    from .model.importers import emit_yaml, load_spec
 
     path = resolve(spec)
     text = emit_yaml(load_spec(path, allow_unmapped), path, **sizes)
@@ -174,7 +175,8 @@ def hw():
 @_clean_errors
 def hw_list(kind, sort, fmt, hwdb_files):
     """Every device of the database (shipped, this machine's bench profile, your overrides)."""
-    from .devices import devices_csv, devices_json, devices_table, load_hwdb, sort_devices
+    from .hardware.devices import load_hwdb, sort_devices
+    from .hardware.report import devices_csv, devices_json, devices_table
 
     devices = [d for d in load_hwdb(hwdb_files).values() if kind is None or d.kind == kind]
     if sort:
@@ -193,7 +195,8 @@ def hw_show(name, fmt, hwdb_files):
     a name several devices match lists them."""
     import json
 
-    from .devices import device_text, find_device, load_hwdb
+    from .hardware.devices import find_device, load_hwdb
+    from .hardware.report import device_text
 
     d = find_device(load_hwdb(hwdb_files), name)
     click.echo(json.dumps(d.to_record(), indent=2) if fmt == "json" else device_text(d))
@@ -209,9 +212,9 @@ def _progress(message: str):
 
 def _run_check(spec, fmt, estimate_dict=None, **options):
     """Runs ``sizing.check``, prints it (after the estimate when given), exits 1 when the check fails."""
-    from .check import check_table
-    from .check import check as run
-    from .progress import progress_bar, progress_lines
+    from .execute.report import check_table
+    from .execute.check import check as run
+    from .common.progress import progress_bar, progress_lines
     from .execute.model import CheckFailure
 
     try:
@@ -228,7 +231,7 @@ def _run_check(spec, fmt, estimate_dict=None, **options):
         click.echo(json.dumps(d if estimate_dict is None else {**estimate_dict, "check": d}, indent=2))
     else:
         if estimate_dict is not None:
-            from .report import WRITERS
+            from .model.report import WRITERS
             click.echo(WRITERS[fmt](estimate_dict).rstrip("\n") + "\n")
         click.echo(check_table(d))
     if not result.ok:
@@ -278,7 +281,7 @@ def bench(quick, threads, fmt, save_to, no_save):
 
     Every figure is min / median / best over its repeats (three rounds of the whole sequence, pooled); peaks
     report the best, GEMM and STREAM the median."""
-    from .bench import command
+    from .hardware.bench import command
 
     command(quick, threads, fmt, save_to, no_save, click.echo)
 
@@ -304,7 +307,7 @@ def bench(quick, threads, fmt, save_to, no_save):
 @click.option("--candidates", metavar="NAMES", help="Devices to consider, comma-separated (default: all).")
 @click.option("--prices", metavar="FILE", help="A vendor's prices: hwdb records of price, node_price, cloud.")
 @click.option("--horizon", metavar="TIME", help="Cost-of-ownership horizon (default 3y).")
-@click.option("--pue", metavar="X", help="Facility power / IT power (default: sizing/calibration.yaml's).")
+@click.option("--pue", metavar="X", help="Facility power / IT power (default: sizing/predict/calibration.yaml's).")
 @click.option("--kwh-price", metavar="AMOUNT", help="Electricity per kWh in --currency (default: US$0.08).")
 @click.option("--node-cost", metavar="AMOUNT", help="Server cost per node without its devices, in --currency.")
 @click.option("--max-devices", metavar="N", help="Most devices to consider (default 131072).")
@@ -313,13 +316,27 @@ def bench(quick, threads, fmt, save_to, no_save):
 def quote(spec, **options):
     """Recommend what to buy to train SPEC by a deadline (or serve it at a target) and write a quote: line items
     with sourced prices, cost of ownership, cloud alternative, alternatives and assumptions (md, html, json, csv)."""
-    from .quote_report import command
+    from .quote.build import build_quote
+    from .quote.writers import WRITERS, format_for
 
+    output, force, lang = options.pop("output"), options.pop("force"), options.pop("lang")
+    fmt = format_for(options.pop("fmt"), output)
+    if output and os.path.exists(output) and not force:
+        raise SizingError(f"{output} exists; add --force to overwrite it")
+    if lang not in ("en", "ko"):
+        raise SizingError(f"--lang: '{lang}' is not one of en, ko")
     tty = sys.stderr.isatty()      # the search takes well under a second: progress only on a terminal
-    command(spec, progress=_progress if tty else None, echo=click.echo, warn=lambda m: click.echo(m, err=True),
-            **options)
+    quote = build_quote(spec, progress=_progress if tty else None, warn=lambda m: click.echo(m, err=True),
+                        **options)
     if tty:
         click.echo("\r\033[K", err=True, nl=False)
+    report = WRITERS[fmt](quote, lang)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(report)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(report.rstrip("\n"))
 
 
 if __name__ == "__main__":

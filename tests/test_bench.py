@@ -12,16 +12,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sizing.bench import cpu as cpumod
-from sizing.bench import kernels, profile
-from sizing.bench import measure as measure_mod
-from sizing.bench.cpu import (ARM_TABLE, X86_TABLE, CpuInfo, clean_model_name, count_cores, microarch,
-                              parse_cpuinfo, peak_gflops, simd_level)
-from sizing.bench.measure import (CONV3X3, LINEAR_B8, BenchConfig, BenchResult, Job, Machine, Series, measure,
-                                  run_bench, square)
-from sizing.bench.report import table, to_dict
+from sizing.hardware.bench import cpu as cpumod
+from sizing.hardware.bench import kernels, profile
+from sizing.hardware.bench import measure as measure_mod
+from sizing.hardware.bench.cpu import (ARM_TABLE, X86_TABLE, CpuInfo, clean_model_name, count_cores, microarch,
+    parse_cpuinfo, peak_gflops, simd_level)
+from sizing.hardware.bench.measure import (CONV3X3, LINEAR_B8, BenchConfig, BenchResult, Job, Machine, Series,
+    measure, run_bench, square)
+from sizing.hardware.bench.report import table, to_dict
 from sizing.cli import main
-from sizing.devices import LOCAL_ID, load_hwdb, local_profile_path, shipped_devices
+from sizing.hardware.devices import LOCAL_ID, load_hwdb, local_profile_path, shipped_devices
 
 
 
@@ -355,7 +355,7 @@ def test_cli_user_errors(args, fragment, tmp_path, monkeypatch):
 def test_progress_bar_draws_on_a_terminal_only():
     import io
 
-    from sizing.progress import progress_bar
+    from sizing.common.progress import progress_bar
 
     class Terminal(io.StringIO):
         def isatty(self):

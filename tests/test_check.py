@@ -1,6 +1,6 @@
 """`sizing check`: the Numba kernels against independent routes.
 
-- executed counts against sizing.counting's formulas, over specs that use every op of the registry;
+- executed counts against sizing.model.counting's formulas, over specs that use every op of the registry;
 - each kernel's forward output against a plain-numpy reference written from PyTorch's definitions (the
   transposed convolution as the adjoint of the convolution);
 - backprop against central finite differences (float64) for every op with weights and every graph feature
@@ -19,17 +19,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sizing.check import check
+from sizing.execute.check import check
 from sizing.cli import main
-from sizing.counting import count, updated_params
-from sizing.errors import SizingError
+from sizing.model.counting import count, updated_params
+from sizing.common.errors import SizingError
 from sizing.execute.gradcheck import TOLERANCE, gradient_check
 from sizing.execute.kernels import KERNELS, OpKernel
 from sizing.execute.model import Model, NoKernel
 from sizing.execute.reduce import gradient_instance, plan, shrink
-from sizing.graph import build
-from sizing.ops import REGISTRY
-from sizing.yamlsafe import loads
+from sizing.model.graph import build
+from sizing.model.ops import REGISTRY
+from sizing.common.yamlsafe import loads
 
 IMAGE = """
 name: every_image_op

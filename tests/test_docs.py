@@ -4,9 +4,9 @@ from __future__ import annotations
 import pathlib
 import re
 
-from sizing.memory import OPTIMIZERS
-from sizing.ops import REGISTRY
-from sizing.ops.elementwise import ACTIVATIONS, GELU
+from sizing.model.memory import OPTIMIZERS
+from sizing.model.ops import REGISTRY
+from sizing.model.ops.elementwise import ACTIVATIONS, GELU
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from sizing.cli import main
-from sizing.yamlsafe import MAX_FILE_BYTES
+from sizing.common.yamlsafe import MAX_FILE_BYTES
 
 LINEAR = "input: [3]\nlayers:\n  - {op: linear, out_features: 4}\n"
 

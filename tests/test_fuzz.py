@@ -15,12 +15,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sizing.errors import SizingError
-from sizing.estimate import estimate_graph
-from sizing.graph import BLOCK_USE_KEYS, DEFAULT_KEYS, LAYER_KEYS, TOP_KEYS, build
-from sizing.ops import REGISTRY
-from sizing.ops.registry import REQUIRED
-from sizing.yamlsafe import loads
+from sizing.common.errors import SizingError
+from sizing.model.estimate import estimate_graph
+from sizing.model.graph import BLOCK_USE_KEYS, DEFAULT_KEYS, LAYER_KEYS, TOP_KEYS, build
+from sizing.model.ops import REGISTRY
+from sizing.model.ops.registry import REQUIRED
+from sizing.common.yamlsafe import loads
 
 ZOO = [p.read_text() for p in sorted((pathlib.Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))]
 OPS = sorted(REGISTRY)
@@ -225,6 +225,6 @@ def test_generated_specs_are_often_accepted():
 def test_adaptive_pool_bins_closed_form(size, out):
     """The closed form that replaced a loop over output cells (10^8 cells took 10 s) equals PyTorch's bins
     [floor(i*size/out), ceil((i+1)*size/out)) enumerated one by one."""
-    from sizing.ops.pool import _bins
+    from sizing.model.ops.pool import _bins
 
     assert _bins(size, out) == sum(len(range(i * size // out, -(-(i + 1) * size // out))) for i in range(out))

@@ -8,10 +8,10 @@ import copy
 import pytest
 import yaml
 
-from sizing.errors import SizingError
-from sizing.estimate import estimate_graph
-from sizing.graph import MAX_NODES, build
-from sizing.yamlsafe import loads
+from sizing.common.errors import SizingError
+from sizing.model.estimate import estimate_graph
+from sizing.model.graph import MAX_NODES, build
+from sizing.common.yamlsafe import loads
 
 
 def estimate_spec(spec: dict, **overrides):

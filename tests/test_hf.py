@@ -24,10 +24,10 @@ from click.testing import CliRunner
 
 import sizing
 from sizing.cli import main
-from sizing.cost import Cost
-from sizing.errors import SizingError
-from sizing.lm import figures, fit_quadratic
-from sizing.ops import REGISTRY, Call
+from sizing.model.cost import Cost
+from sizing.common.errors import SizingError
+from sizing.model.lm import figures, fit_quadratic
+from sizing.model.ops import REGISTRY, Call
 from test_ops import F, Tally, covers, spec_rows
 
 HF = Path(__file__).resolve().parent / "data" / "hf"

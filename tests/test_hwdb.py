@@ -15,11 +15,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sizing import devices
+from sizing.hardware import devices
 from sizing.cli import main
-from sizing.devices import (PRECISIONS, Device, Price, device_from_record, find_device, load_hwdb,
-                            local_profile_path, read_records, shipped_devices, to_yaml)
-from sizing.errors import SizingError
+from sizing.hardware.devices import (PRECISIONS, Device, Price, device_from_record, find_device, load_hwdb,
+    local_profile_path, read_records, shipped_devices, to_yaml)
+from sizing.common.errors import SizingError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "hwdb" / "reference" / "hardware.csv"
 ROWS = list(csv.DictReader(REFERENCE.open(newline="")))
@@ -103,7 +103,7 @@ def test_exact_integer_conversions():
 
 
 def test_loading_imports_neither_numpy_nor_numba():
-    code = "import sys, sizing.devices as d; d.load_hwdb(); print(sorted({'numpy', 'numba'} & set(sys.modules)))"
+    code = "import sys, sizing.hardware.devices as d; d.load_hwdb(); print(sorted({'numpy', 'numba'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

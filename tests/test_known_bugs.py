@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sizing.ops import REGISTRY
+from sizing.model.ops import REGISTRY
 from test_ops import one, spec_rows
 
 

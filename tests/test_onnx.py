@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 import sizing
 from sizing.cli import main
-from sizing.errors import SizingError
-from sizing.ops.tensor import POINTWISE
+from sizing.common.errors import SizingError
+from sizing.model.ops.tensor import POINTWISE
 from test_ops import _call, counted, covers, derivative, erf, exp, one, spec_rows
 
 C = 3.0        # the constant of the *_scalar functions

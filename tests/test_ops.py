@@ -17,11 +17,11 @@ import math
 import pytest
 import yaml
 
-from sizing.counting import count, weight_shapes
-from sizing.errors import SizingError
-from sizing.graph import build
-from sizing.ops import REGISTRY
-from sizing.yamlsafe import loads
+from sizing.model.counting import count, weight_shapes
+from sizing.common.errors import SizingError
+from sizing.model.graph import build
+from sizing.model.ops import REGISTRY
+from sizing.common.yamlsafe import loads
 
 COVERED: set[str] = set()
 

@@ -1,4 +1,4 @@
-"""The performance model (sizing/perf.py), its calibration table and `sizing estimate --device`.
+"""The performance model (sizing/predict/training.py), its calibration table and `sizing estimate --device`.
 
 Each check takes an independent route: layer times worked by hand from the op's formula and the device's
 figures, a simulated ring all-reduce, the ZeRO paper's published figures, a brute-force search over device counts,
@@ -15,15 +15,20 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-from sizing.calibration import compare, fit_efficiency, shipped, transformer_spec
+from sizing.predict.published import compare, fit_efficiency, transformer_spec
+from sizing.predict.calibration import shipped
 from sizing.cli import main
-from sizing.devices import Device, load_hwdb
-from sizing.errors import SizingError
-from sizing.estimate import estimate_graph
-from sizing.graph import build
-from sizing.perf import (INTER_HOP_SECONDS, INTRA_HOP_SECONDS, Factors, Setup, allreduce_seconds, choose_layout, device_memory, layer_times, peaks,
-                         pipeline_bubble, predict, predict_inference, ring_allreduce_seconds, zero_memory)
-from sizing.workload import Workload, parse_count
+from sizing.hardware.devices import Device, load_hwdb
+from sizing.common.errors import SizingError
+from sizing.model.estimate import estimate_graph
+from sizing.model.graph import build
+from sizing.predict.training import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, predict
+from sizing.predict.setup import Factors, Setup
+from sizing.predict.comm import allreduce_seconds, pipeline_bubble, ring_allreduce_seconds
+from sizing.predict.fit import choose_layout, device_memory, zero_memory
+from sizing.predict.roofline import layer_times, peaks
+from sizing.predict.inference import predict_inference
+from sizing.predict.workload import Workload, parse_count
 
 UNIT = Factors(compute_fraction=1.0, memory_fraction=1.0, framework_efficiency=1.0, network_gbs=50, overlap=0.9,
                pue=1.5)
@@ -286,7 +291,7 @@ def test_published_figures_convert_to_the_same_mfu():
 
 
 def test_calibration_table_errors_are_located(tmp_path):
-    from sizing import calibration
+    from sizing.predict import calibration
     text = open(calibration.shipped_path()).read().replace("    use: validate\n    zoo: resnet50",
                                                            "    use: sometimes\n    zoo: resnet50", 1)
     bad = tmp_path / "cal.yaml"
@@ -360,9 +365,9 @@ def test_local_bench_profile_is_used_as_measured():
     """The device 'local' (sizing bench --save) holds sustained figures: no achieved fraction is applied."""
     import os
 
-    from sizing.bench.profile import profile_model, this_machine
-    from sizing.devices import local_profile_path, to_yaml
-    from sizing.perf import plan
+    from sizing.hardware.bench.profile import profile_model, this_machine
+    from sizing.hardware.devices import local_profile_path, to_yaml
+    from sizing.predict.plan import plan
     path = local_profile_path()
     os.makedirs(os.path.dirname(path))
     with open(path, "w") as f:     # this machine's profile, so it is used as it is (a stale one is re-measured)
@@ -387,8 +392,8 @@ def test_lm_serving_decode_reads_weights_and_kv_cache_prefill_is_compute():
     prefill of 4 prompts of 1000 tokens does 4 x 10^13 FLOPs -> 0.4 s, compute bound."""
     from fractions import Fraction
 
-    from sizing.lm import LMFigures
-    from sizing.perf import lm_serving
+    from sizing.model.lm import LMFigures
+    from sizing.predict.inference import lm_serving
     fig = LMFigures(batch=4, context=1000, dtype="bf16", kv_dtype="bf16", params=10 ** 9, active_params=10 ** 9,
                     training_flops_per_token=Fraction(6 * 10 ** 9), per_token_flops=Fraction(10 ** 10),
                     per_pair_flops=Fraction(0), per_sequence_flops=Fraction(0), kv_bytes_per_token=100_000,

@@ -22,21 +22,24 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sizing.calibration import shipped
+from sizing.predict.calibration import shipped
 from sizing.cli import main
-from sizing.devices import CloudRate, Device, Price, load_hwdb
-from sizing.errors import SizingError
-from sizing.estimate import estimate_graph
-from sizing.graph import build
-from sizing.money import currency, exchange, fmt
-from sizing.perf import Setup, facility_kw, predict
-from sizing.quote import (SERVER_USD_PER_SLOT, apply_prices, cloud_cost, cloud_rate, energy_cost, pareto_front,
-                          parse_duration, purchase_items)
-from sizing.quote_report import WRITERS, quote_csv, quote_html, quote_json, quote_md
-from sizing.quote_text import LANGS, STRINGS
-from sizing.recommend import Terms, recommend, smallest_meeting, status
-from sizing.svg import Point, Roof, cost_time_chart, roofline_chart
-from sizing.workload import Workload
+from sizing.hardware.devices import CloudRate, Device, Price, load_hwdb
+from sizing.common.errors import SizingError
+from sizing.model.estimate import estimate_graph
+from sizing.model.graph import build
+from sizing.quote.money import currency, exchange, fmt
+from sizing.predict.setup import Setup
+from sizing.predict.roofline import facility_kw
+from sizing.predict.training import predict
+from sizing.quote.core import (SERVER_USD_PER_SLOT, apply_prices, cloud_cost, cloud_rate, energy_cost, pareto_front,
+    parse_duration, purchase_items)
+from sizing.quote.writers import WRITERS, quote_csv, quote_html, quote_json, quote_md
+from sizing.quote.text import LANGS, STRINGS
+from sizing.quote.recommend import Terms, recommend, smallest_meeting
+from sizing.quote.core import status
+from sizing.quote.svg import Point, Roof, cost_time_chart, roofline_chart
+from sizing.predict.workload import Workload
 
 USD = exchange("USD")
 HOUR, DAY, YEAR = 3600, 86400, 31557600

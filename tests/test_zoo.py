@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 import sizing
 from sizing.cli import main
-from sizing.estimate import zoo_names
+from sizing.model.estimate import zoo_names
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..counting import weight_shapes
-from ..graph import Graph, Node
-from ..ops import REGISTRY
+from ..model.counting import weight_shapes
+from ..model.graph import Graph, Node
+from ..model.ops import REGISTRY
 from .kernels import BACK, KERNELS, Grad, OpKernel, added, all_finite, counter, sgd
 from .loss import choose_loss, loss_and_grad, make_target
 from .schedule import Schedule

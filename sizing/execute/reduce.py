@@ -14,12 +14,12 @@ import os
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..counting import count, updated_params, weight_shapes
-from ..cost import total
-from ..errors import SizingError
-from ..graph import Graph, TensorType
-from ..memory import training_memory
-from ..ops import REGISTRY, ShapeError
+from ..model.counting import count, updated_params, weight_shapes
+from ..model.cost import total
+from ..common.errors import SizingError
+from ..model.graph import Graph, TensorType
+from ..model.memory import training_memory
+from ..model.ops import REGISTRY, ShapeError
 
 PLANNING_FLOPS_PER_S = 40e9     # a conservative share of the kernels' fp32 speed on 2 cores (they reach
                                 # 100+ GFLOPS on the zoo's big models), used only to plan the size

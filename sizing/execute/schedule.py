@@ -5,7 +5,7 @@ Pure Python: the PyTorch side of benchmarks/bench_check.py walks graphs with it 
 """
 from __future__ import annotations
 
-from ..graph import Graph, Group
+from ..model.graph import Graph, Group
 
 
 class Schedule:

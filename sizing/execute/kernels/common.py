@@ -4,7 +4,7 @@ Each layer owns a counter, an int64 array ``cnt`` of three cells: ``cnt[MACS]`` 
 ``cnt[FLOPS]`` forward FLOPs (2 per MAC plus every other operation), ``cnt[BACK]`` backward FLOPs. Kernels add
 to it from what they really did: a product adds m*k*n from the shapes of the blocks that reach BLAS gemm; a
 loop adds its trip count times the operations written in its body (1 per ``+ - * /``, comparison or call of
-exp, tanh, erf, sqrt, rsqrt, as docs/conventions.md). Nothing here reads the analytic formulas of ``sizing.ops``.
+exp, tanh, erf, sqrt, rsqrt, as docs/conventions.md). Nothing here reads the analytic formulas of ``sizing.model.ops``.
 
 A product accumulated block by block (BLAS with beta = 1) is one reduction, each term added once. col2im's adds
 complete a convolution's product over kernel taps (the partial sums of one reduction), so they are the
@@ -20,7 +20,7 @@ import numpy as np
 from numba import _helperlib, config, get_num_threads, njit, prange, types
 from numba.np.linalg import ensure_blas
 
-from ...errors import SizingError
+from ...common.errors import SizingError
 
 MACS, FLOPS, BACK = 0, 1, 2
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .common import (BACK, FLOPS, KERNELS, PARTS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2,
-                     mm, scratch)
+from .common import (BACK, FLOPS, KERNELS, PARTS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm,
+    scratch)
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 BY_SAMPLE = 512             # output pixels per sample from which samples go to the threads one by one

@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 from .common import BACK, FLOPS, KERNELS, OpKernel, added, matmul2, mul_into
-from .elementwise import SILU, activation_backward, activation_forward, dropout_mask, softmax_backward, softmax_forward
+from .elementwise import (SILU, activation_backward, activation_forward, dropout_mask, softmax_backward,
+    softmax_forward)
 from .sequence import attention_backward, attention_forward
 
 ROPE_BASE = 10000.0

@@ -1,0 +1,181 @@
+"""``sizing.check(spec)``: the library call behind ``sizing check``. Runs real training steps of the spec's
+graph through the Numba kernels (sizing/execute) and compares the work they did with the analytic counts.
+
+Per layer it sets executed MACs, forward FLOPs and backward FLOPs (counted by the kernels) beside
+``sizing.model.counting``'s for the same graph and size. Every count of every layer must agree exactly (the
+kernels perform the operations docs/conventions.md counts); any difference fails the check. Gradients are
+checked against central finite differences on a small float64 instance; the loss on the fixed batch is
+reported per step; the step is timed. ``to_dict()`` is the JSON.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from ..model.counting import count
+from ..common.errors import SizingError
+from ..model.estimate import load_graph
+
+COUNTS = ("macs", "flops", "backward_flops")
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    name: str
+    op: str
+    repeat: int
+    analytic: tuple[int, int, int]      # MACs, forward FLOPs, backward FLOPs (over all repeats)
+    executed: tuple[int, int, int]
+    seconds: float                      # forward + backward per step, all repeats
+
+    @property
+    def exact(self) -> bool:
+        return self.analytic == self.executed
+
+    def differences(self) -> list[str]:
+        return [f"layer '{self.name}' ({self.op}) {what}: analytic {a}, executed {e} ({e - a:+d})"
+                for what, a, e in zip(COUNTS, self.analytic, self.executed) if a != e]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    model: str
+    source: str
+    batch: int
+    seq_len: int | None
+    steps: int
+    lr: float
+    loss_function: str
+    reduced: dict | None
+    layers: tuple[LayerCheck, ...]
+    loss: tuple[float, ...]
+    step_seconds: float                 # mean over the steps after the first (which compiles or loads kernels)
+    first_step_seconds: float
+    gradient: object                    # execute.gradcheck.GradientCheck
+    gradient_instance: dict
+    predicted_step_seconds: float | None = None    # from a `sizing bench` profile of this machine
+    warnings: tuple[str, ...] = ()                   # the graph's (e.g. a layer whose output nothing reads)
+
+    @property
+    def exact(self) -> bool:
+        return all(layer.exact for layer in self.layers)
+
+    @property
+    def failures(self) -> list[str]:
+        out = [d for layer in self.layers for d in layer.differences()]
+        if not self.gradient.ok:
+            worst = self.gradient.worst
+            out.append(f"gradient of {worst.name}: relative error {worst.rel_error:.2e} (limit 1e-4)")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def executed_step_flops(self) -> int:
+        return sum(layer.executed[1] + layer.executed[2] for layer in self.layers)
+
+    @property
+    def achieved_gflops(self) -> float:
+        return self.executed_step_flops / self.step_seconds / 1e9 if self.step_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        g = self.gradient
+        return {
+            "model": self.model, "source": self.source, "batch": self.batch, "seq_len": self.seq_len,
+            "steps": self.steps, "lr": self.lr, "loss_function": self.loss_function, "reduced": self.reduced,
+            "exact": self.exact, "ok": self.ok, "failures": self.failures,
+            "differences": [d for layer in self.layers for d in layer.differences()],
+            "loss": list(self.loss), "loss_fell": self.loss[-1] < self.loss[0],
+            "gradient_check": {"max_rel_error": g.max_rel_error, "tolerance": 1e-4, "ok": g.ok,
+                               "worst": g.worst.name if g.worst else None, "tensors": len(g.tensors),
+                               "instance": self.gradient_instance},
+            "step_seconds": self.step_seconds, "first_step_seconds": self.first_step_seconds,
+            "executed_step_flops": self.executed_step_flops, "achieved_gflops": self.achieved_gflops,
+            "predicted_step_seconds": self.predicted_step_seconds,
+            "warnings": list(self.warnings),
+            "layers": [{"name": l.name, "op": l.op, "repeat": l.repeat,
+                        **{f"analytic_{c}": a for c, a in zip(COUNTS, l.analytic)},
+                        **{f"executed_{c}": e for c, e in zip(COUNTS, l.executed)},
+                        "exact": l.exact, "seconds": l.seconds} for l in self.layers],
+        }
+
+
+def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps: int = 3, lr: float = 0.01,
+          loss: str | None = None, full: bool = False, shrink: int | None = None, seed: int = 0,
+          progress: Callable[[int, int, str], None] | None = None) -> CheckResult:
+    """Runs ``steps`` SGD steps of SPEC (a path or a zoo name) through the kernels and checks them; see the
+    module docstring. ``progress(done, total, label)`` is called as it compiles and runs: once per layer of the
+    first step (which compiles or loads the kernels), once per later step, once per weight tensor of the gradient
+    check, and at the end."""
+    from .gradcheck import gradient_check  # first: it sets BLAS threads before numpy loads BLAS
+    from .model import Model, NoKernel
+    from .reduce import gradient_instance, plan
+
+    import numpy as np
+
+    say = progress or (lambda done, total, label: None)
+
+    def load(**size):
+        return load_graph(spec, **size)
+
+    instance = plan(load, batch, seq_len, steps, full)
+    graph = instance.graph
+    try:
+        model = Model(graph, np.float32, seed, loss)
+        small = gradient_instance(load, batch, seq_len, shrink)
+        checker = Model(small.graph, np.float64, seed, model.loss_kind)
+    except NoKernel as e:
+        raise SizingError(f"cannot check: {e}", graph.source) from None
+    losses, times = [], []
+    timed = max(1, steps - 1)                  # the first step compiles or loads the kernels: untimed
+    n_layers, tensors = len(graph.nodes), sum(1 for _ in checker.weights())
+    total = n_layers + steps - 1 + tensors
+    model.on_layer = lambda i, node: say(i, total, f"step 1/{steps}: layer {i + 1}/{n_layers} {node.name} ({node.op})")
+    for s in range(steps):
+        if s:
+            say(n_layers + s - 1, total, f"step {s + 1}/{steps}")
+        for layer in model.layers:
+            if s == steps - 1:
+                layer.cnt[:] = 0               # counts: the last step's work
+            if s == steps - timed:
+                layer.seconds = 0.0
+        t0 = time.perf_counter()
+        losses.append(model.step(lr))
+        times.append(time.perf_counter() - t0)
+        model.on_layer = None
+    rows, _ = count(graph)
+    layers = tuple(LayerCheck(r.node.name, r.node.op, r.node.repeat, (r.cost.macs, r.cost.flops, r.cost.backward_flops),
+                              tuple(int(v) for v in layer.cnt), layer.seconds / timed)
+                   for r, layer in zip(rows, model.layers))
+    grad = gradient_check(checker, seed, lambda j, n, label: say(n_layers + steps - 1 + j, total,
+                                                                  f"gradient check {j + 1}/{n}: {label}"))
+    say(total, total, "done")
+    s = graph.settings
+    return CheckResult(graph.name, graph.source, s["batch"], s["seq_len"], steps, lr, model.loss_kind,
+                       instance.describe(), layers, tuple(losses), sum(times[-timed:]) / timed, times[0], grad,
+                       {"batch": small.graph.settings["batch"], "seq_len": small.graph.settings["seq_len"],
+                        "reduced": small.describe()}, predicted_step_seconds(graph), graph.warnings)
+
+
+def predicted_step_seconds(graph) -> float | None:
+    """The performance model's step time for this graph in fp32 with SGD on this machine's bench profile
+    (the device 'local'); None when there is no profile or it cannot predict."""
+    from ..hardware.devices import local_profile_path
+
+    if not os.path.exists(local_profile_path()):
+        return None
+    from ..model.estimate import estimate_graph
+    from ..predict.plan import plan
+
+    fp32 = replace(graph, settings={**graph.settings, "dtype": "fp32", "optimizer": "sgd"})
+    try:
+        return plan(estimate_graph(fp32), "local", devices=1).step_seconds
+    except SizingError:
+        return None
+
+
+# ---------------------------------------------------------------- writers

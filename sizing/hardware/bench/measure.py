@@ -1,0 +1,506 @@
+"""Run the measurements of ``sizing bench`` and keep every raw repeat.
+
+A figure is a ``Series``: its repeats in GHz, GFLOP/s or GB/s (min / median / max; peaks report the best).
+Each repeat times a sample long enough to swamp timer and call overheads: ``measure`` first finds how many
+units of work fill ``sample_s`` seconds (``calibrate``, once per figure), then times ``repeats`` samples of that
+many units, the jobs of a step taking turns. The whole sequence of steps runs ``rounds`` times and each figure
+pools its repeats from every round: on a shared or virtual machine a slow spell of a second or two then lowers
+a few repeats of every figure instead of every repeat of one, and the median stays put.
+
+- clock: ``kernels.clock_chain`` on one core, best of the samples (a sample the hypervisor or another process
+  interrupted only reads low).
+- FMA peak, fp64 and fp32: ``kernels.fma_kernel`` with 8, 12 and 16 vector-width chains on one core (the best
+  count depends on FMA latency x pipes and on register count); the best count then runs on every thread at
+  once, one Python thread per core calling the same compiled kernel without the GIL (a ``prange`` version made
+  LLVM inline the kernel and, for some chain counts, keep the accumulators in memory: half the peak).
+- GEMM: numpy's matmul (its BLAS) over square sizes and two layer-shaped products; work 2 m k n FLOPs.
+- STREAM: copy, scale, add, triad over three fp64 arrays of at least 4x the last-level cache each
+  (McCalpin's rule); bytes counted as STREAM does (2, 2, 3, 3 arrays; no write-allocate traffic); twice the
+  repeats of the other figures, and reported as the median (``BenchResult.stream_gbs``).
+
+Heavy modules (numpy, numba) are imported inside the functions that use them.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import statistics
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ...common.errors import SizingError
+from .cpu import (PRECISION_BITS, SIMD_BITS, CpuInfo, Microarch, llc_bytes, memory_bytes, microarch, peak_gflops,
+    physical_cores, simd_level, this_cpu, usable_cpus)
+
+PRECISIONS = ("fp64", "fp32")
+STREAM_KERNELS = ("copy", "scale", "add", "triad")
+STREAM_ARRAYS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
+CHAIN_CANDIDATES = (8, 12, 16)
+
+
+@dataclass(frozen=True)
+class Series:
+    """The raw repeats of one figure; ``best`` is the largest (a rate can only be lowered by interference)."""
+    name: str
+    unit: str
+    values: tuple
+
+    @property
+    def min(self) -> float:
+        return min(self.values)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def best(self) -> float:
+        return max(self.values)
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """A product (m, k) @ (k, n): 2 m k n FLOPs."""
+    name: str
+    m: int
+    k: int
+    n: int
+    square: bool = False
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.k * self.n
+
+
+def square(n: int) -> GemmShape:
+    return GemmShape(f"n{n}", n, n, n, square=True)
+
+
+# The 3x3 convolution of ResNet-50's conv4_x blocks (256 -> 256 channels at 14x14, padding 1, batch 8) as its
+# im2col product (batch x positions, channels x taps, out channels), and a 4096 -> 4096 linear layer at batch 8
+# (decoding-sized): what real layers hand to BLAS.
+CONV3X3 = GemmShape("conv3x3_c256_14x14_b8", 8 * 14 * 14, 256 * 9, 256)
+LINEAR_B8 = GemmShape("linear_4096_b8", 8, 4096, 4096)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to run: threads, repeats per figure and round, rounds, seconds per repeat, the GEMM shapes,
+    STREAM's array length."""
+    threads: int
+    repeats: int = 5
+    sample_s: float = 0.1
+    rounds: int = 1
+    gemm: tuple = (square(256), square(512), square(1024), square(2048), CONV3X3, LINEAR_B8)
+    stream_elements: int = 1 << 24
+    chains: tuple = CHAIN_CANDIDATES
+
+    @classmethod
+    def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
+        """The default run (about 20 s: 3 rounds of 3 repeats, 9 per figure) or ``quick`` (under 5 s); STREAM
+        arrays of 4x the last-level cache (at least 64 MiB) each."""
+        llc = machine.llc_bytes or 32 * 1024 ** 2
+        elements = max(4 * llc, 64 * 1024 ** 2) // 8
+        threads = machine.check_threads(threads or len(machine.cpus))
+        if quick:
+            return cls(threads, repeats=3, sample_s=0.03, gemm=(square(1024), CONV3X3),
+                       stream_elements=elements)
+        return cls(threads, repeats=3, sample_s=0.06, rounds=3, stream_elements=elements)
+
+    @property
+    def samples(self) -> int:
+        """Repeats per figure over all rounds."""
+        return self.repeats * self.rounds
+
+
+@dataclass(frozen=True)
+class Machine:
+    """This machine as the bench sees it: the CPU, its cores in this process's affinity mask, its caches."""
+    cpu: CpuInfo
+    microarch: Microarch
+    simd: str
+    cpus: tuple            # logical CPUs in the affinity mask
+    cores: int             # physical cores among them
+    llc_bytes: int | None
+    memory_bytes: int | None
+
+    def check_threads(self, threads: int) -> int:
+        """``threads`` when this process may run that many at once (its affinity mask), else SizingError."""
+        if not 1 <= threads <= len(self.cpus):
+            raise SizingError(f"--threads: {threads} is not between 1 and the {len(self.cpus)} CPUs this process "
+                              "may run on (its affinity mask)")
+        return threads
+
+
+def this_machine() -> Machine:
+    cpu, cpus = this_cpu(), usable_cpus()
+    return Machine(cpu, microarch(cpu), simd_level(cpu), cpus, physical_cores(cpus), llc_bytes(cpus),
+                   memory_bytes())
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Every series of one run (``runs``, by name) and the facts that give them meaning."""
+    machine: Machine
+    config: BenchConfig
+    runs: dict
+    blas: dict
+    date: str = field(default_factory=lambda: datetime.date.today().isoformat())
+
+    @property
+    def cores_used(self) -> int:
+        """Physical cores the threads can fill: threads beyond the cores are SMT siblings sharing FP pipes."""
+        return min(self.config.threads, self.machine.cores)
+
+    @property
+    def clock_ghz(self) -> float:
+        return self.runs["clock_ghz"].best
+
+    def flops_per_cycle(self, precision: str) -> int:
+        return self.machine.microarch.flops_per_cycle(precision)
+
+    def peak_theoretical(self, precision: str, cores: int | None = None) -> float:
+        """cores (default: those used) x measured clock x FLOPs per cycle, GFLOP/s."""
+        return peak_gflops(self.cores_used if cores is None else cores, self.clock_ghz,
+                           self.flops_per_cycle(precision))
+
+    def chains(self, precision: str) -> int:
+        """Vector-width chains of the best 1-core FMA kernel (the count the all-thread run used)."""
+        return best_chains(self.runs, precision, self.config.chains)
+
+    def peak_series(self, precision: str, scope: str) -> Series:
+        """scope 'all' (every thread) or '1core' (the best chain count's series)."""
+        if scope == "all":
+            return self.runs[f"peak_{precision}_all"]
+        return self.runs[f"peak_{precision}_1core_{self.chains(precision)}chains"]
+
+    def peak_measured(self, precision: str) -> float:
+        return self.peak_series(precision, "all").best
+
+    def gemm_series(self, precision: str, shape: GemmShape) -> Series:
+        return self.runs[f"gemm_{precision}_{shape.name}"]
+
+    def gemm_best(self, precision: str) -> float:
+        """Sustained GEMM: the best median over the square sizes."""
+        return max(self.gemm_series(precision, s).median for s in self.config.gemm if s.square)
+
+    def stream_gbs(self, kernel: str) -> float:
+        """Sustained bandwidth: the median rate. (McCalpin's STREAM prints the best; on a shared or virtual
+        machine the best is one lucky sample while the neighbours were quiet: measured 22-32% apart between
+        two runs, against 6-8% for the median, benchmarks/bench_bench.py.)"""
+        return self.runs[f"stream_{kernel}"].median
+
+    def ridge(self, precision: str) -> float:
+        """The roofline's ridge point, FLOPs per byte: measured peak (GFLOP/s) / triad bandwidth (GB/s)."""
+        return self.peak_measured(precision) / self.stream_gbs("triad")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Timing
+
+@dataclass(frozen=True)
+class Job:
+    """One figure to time: ``fn(reps)`` does ``reps`` units of ``work`` (an exact count of FLOPs, bytes or
+    cycles) each; its rate is reported in ``unit`` (10**9 per second)."""
+    name: str
+    unit: str
+    fn: object
+    work: int
+
+
+def _seconds(fn, reps: int) -> float:
+    t0 = time.perf_counter()
+    fn(reps)
+    return time.perf_counter() - t0
+
+
+def calibrate(fn, sample_s: float) -> int:
+    """How many units ``fn(reps)`` needs to run for about ``sample_s`` seconds (after a first call that
+    compiles or loads the kernel and touches the data)."""
+    fn(1)
+    reps, t = 1, _seconds(fn, 1)
+    while t < sample_s / 4:
+        reps = max(2 * reps, math.ceil(reps * sample_s / 2 / max(t, 1e-7)))
+        t = _seconds(fn, reps)
+    return max(1, round(reps * sample_s / t))
+
+
+def measure(jobs, repeats: int, sample_s: float, calibrated: dict | None = None) -> dict:
+    """{name: Series} of ``repeats`` rates per job. The jobs take turns, repeat by repeat (as STREAM's kernels
+    do), so a slow spell of a shared machine lowers one repeat of each rather than every repeat of one.
+    ``calibrated`` (job name -> units per sample) keeps calibrations for later rounds; a job calibrated before
+    runs a quarter sample first, so that a core the previous step left idle is up to speed."""
+    calibrated = {} if calibrated is None else calibrated
+    counts = []
+    for job in jobs:
+        if job.name in calibrated:
+            job.fn(max(1, calibrated[job.name] // 4))
+        else:
+            calibrated[job.name] = calibrate(job.fn, sample_s)
+        counts.append(calibrated[job.name])
+    samples: list[list[float]] = [[] for _ in jobs]
+    for _ in range(repeats):
+        for job, reps, out in zip(jobs, counts, samples):
+            out.append(job.work * reps / _seconds(job.fn, reps) / 1e9)
+    return {job.name: Series(job.name, job.unit, tuple(out)) for job, out in zip(jobs, samples)}
+
+
+def on_threads(fn, args_per_thread) -> None:
+    """Call ``fn(*args)`` for each args tuple at once, one thread each (fn must release the GIL)."""
+    workers = [threading.Thread(target=fn, args=args) for args in args_per_thread]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The jobs
+
+def _dtype(precision: str):
+    import numpy as np
+
+    return {"fp64": np.float64, "fp32": np.float32}[precision]
+
+
+def fma_job(name: str, precision: str, lanes: int, chains: int, threads: int) -> Job:
+    """``chains`` vector-width FMA chains (``lanes`` elements each) on ``threads`` threads at once:
+    2 x DEPTH x chains x lanes FLOPs per pass and thread."""
+    import numpy as np
+
+    from .kernels import DEPTH, fma_kernel
+
+    k = chains * lanes
+    run = fma_kernel(k)
+    dt = _dtype(precision)
+    a, b = dt(1 - 2 ** -10), dt(2 ** -10)         # x -> 1: no overflow, no subnormals, however long
+    accs = [np.linspace(0, 1, k).astype(dt) for _ in range(threads)]
+
+    def fn(reps):
+        on_threads(run, [(reps, a, b, acc) for acc in accs])
+
+    return Job(name, "GFLOP/s", fn, 2 * DEPTH * k * threads)
+
+
+def clock_job() -> Job:
+    """The dependent add/xor chain on one core: CLOCK_OPS_PER_ITERATION cycles per iteration, so G-iterations x
+    ops per second is the clock in GHz."""
+    from .kernels import CLOCK_OPS_PER_ITERATION, clock_chain
+
+    def fn(reps):
+        clock_chain(reps, 1)
+
+    return Job("clock_ghz", "GHz", fn, CLOCK_OPS_PER_ITERATION)
+
+
+def gemm_job(precision: str, shape: GemmShape) -> Job:
+    """numpy's matmul of ``shape``: 2 m k n FLOPs per call."""
+    import numpy as np
+
+    dt = _dtype(precision)
+    a, b = np.full((shape.m, shape.k), 1 / 3, dt), np.full((shape.k, shape.n), 3 / 7, dt)   # BLAS speed does
+    # not depend on the values (none is subnormal, inf or nan)
+    out = np.empty((shape.m, shape.n), dt)
+
+    def fn(reps):
+        for _ in range(reps):
+            np.matmul(a, b, out=out)
+
+    return Job(f"gemm_{precision}_{shape.name}", "GFLOP/s", fn, shape.flops)
+
+
+def stream_jobs(elements: int) -> list:
+    """STREAM's four kernels over three fp64 arrays of ``elements``, first touched by the threads that use them;
+    bytes per call as STREAM counts them."""
+    import numpy as np
+
+    from . import kernels
+
+    a, b, c = (np.empty(elements) for _ in range(3))
+    for arr, value in zip((a, b, c), (1.0, 2.0, 0.0)):
+        kernels.fill(arr, value)
+    s = 3.0
+    calls = {"copy": lambda: kernels.stream_copy(c, a), "scale": lambda: kernels.stream_scale(b, c, s),
+             "add": lambda: kernels.stream_add(c, a, b), "triad": lambda: kernels.stream_triad(a, b, c, s)}
+
+    def looped(call):
+        def fn(reps):
+            for _ in range(reps):
+                call()
+        return fn
+
+    return [Job(f"stream_{k}", "GB/s", looped(calls[k]), STREAM_ARRAYS[k] * a.nbytes) for k in STREAM_KERNELS]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# numpy's BLAS: which library and kernel, and its threads
+
+def _openblas_calls():
+    """OpenBLAS's own C API in the loaded library (numpy's wheels ship scipy-openblas with prefixed, 64-bit
+    integer symbols): {'corename': f, 'get_threads': f, 'set_threads': f}, or {} without OpenBLAS."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return {}
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", "", "_64"):
+                names = {"corename": f"{prefix}_get_corename{suffix}",
+                         "get_threads": f"{prefix}_get_num_threads{suffix}",
+                         "set_threads": f"{prefix}_set_num_threads{suffix}"}
+                if all(hasattr(lib, n) for n in names.values()):
+                    calls = {key: getattr(lib, n) for key, n in names.items()}
+                    calls["corename"].restype = ctypes.c_char_p
+                    return calls
+    return {}
+
+
+def blas_info() -> dict:
+    """numpy's BLAS: library and version (numpy's build config), the kernel it chose for this CPU and its
+    threads (threadpoolctl where installed, else OpenBLAS's C API), and OPENBLAS_CORETYPE when set (it
+    overrides the kernel OpenBLAS would detect)."""
+    import numpy as np
+
+    info = {"library": None, "version": None, "kernel": None, "threads": None,
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.update(library=blas.get("name"), version=blas.get("version"))
+    except (TypeError, KeyError):
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        calls = _openblas_calls()
+        if calls:
+            info.update(kernel=calls["corename"]().decode(), threads=calls["get_threads"]())
+        return info
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            info.update(kernel=lib.get("architecture"), threads=lib.get("num_threads"))
+            info["library"] = info["library"] or lib.get("internal_api")
+            break
+    return info
+
+
+@contextmanager
+def blas_threads(n: int):
+    """numpy's BLAS uses ``n`` threads inside the block (threadpoolctl, else OpenBLAS's C API; else as it is)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        calls = _openblas_calls()
+        before = calls["get_threads"]() if calls else None
+        if calls:
+            calls["set_threads"](n)
+        try:
+            yield
+        finally:
+            if calls:
+                calls["set_threads"](before)
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+@contextmanager
+def numba_threads(n: int):
+    """Numba's parallel loops use ``n`` threads inside the block."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def prefer_wide_vectors(simd: str) -> bool:
+    """Before Numba is imported: let LLVM use 512-bit vectors on an AVX-512 CPU. LLVM's tuning for Intel's
+    AVX-512 cores prefers 256-bit vectors ('prefer-256-bit'), which halves the FMA peak the kernel can show;
+    NUMBA_CPU_FEATURES = the host's features + '-prefer-256-bit' lifts it. Left alone when the user set
+    NUMBA_CPU_NAME or NUMBA_CPU_FEATURES, or when Numba is already loaded. True when it was set."""
+    if simd != "avx512+fma" or "numba" in sys.modules or any(
+            k in os.environ for k in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")):
+        return False
+    import llvmlite.binding as llvm
+
+    os.environ["NUMBA_CPU_FEATURES"] = llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+    return True
+
+
+def best_chains(runs: dict, precision: str, candidates) -> int:
+    """The chain count whose 1-core series has the highest best."""
+    return max(candidates, key=lambda c: runs[f"peak_{precision}_1core_{c}chains"].best)
+
+
+def steps(config: BenchConfig, machine: Machine, runs: dict) -> list:
+    """The run as (label, function) steps in order; each function returns {name: Series} of new repeats and may
+    read the ``runs`` of the steps before it (the all-thread FMA runs the chain count that was best on one core
+    when it first ran, in every round)."""
+    r, t = config.repeats, config.sample_s
+    calibrated, chosen = {}, {}
+
+    def clock():
+        return measure([clock_job()], r, t / 2, calibrated)
+
+    def chains(p):
+        return chosen.setdefault(p, best_chains(runs, p, config.chains))
+
+    out = [("clock", clock)]
+    for p in PRECISIONS:
+        lanes = SIMD_BITS[machine.simd] // PRECISION_BITS[p]
+        out += [(f"FMA {p}, 1 core", lambda p=p, lanes=lanes: measure(
+                    [fma_job(f"peak_{p}_1core_{c}chains", p, lanes, c, 1) for c in config.chains], r, t, calibrated)),
+                ("clock", clock),
+                (f"FMA {p}, {config.threads} threads", lambda p=p, lanes=lanes: measure(
+                    [fma_job(f"peak_{p}_all", p, lanes, chains(p), config.threads)], r, t, calibrated))]
+    out += [(f"GEMM {p}", lambda p=p: measure([gemm_job(p, s) for s in config.gemm], r, t, calibrated))
+            for p in PRECISIONS]
+    # memory bandwidth is the noisiest figure on a shared machine and its samples the cheapest: twice the repeats
+    out.append(("STREAM", lambda: measure(stream_jobs(config.stream_elements), 2 * r, t, calibrated)))
+    return out
+
+
+def pool(runs: dict, new: dict) -> None:
+    """Add each new Series' repeats to the figure's earlier ones."""
+    for name, series in new.items():
+        before = runs[name].values if name in runs else ()
+        runs[name] = Series(name, series.unit, before + series.values)
+
+
+def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None) -> BenchResult:
+    """Every measurement of ``config``, its steps ``config.rounds`` times; ``progress(done, total, label)`` is
+    called before each step and at the end."""
+    machine = machine or this_machine()
+    machine.check_threads(config.threads)
+    prefer_wide_vectors(machine.simd)
+    runs: dict[str, Series] = {}
+    first, *todo = steps(config, machine, runs)
+    todo = [(f"{label} (round {k + 1}/{config.rounds})" if config.rounds > 1 else label, fn)
+            for k in range(config.rounds) for label, fn in todo]
+    total = 1 + len(todo)
+    progress = progress or (lambda done, total, label: None)
+    progress(0, total, first[0])
+    pool(runs, first[1]())             # the clock first, while no BLAS or Numba worker thread is spinning
+    with numba_threads(config.threads), blas_threads(config.threads):
+        for i, (label, fn) in enumerate(todo, 1):
+            progress(i, total, label)
+            pool(runs, fn())
+        blas = blas_info()
+    progress(total, total, "done")
+    return BenchResult(machine, config, runs, blas)

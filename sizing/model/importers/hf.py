@@ -1,0 +1,297 @@
+"""A Hugging Face ``config.json`` (a local file; never a download) as spec data, family by family.
+
+Each family is written as its transformers modeling file builds it, so params equal the released checkpoints'
+``num_parameters()``:
+- llama, mistral, qwen2 (``LlamaForCausalLM`` and its copies): token embedding, pre-RMSNorm decoder layers of
+  q/k/v projections (grouped-query heads), rotary embedding on q and k, causal attention, output projection,
+  and a SwiGLU MLP (gate_proj, up_proj, silu, product, down_proj); final RMSNorm; lm_head, tied to the
+  embedding when ``tie_word_embeddings``. Biases: llama ``attention_bias`` / ``mlp_bias``; qwen2 on q, k, v only.
+- mixtral: llama's attention with a ``mixture_of_experts`` (``num_local_experts``, ``num_experts_per_tok``)
+  in place of the MLP.
+- gpt2 (``GPT2LMHeadModel``): learned positions, pre-LayerNorm layers of biased attention and a 4x gelu MLP,
+  dropout where the config has it, lm_head tied to wte.
+- gpt_neox (``GPTNeoXForCausalLM``, Pythia): LayerNorm, fused biased q/k/v (three linears here: the same
+  params), partial rotary (``rotary_pct``), parallel residual, untied ``embed_out``.
+- bert (``BertModel``, with the pooler): word, position and token-type embeddings, post-LayerNorm encoder
+  layers, the pooler on the first token.
+Sliding-window attention (mistral) is counted dense, as the causal mask is.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+from ...common.errors import SizingError
+from ..ops.registry import REQUIRED, ArgError, any_int, boolean, pos_float, pos_int, probability
+from ...common.yamlsafe import MAX_FILE_BYTES
+from .loaded import Loaded
+
+# hidden_act / activation_function -> our activation layer
+ACTIVATIONS = {"silu": {"op": "silu"}, "swish": {"op": "silu"}, "relu": {"op": "relu"},
+               "gelu": {"op": "gelu"}, "gelu_new": {"op": "gelu", "approximate": "tanh"},
+               "gelu_pytorch_tanh": {"op": "gelu", "approximate": "tanh"}}
+
+
+class Config:
+    """Typed access to a config's keys: a missing or ill-typed key is a SizingError naming the key."""
+
+    def __init__(self, data: dict, path: str, family: str):
+        self.data, self.path, self.family = data, path, family
+
+    def get(self, key: str, check: Callable[[Any], Any], default: Any = REQUIRED):
+        value = self.data.get(key)
+        if value is None:           # absent, or null as transformers writes an unset optional
+            if default is REQUIRED:
+                raise SizingError(f"missing key '{key}' (a {self.family} config needs it)", self.path)
+            return default
+        try:
+            return check(value)
+        except ArgError as e:
+            raise SizingError(f"'{key}': must be {e}, got {value!r}", self.path) from None
+
+    def activation(self, key: str, default: str) -> dict:
+        name = self.get(key, str, default)
+        if name not in ACTIVATIONS:
+            raise SizingError(f"'{key}': '{name}' is not supported (supported: {', '.join(ACTIVATIONS)})", self.path)
+        return ACTIVATIONS[name]
+
+    def dropout(self, key: str) -> float:
+        return self.get(key, probability, 0.0)
+
+    def heads(self, hidden: int) -> tuple[int, int, int]:
+        """(num_attention_heads, num_key_value_heads, head_dim)."""
+        heads = self.get("num_attention_heads", pos_int)
+        kv = self.get("num_key_value_heads", pos_int, heads)
+        if self.data.get("head_dim") is None and hidden % heads:
+            raise SizingError(f"'hidden_size' {hidden} is not divisible by 'num_attention_heads' {heads}", self.path)
+        head_dim = self.get("head_dim", pos_int, hidden // heads)
+        if heads % kv:
+            raise SizingError(f"'num_attention_heads' {heads} is not divisible by 'num_key_value_heads' {kv}",
+                              self.path)
+        return heads, kv, head_dim
+
+
+def _fraction(v):
+    """A number in (0, 1] (rotary_pct)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+        raise ArgError("a number in (0, 1]")
+    return float(v)
+
+
+def _dropout(name: str, p: float) -> list[dict]:
+    """A dropout layer when the config trains with one (p > 0), else nothing."""
+    return [{"op": "dropout", "name": name, "p": p}] if p else []
+
+
+def _rotary_attention(norm: str, hidden: int, heads: tuple[int, int, int], biases: tuple[bool, bool],
+                      rotary_dim: int | None, dropout: float, names: tuple[str, str, str, str]) -> list[dict]:
+    """q, k, v projections of the norm's output, rotary on q and k, causal attention, output projection."""
+    h, kv, d = heads
+    qkv_bias, out_bias = biases
+    q, k, v, out = names
+    rot = {"rotary_dim": rotary_dim} if rotary_dim else {}
+    return [
+        {"op": "linear", "name": q, "out_features": h * d, "bias": qkv_bias, "inputs": [norm]},
+        {"op": "linear", "name": k, "out_features": kv * d, "bias": qkv_bias, "inputs": [norm]},
+        {"op": "linear", "name": v, "out_features": kv * d, "bias": qkv_bias, "inputs": [norm]},
+        {"op": "rotary_embedding", "name": f"{q}_rotary", "num_heads": h, **rot, "inputs": [q]},
+        {"op": "rotary_embedding", "name": f"{k}_rotary", "num_heads": kv, **rot, "inputs": [k]},
+        {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "num_kv_heads": kv, "causal": True,
+         "dropout": dropout, "inputs": [f"{q}_rotary", f"{k}_rotary", v]},
+        {"op": "linear", "name": out, "out_features": hidden, "bias": out_bias},
+    ]
+
+
+def _mlp(norm: str, hidden: int, inter: int, act: dict, bias: bool, names: tuple[str, str]) -> list[dict]:
+    """norm -> up -> activation -> down (GPT-2, GPT-NeoX, BERT feed-forward)."""
+    up, down = names
+    return [{"op": "linear", "name": up, "out_features": inter, "bias": bias, "inputs": [norm]},
+            {**act, "name": "act"},
+            {"op": "linear", "name": down, "out_features": hidden, "bias": bias}]
+
+
+def _lm_spec(c: Config, embed: list[dict], block: list[dict], layers: int, final_norm: dict, head: dict,
+             seq_len: int) -> dict:
+    return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": {"seq_len": seq_len},
+            "blocks": {"decoder_layer": {"layers": block}},
+            "layers": [*embed, {"block": "decoder_layer", "name": "layers", "repeat": layers}, final_norm, head]}
+
+
+def _llama(c: Config) -> dict:
+    hidden = c.get("hidden_size", pos_int)
+    heads = c.heads(hidden)
+    eps = c.get("rms_norm_eps", pos_float, 1e-6)
+    vocab = c.get("vocab_size", pos_int)
+    if c.family == "qwen2":
+        biases = (True, False)
+    else:
+        attention_bias = c.get("attention_bias", boolean, False)
+        biases = (attention_bias, attention_bias)
+    act = c.activation("hidden_act", "silu")
+    block = [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps},
+             *_rotary_attention("input_layernorm", hidden, heads, biases, None, c.dropout("attention_dropout"),
+                                ("q_proj", "k_proj", "v_proj", "o_proj")),
+             {"op": "add", "name": "attn_add", "inputs": ["o_proj", "input"]},
+             {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps}]
+    inter = c.get("intermediate_size", pos_int)
+    if c.family == "mixtral":
+        if act["op"] != "silu":
+            raise SizingError("'hidden_act': mixtral experts are SwiGLU here, so it must be 'silu'", c.path)
+        block.append({"op": "mixture_of_experts", "name": "block_sparse_moe", "intermediate_size": inter,
+                      "num_experts": c.get("num_local_experts", pos_int),
+                      "top_k": c.get("num_experts_per_tok", pos_int)})
+    else:
+        mlp_bias = c.get("mlp_bias", boolean, False)
+        block += [{"op": "linear", "name": "gate_proj", "out_features": inter, "bias": mlp_bias},
+                  {"op": "linear", "name": "up_proj", "out_features": inter, "bias": mlp_bias,
+                   "inputs": ["post_attention_layernorm"]},
+                  {**act, "name": "act", "inputs": ["gate_proj"]},
+                  {"op": "mul", "name": "gated", "inputs": ["act", "up_proj"]},
+                  {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": mlp_bias}]
+    block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], "attn_add"]})
+    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
+    if c.get("tie_word_embeddings", boolean, False):
+        head["tie"] = "embed_tokens"
+    return _lm_spec(c, [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden}],
+                    block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps}, head,
+                    c.get("max_position_embeddings", pos_int))
+
+
+def _gpt2(c: Config) -> dict:
+    hidden = c.get("n_embd", pos_int)
+    heads = c.get("n_head", pos_int)
+    eps = c.get("layer_norm_epsilon", pos_float, 1e-5)
+    vocab, positions = c.get("vocab_size", pos_int), c.get("n_positions", pos_int)
+    resid = c.dropout("resid_pdrop")
+    block = [{"op": "layernorm", "name": "ln_1", "eps": eps},
+             {"op": "multihead_attention", "name": "attn", "num_heads": heads, "causal": True,
+              "dropout": c.dropout("attn_pdrop")},
+             *_dropout("attn_dropout", resid),
+             {"op": "add", "name": "attn_add", "inputs": ["attn_dropout" if resid else "attn", "input"]},
+             {"op": "layernorm", "name": "ln_2", "eps": eps},
+             *_mlp("ln_2", hidden, c.get("n_inner", pos_int, 4 * hidden),
+                   c.activation("activation_function", "gelu_new"), True, ("c_fc", "c_proj")),
+             *_dropout("mlp_dropout", resid)]
+    block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], "attn_add"]})
+    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
+    if c.get("tie_word_embeddings", boolean, True):
+        head["tie"] = "wte"
+    embed = [{"op": "embedding", "name": "wte", "num_embeddings": vocab, "embedding_dim": hidden},
+             {"op": "positional_embedding", "name": "wpe", "num_embeddings": positions},
+             *_dropout("drop", c.dropout("embd_pdrop"))]
+    return _lm_spec(c, embed, block, c.get("n_layer", pos_int), {"op": "layernorm", "name": "ln_f", "eps": eps},
+                    head, positions)
+
+
+def _gpt_neox(c: Config) -> dict:
+    hidden = c.get("hidden_size", pos_int)
+    heads = c.heads(hidden)
+    eps = c.get("layer_norm_eps", pos_float, 1e-5)
+    vocab = c.get("vocab_size", pos_int)
+    bias = c.get("attention_bias", boolean, True)
+    rotary_dim = int(heads[2] * c.get("rotary_pct", _fraction, c.get("partial_rotary_factor", _fraction, 1.0)))
+    hidden_drop = c.dropout("hidden_dropout")
+    block = [{"op": "layernorm", "name": "input_layernorm", "eps": eps},
+             *_rotary_attention("input_layernorm", hidden, heads, (bias, bias),
+                                rotary_dim if rotary_dim < heads[2] else None, c.dropout("attention_dropout"),
+                                ("query", "key", "value", "dense")),
+             *_dropout("post_attention_dropout", hidden_drop)]
+    attn_out = block[-1]["name"]
+    parallel = c.get("use_parallel_residual", boolean, True)
+    if not parallel:
+        block.append({"op": "add", "name": "attn_add", "inputs": [attn_out, "input"]})
+    block += [{"op": "layernorm", "name": "post_attention_layernorm", "eps": eps,
+               "inputs": ["input" if parallel else "attn_add"]},
+              *_mlp("post_attention_layernorm", hidden, c.get("intermediate_size", pos_int),
+                    c.activation("hidden_act", "gelu"), True, ("dense_h_to_4h", "dense_4h_to_h")),
+              *_dropout("post_mlp_dropout", hidden_drop)]
+    residual = [attn_out, "input"] if parallel else ["attn_add"]
+    block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], *residual]})
+    head = {"op": "linear", "name": "embed_out", "out_features": vocab, "bias": False}
+    if c.get("tie_word_embeddings", boolean, False):
+        head["tie"] = "embed_in"
+    embed = [{"op": "embedding", "name": "embed_in", "num_embeddings": vocab, "embedding_dim": hidden},
+             *_dropout("emb_dropout", hidden_drop)]
+    return _lm_spec(c, embed, block, c.get("num_hidden_layers", pos_int),
+                    {"op": "layernorm", "name": "final_layer_norm", "eps": eps}, head,
+                    c.get("max_position_embeddings", pos_int))
+
+
+def _bert(c: Config) -> dict:
+    hidden = c.get("hidden_size", pos_int)
+    eps = c.get("layer_norm_eps", pos_float, 1e-12)
+    drop = c.dropout("hidden_dropout_prob")
+    block = [{"op": "multihead_attention", "name": "attention", "num_heads": c.get("num_attention_heads", pos_int),
+              "dropout": c.dropout("attention_probs_dropout_prob")},
+             *_dropout("attention_dropout", drop),
+             {"op": "add", "name": "attention_add", "inputs": ["attention_dropout" if drop else "attention", "input"]},
+             {"op": "layernorm", "name": "attention_ln", "eps": eps},
+             *_mlp("attention_ln", hidden, c.get("intermediate_size", pos_int), c.activation("hidden_act", "gelu"),
+                   True, ("intermediate", "output")),
+             *_dropout("output_dropout", drop)]
+    block += [{"op": "add", "name": "output_add", "inputs": [block[-1]["name"], "attention_ln"]},
+              {"op": "layernorm", "name": "output_ln", "eps": eps}]
+    positions = c.get("max_position_embeddings", pos_int)
+    pad = c.get("pad_token_id", any_int, 0)
+    layers = [{"op": "embedding", "name": "word_embeddings", "num_embeddings": c.get("vocab_size", pos_int),
+               "embedding_dim": hidden, "padding_idx": pad},
+              {"op": "positional_embedding", "name": "position_embeddings", "num_embeddings": positions},
+              {"op": "token_type_embedding", "name": "token_type_embeddings",
+               "num_embeddings": c.get("type_vocab_size", pos_int)},
+              {"op": "layernorm", "name": "embeddings_ln", "eps": eps},
+              *_dropout("embeddings_dropout", drop),
+              {"block": "encoder_layer", "name": "encoder", "repeat": c.get("num_hidden_layers", pos_int)},
+              {"op": "select", "name": "cls_token", "dim": 1, "index": 0},
+              {"op": "linear", "name": "pooler", "out_features": hidden},
+              {"op": "tanh", "name": "pooler_tanh"}]
+    return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": {"seq_len": positions},
+            "blocks": {"encoder_layer": {"layers": block}}, "layers": layers}
+
+
+FAMILIES: dict[str, Callable[[Config], dict]] = {
+    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama,
+    "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
+}
+
+
+def _name(c: Config) -> str:
+    """The model's name: the config's _name_or_path, else the folder of a config.json, else the file's stem."""
+    given = c.data.get("_name_or_path")
+    if isinstance(given, str) and given and given.isprintable():
+        return given
+    folder, base = os.path.split(os.path.abspath(c.path))
+    return os.path.basename(folder) if base == "config.json" and folder else os.path.splitext(base)[0]
+
+
+def spec_from_config(data: Any, path: str) -> dict:
+    """Spec data of a parsed config.json. Errors name the key, or the supported families."""
+    supported = ", ".join(sorted(FAMILIES))
+    if not isinstance(data, dict):
+        raise SizingError("a config.json is a JSON object with 'model_type'", path)
+    family = data.get("model_type")
+    if family is None:
+        raise SizingError(f"missing key 'model_type'; not a Hugging Face config.json? (supported: {supported})", path)
+    if not isinstance(family, str) or family not in FAMILIES:
+        raise SizingError(f"model_type {family!r} is not supported (supported: {supported})", path)
+    return FAMILIES[family](Config(data, path, family))
+
+
+def load(path: str) -> Loaded:
+    """Spec data of a local config.json file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise SizingError(f"cannot read: {e.strerror}", path) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SizingError(f"file is over {MAX_FILE_BYTES} bytes; a config.json is a few kilobytes", path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SizingError(f"not UTF-8 text (byte {e.start})", path) from None
+    except json.JSONDecodeError as e:
+        raise SizingError(f"invalid JSON: {e.msg} (column {e.colno})", path, e.lineno) from None
+    except RecursionError:
+        raise SizingError("invalid JSON: nested too deeply", path) from None
+    return Loaded(spec_from_config(data, path), origin=f"Hugging Face config, model_type {data['model_type']}")

@@ -1,0 +1,212 @@
+"""The calibration table (sizing/predict/calibration.yaml, shipped with the package): the achieved compute and memory
+fractions measured per device, the defaults the model assumes (PUE, network, overlap), the published training
+runs, and the one factor fitted on the `calibrate` runs (framework efficiency).
+
+The runs are compared with the model in sizing/predict/published.py. Only pyyaml is imported at load time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from statistics import median
+
+from ..common import yamlsafe
+from ..hardware.devices import device_from_record, shipped_devices
+from ..common.errors import SizingError, closest
+from .setup import Factors
+from .workload import COMPUTE
+
+USES = ("calibrate", "validate")
+PUBLISHED = ("mfu", "hfu_tflops", "tflops", "tokens_per_s", "samples_per_s", "step_s", "device_hours")
+RUN_KEYS = ("id", "use", "transformer", "zoo", "device", "devices", "dtype", "optimizer", "batch", "micro_batch",
+            "tensor_parallel", "pipeline_parallel", "zero", "recompute", "network_gbs", "node_size", "tokens",
+            "published", "source", "note")
+TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "norm", "vocab", "seq_len", "tied")
+TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "runs")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A sustained figure measured on one device: matmul TFLOP/s at a precision, or copy bandwidth in GB/s."""
+    device: str
+    value: float
+    precision: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One published training run with the configuration it was trained in (batch: global, in samples)."""
+    id: str
+    use: str
+    device: str
+    devices: int
+    dtype: str
+    batch: int
+    published: str
+    value: float
+    source: str
+    transformer: dict | None = None
+    zoo: str | None = None
+    optimizer: str = "adamw"
+    micro_batch: int | None = None
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    zero: int = 0
+    recompute: bool = False
+    network_gbs: float | None = None
+    node_size: int | None = None
+    tokens: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    framework_efficiency: float
+    pue: float
+    network_gbs: float
+    overlap: float
+    sources: dict
+    gemm: tuple[Measurement, ...]
+    memory: tuple[Measurement, ...]
+    devices: dict                       # retired devices only the runs use: id -> Device
+    runs: tuple[Run, ...]
+
+    def device(self, device_id: str, db: dict):
+        """A run's device: the hardware database's record, else the table's own (retired devices)."""
+        return db.get(device_id) or self.devices[device_id]
+
+    def _fraction(self, rows, device, db, what, figure) -> tuple[float, str]:
+        """The measured fraction for ``device`` (mean of its rows), else the median of its vendor's, else of all."""
+        fractions = [(self.device(m.device, db), m.value / figure(self.device(m.device, db), m)) for m in rows]
+        own = [f for d, f in fractions if d.id == device.id]
+        if own:
+            value = sum(own) / len(own)
+            return value, f"{what} fraction {value:.3f} measured on {device.id}"
+        vendor = [f for d, f in fractions if d.vendor == device.vendor]
+        pool, whose = (vendor, f"{device.vendor} devices") if vendor else ([f for _, f in fractions], "all devices")
+        value = median(pool)
+        return value, f"{what} fraction {value:.3f}: median of {whose} measured (none for {device.id})"
+
+    def factors(self, device, precision: str, db: dict, network_gbs=None, overlap=None, pue=None) -> Factors:
+        """The calibrated factors for ``device`` at ``precision`` (matmul rows at that precision on the device,
+        else its bf16 rows, else other devices'); the bench profile (device 'local') holds measured sustained
+        figures already, so its fractions are 1. None keeps the table's default."""
+        if device.id == "local":
+            cf, mf, notes = 1.0, 1.0, ("device 'local': the bench profile's figures are measured, used as they are",)
+        else:
+            gemm = ([m for m in self.gemm if m.device == device.id and m.precision == precision]
+                    or [m for m in self.gemm if m.device != device.id or m.precision == "bf16"])
+            cf, cnote = self._fraction(gemm, device, db, "compute", lambda d, m: d.peak_tflops[m.precision])
+            mf, mnote = self._fraction(self.memory, device, db, "memory", lambda d, m: d.memory_bw_gbs)
+            notes = (cnote, mnote)
+        return Factors(cf, mf, self.framework_efficiency,
+                       self.network_gbs if network_gbs is None else network_gbs,
+                       self.overlap if overlap is None else overlap, self.pue if pue is None else pue, notes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+def _err(path, lines, where, message):
+    return SizingError(message, path, lines.get(where) or lines.get(where[:-1]) or lines.get(where[:1]))
+
+
+def _need(path, lines, where, mapping, key, kind):
+    value = mapping.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise _err(path, lines, where + (key,), f"{'.'.join(map(str, where + (key,)))}: needs "
+                   f"{getattr(kind, '__name__', 'a number')}, got {value!r}")
+    return value
+
+
+def _run(path, lines, i, rec, known_devices) -> Run:
+    where = ("runs", i)
+    if not isinstance(rec, dict):
+        raise _err(path, lines, where, f"runs[{i}]: must be a mapping")
+    for key in rec:
+        if key not in RUN_KEYS:
+            raise _err(path, lines, where + (key,), f"runs[{i}]: unknown key '{key}'{closest(key, RUN_KEYS)}")
+    rid = _need(path, lines, where, rec, "id", str)
+    if rec.get("use") not in USES:
+        raise _err(path, lines, where + ("use",), f"run '{rid}': use must be one of {', '.join(USES)}")
+    if (rec.get("transformer") is None) == (rec.get("zoo") is None):
+        raise _err(path, lines, where, f"run '{rid}': give a transformer or a zoo model, one of them")
+    if rec.get("transformer") is not None:
+        for key in rec["transformer"]:
+            if key not in TRANSFORMER_KEYS:
+                raise _err(path, lines, where + ("transformer", key), f"run '{rid}': transformer: unknown key "
+                           f"'{key}'{closest(key, TRANSFORMER_KEYS)}")
+    if rec.get("device") not in known_devices:
+        raise _err(path, lines, where + ("device",), f"run '{rid}': unknown device '{rec.get('device')}'"
+                   f"{closest(str(rec.get('device')), known_devices)}")
+    if rec.get("dtype") not in COMPUTE:
+        raise _err(path, lines, where + ("dtype",), f"run '{rid}': dtype must be one of {', '.join(COMPUTE)}")
+    pub = rec.get("published")
+    if not isinstance(pub, dict) or len(pub) != 1 or next(iter(pub)) not in PUBLISHED:
+        raise _err(path, lines, where + ("published",), f"run '{rid}': published must be one figure, one of "
+                   f"{', '.join(PUBLISHED)}")
+    (kind, value), = pub.items()
+    if kind == "device_hours" and not rec.get("tokens"):
+        raise _err(path, lines, where + ("tokens",), f"run '{rid}': device_hours needs the tokens trained")
+    for key in ("devices", "batch"):
+        _need(path, lines, where, rec, key, int)
+    _need(path, lines, where, rec, "source", str)
+    fields = {k: v for k, v in rec.items() if k not in ("published",)}
+    return Run(published=kind, value=_need(path, lines, where + ("published",), pub, kind, (int, float)), **fields)
+
+
+def load(path: str) -> Calibration:
+    """The calibration table at ``path``, validated; errors name the file and line."""
+    data, lines = yamlsafe.load(path)
+    if not isinstance(data, dict):
+        raise SizingError("a calibration table is a mapping (see sizing/predict/calibration.yaml)", path, 1)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _err(path, lines, (key,), f"unknown key '{key}'{closest(key, TOP_KEYS)}")
+    retired = {}
+    for i, rec in enumerate(data.get("devices") or []):
+        d = device_from_record(rec, path, lines, ("devices", i))
+        retired[d.id] = d
+    known = {**{d.id: d for d in shipped_devices()}, **retired}
+    defaults = data.get("defaults") or {}
+    gemm = data.get("gemm") or {}
+    rows = []
+    for i, m in enumerate(gemm.get("rows") or []):
+        where = ("gemm", "rows", i)
+        if m.get("device") not in known:
+            raise _err(path, lines, where, f"gemm row {i + 1}: unknown device '{m.get('device')}'")
+        if m.get("precision") not in known[m["device"]].peak_tflops:
+            raise _err(path, lines, where, f"gemm row {i + 1}: {m['device']} has no {m.get('precision')} peak")
+        rows.append(Measurement(m["device"], _need(path, lines, where, m, "tflops", (int, float)),
+                                m.get("precision"), m.get("note") or gemm.get("source", "")))
+    mem = []
+    for i, m in enumerate(data.get("memory") or []):
+        where = ("memory", i)
+        if m.get("device") not in known:
+            raise _err(path, lines, where, f"memory row {i + 1}: unknown device '{m.get('device')}'")
+        mem.append(Measurement(m["device"], _need(path, lines, where, m, "gbs", (int, float)), None,
+                               _need(path, lines, where, m, "source", str)))
+    runs = tuple(_run(path, lines, i, r, known) for i, r in enumerate(data.get("runs") or []))
+    ids = [r.id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise SizingError(f"duplicate run id {next(i for i in ids if ids.count(i) > 1)}", path)
+    fitted = data.get("fitted") or {}
+    return Calibration(
+        framework_efficiency=_need(path, lines, ("fitted",), fitted, "framework_efficiency", float),
+        pue=_need(path, lines, ("defaults",), defaults, "pue", (int, float)),
+        network_gbs=_need(path, lines, ("defaults",), defaults, "network_gbs", (int, float)),
+        overlap=_need(path, lines, ("defaults",), defaults, "overlap", (int, float)),
+        sources={k: v for k, v in defaults.items() if k.endswith("_source")},
+        gemm=tuple(rows), memory=tuple(mem), devices=retired, runs=runs)
+
+
+def shipped_path() -> str:
+    return str(resources.files("sizing.predict") / "calibration.yaml")
+
+
+@lru_cache(maxsize=1)
+def shipped() -> Calibration:
+    """The table shipped with the package."""
+    return load(shipped_path())

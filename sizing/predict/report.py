@@ -1,0 +1,46 @@
+"""Writer of the prediction section of ``sizing estimate --device`` (table format). It only formats what
+``Prediction.to_dict()`` holds; the JSON output carries that dict whole as ``prediction``."""
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from ..common.units import duration, iec, si
+
+SLOWEST = 10      # layers listed, slowest first
+
+
+def prediction_table(p: dict) -> str:
+    t = p["time_seconds"]
+    layout = (f"{p['devices']} x {p['device']}, {p['precision']}: data parallel {p['data_parallel']}, tensor "
+              f"parallel {p['tensor_parallel']}" + (f", pipeline {p['pipeline_parallel']}"
+                                                    if p["pipeline_parallel"] > 1 else "")
+              + f", ZeRO-{p['zero']}" + (", recompute" if p["recompute"] else ""))
+    m = p["memory_per_device"]
+    cap = p["device_memory_bytes"]
+    rows = [
+        ["step", duration(p["step_seconds"]),
+         f"global batch {p['global_batch']:,}; compute {duration(t['compute'])}, tensor-parallel comm "
+         f"{duration(t['tensor_parallel_comm'])}, gradient comm {duration(t['gradient_comm'])} "
+         f"({duration(t['gradient_comm_exposed'])} exposed), optimizer {duration(t['optimizer'])}"],
+        ["bound", p["bound"], f"MFU {p['mfu']:.1%} (model FLOPs {si(p['model_flops_per_step'], 'FLOPs')} per step)"],
+        ["memory / device", iec(m["total"]),
+         f"of {iec(cap) if cap is not None else 'host memory'}: weights {iec(m['weights'])}, gradients "
+         f"{iec(m['gradients'])}, optimizer {iec(m['optimizer'])}, activations {iec(m['activations'])}"],
+    ]
+    if p["steps"] is not None:
+        rows += [
+            ["epoch", duration(p["epoch_seconds"]), f"{p['steps_per_epoch']:,} steps"],
+            ["total", duration(p["total_seconds"]), f"{p['steps']:,} steps"],
+            ["device-hours", f"{p['device_hours']:,.0f}", ""],
+            ["energy", "-" if p["energy_kwh"] is None else f"{p['energy_kwh']:,.0f} kWh", ""],
+        ]
+    slow = sorted(p["layers"], key=lambda l: -max(l["compute_s"], l["memory_s"]))[:SLOWEST]
+    layers = [[l["name"], l["op"], duration(max(l["compute_s"], l["memory_s"])), l["bound"], si(l["flops"]),
+               iec(l["bytes"])] for l in slow]
+    return "\n".join([
+        f"prediction: {layout}", "",
+        tabulate(rows, tablefmt="plain", disable_numparse=True), "",
+        "slowest layers (one device, one step; roofline times before the framework efficiency):",
+        tabulate(layers, ["layer", "op", "time", "bound", "FLOPs", "bytes"], tablefmt="simple",
+                 disable_numparse=True, colalign=("left", "left", "right", "left", "right", "right")), "",
+        *[f"assumption: {a}" for a in p["assumptions"]]])

@@ -1,0 +1,91 @@
+"""`sizing quote`'s options -> a Quote: the orchestration between the command line and the recommendation (the
+writers in writers.py only format the Quote this returns)."""
+from __future__ import annotations
+
+from ..common.errors import SizingError
+from .core import Quote
+
+
+def storage_for(precision: str) -> tuple[str, str | None]:
+    """(storage dtype, compute precision or None) for a --precision name: a storage dtype computes at itself;
+    tf32 and fp8 are compute precisions of the first dtype that allows them (sizing/workload.py COMPUTE)."""
+    from ..predict.workload import COMPUTE
+
+    if precision in COMPUTE:
+        return precision, None
+    for dtype, allowed in COMPUTE.items():
+        if precision in allowed:
+            return dtype, precision
+    names = sorted({p for allowed in COMPUTE.values() for p in allowed})
+    raise SizingError(f"--precision: '{precision}' is not one of {', '.join(names)}")
+
+
+def candidates_for(db: dict, names: str | None) -> list:
+    """The devices --candidates names (comma-separated loose names, each may match several), in the order given;
+    every device but this machine's bench profile when None."""
+    from ..hardware.devices import LOCAL_ID, find_device, match_devices
+
+    if names is None:
+        return [d for d in db.values() if d.id != LOCAL_ID]
+    out = {}
+    for name in (n.strip() for n in names.split(",")):
+        if not name:
+            continue
+        hits = match_devices(db, name) or [find_device(db, name)]     # find_device raises the error
+        out.update((d.id, d) for d in hits)
+    if not out:
+        raise SizingError("--candidates: name at least one device (`sizing hw list`)")
+    return list(out.values())
+
+
+def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, batch, seq_len, precision, budget,
+                currency, fx, candidates, prices, horizon, pue, kwh_price, node_cost, max_devices, hwdb_files,
+                progress, warn) -> Quote:
+    """The Quote for `sizing quote`'s options (every bad value: SizingError, one line): parse, estimate, load the
+    devices and prices, recommend."""
+    import datetime
+
+    from ..hardware.devices import load_hwdb
+    from ..model.estimate import estimate
+    from .money import decimal, exchange
+    from .core import DEFAULT_HORIZON, MAX_DEVICES, apply_prices, parse_duration
+    from .recommend import Terms, recommend
+    from ..predict.workload import Workload, parse_count
+
+    money = exchange(currency, fx)
+    serving = qps is not None or latency_ms is not None
+    if serving and (samples or tokens or deadline):
+        raise SizingError("give a training job (--samples or --tokens, --deadline) or a serving target (--qps, "
+                          "--latency-ms), not both")
+    if not serving and not (samples or tokens):
+        raise SizingError("give --samples or --tokens and --deadline (training), or --qps and/or --latency-ms "
+                          "(serving)")
+    dtype, compute = storage_for(precision) if precision else (None, None)
+    est = estimate(spec, batch=parse_count("--batch", batch), dtype=dtype, seq_len=parse_count("--seq-len", seq_len))
+    s = est.settings
+    common = dict(batch=s["batch"], dtype=s["dtype"], precision=compute, optimizer=s["optimizer"])
+    if serving:
+        workload = Workload(kind="inference", throughput=None if qps is None else float(decimal("--qps", qps)),
+                            latency_s=None if latency_ms is None else float(decimal("--latency-ms", latency_ms)) / 1e3,
+                            **common)
+    else:
+        workload = Workload(samples=parse_count("--samples", samples), tokens=parse_count("--tokens", tokens),
+                            epochs=parse_count("--epochs", epochs), **common)
+    db = load_hwdb(hwdb_files)
+    if prices:
+        db = apply_prices(db, prices)
+    given = {k for k, v in (("horizon", horizon), ("pue", pue), ("kwh_price", kwh_price), ("prices", prices),
+                            ("batch", batch)) if v is not None}
+    terms = Terms(
+        exchange=money, horizon_s=parse_duration("--horizon", horizon or DEFAULT_HORIZON),
+        kwh_price=None if kwh_price is None else decimal("--kwh-price", kwh_price),
+        node_cost=None if node_cost is None else money.amount("--node-cost", node_cost),
+        budget=None if budget is None else money.amount("--budget", budget),
+        pue=None if pue is None else float(decimal("--pue", pue)),
+        max_devices=MAX_DEVICES if max_devices is None else parse_count("--max-devices", max_devices),
+        deadline_s=None if deadline is None else parse_duration("--deadline", deadline), given=frozenset(given))
+    quote = recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
+                      datetime.date.today().isoformat())
+    if not serving and s["batch"] == 1:
+        warn("warning: batch 1 per device (the spec's default); training runs use more: set --batch")
+    return quote

@@ -1,0 +1,293 @@
+"""The recommendation behind ``sizing quote``: for each candidate device, the fewest whole nodes that fit the model
+in memory and meet the deadline (training) or the latency and throughput targets (inference), by the performance
+model (sizing/predict/training.py); each such option costed (sizing/quote.py), ranked by total cost of ownership, filtered by
+the budget; one pick and the fastest, cheapest and lowest-power alternatives.
+
+The count search is closed form for inference (replicas = ceil(target / throughput of one replica)) and for
+training a doubling then a bisection over whole nodes (``smallest_meeting``): about 2 log2(N) predictions for a
+count N, each one pass over the folded graph; never a loop over devices or steps. It assumes the time to train
+falls as nodes are added, which holds until the global batch covers an epoch in one step or communication
+dominates; past that point adding nodes no longer helps and the search stops at the fastest count it saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ..common.errors import SizingError
+from .money import Exchange, fmt_rate
+from ..predict.fit import choose_layout
+from ..predict.inference import predict_inference
+from ..predict.roofline import facility_kw, peaks
+from ..predict.setup import Setup
+from ..predict.training import predict
+from .core import (KWH_SOURCE, KWH_USD, MAX_DEVICES, SERVER_SOURCE, SERVER_USD_PER_SLOT, TCO_REFERENCE, Assumption,
+    Bytes, Exclusion, Message, Money, Option, Quote, Roofline, Seconds, cloud_cost, energy_cost, nodes_for,
+    pareto_front, purchase_items, status)
+
+ZERO_STAGES = (0, 1, 2, 3)
+YEAR_S = 31557600
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The buyer's terms. Money in the report currency: ``kwh_price`` in major units per kWh (None: the US
+    industrial average converted), ``node_cost`` and ``budget`` in minor units. ``pue`` None: the calibration
+    table's. ``deadline_s``: the training target."""
+    exchange: Exchange
+    horizon_s: float = 3 * YEAR_S
+    kwh_price: Decimal | None = None
+    node_cost: int | None = None
+    budget: int | None = None
+    pue: float | None = None
+    max_devices: int = MAX_DEVICES
+    deadline_s: float | None = None
+    given: frozenset = frozenset()        # option names the user set ('horizon', 'pue', 'kwh_price', 'prices')
+
+    @property
+    def kwh(self) -> Decimal:
+        return self.kwh_price if self.kwh_price is not None else KWH_USD * self.exchange.per_usd
+
+
+def smallest_meeting(ok, lo: int, hi: int) -> tuple[int | None, list[int]]:
+    """The smallest k in [lo, hi] with ok(k), for ok false then true as k grows: try lo, then double until ok
+    (capped at hi), then bisect between the last failure and the first success. Returns (k or None, every k tried,
+    in order)."""
+    tried = [lo]
+    if ok(lo):
+        return lo, tried
+    fail = lo
+    while True:
+        nxt = min(2 * fail, hi)
+        if nxt == fail:
+            return None, tried
+        tried.append(nxt)
+        if ok(nxt):
+            break
+        fail = nxt
+    good = nxt
+    while good - fail > 1:
+        mid = (fail + good) // 2
+        tried.append(mid)
+        if ok(mid):
+            good = mid
+        else:
+            fail = mid
+    return good, tried
+
+
+def _least_fitting(est, workload, device) -> int | None:
+    """The fewest devices the model fits on at any ZeRO stage (None: none)."""
+    counts = []
+    for z in ZERO_STAGES:
+        try:
+            counts.append(choose_layout(est, workload, device, Setup(zero=z))[0])
+        except SizingError:
+            pass
+    return min(counts, default=None)
+
+
+def _configure(est, workload, device, factors, count: int):
+    """The prediction on ``count`` devices at the lowest ZeRO stage that fits (the last tried when none does)."""
+    for z in ZERO_STAGES:
+        pred = predict(est, workload, device, Setup(devices=count, zero=z), factors)
+        if pred.fits:
+            break
+    return pred
+
+
+def _costs(device, count: int, seconds_running: float, terms: Terms, pue: float):
+    """(purchase lines, power kW, horizon kWh, horizon energy cost, kWh and cost while ``seconds_running``)."""
+    items = purchase_items(device, count, terms.exchange, terms.node_cost)
+    kw = facility_kw(device.tdp_w, count, pue)
+    if kw is None:
+        return items, None, None, None, None, None
+    horizon_kwh = kw * terms.horizon_s / 3600
+    job_kwh = kw * seconds_running / 3600
+    return (items, kw, horizon_kwh, energy_cost(horizon_kwh, terms.kwh, terms.exchange), job_kwh,
+            energy_cost(job_kwh, terms.kwh, terms.exchange))
+
+
+def _train_option(est, workload, device, factors, terms: Terms) -> Option | Exclusion:
+    unit = device.devices_per_node
+    least = _least_fitting(est, workload, device)
+    if least is None:
+        return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
+    lo, hi = nodes_for(least, unit), terms.max_devices // unit
+    if lo > hi:
+        return Exclusion(device.id, Message("ex_too_many", {"count": least, "max": terms.max_devices}))
+    preds = {}
+
+    def run(k):
+        if k not in preds:
+            preds[k] = _configure(est, workload, device, factors, k * unit)
+        return preds[k]
+
+    def ok(k):
+        p = run(k)
+        return p.fits and p.total_seconds <= terms.deadline_s
+
+    k, tried = smallest_meeting(ok, lo, hi)
+    if k is None:         # the fastest count tried stands for the device
+        k = min((t for t in tried if run(t).fits), key=lambda t: run(t).total_seconds, default=lo)
+    pred = run(k)
+    fewer = run(k - 1) if k - 1 >= lo else None
+    items, kw, h_kwh, h_cost, j_kwh, j_cost = _costs(device, pred.devices, pred.total_seconds, terms, factors.pue)
+    return Option(
+        device_id=device.id, device_name=device.name, count=pred.devices, nodes=k, per_node=unit,
+        precision=pred.precision, zero=pred.zero, tensor_parallel=pred.tensor_parallel, replicas=pred.data_parallel,
+        seconds=pred.total_seconds, meets=ok(k), utilization=pred.mfu, peak_flops=peaks(device, pred.precision)[0],
+        memory_per_device=pred.memory.total, device_memory=device.memory_bytes, bound=pred.bound, power_kw=kw,
+        items=items, horizon_kwh=h_kwh, horizon_energy=h_cost, job_kwh=j_kwh, job_energy=j_cost,
+        cloud=cloud_cost(device, pred.device_hours, terms.exchange), global_batch=pred.global_batch,
+        steps=pred.steps, model_flops_per_step=pred.model_flops_per_step,
+        fewer_seconds=fewer.total_seconds if fewer is not None and fewer.fits else None, prediction=pred)
+
+
+def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Exclusion:
+    base = predict_inference(est, workload, device, Setup(), factors)
+    if not base.fits:
+        return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
+    unit = device.devices_per_node
+    count = nodes_for(base.devices, unit) * unit
+    if count > terms.max_devices:
+        return Exclusion(device.id, Message("ex_too_many", {"count": count, "max": terms.max_devices}))
+    pred = predict_inference(est, workload, device, Setup(devices=count, tensor_parallel=base.tensor_parallel),
+                             factors)
+    mat = peaks(device, pred.precision)[0]
+    flops = est.totals.flops
+    items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue)
+    meets = pred.meets_target and (workload.throughput is None or pred.throughput >= workload.throughput)
+    return Option(
+        device_id=device.id, device_name=device.name, count=count, nodes=count // unit, per_node=unit,
+        precision=pred.precision, zero=0, tensor_parallel=pred.tensor_parallel, replicas=pred.replicas,
+        seconds=pred.latency_s, meets=meets, utilization=flops / (pred.latency_s * pred.tensor_parallel * mat),
+        peak_flops=mat, memory_per_device=pred.memory.total, device_memory=device.memory_bytes, bound=pred.bound,
+        power_kw=kw, items=items, horizon_kwh=h_kwh, horizon_energy=h_cost, job_kwh=None, job_energy=None,
+        cloud=cloud_cost(device, count * terms.horizon_s / 3600, terms.exchange), global_batch=pred.batch,
+        model_flops_per_step=flops, throughput=pred.throughput, prediction=pred)
+
+
+_ORDER = ("ok", "over_budget", "unpriced", "misses")
+
+
+def _rank(options, budget):
+    """Best first: within budget by TCO, then over budget by TCO, then unpriced by time, then those that miss
+    the target by how far."""
+    def key(o):
+        s = status(o, budget)
+        return (_ORDER.index(s), o.tco if s in ("ok", "over_budget") else 0, o.seconds, o.device_id)
+    return tuple(sorted(options, key=key))
+
+
+def _findings(kind, ranked, budget, terms, workload) -> list[Message]:
+    by = {s: [o for o in ranked if status(o, budget) == s] for s in _ORDER}
+    out = []
+    if not ranked:
+        return [Message("no_candidates")]
+    if not (by["ok"] or by["over_budget"] or by["unpriced"]):
+        best = min(ranked, key=lambda o: o.seconds)
+        if kind == "training":
+            out.append(Message("short_deadline", {
+                "device": best.device_id, "count": best.count, "time": Seconds(best.seconds),
+                "deadline": Seconds(terms.deadline_s), "ratio": best.seconds / terms.deadline_s}))
+            out.append(Message("short_cap" if best.count * 2 > terms.max_devices else "short_saturated",
+                               {"count": best.count, "max": terms.max_devices}))
+        else:
+            out.append(Message("short_latency", {"device": best.device_id, "latency": Seconds(best.seconds),
+                                                 "target": Seconds(workload.latency_s or 0)}))
+    if by["over_budget"]:
+        cheapest = min(by["over_budget"], key=lambda o: o.purchase)
+        out.append(Message("over_budget_all" if not by["ok"] else "over_budget_some", {
+            "n": len(by["over_budget"]), "budget": Money(budget), "device": cheapest.device_id,
+            "purchase": Money(cheapest.purchase)}))
+    if by["unpriced"]:
+        out.append(Message("unpriced", {"n": len(by["unpriced"]),
+                                        "devices": ", ".join(o.device_id for o in by["unpriced"])}))
+    return out
+
+
+def _assumptions(kind, workload, terms: Terms, pue: float, pue_source: str) -> list[Assumption]:
+    given = terms.given
+    out = [
+        Assumption(Message("as_horizon", {"horizon": Seconds(terms.horizon_s)}),
+                   "--horizon" if "horizon" in given else f"depreciation 3-5 years ({TCO_REFERENCE})"),
+        Assumption(Message("as_pue", {"pue": pue}), "--pue" if "pue" in given else pue_source),
+        Assumption(Message("as_kwh", {"price": fmt_rate(terms.kwh, terms.exchange.currency)}),
+                   "--kwh-price" if "kwh_price" in given else KWH_SOURCE),
+        Assumption(Message("as_power"), f"sustained H100 draw about 650 W of 700 W TDP; server overhead about 1.3 "
+                                        f"({TCO_REFERENCE})"),
+        Assumption(Message("as_server", {"cost": Money(terms.exchange.minor(SERVER_USD_PER_SLOT))}), SERVER_SOURCE)
+        if terms.node_cost is None else
+        Assumption(Message("as_server_given", {"cost": Money(terms.node_cost)}), "--node-cost"),
+        Assumption(Message("as_cloud"), f"hwdb/*.yaml cloud rates ({TCO_REFERENCE})"),
+        Assumption(Message("as_prices"), "--prices" if "prices" in given else "hwdb/*.yaml (hwdb/README.md)"),
+        Assumption(Message("as_search", {"max": terms.max_devices}), "sizing/quote/recommend.py"),
+        Assumption(Message("as_model"), "sizing/predict/training.py, sizing/predict/calibration.yaml"),
+    ]
+    if kind == "training":
+        out.append(Assumption(Message("as_batch", {"batch": workload.batch}), "--batch" if "batch" in given
+                              else "the model spec's default batch"))
+    if terms.exchange.currency.code != "USD":
+        out.append(Assumption(Message("as_fx", {"rate": terms.exchange.rate_text()}), "--fx"))
+    if terms.budget is not None:
+        out.append(Assumption(Message("as_budget", {"budget": Money(terms.budget)}), "--budget"))
+    return out
+
+
+def roofline(device, option: Option) -> Roofline:
+    """The pick's layers on its device's roofline (layers without FLOPs or bytes have no place on it)."""
+    pred = option.prediction
+    mat, vec = peaks(device, option.precision)
+    layers = tuple((l.name, l.flops / l.bytes, l.flops / l.seconds, l.bound) for l in pred.layers
+                   if l.flops and l.bytes and l.seconds)
+    return Roofline(device.name, option.precision, mat, vec, device.memory_bw_bytes_per_s,
+                    pred.factors.compute_fraction, pred.factors.memory_fraction, layers)
+
+
+def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_source: str = "",
+              date: str = "") -> Quote:
+    """The quote for ``workload`` (its graph's estimate ``est``) over the ``candidates`` devices of ``db``."""
+    from ..predict.calibration import shipped
+
+    cal = shipped()
+    kind = workload.kind
+    if kind == "training" and terms.deadline_s is None:
+        raise SizingError("a training quote needs --deadline (e.g. 24h, 14d)")
+    precision = workload.compute_precision
+    options, excluded = [], []
+    for i, device in enumerate(candidates, 1):
+        if progress:
+            progress(f"quote: {device.id} ({i}/{len(candidates)})")
+        if precision not in device.peak_tflops:
+            excluded.append(Exclusion(device.id, Message("ex_precision", {
+                "precision": precision, "has": ", ".join(device.precisions())})))
+            continue
+        factors = cal.factors(device, precision, db, pue=terms.pue)
+        made = (_train_option if kind == "training" else _serve_option)(est, workload, device, factors, terms)
+        (excluded if isinstance(made, Exclusion) else options).append(made)
+    ranked = _rank(options, terms.budget)
+    ok = [o for o in ranked if status(o, terms.budget) == "ok"]
+    alternatives = {}
+    if ok:
+        alternatives = {"fastest": min(ok, key=lambda o: o.seconds), "cheapest": min(ok, key=lambda o: o.purchase),
+                        "lowest_power": min(ok, key=lambda o: (o.power_kw, o.tco))}
+    priced = [i for i, o in enumerate(ranked) if status(o, terms.budget) in ("ok", "over_budget")]
+    front = pareto_front([(ranked[i].seconds, ranked[i].tco) for i in priced])
+    pick = ok[0] if ok else None
+    pue = terms.pue if terms.pue is not None else cal.pue
+    s = est.settings
+    work = {"batch": s["batch"], "dtype": s["dtype"], "precision": precision, "optimizer": s["optimizer"],
+            "seq_len": s["seq_len"]}
+    if kind == "training":
+        work.update(samples=workload.samples, tokens=workload.tokens, epochs=workload.epochs)
+    else:
+        work.update(qps=workload.throughput, latency_s=workload.latency_s)
+    return Quote(
+        model=est.graph.name, source=model_source or est.graph.source, kind=kind, workload=work,
+        exchange=terms.exchange, horizon_s=terms.horizon_s, pue=pue, kwh_price=terms.kwh, budget=terms.budget,
+        options=ranked, pick=pick, alternatives=alternatives, front=frozenset(priced[i] for i in front),
+        excluded=tuple(excluded), findings=tuple(_findings(kind, ranked, terms.budget, terms, workload)),
+        assumptions=tuple(_assumptions(kind, workload, terms, pue, cal.sources.get("pue_source", "--pue"))),
+        model_notes=tuple(pick.prediction.assumptions) if pick else (),
+        roofline=roofline(db[pick.device_id], pick) if pick else None, deadline_s=terms.deadline_s, date=date)

@@ -1,0 +1,243 @@
+"""Every sentence and label of the `sizing quote` report, in English and Korean, in one place.
+
+``STRINGS[key] = (English, Korean)``; ``{name}`` fields are filled by ``sizing.quote.writers`` after it formats
+each value for the language and currency. tests/test_quote.py checks that both languages have the same fields.
+"""
+from __future__ import annotations
+
+LANGS = ("en", "ko")
+
+STRINGS = {
+    # header and summary
+    "title": ("Hardware quote: {model}", "하드웨어 견적: {model}"),
+    "model": ("Model", "모델"),
+    "date": ("Date", "작성일"),
+    "task": ("Task", "작업"),
+    "task_train_samples": ("train on {samples} samples x {epochs} epoch(s) within {deadline}",
+                           "샘플 {samples}개 x {epochs} 에폭 학습, 기한 {deadline}"),
+    "task_train_tokens": ("train on {tokens} tokens x {epochs} epoch(s) within {deadline}",
+                          "토큰 {tokens}개 x {epochs} 에폭 학습, 기한 {deadline}"),
+    "task_serve": ("serve request batches of {batch}", "요청 배치 {batch} 서빙"),
+    "task_qps": ("{qps} samples/s in all", "전체 초당 {qps} 샘플"),
+    "task_latency": ("at most {latency} per request batch", "요청 배치당 최대 {latency}"),
+    "settings": ("Settings", "설정"),
+    "settings_text": ("batch {batch} per device, {dtype} storage, {precision} compute, optimizer {optimizer}",
+                      "장치당 배치 {batch}, 저장 {dtype}, 연산 {precision}, 옵티마이저 {optimizer}"),
+    "currency": ("Currency", "통화"),
+    "h_summary": ("Summary", "요약"),
+    "pick": ("Recommended", "추천 구성"),
+    "pick_text": ("{count} x {device} ({nodes} node(s) of {per_node})", "{device} {count}대 ({per_node}대 노드 {nodes}개)"),
+    "no_pick": ("No option meets the target within the budget: see the findings below.",
+                "예산 안에서 목표를 충족하는 구성이 없습니다. 아래 검토 결과를 보십시오."),
+    "total_price": ("Total price (purchase)", "총 구매가"),
+    "time_train": ("Time to train", "학습 시간"),
+    "latency": ("Latency per request batch", "요청 배치당 지연 시간"),
+    "throughput": ("Throughput", "처리량"),
+    "throughput_text": ("{qps} samples/s", "초당 {qps} 샘플"),
+    "power": ("Power (facility, at TDP)", "전력 (시설 기준, TDP)"),
+    "tco_over": ("Total cost of ownership over {horizon}", "{horizon} 총소유비용"),
+    "cloud_alt": ("Cloud rental instead", "클라우드 임대 시"),
+    "h_findings": ("Findings", "검토 결과"),
+    # line items
+    "h_items": ("Line items", "구매 품목"),
+    "col_item": ("Item", "품목"),
+    "col_unit": ("Unit price", "단가"),
+    "col_qty": ("Quantity", "수량"),
+    "col_total": ("Total", "금액"),
+    "col_kind": ("Price kind", "가격 종류"),
+    "col_date": ("Price date", "가격 기준일"),
+    "col_source": ("Source", "출처"),
+    "total_row": ("Total", "합계"),
+    "item_devices": ("{name}", "{name}"),
+    "item_server": ("Server for {name} device(s) (chassis, host CPUs, memory, network), devices not included",
+                    "장치 {name}개용 서버 (섀시, 호스트 CPU, 메모리, 네트워크; 장치 제외)"),
+    "item_node": ("{name} server, devices included", "{name} 서버 (장치 포함)"),
+    "kind_list": ("list", "정가"),
+    "kind_msrp": ("MSRP", "권장 소비자가"),
+    "kind_street": ("street", "시장가"),
+    "kind_estimate": ("estimate", "추정가"),
+    "kind_quote": ("quote", "견적가"),
+    # TCO
+    "h_tco": ("Cost of ownership", "소유 비용"),
+    "tco_purchase": ("Purchase", "구매"),
+    "tco_energy": ("Electricity over {horizon}: {kw} kW x {hours} h = {kwh} kWh at {price}/kWh",
+                   "{horizon} 전기료: {kw} kW x {hours} 시간 = {kwh} kWh, kWh당 {price}"),
+    "tco_total": ("Total cost of ownership over {horizon}", "{horizon} 총소유비용"),
+    "job_energy": ("Electricity for this job alone: {kwh} kWh", "이 작업만의 전기료: {kwh} kWh"),
+    "cloud_job": ("Renting the same devices for this job: {hours} device-hours at {rate}/device-hour ({provider}, "
+                  "{offer}, {date})",
+                  "같은 장치를 이 작업 동안 임대: {hours} 장치-시간 x 장치-시간당 {rate} ({provider}, {offer}, {date})"),
+    "cloud_serve": ("Renting the same devices for {horizon}: {hours} device-hours at {rate}/device-hour ({provider}, "
+                    "{offer}, {date})",
+                    "같은 장치를 {horizon} 동안 임대: {hours} 장치-시간 x 장치-시간당 {rate} ({provider}, {offer}, {date})"),
+    "breakeven": ("Owning costs as much as renting for {jobs} such jobs; {fit} of them fit in {horizon}.",
+                  "소유 비용은 이런 작업 {jobs}회를 임대하는 비용과 같습니다. {horizon} 동안 {fit}회를 할 수 있습니다."),
+    "no_cloud": ("The database has no cloud rate for {device}.", "데이터베이스에 {device}의 클라우드 요금이 없습니다."),
+    "no_energy": ("The database has no TDP for {device}: electricity is not counted.",
+                  "데이터베이스에 {device}의 TDP가 없어 전기료를 계산하지 않았습니다."),
+    # why this many
+    "h_why": ("Why this many", "이 수량의 근거"),
+    "why_flops": ("Model FLOPs per step (forward and backward, global batch {batch}) {per_step} x {steps} steps = "
+                  "{total} FLOPs",
+                  "스텝당 모델 FLOPs (순전파와 역전파, 전체 배치 {batch}) {per_step} x {steps} 스텝 = {total} FLOPs"),
+    "why_effective": ("{count} devices x {peak}FLOP/s peak ({precision}) x {util} utilization = {effective}FLOP/s "
+                      "effective",
+                      "장치 {count}대 x 최대 {peak}FLOP/s ({precision}) x 활용률 {util} = 실효 {effective}FLOP/s"),
+    "why_time": ("{total} FLOPs / {effective}FLOP/s = {time}", "{total} FLOPs / {effective}FLOP/s = {time}"),
+    "why_memory": ("Memory per device: {memory} of {capacity} (tensor parallel {tp}, ZeRO-{zero}, {replicas} "
+                   "replica(s)); bound: {bound}",
+                   "장치당 메모리: {capacity} 중 {memory} (텐서 병렬 {tp}, ZeRO-{zero}, 복제 {replicas}개); 병목: {bound}"),
+    "why_fewer": ("One node fewer ({count} devices) would take {time}, past the deadline {deadline}.",
+                  "노드 하나를 줄이면 ({count}대) {time}가 걸려 기한 {deadline}을 넘깁니다."),
+    "why_least": ("This is the fewest nodes the model fits on.", "모델이 들어가는 가장 적은 노드 수입니다."),
+    "why_serve_flops": ("FLOPs per request batch of {batch}: {flops}", "요청 배치 {batch}당 FLOPs: {flops}"),
+    "why_serve_latency": ("On {tp} device(s) at {util} utilization a request batch takes {latency}",
+                          "장치 {tp}대, 활용률 {util}에서 요청 배치 하나에 {latency}"),
+    "why_serve_replicas": ("{replicas} replica(s) of {tp} device(s) serve {qps} samples/s: {count} devices in "
+                           "{nodes} node(s)",
+                           "장치 {tp}대짜리 복제 {replicas}개가 초당 {qps} 샘플 처리: 노드 {nodes}개에 장치 {count}대"),
+    "host_memory": ("host memory", "호스트 메모리"),
+    "bound_compute": ("compute", "연산"),
+    "bound_memory": ("memory", "메모리"),
+    "bound_communication": ("communication", "통신"),
+    # alternatives and options
+    "h_alternatives": ("Alternatives", "대안"),
+    "h_options": ("Every option compared", "전체 구성 비교"),
+    "role_pick": ("Recommended (lowest TCO)", "추천 (최저 총소유비용)"),
+    "role_fastest": ("Fastest", "최단 시간"),
+    "role_cheapest": ("Lowest purchase price", "최저 구매가"),
+    "role_lowest_power": ("Lowest power", "최저 전력"),
+    "col_role": ("", ""),
+    "col_device": ("Device", "장치"),
+    "col_count": ("Devices", "대수"),
+    "col_time": ("Time", "시간"),
+    "col_util": ("Utilization", "활용률"),
+    "col_mem": ("Memory / device", "장치당 메모리"),
+    "col_bound": ("Bound", "병목"),
+    "col_power": ("Power kW", "전력 kW"),
+    "col_purchase": ("Purchase", "구매가"),
+    "col_tco": ("TCO", "총소유비용"),
+    "col_cloud": ("Cloud", "클라우드"),
+    "col_status": ("Status", "상태"),
+    "status_ok": ("meets the target", "목표 충족"),
+    "status_over_budget": ("over budget", "예산 초과"),
+    "status_unpriced": ("no price", "가격 없음"),
+    "status_misses": ("misses the target", "목표 미달"),
+    "front_mark": ("Pareto front", "파레토 최적"),
+    # charts
+    "h_charts": ("Charts", "차트"),
+    "chart_cost": ("Cost of ownership against time (options that meet the target; the Pareto front joined)",
+                   "총소유비용 대 시간 (목표를 충족하는 구성; 파레토 최적선 연결)"),
+    "axis_time_train": ("time to train", "학습 시간"),
+    "axis_latency": ("latency per request batch", "요청 배치당 지연 시간"),
+    "axis_tco": ("total cost of ownership", "총소유비용"),
+    "chart_roofline": ("{device}: the model's layers on the roofline ({precision})",
+                       "{device}: 루프라인 위의 모델 레이어 ({precision})"),
+    "axis_intensity": ("arithmetic intensity (FLOP/byte)", "연산 강도 (FLOP/byte)"),
+    "axis_attained": ("attained FLOP/s", "달성 FLOP/s"),
+    "roof_matrix": ("matrix peak", "행렬 최대 성능"),
+    "roof_vector": ("vector peak", "벡터 최대 성능"),
+    "legend_pick": ("recommended", "추천"),
+    "roofline_caption": ("Dashed: the datasheet's peaks and memory bandwidth ({bandwidth}); solid: as the model "
+                         "achieves them (compute x {compute}, memory x {memory}, calibrated). Each dot is a layer's "
+                         "FLOPs over its time, forward and backward, on one device.",
+                         "점선: 데이터시트의 최대 성능과 메모리 대역폭 ({bandwidth}); 실선: 모델이 달성하는 값 (연산 x "
+                         "{compute}, 메모리 x {memory}, 보정값). 점 하나는 장치 하나에서 레이어의 FLOPs를 시간으로 나눈 "
+                         "값입니다 (순전파와 역전파)."),
+    "charts_in_html": ("Charts: in the HTML report (--format html).", "차트: HTML 보고서에 있습니다 (--format html)."),
+    # excluded
+    "h_excluded": ("Devices left out", "제외된 장치"),
+    "ex_precision": ("no {precision} peak (it has {has})", "{precision} 성능 없음 (지원: {has})"),
+    "ex_no_fit": ("the model does not fit in its {memory} per device on any count, even with ZeRO-3 and tensor "
+                  "parallelism across the node",
+                  "ZeRO-3와 노드 내 텐서 병렬을 써도 어떤 대수에서도 장치당 {memory}에 모델이 들어가지 않음"),
+    "ex_too_many": ("needs {count} devices, more than the limit of {max} (--max-devices)",
+                    "장치 {count}대가 필요하여 한도 {max}대(--max-devices)를 넘음"),
+    # findings
+    "short_deadline": ("No option meets the deadline {deadline}. The closest is {count} x {device} at {time} "
+                       "({ratio}x the deadline): it needs a deadline of at least {time}, or faster devices.",
+                       "기한 {deadline}을 충족하는 구성이 없습니다. 가장 가까운 것은 {device} {count}대로 {time} "
+                       "(기한의 {ratio}배)이며, 기한을 {time} 이상으로 늘리거나 더 빠른 장치가 필요합니다."),
+    "short_saturated": ("Adding devices past {count} does not shorten it: the step is bound by communication, or "
+                        "the global batch already covers the data in few steps.",
+                        "{count}대를 넘겨 장치를 늘려도 줄지 않습니다: 스텝이 통신에 묶이거나 전체 배치가 이미 적은 "
+                        "스텝으로 데이터를 처리합니다."),
+    "short_cap": ("That is at the device limit of {max} (--max-devices); more devices would be faster.",
+                  "장치 한도 {max}대(--max-devices)에 이르렀습니다. 장치를 더 쓰면 빨라집니다."),
+    "short_latency": ("No device meets the latency target {target}; the fastest, {device}, takes {latency} per "
+                      "request batch: use a smaller batch or relax the target.",
+                      "지연 시간 목표 {target}를 충족하는 장치가 없습니다. 가장 빠른 {device}도 요청 배치당 {latency}가 "
+                      "걸립니다. 배치를 줄이거나 목표를 완화하십시오."),
+    "over_budget_all": ("Nothing that meets the target is within the budget {budget}: the cheapest, {device}, costs "
+                        "{purchase} to buy. Raise the budget or relax the target.",
+                        "목표를 충족하는 구성 중 예산 {budget} 안의 것이 없습니다. 가장 싼 {device}의 구매가는 "
+                        "{purchase}입니다. 예산을 늘리거나 목표를 완화하십시오."),
+    "over_budget_some": ("{n} option(s) over the budget {budget} are left out of the pick (marked in the table).",
+                         "예산 {budget}을 넘는 구성 {n}개는 추천에서 제외했습니다 (표에 표시)."),
+    "unpriced": ("{n} option(s) meet the target but have no price in the database ({devices}): give prices with "
+                 "--prices FILE.",
+                 "구성 {n}개는 목표를 충족하지만 데이터베이스에 가격이 없습니다 ({devices}). --prices FILE로 "
+                 "가격을 주십시오."),
+    "no_candidates": ("No candidate device can run this model (see the devices left out).",
+                      "이 모델을 실행할 수 있는 후보 장치가 없습니다 (제외된 장치 참조)."),
+    # assumptions and validity
+    "h_assumptions": ("Assumptions", "가정"),
+    "col_assumption": ("Assumption", "가정"),
+    "as_horizon": ("Cost of ownership over {horizon}.", "소유 비용 기간 {horizon}."),
+    "as_pue": ("PUE (facility power / IT power) {pue}.", "PUE (시설 전력 / IT 전력) {pue}."),
+    "as_kwh": ("Electricity {price} per kWh.", "전기 요금 kWh당 {price}."),
+    "as_power": ("Power = TDP x devices x PUE; owned hardware draws it for the whole horizon (an upper bound for the "
+                 "devices; host CPUs, fans and NICs are not added).",
+                 "전력 = TDP x 장치 수 x PUE; 소유 장비는 기간 내내 이 전력을 씁니다 (장치에 대해서는 상한; 호스트 CPU, "
+                 "팬, NIC는 더하지 않음)."),
+    "as_server": ("A device priced one by one goes in servers at {cost} per device slot; where the database prices "
+                  "a whole server (node price), that price is used.",
+                  "개별 가격의 장치는 장치 슬롯당 {cost}의 서버에 넣습니다. 데이터베이스에 서버 전체 가격(노드 가격)이 "
+                  "있으면 그 가격을 씁니다."),
+    "as_server_given": ("Servers at {cost} per node (--node-cost) are added to devices priced one by one.",
+                        "개별 가격의 장치에 노드당 {cost}의 서버(--node-cost)를 더합니다."),
+    "as_cloud": ("Cloud: the database's most recent on-demand rate per device-hour (the lowest of that date); "
+                 "compute only, no storage, egress or reservation discounts.",
+                 "클라우드: 데이터베이스의 가장 최근 장치-시간당 온디맨드 요금 (같은 날짜 중 최저); 연산만, "
+                 "스토리지, 전송, 예약 할인 제외."),
+    "as_prices": ("Prices are the database's list, street or estimated prices of the dates shown, converted once "
+                  "per unit price.",
+                  "가격은 표시된 날짜의 데이터베이스 정가, 시장가 또는 추정가이며 단가마다 한 번 환산합니다."),
+    "as_search": ("Whole nodes of each device's usual server; the fewest nodes that fit in memory and meet the "
+                  "target; the lowest ZeRO stage that fits; no pipeline parallelism; at most {max} devices.",
+                  "각 장치의 일반 서버 단위 노드; 메모리에 들어가고 목표를 충족하는 가장 적은 노드; 들어가는 가장 낮은 "
+                  "ZeRO 단계; 파이프라인 병렬 없음; 최대 {max}대."),
+    "as_model": ("Times come from the performance model: a per-layer roofline with calibrated compute and memory "
+                 "fractions and one framework efficiency fitted on published runs (its notes are below).",
+                 "시간은 성능 모델의 예측입니다: 보정된 연산/메모리 효율과 공개 학습 사례로 맞춘 프레임워크 효율을 쓴 "
+                 "레이어별 루프라인 (모델의 설명은 아래)."),
+    "as_batch": ("Batch {batch} per device (data parallel): the global batch grows with the devices and the epochs "
+                 "stay the same; very large global batches may need more epochs or tuning.",
+                 "장치당 배치 {batch} (데이터 병렬): 전체 배치는 장치 수에 따라 커지고 에폭 수는 같습니다. 매우 큰 "
+                 "전체 배치는 에폭을 늘리거나 조정이 필요할 수 있습니다."),
+    "as_fx": ("Exchange rate {rate}; the database's prices are US dollars.",
+              "환율 {rate}; 데이터베이스 가격은 미국 달러입니다."),
+    "as_budget": ("The budget {budget} applies to the purchase price; electricity is an operating cost shown apart.",
+                  "예산 {budget}은 구매가에 적용하며 전기료는 운영비로 따로 보입니다."),
+    "h_notes": ("Performance model notes (as the model states them)", "성능 모델 설명 (모델이 낸 그대로, 영어)"),
+    "h_validity": ("Validity", "유효성"),
+    "validity": ("Prices are list, street or estimated prices from the hardware database as of the dates shown, not "
+                 "offers; a vendor's quote replaces them (sizing quote ... --prices FILE, format in hwdb/README.md). "
+                 "Times and power are model predictions, not measurements.",
+                 "가격은 표시된 날짜 기준 하드웨어 데이터베이스의 정가, 시장가 또는 추정가이며 판매 제안이 아닙니다. "
+                 "공급업체 견적으로 바꾸려면 sizing quote ... --prices FILE을 쓰십시오 (형식: hwdb/README.md). 시간과 "
+                 "전력은 측정값이 아닌 모델 예측입니다."),
+    # durations
+    "unit_years": ("years", "년"),
+    "unit_days": ("days", "일"),
+    "unit_h": ("h", "시간"),
+    "unit_min": ("min", "분"),
+    "unit_s": ("s", "초"),
+    "unit_ms": ("ms", "ms"),
+    "unit_us": ("us", "µs"),
+}
+
+
+def text(lang: str, key: str, **params) -> str:
+    """The string ``key`` in ``lang`` with its fields filled."""
+    return STRINGS[key][LANGS.index(lang)].format(**params)
