@@ -55,15 +55,25 @@ hwdb_option = click.option(
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--device", metavar="NAME", help="Predict training time on this device: an hwdb id or loose name "
               "(h100, 'mi300'), or 'local' (this machine's bench profile).")
-@click.option("--devices", type=click.IntRange(1, 10 ** 7), help="Number of devices (default: the fewest that fit).")
+@click.option("--devices", type=click.IntRange(1, 10 ** 7),
+              help="Number of devices (default: the fewest that fit, or that meet --deadline).")
+@click.option("--global-batch", metavar="N", help="Samples (sequences) per optimizer step over the whole cluster "
+              "(default: --batch if given, else 4M tokens for token models and 256 samples otherwise).")
+@click.option("--deadline", metavar="TIME", help="Train within TIME (e.g. 30d): the fewest devices that do.")
+@click.option("--objective", type=click.Choice(["time", "cost"]), default="time", show_default=True,
+              help="time: the fastest layout on the devices; cost: the fewest device-hours (maybe on fewer).")
+@click.option("--tensor-parallel", type=click.IntRange(1, 10 ** 4), help="Pin the tensor-parallel degree.")
+@click.option("--pipeline-parallel", type=click.IntRange(1, 10 ** 4), help="Pin the pipeline-parallel degree.")
+@click.option("--micro-batch", type=click.IntRange(1, 10 ** 6), help="Pin the samples per micro-batch.")
 @click.option("--tokens", metavar="N", help="Tokens per epoch, e.g. 2e12 (token-id models).")
 @click.option("--samples", metavar="N", help="Samples per epoch, e.g. 1.28e6.")
 @click.option("--epochs", type=click.IntRange(1, 10 ** 6), default=1, show_default=True)
 @click.option("--precision", type=click.Choice(["tf32", "fp8"]),
               help="Run matrix products in tf32 (fp32 storage) or fp8 (bf16/fp16 storage).")
-@click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
-              help="ZeRO stage: shard optimizer state (1), gradients (2), weights (3) over data-parallel replicas.")
-@click.option("--recompute", is_flag=True, help="Full activation recomputation (checkpoint each repeated block).")
+@click.option("--zero", type=click.IntRange(0, 3),
+              help="Pin the ZeRO stage: shard optimizer state (1), gradients (2), weights (3) (default: searched).")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]),
+              help="Pin activation recomputation (default: searched).")
 @click.option("--pue", type=float,
               help="Facility power / IT power, for energy (default: the industry average in sizing/predict/calibration.yaml).")
 @click.option("--network-gbs", type=float,
@@ -75,10 +85,12 @@ hwdb_option = click.option(
 @click.option("--allow-unmapped", is_flag=True, help="ONNX: count a graph with ops not mapped yet (as zero; the "
               "totals then say they are partial).")
 @_clean_errors
-def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, tokens, samples, epochs, precision, zero,
-             recompute, pue, network_gbs, hwdb_files, then_check, emit_yaml, allow_unmapped):
+def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, global_batch, deadline, objective,
+             tensor_parallel, pipeline_parallel, micro_batch, tokens, samples, epochs, precision, zero, recompute, pue,
+             network_gbs, hwdb_files, then_check, emit_yaml, allow_unmapped):
     """Exact params, MACs, FLOPs (forward, backward, training step) and training memory of SPEC; with --device,
-    the predicted step time, time to train, device-hours, energy and memory per device.
+    the planner: the fastest parallel layout (tensor, pipeline, data parallel, ZeRO, recomputation, micro-batch)
+    that fits, its step time, time to train, device-hours, energy and memory per device, and the next best.
 
     SPEC is a YAML model spec (docs/spec.md), the name of a zoo model (e.g. resnet50), a Hugging Face config.json
     (llama, mistral, qwen2, mixtral, gpt2, gpt_neox, bert) or an ONNX file (needs `pip install 'sizing[onnx]'`).
@@ -98,24 +110,39 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, token
     lm = for_spec(spec, est, allow_unmapped)
     if lm is not None:
         d["language_model"] = lm.to_dict()
+    planner = {"--devices": devices, "--global-batch": global_batch, "--deadline": deadline,
+               "--tensor-parallel": tensor_parallel, "--pipeline-parallel": pipeline_parallel,
+               "--micro-batch": micro_batch, "--tokens": tokens, "--samples": samples, "--precision": precision,
+               "--zero": zero, "--recompute": recompute, "--pue": pue, "--network-gbs": network_gbs,
+               "--epochs": None if epochs == 1 else epochs, "--objective": None if objective == "time" else objective}
     if device is None:
-        if (devices or tokens or samples or precision or zero or recompute or epochs != 1 or pue is not None
-                or network_gbs is not None):
-            raise SizingError("--devices, --tokens, --samples, --epochs, --precision, --zero, --recompute, --pue "
-                              "and --network-gbs describe a prediction: name a --device")
+        given = [name for name, value in planner.items() if value is not None]
+        if given:
+            raise SizingError(f"{', '.join(given)} describe(s) a prediction: name a --device")
         if then_check:
             return _run_check(spec, fmt, d, batch=batch, seq_len=seq_len)
         click.echo(_estimate_text(d, fmt))
         return
     if then_check:
         raise SizingError("--check runs without --device (run `sizing check` separately)")
+    from .common.units import parse_duration
+    from .model.estimate import estimator
     from .predict.plan import plan
     from .predict.report import prediction_table
+    from .predict.search import Pins
     from .predict.workload import parse_count
 
-    prediction = plan(est, device, hwdb_files, devices=devices, samples=parse_count("--samples", samples),
-                      tokens=parse_count("--tokens", tokens), epochs=epochs, precision=precision, zero=zero,
-                      recompute=recompute, network_gbs=network_gbs, pue=pue)
+    if devices is not None and deadline is not None:
+        raise SizingError("give --devices or --deadline, not both (--deadline finds the device count)")
+    pins = Pins(tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, micro_batch=micro_batch,
+                zero=zero, recompute=recompute)
+    at = estimator(spec, allow_unmapped, dtype=dtype, optimizer=optimizer, seq_len=seq_len)
+    prediction = plan(at, device, hwdb_files, devices=devices,
+                      global_batch=parse_count("--global-batch", global_batch) or batch,
+                      samples=parse_count("--samples", samples), tokens=parse_count("--tokens", tokens),
+                      epochs=epochs, precision=precision, pins=pins, objective=objective,
+                      deadline_s=None if deadline is None else parse_duration("--deadline", deadline),
+                      network_gbs=network_gbs, pue=pue)
     pred = prediction.to_dict()
     if lm is not None:
         from .hardware.lookup import resolve_device
@@ -294,7 +321,10 @@ def bench(quick, threads, fmt, save_to, no_save):
 @click.option("--deadline", metavar="TIME", help="Training: time to train at most, e.g. 24h, 14d.")
 @click.option("--qps", metavar="N", help="Serving: samples per second the deployment must serve.")
 @click.option("--latency-ms", metavar="MS", help="Serving: milliseconds one request batch may take.")
-@click.option("--batch", metavar="N", help="Batch per device (training) or per request (default: the spec's).")
+@click.option("--batch", metavar="N", help="Batch per request (serving), or the global batch when --global-batch "
+              "is not given (training; default: the spec's).")
+@click.option("--global-batch", metavar="N", help="Training: samples (sequences) per optimizer step over the whole "
+              "cluster (default: 4M tokens for token models, 256 samples otherwise).")
 @click.option("--seq-len", metavar="N", help="Sequence length for token-id inputs.")
 @click.option("--precision", metavar="P", help="fp32, tf32, bf16, fp16, fp8 or fp64 (default: the spec's dtype).")
 @click.option("--budget", metavar="AMOUNT", help="Most the purchase may cost, in --currency, e.g. 2e9.")
@@ -326,8 +356,7 @@ def quote(spec, **options):
     if lang not in ("en", "ko"):
         raise SizingError(f"--lang: '{lang}' is not one of en, ko")
     tty = sys.stderr.isatty()      # the search takes well under a second: progress only on a terminal
-    quote = build_quote(spec, progress=_progress if tty else None, warn=lambda m: click.echo(m, err=True),
-                        **options)
+    quote = build_quote(spec, progress=_progress if tty else None, **options)
     if tty:
         click.echo("\r\033[K", err=True, nl=False)
     report = WRITERS[fmt](quote, lang)

@@ -22,10 +22,12 @@ from sizing.hardware.devices import Device, load_hwdb
 from sizing.common.errors import SizingError
 from sizing.model.estimate import estimate_graph
 from sizing.model.graph import build
-from sizing.predict.training import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, predict
-from sizing.predict.setup import Factors, Setup
-from sizing.predict.comm import allreduce_seconds, pipeline_bubble, ring_allreduce_seconds
-from sizing.predict.fit import choose_layout, device_memory, zero_memory
+from sizing.predict.training import evaluate
+from sizing.predict.search import Pins, device_counts, search
+from sizing.predict.setup import Factors, Layout, Setup
+from sizing.predict.comm import (INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, pipeline_bubble,
+    ring_allreduce_seconds)
+from sizing.predict.fit import device_memory, zero_memory
 from sizing.predict.roofline import layer_times, peaks
 from sizing.predict.inference import predict_inference
 from sizing.predict.workload import Workload, parse_count
@@ -175,28 +177,40 @@ def test_device_memory_follows_the_zero_formulas_on_a_real_estimate():
     act = est.memory.activations
     for stage, expected in ((0, 16 * psi), (1, 4 * psi + -(-12 * psi // 8)), (2, 2 * psi + -(-2 * psi // 8)
                                                                                + -(-12 * psi // 8)),
-                            (3, -(-2 * psi // 8) * 2 + -(-12 * psi // 8))):
-        mem = device_memory(est, 1, 1, 8, Setup(zero=stage), 1.0)
+                            (3, -(-2 * psi // 8) * 2 + -(-12 * psi // 8) + 2 * 2 * psi)):   # + FSDP's gathered layer
+
+        mem = device_memory(est, Layout(data_parallel=8, micro_batch=4, zero=stage))
         assert mem.total - mem.activations == expected
         assert mem.activations == act
 
 
-def test_smallest_count_equals_a_brute_force_search():
-    est = est_of(transformer_spec("t", 4, 256, 4, 1024, 1000, 64), batch=2, dtype="bf16")
+def test_fewest_devices_equals_a_brute_force_search():
+    """The planner's fewest devices that fit, against every count the planner buys and every tensor-parallel
+    degree and ZeRO stage tried by brute force (no pipeline: pinned to 1; micro-batch pinned to 2)."""
+    spec = transformer_spec("t", 4, 256, 4, 1024, 1000, 64)
+    est = est_of(spec, batch=2, dtype="bf16")
     dev = device(memory_gb=0.004)                               # 4 MB per device
-    workload = workload_of(est)
-    for zero in (1, 2, 3):
-        setup = Setup(zero=zero)
-        count, t, dp = choose_layout(est, workload, dev, setup)
-        brute = next(n for n in range(1, 100_000) for tp in (1, 2, 4, 8) if n % tp == 0 and
-                     device_memory(est, tp, 1, n // tp, setup, 1.0).total <= dev.memory_bytes)
-        assert count == brute == t * dp
+    w = Workload(dtype="bf16", optimizer="adamw", tokens=10 ** 9)
+    outcomes = set()
+    for zero in (0, 1, 2, 3):
+        pins = Pins(zero=zero, pipeline_parallel=1, micro_batch=2, recompute="none")
+        brute = next((n for n in device_counts(8, 10 ** 5) for tp in (1, 2, 4) if n % tp == 0 and 64 % (n // tp) == 0
+                      and n // tp <= 64 and device_memory(est, Layout(tp, 1, n // tp, 2, 64 * tp // n, zero, "none",
+                                                                      tp > 1)).total <= dev.memory_bytes), None)
+        outcomes.add(brute is None)
+        if brute is None:
+            with pytest.raises(SizingError, match="does not fit"):
+                search(lambda b: est, w, dev, UNIT, pins, global_batch=2 * 64)
+        else:
+            pred = search(lambda b: est, w, dev, UNIT, pins, global_batch=2 * 64)
+            assert pred.devices == brute and pred.fits
+    assert outcomes == {True, False}            # some stages fit, some do not
 
 
 def test_recompute_keeps_only_checkpoints():
     est = est_of(transformer_spec("t", 12, 128, 4, 512, 1000, 64), batch=4, dtype="bf16")
-    full = device_memory(est, 1, 1, 1, Setup(), 1.0).activations
-    ckpt = device_memory(est, 1, 1, 1, Setup(recompute=True), 1.0).activations
+    full = device_memory(est, Layout(micro_batch=4)).activations
+    ckpt = device_memory(est, Layout(micro_batch=4, recompute="full")).activations
     assert ckpt < full / 3
 
 
@@ -205,7 +219,7 @@ def test_recompute_keeps_only_checkpoints():
 def test_step_time_energy_and_hours_compose():
     est = est_of(linear_spec(), batch=128, dtype="bf16", optimizer="sgd")
     dev = device(memory_gb=80)
-    pred = predict(est, workload_of(est, samples=10_000, epochs=3), dev, Setup(devices=1), UNIT)
+    pred = evaluate(est, Layout(micro_batch=128), workload_of(est, samples=10_000, epochs=3), dev, UNIT)
     layers = sum(l.seconds for l in pred.layers)
     assert pred.compute_seconds == pytest.approx(layers)
     assert pred.step_seconds == pytest.approx(layers + pred.optimizer_seconds)
@@ -219,8 +233,8 @@ def test_step_time_energy_and_hours_compose():
 def test_data_parallel_adds_only_exposed_gradient_time():
     est = est_of(linear_spec(), batch=128, dtype="bf16", optimizer="sgd")
     dev = device(memory_gb=80)
-    one = predict(est, workload_of(est), dev, Setup(devices=1), UNIT)
-    many = predict(est, workload_of(est), dev, Setup(devices=32), replace(UNIT, overlap=0.0))
+    one = evaluate(est, Layout(micro_batch=128), workload_of(est), dev, UNIT)
+    many = evaluate(est, Layout(data_parallel=32, micro_batch=128), workload_of(est), dev, replace(UNIT, overlap=0.0))
     grads = est.trainable_params * 2
     assert many.dp_comm_seconds == pytest.approx(allreduce_seconds(grads, 32, 8, 100e9, 50e9, INTRA_HOP_SECONDS,
                                                                    INTER_HOP_SECONDS))
@@ -229,14 +243,19 @@ def test_data_parallel_adds_only_exposed_gradient_time():
 
 
 def test_tensor_parallel_splits_work_and_all_reduces_row_parallel_outputs():
-    est = est_of(transformer_spec("t", 2, 256, 4, 1024, 1000, 64), batch=4, dtype="bf16")
+    est = est_of(transformer_spec("t", 4, 256, 4, 1024, 1000, 64), batch=4, dtype="bf16")
     dev = device(memory_gb=80)
-    one = predict(est, workload_of(est), dev, Setup(devices=1, tensor_parallel=1), UNIT)
-    four = predict(est, workload_of(est), dev, Setup(devices=4, tensor_parallel=4), UNIT)
+    one = evaluate(est, Layout(micro_batch=4), workload_of(est), dev, UNIT)
+    four = evaluate(est, Layout(tensor_parallel=4, micro_batch=4, sequence_parallel=True), workload_of(est), dev, UNIT)
     assert [l.flops for l in four.layers] == [-(-l.flops // 4) for l in one.layers]
-    # row-parallel layers: attention and MLP down projection, 2 per block, output 4 x 64 x 256 bf16 each
+    # row-parallel layers: attention and MLP down projection, 2 per block of 4, one all-reduce each forward and
+    # backward of the output, 4 x 64 x 256 bf16
     assert four.tp_comm_seconds == pytest.approx(
-        2 * ring_allreduce_seconds(2 * 2 * 4 * 64 * 256 * 2, 4, 100e9, INTRA_HOP_SECONDS))
+        2 * 2 * 4 * ring_allreduce_seconds(4 * 64 * 256 * 2, 4, 100e9, INTRA_HOP_SECONDS))
+    plain = evaluate(est, Layout(tensor_parallel=4, micro_batch=4), workload_of(est), dev, UNIT)
+    replicated = [l for l, row in zip(plain.layers, est.layers) if row.node.op in ("layernorm", "add")]
+    assert replicated and all(l.flops == r.flops for l, r in zip(replicated, (x for x, row in zip(
+        one.layers, est.layers) if row.node.op in ("layernorm", "add"))))    # whole on every rank without SP
 
 
 def test_huge_models_on_huge_clusters_cost_what_tiny_ones_do():
@@ -244,12 +263,13 @@ def test_huge_models_on_huge_clusters_cost_what_tiny_ones_do():
     (and exact integer step counts come back)."""
     est = est_of(transformer_spec("huge", 100, 32768, 256, 131072, 32000, 2048), batch=1, dtype="bf16")
     db = load_hwdb(environ={})
-    pred = predict(est, workload_of(est, tokens=10 ** 18), db["h100-sxm"],
-                   Setup(devices=10 ** 12, zero=3, recompute=True), UNIT)
+    pred = evaluate(est, Layout(data_parallel=10 ** 12, zero=3, recompute="full"), workload_of(est, tokens=10 ** 18),
+                    db["h100-sxm"], UNIT)
     assert pred.steps == -(-(10 ** 18 // 2048) // 10 ** 12)
     assert pred.fits and pred.data_parallel == 10 ** 12
-    least, t, dp = choose_layout(est, workload_of(est), db["h100-sxm"], Setup(zero=3, recompute=True))
-    assert least == t * dp and least > 8
+    w = Workload(dtype="bf16", optimizer="adamw", tokens=10 ** 18)
+    least = search(lambda b: est, w, db["h100-sxm"], UNIT, Pins(micro_batch=1), global_batch=10 ** 6)
+    assert least.fits and least.devices > 8
 
 
 def test_inference_latency_and_devices_for_a_throughput():
@@ -325,7 +345,12 @@ def test_cli_json_prediction():
                 "memory_per_device_bytes", "fits", "energy_kwh"):
         assert key in p
     assert (p["device"], p["devices"], p["precision"], p["fits"]) == ("a100-sxm-80gb", 8, "fp16", True)
-    assert p["steps"] == 2 * math.ceil(1_281_167 / (8 * 64))
+    assert p["steps"] == 2 * math.ceil(1_281_167 / 64) and p["global_batch"] == 64      # --batch: the global one
+    for key in ("tensor_parallel", "pipeline_parallel", "data_parallel", "expert_parallel", "zero", "recompute",
+                "sequence_parallel", "micro_batch", "gradient_accumulation", "global_batch", "mfu", "alternatives"):
+        assert key in p
+    assert p["tensor_parallel"] * p["pipeline_parallel"] * p["data_parallel"] == 8
+    assert p["micro_batch"] * p["gradient_accumulation"] * p["data_parallel"] == 64
     assert isinstance(p["memory_per_device_bytes"], int)
 
 
@@ -346,10 +371,12 @@ def test_cli_bad_inputs():
     one_line_error(run_cli("resnet50", "--device", "mi3000x"), "unknown device", "mi300x")
     one_line_error(run_cli("resnet50", "--device", "v100-sxm2-32gb", "--dtype", "bf16"),
                    "has no bf16 peak; it has fp64, fp32, fp16")
-    one_line_error(run_cli("resnet50", "--device", "l4", "--batch", "100000", "--dtype", "bf16"),
-                   "does not fit on any number of l4", "activations")
-    one_line_error(run_cli("resnet50", "--device", "l4", "--batch", "1024", "--devices", "2"),
-                   "does not fit", "the fewest that fit are")
+    one_line_error(run_cli("resnet50", "--device", "l4", "--micro-batch", "100000", "--global-batch", "100000",
+                           "--dtype", "bf16", "--devices", "1"), "does not fit on 1 l4", "activations")
+    one_line_error(run_cli("resnet50", "--device", "h100-sxm", "--tensor-parallel", "16", "--devices", "16"),
+                   "--tensor-parallel 16", "more than the 8 devices of a node")
+    one_line_error(run_cli("resnet50", "--device", "h100-sxm", "--devices", "8", "--deadline", "1h", "--samples",
+                           "1e6"), "give --devices or --deadline")
     one_line_error(run_cli("resnet50", "--device", "h100-sxm", "--tokens", "1e9"), "give --samples")
     one_line_error(run_cli("resnet50", "--samples", "100"), "name a --device")
 
@@ -373,7 +400,7 @@ def test_local_bench_profile_is_used_as_measured():
     with open(path, "w") as f:     # this machine's profile, so it is used as it is (a stale one is re-measured)
         f.write(to_yaml([device(id="local", memory_gb=None, kind="cpu", model=profile_model(this_machine()))]))
     est = est_of(linear_spec(), batch=32, dtype="fp32", optimizer="sgd")
-    pred = plan(est, "local", samples=320)
+    pred = plan(lambda b: est, "local", samples=320, global_batch=32, pins=Pins(micro_batch=32))
     assert (pred.factors.compute_fraction, pred.factors.memory_fraction) == (1.0, 1.0)
     assert pred.device == "local" and pred.steps == 10
 

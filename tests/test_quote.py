@@ -6,6 +6,8 @@ every node count; the Pareto front against the pairwise definition of dominance;
 its SVG through xml.etree; the job's energy against the performance model's own figure."""
 from __future__ import annotations
 
+import functools
+
 import csv
 import io
 import json
@@ -29,11 +31,11 @@ from sizing.common.errors import SizingError
 from sizing.model.estimate import estimate_graph
 from sizing.model.graph import build
 from sizing.quote.money import currency, exchange, fmt
-from sizing.predict.setup import Setup
 from sizing.predict.roofline import facility_kw
-from sizing.predict.training import predict
+from sizing.predict.search import search
+from sizing.common.units import parse_duration
 from sizing.quote.core import (SERVER_USD_PER_SLOT, apply_prices, cloud_cost, cloud_rate, energy_cost, pareto_front,
-    parse_duration, purchase_items)
+    purchase_items)
 from sizing.quote.writers import WRITERS, quote_csv, quote_html, quote_json, quote_md
 from sizing.quote.text import LANGS, STRINGS
 from sizing.quote.recommend import Terms, recommend, smallest_meeting
@@ -74,12 +76,22 @@ def db_with(*devices) -> dict:
     return {**load_hwdb(environ={}), **{d.id: d for d in devices}}
 
 
+GLOBAL_BATCH = 256
+
+
+def at_of(spec):
+    """The spec's estimate at any micro-batch, as the planner asks for it."""
+    return functools.lru_cache(maxsize=None)(lambda batch: est_of(spec, batch=batch))
+
+
 def quote_of(spec=None, devices=None, deadline=HOUR, **terms):
-    est = est_of(spec or mlp_spec())
+    spec = spec or mlp_spec()
+    est = est_of(spec)
     devices = devices or [device(), device(id="gpu-b", model="B", peak_tflops={"fp32": 80, "bf16": 400},
                                            memory_bw_gbs=4000, price=Price(9000, "quote", "2025-02", "Acme 1"))]
     db = db_with(*devices)
-    return recommend(est, training(est), devices, db, Terms(USD, deadline_s=deadline, **terms), date="2025-01-02")
+    return recommend(est, training(est), devices, db, Terms(USD, deadline_s=deadline, **terms), date="2025-01-02",
+                     at=at_of(spec), global_batch=GLOBAL_BATCH)
 
 
 # ---------------------------------------------------------------- money
@@ -213,15 +225,16 @@ def test_pareto_front_is_the_undominated_set(pts):
 
 
 def test_count_is_the_fewest_whole_nodes_meeting_the_deadline():
-    """Brute force: every node count from 1 up, predicted directly; the quote's count is the first that meets."""
+    """Brute force: every node count from 1 up, planned directly; the quote's count is the first that meets."""
     d = device()
     est = est_of(mlp_spec())
     w = training(est)
     factors = shipped().factors(d, "bf16", db_with(d))
+    at = at_of(mlp_spec())
     for deadline in (5 * 60, HOUR, 4 * HOUR):
         o = quote_of(devices=[d], deadline=deadline).options[0]
         walk = next(k for k in range(1, 1000)
-                    if predict(est, w, d, Setup(devices=4 * k), factors).total_seconds <= deadline)
+                    if search(at, w, d, factors, devices=4 * k, global_batch=GLOBAL_BATCH).total_seconds <= deadline)
         assert (o.nodes, o.count) == (walk, 4 * walk) and o.meets
         if walk > 1:
             assert o.fewer_seconds > deadline
@@ -383,7 +396,8 @@ def test_csv_line_items_in_krw():
     x = exchange("KRW", "1380")
     est = est_of(mlp_spec())
     d = device()
-    q = recommend(est, training(est), [d], db_with(d), Terms(x, deadline_s=DAY))
+    q = recommend(est, training(est), [d], db_with(d), Terms(x, deadline_s=DAY), at=at_of(mlp_spec()),
+                  global_batch=GLOBAL_BATCH)
     rows = list(csv.DictReader(io.StringIO(quote_csv(q, "en"))))
     items, total = rows[:-1], rows[-1]
     assert [r["role"] for r in rows] == ["pick"] * 3 and total["item"] == "Total"
@@ -397,7 +411,8 @@ def test_korean_report_uses_won_without_decimals():
     x = exchange("KRW", "1380")
     est = est_of(mlp_spec())
     d = device()
-    q = recommend(est, training(est), [d], db_with(d), Terms(x, deadline_s=DAY))
+    q = recommend(est, training(est), [d], db_with(d), Terms(x, deadline_s=DAY), at=at_of(mlp_spec()),
+                  global_batch=GLOBAL_BATCH)
     md = quote_md(q, "ko")
     assert "하드웨어 견적" in md and "1 USD = 1,380 KRW" in md
     amounts = re.findall(r"(kWh당 )?(₩[0-9,]+(\.[0-9]+)?)", md)

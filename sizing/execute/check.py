@@ -170,12 +170,12 @@ def predicted_step_seconds(graph) -> float | None:
         return None
     from ..model.estimate import estimate_graph
     from ..predict.plan import plan
+    from ..predict.search import Pins
 
     fp32 = replace(graph, settings={**graph.settings, "dtype": "fp32", "optimizer": "sgd"})
+    est, batch = estimate_graph(fp32), graph.settings["batch"]
     try:
-        return plan(estimate_graph(fp32), "local", devices=1).step_seconds
+        return plan(lambda _: est, "local", devices=1, global_batch=batch,
+                    pins=Pins(micro_batch=batch, zero=0, recompute="none")).step_seconds
     except SizingError:
         return None
-
-
-# ---------------------------------------------------------------- writers

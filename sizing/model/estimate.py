@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from importlib import resources
+from typing import Callable
 
 from . import graph as graph_mod
 from .cost import Cost, total
@@ -90,6 +92,21 @@ def estimate(spec: str | os.PathLike, batch: int | None = None, dtype: str | Non
     """Exact counts and training memory of a spec (a path or a zoo name); None keeps the spec's default."""
     g = load_graph(spec, batch=batch, dtype=dtype, optimizer=optimizer, seq_len=seq_len)
     return estimate_graph(g)
+
+
+def estimator(spec: str | os.PathLike, allow_unmapped: bool = False, **overrides) -> Callable[[int], Estimate]:
+    """The spec's Estimate at any batch (the planner's micro-batches; None: the spec's own): the file is read once,
+    each batch's graph built and counted once. ``overrides`` (dtype, optimizer, seq_len) as for ``estimate``."""
+    spec = os.fspath(spec)
+    path = resolve(spec)
+    loaded = load_spec(path, allow_unmapped)
+    source = spec if not os.path.exists(spec) else path
+
+    @lru_cache(maxsize=None)
+    def at(batch: int | None) -> Estimate:
+        g = graph_mod.build(loaded.data, loaded.lines, source, batch=batch, **overrides)
+        return estimate_graph(replace(g, warnings=loaded.warnings + g.warnings))
+    return at
 
 
 def estimate_graph(g: Graph) -> Estimate:

@@ -21,9 +21,10 @@ USES = ("calibrate", "validate")
 PUBLISHED = ("mfu", "hfu_tflops", "tflops", "tokens_per_s", "samples_per_s", "step_s", "device_hours")
 RUN_KEYS = ("id", "use", "transformer", "zoo", "device", "devices", "dtype", "optimizer", "batch", "micro_batch",
             "tensor_parallel", "pipeline_parallel", "zero", "recompute", "network_gbs", "node_size", "tokens",
-            "published", "source", "note")
+            "published", "source", "note", "software")
 TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "norm", "vocab", "seq_len", "tied")
-TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "runs")
+TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "software", "runs")
+SOFTWARE_KEYS = ("note", "fused_attention", "sequence_parallel", "selective")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Run:
     node_size: int | None = None
     tokens: int | None = None
     note: str | None = None
+    software: str = "current"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Calibration:
     memory: tuple[Measurement, ...]
     devices: dict                       # retired devices only the runs use: id -> Device
     runs: tuple[Run, ...]
+    software: dict = None               # profile name -> what that framework can do (SOFTWARE_KEYS)
 
     def device(self, device_id: str, db: dict):
         """A run's device: the hardware database's record, else the table's own (retired devices)."""
@@ -121,7 +124,19 @@ def _need(path, lines, where, mapping, key, kind):
     return value
 
 
-def _run(path, lines, i, rec, known_devices) -> Run:
+def _software(path, lines, data) -> dict:
+    profiles = data.get("software") or {"current": {}}
+    for name, prof in profiles.items():
+        for key, value in (prof or {}).items():
+            if key not in SOFTWARE_KEYS:
+                raise _err(path, lines, ("software", name, key), f"software '{name}': unknown key '{key}'"
+                           f"{closest(key, SOFTWARE_KEYS)}")
+            if key != "note" and not isinstance(value, bool):
+                raise _err(path, lines, ("software", name, key), f"software '{name}': {key} is true or false")
+    return {name: {k: v for k, v in (prof or {}).items() if k != "note"} for name, prof in profiles.items()}
+
+
+def _run(path, lines, i, rec, known_devices, software) -> Run:
     where = ("runs", i)
     if not isinstance(rec, dict):
         raise _err(path, lines, where, f"runs[{i}]: must be a mapping")
@@ -141,6 +156,9 @@ def _run(path, lines, i, rec, known_devices) -> Run:
     if rec.get("device") not in known_devices:
         raise _err(path, lines, where + ("device",), f"run '{rid}': unknown device '{rec.get('device')}'"
                    f"{closest(str(rec.get('device')), known_devices)}")
+    if rec.get("software", "current") not in software:
+        raise _err(path, lines, where + ("software",), f"run '{rid}': unknown software '{rec.get('software')}'"
+                   f"{closest(str(rec.get('software')), software)}")
     if rec.get("dtype") not in COMPUTE:
         raise _err(path, lines, where + ("dtype",), f"run '{rid}': dtype must be one of {', '.join(COMPUTE)}")
     pub = rec.get("published")
@@ -188,7 +206,8 @@ def load(path: str) -> Calibration:
             raise _err(path, lines, where, f"memory row {i + 1}: unknown device '{m.get('device')}'")
         mem.append(Measurement(m["device"], _need(path, lines, where, m, "gbs", (int, float)), None,
                                _need(path, lines, where, m, "source", str)))
-    runs = tuple(_run(path, lines, i, r, known) for i, r in enumerate(data.get("runs") or []))
+    software = _software(path, lines, data)
+    runs = tuple(_run(path, lines, i, r, known, software) for i, r in enumerate(data.get("runs") or []))
     ids = [r.id for r in runs]
     if len(set(ids)) != len(ids):
         raise SizingError(f"duplicate run id {next(i for i in ids if ids.count(i) > 1)}", path)
@@ -199,7 +218,7 @@ def load(path: str) -> Calibration:
         network_gbs=_need(path, lines, ("defaults",), defaults, "network_gbs", (int, float)),
         overlap=_need(path, lines, ("defaults",), defaults, "overlap", (int, float)),
         sources={k: v for k, v in defaults.items() if k.endswith("_source")},
-        gemm=tuple(rows), memory=tuple(mem), devices=retired, runs=runs)
+        gemm=tuple(rows), memory=tuple(mem), devices=retired, runs=runs, software=software)
 
 
 def shipped_path() -> str:

@@ -1,15 +1,22 @@
-"""Memory per device and placement: ZeRO sharding, the activations kept for backward (with and without
-recomputation), the bytes one device holds under a layout, and the layout choice that makes a job fit."""
+"""Memory per device under a layout: ZeRO sharding, the pipeline stage a device holds, and the activations it
+keeps for backward (with and without recomputation, tensor and sequence parallelism).
+
+Where the activations of a transformer block live (Korthikanti et al. 2022, "Reducing Activation Recomputation
+in Large Transformer Models", section 4): with tensor parallelism of degree t, the tensors inside the
+tensor-parallel regions (attention's q, k, v and scores, the MLP's wide hidden tensors: outputs of matrix products
+and anything wider than the model) are split t ways; the tensors between them (norm inputs, residuals, dropout
+masks: the model-width tensors outside matrix products) are replicated on every tensor-parallel rank, unless
+sequence parallelism splits them along the sequence. A 1F1B pipeline's first stage holds min(p, micro-batches)
+micro-batches of its layers, times 1 + (p - 1) / (p v) with v interleaved chunks (section 4.2.3)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from ..common.errors import SizingError
-from ..common.units import iec
 from ..model.memory import Memory
 from ..model.ops import numel
-from .roofline import itemsize
-from .setup import Setup
+from .roofline import itemsize, tp_split
+from .setup import Layout
 
 
 def zero_memory(weights: int, gradients: int, optimizer: int, stage: int, dp: int) -> tuple[int, int, int]:
@@ -22,8 +29,8 @@ def zero_memory(weights: int, gradients: int, optimizer: int, stage: int, dp: in
 
 
 def attention_scores_bytes(row, itemsize: int) -> int:
-    """Bytes of the score matrices the attention op keeps for backward (sizing/ops/sequence.py: B x H x T x T at
-    the dtype, and a 1-byte dropout mask per score), over its copies. A fused kernel (FlashAttention, Dao et al.
+    """Bytes of the score matrices the attention op keeps for backward (sizing/model/ops/sequence.py: B x H x T x T
+    at the dtype, and a 1-byte dropout mask per score), over its copies. A fused kernel (FlashAttention, Dao et al.
     2022; PyTorch's scaled_dot_product_attention) keeps none of them: it recomputes the scores in backward."""
     if row.node.op != "multihead_attention":
         return 0
@@ -32,27 +39,151 @@ def attention_scores_bytes(row, itemsize: int) -> int:
     return (scores * itemsize + (scores if row.node.kwargs["dropout"] else 0)) * row.node.repeat
 
 
-def kept_activations(est, recompute: bool, fused_attention: bool) -> int:
-    """Activation bytes kept for backward per replica. Without recomputation: what every layer keeps (the
-    estimate's accounting), less the attention scores a fused kernel does not keep. With full recomputation
-    (Chen et al. 2016): the output of every iteration of each folded repeat (the checkpoints), one iteration's own
-    activations while it is recomputed, and everything kept by layers outside the folded repeats."""
-    size = itemsize(est)
+def framework_attention_bytes(row, itemsize: int, fused: bool) -> int:
+    """What a framework's attention keeps beyond the op's minimum (a named framework term): the attention output
+    before the output projection (B x T x E, the projection's saved input: FlashAttention saves it too), and,
+    unfused with dropout, the probabilities after dropout as well as before (PyTorch autograd keeps both, 2 bytes
+    per score more; Korthikanti et al. 2022 count 5 bytes per score)."""
+    if row.node.op != "multihead_attention":
+        return 0
+    b, t, e = row.node.in_types[0].shape
+    scores = b * row.node.kwargs["num_heads"] * t * t
+    extra = b * t * e * itemsize + (scores * itemsize if row.node.kwargs["dropout"] and not fused else 0)
+    return extra * row.node.repeat
 
-    def kept(r):
-        return r.cost.saved_bytes - (attention_scores_bytes(r, size) if fused_attention else 0)
-    if not recompute:
-        return est.input_kept + sum(kept(r) for r in est.layers)
+
+@dataclass(frozen=True)
+class Stages:
+    """How a pipeline cuts the graph: the iterations of the folded repeats (``units`` in all: transformer layers)
+    are the layers it splits; rows before the first go to the first stage, rows after the last to the last stage.
+    The graph builder unfolds a repeat's first iteration (its input shape may differ); ``peeled`` maps those rows
+    to the repeat they belong to, so they count as one more iteration."""
+    units: int                      # iterations of all folded repeats (transformer layers)
+    width: int | None               # model width: the last dimension of a repeat's output
+    before: frozenset               # row names before the first iteration
+    grouped: frozenset              # row names inside iterations (peeled ones included)
+    peeled: dict                    # row name -> its repeat's group name, for unfolded first iterations
+
+    def share(self, p: int) -> float:
+        """Share of the repeated layers on the fullest stage: ceil(U / p) / U."""
+        return 1.0 if p == 1 or not self.units else -(-self.units // p) / self.units
+
+    def iteration(self, row) -> str | None:
+        return row.node.group or self.peeled.get(row.node.name)
+
+
+def stages(est) -> Stages:
     groups = {g.name: g for g in est.graph.groups}
-    outside = est.input_kept
+    index = {r.node.name: i for i, r in enumerate(est.layers)}
+    peeled: dict[str, str] = {}
+    for g in groups.values():
+        own = [r for r in est.layers if r.node.group == g.name]
+        first = index[own[0].node.name]
+        if g.input in index and index[g.input] == first - 1 and first >= len(own):
+            copy = est.layers[first - len(own):first]
+            if [r.node.op for r in copy] == [r.node.op for r in own] and not any(r.node.group for r in copy):
+                peeled.update((r.node.name, g.name) for r in copy)
+    grouped = frozenset(r.node.name for r in est.layers if r.node.group in groups) | frozenset(peeled)
+    first = next((i for i, r in enumerate(est.layers) if r.node.name in grouped), len(est.layers))
+    widths = [est.graph.node(g.output).out.shape[-1] for g in groups.values()]
+    units = sum(g.repeat for g in groups.values()) + len(set(peeled.values()))
+    return Stages(units, max(widths) if widths else None, frozenset(r.node.name for r in est.layers[:first]),
+                  grouped, peeled)
+
+
+def kept_bytes(row, size: int, recompute: str, fused: bool) -> int:
+    """Bytes one row keeps for backward without checkpointing: the estimate's accounting, plus the framework
+    term, less the attention scores when a fused kernel or selective recomputation does not keep them."""
+    kept = row.cost.saved_bytes + framework_attention_bytes(row, size, fused)
+    if fused or recompute != "none":
+        kept -= attention_scores_bytes(row, size)
+    return kept
+
+
+def activations(est, layout: Layout, stage: Stages) -> tuple[float, float]:
+    """(bytes kept on one device for one micro-batch of ``est``: repeated layers, rows outside the repeats) before
+    the pipeline's stage share. Full recomputation (Chen et al. 2016) keeps each iteration's input (the checkpoint)
+    and one iteration's own activations while it is recomputed."""
+    size, t, sp = itemsize(est), layout.tensor_parallel, layout.sequence_parallel
+
+    def on_device(row, nbytes):
+        return nbytes / t if sp or tp_split(row, stage.width) else nbytes
+    outside = est.input_kept + sum(on_device(r, kept_bytes(r, size, "none", layout.fused_attention))
+                                   for r in est.layers if r.node.name not in stage.grouped)
+    inside = [(r, on_device(r, kept_bytes(r, size, layout.recompute, layout.fused_attention)))
+              for r in est.layers if r.node.name in stage.grouped]
+    if layout.recompute != "full":
+        return sum(b for _, b in inside), outside
+    per_iteration: dict[str, float] = {}
+    for r, b in inside:
+        key = r.node.group or f"first of {stage.iteration(r)}"
+        per_iteration[key] = per_iteration.get(key, 0) + b / r.node.repeat
+    peeled = set(stage.peeled.values())
+    checkpoints = sum((g.repeat + (g.name in peeled)) * numel(est.graph.node(g.output).out.shape) * size
+                      for g in est.graph.groups)
+    return checkpoints / (t if sp else 1), outside + max(per_iteration.values(), default=0)
+
+
+def in_flight(layout: Layout) -> float:
+    """Micro-batches whose activations the fullest (first) pipeline stage holds at once: 1 without a pipeline,
+    min(p, m) for 1F1B, times 1 + (p - 1) / (p v) interleaved (Korthikanti et al. 2022, section 4.2.3)."""
+    p, v = layout.pipeline_parallel, layout.interleave
+    if p == 1:
+        return 1.0
+    return min(p, layout.micro_batches) * (1 + (p - 1) / (p * v) if v > 1 else 1)
+
+
+def stage_params_share(est, stage: Stages, p: int) -> float:
+    """Share of the parameters on the fullest pipeline stage: its repeated layers and the larger of the rows
+    before (embeddings) and after (final norm, output head) the repeats."""
+    if p == 1 or not stage.units:
+        return 1.0
+    total = max(1, est.totals.params)
+    grouped = sum(r.cost.params for r in est.layers if r.node.name in stage.grouped)
+    before = sum(r.cost.params for r in est.layers if r.node.name in stage.before)
+    after = total - grouped - before
+    return min(1.0, (grouped * stage.share(p) + max(before, after)) / total)
+
+
+def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple[float, float] | None = None
+                  ) -> Memory:
+    """Bytes per device: the fullest pipeline stage's weights, gradients and optimizer state split t ways, then by
+    ZeRO over the data-parallel replicas; the activations of the micro-batches in flight on it. ``est`` is the graph
+    at one micro-batch; ``kept``: its ``activations`` when already known."""
+    stage = stage or stages(est)
+    m = est.memory
+    t, p = layout.tensor_parallel, layout.pipeline_parallel
+    f = stage_params_share(est, stage, p) / t
+    w, g, o = zero_memory(math.ceil(m.weights * f), math.ceil(m.gradients * f), math.ceil(m.optimizer * f),
+                          layout.zero, layout.data_parallel)
+    if layout.zero == 3 and layout.data_parallel > 1:
+        w += 2 * largest_layer_weights(est, stage) // t      # gathered for compute, and the next one prefetched
+    inside, outside = kept or activations(est, layout, stage)
+    act = inside * stage.share(p) + (outside if p == 1 else outside * _first_stage_outside(est, stage))
+    return Memory(w, g, o, math.ceil(act * in_flight(layout)))
+
+
+def _first_stage_outside(est, stage: Stages) -> float:
+    """Share of the outside rows' kept bytes on the first stage (the rows before the repeats)."""
+    total = sum(r.cost.saved_bytes for r in est.layers if r.node.name not in stage.grouped)
+    before = sum(r.cost.saved_bytes for r in est.layers if r.node.name in stage.before)
+    return before / total if total else 0.0
+
+
+def largest_layer_weights(est, stage: Stages) -> int:
+    """Weight bytes of the largest unit ZeRO-3 / FSDP gathers whole: one iteration of a folded repeat (a
+    transformer layer), or the largest row outside them (Rajbhandari et al. 2020, section 5: the parameters of
+    one layer are materialised at a time, and prefetching holds the next)."""
     per_iteration: dict[str, int] = {}
+    outside = [0]
     for r in est.layers:
-        if r.node.group in groups:
-            per_iteration[r.node.group] = per_iteration.get(r.node.group, 0) + kept(r) // r.node.repeat
+        if r.node.name in stage.grouped:
+            key = r.node.group or f"first of {stage.iteration(r)}"
+            per_iteration[key] = per_iteration.get(key, 0) + r.cost.params // r.node.repeat
         else:
-            outside += kept(r)
-    boundaries = sum(g.repeat * numel(est.graph.node(g.output).out.shape) * size for g in groups.values())
-    return outside + boundaries + max(per_iteration.values(), default=0)
+            outside.append(r.cost.params)
+    params = max([*per_iteration.values(), *outside])
+    return params * est.memory.weights // max(1, est.totals.params)
 
 
 def optimizer_bytes(est) -> int:
@@ -63,93 +194,6 @@ def optimizer_bytes(est) -> int:
     return est.trainable_params * (2 * w + g + 2 * o)
 
 
-def device_memory(est, t: int, p: int, dp: int, setup: Setup, micro_share: float) -> Memory:
-    """Bytes per device: the replica's weights, gradients and optimizer state split t x p ways by tensor and
-    pipeline parallelism, then by ZeRO over the dp replicas; activations of one micro-batch (a 1F1B stage keeps p
-    micro-batches of its 1/p of the layers), split t ways."""
-    m = est.memory
-    shard = t * p
-    w, g, o = zero_memory(-(-m.weights // shard), -(-m.gradients // shard), -(-m.optimizer // shard), setup.zero,
-                          dp)
-    act = kept_activations(est, setup.recompute, setup.fused_attention)
-    return Memory(w, g, o, math.ceil(act * micro_share / t))
-
-
 def divisors(n: int) -> list[int]:
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return sorted(set(small + [n // d for d in small]))
-
-
-def _smallest_dp(est, t, p, setup, micro_share, capacity) -> int | None:
-    """Smallest data-parallel degree whose memory per device fits ``capacity`` (closed form: memory = A + B / dp
-    where B is what ZeRO shards), or None when no degree does."""
-    sharded = device_memory(est, t, p, 1, setup, micro_share)     # dp = 1: ZeRO shards nothing
-    zero = setup.zero
-    if zero == 0:
-        return 1 if sharded.total <= capacity else None
-    parts = (sharded.weights if zero >= 3 else 0) + (sharded.gradients if zero >= 2 else 0) + sharded.optimizer
-    fixed = sharded.total - parts
-    if fixed >= capacity:
-        return None
-    return max(1, -(-parts // (capacity - fixed)))
-
-
-def micro_share(workload, setup) -> tuple[int, float]:
-    """(micro-batches per step, share of the replica batch one micro-batch is)."""
-    if setup.pipeline_parallel == 1 and setup.micro_batch is None:
-        return 1, 1.0
-    mb = min(setup.micro_batch or 1, workload.batch)
-    return -(-workload.batch // mb), mb / workload.batch
-
-
-def choose_layout(est, workload, device, setup) -> tuple[int, int, int]:
-    """(devices, tensor-parallel degree, data-parallel degree). Given devices: the smallest tensor-parallel degree
-    (a divisor of the node size, dividing devices / p) whose memory fits, else the largest candidate (the
-    prediction then says why it does not fit). No devices: the smallest count that fits; SizingError when no count
-    does."""
-    node = setup.node_size or device.devices_per_node
-    p = setup.pipeline_parallel
-    _, share = micro_share(workload, setup)
-    capacity = device.memory_bytes
-    cands = [setup.tensor_parallel] if setup.tensor_parallel else divisors(node)
-    if setup.tensor_parallel and setup.tensor_parallel > node:
-        raise SizingError(f"tensor parallel degree {setup.tensor_parallel} is more than the {node} devices of a "
-                          f"{device.id} node (tensor parallelism stays inside a node)")
-    if setup.devices is not None:
-        fitting = [t for t in cands if setup.devices % (t * p) == 0]
-        if not fitting:
-            raise SizingError(f"{setup.devices} devices cannot be split into pipeline {p} x tensor parallel "
-                              f"{'/'.join(map(str, cands))} groups; use a multiple of {cands[0] * p}")
-        for t in fitting:
-            dp = setup.devices // (t * p)
-            if capacity is None or device_memory(est, t, p, dp, setup, share).total <= capacity:
-                return setup.devices, t, dp
-        t = fitting[-1]
-        return setup.devices, t, setup.devices // (t * p)
-    if capacity is None:
-        return p, cands[0], 1
-    best = None
-    for t in cands:
-        dp = _smallest_dp(est, t, p, setup, share, capacity)
-        if dp is not None and (best is None or t * p * dp < best[0]):
-            best = (t * p * dp, t, dp)
-    if best is None:
-        t = cands[-1]
-        whole = device_memory(est, t, p, 1, setup, share)
-        kept = [("activations", whole.activations)] + [(name, getattr(whole, name)) for stage, name in
-                                                       ((3, "weights"), (2, "gradients"), (1, "optimizer"))
-                                                       if setup.zero < stage]
-        hint = "" if setup.zero == 3 else "; ZeRO-3 (--zero 3) shards all but the activations"
-        hint += "" if setup.recompute else "; recomputation (--recompute) keeps fewer activations"
-        raise SizingError(f"{est.graph.name} does not fit on any number of {device.id}: with tensor parallelism {t} "
-                          f"and ZeRO-{setup.zero} a device still needs {iec(sum(b for _, b in kept))} ("
-                          + ", ".join(f"{name} {iec(b)}" for name, b in kept) + f") and has {iec(capacity)}{hint}")
-    return best
-
-
-def why_not(mem: Memory, capacity: int | None, device, devices: int, t: int, zero: int) -> str | None:
-    if capacity is None or mem.total <= capacity:
-        return None
-    return (f"needs {iec(mem.total)} per device (weights {iec(mem.weights)}, gradients {iec(mem.gradients)}, "
-            f"optimizer {iec(mem.optimizer)}, activations {iec(mem.activations)}) on {devices} {device.id} with "
-            f"tensor parallelism {t} and ZeRO-{zero}; each has {iec(capacity)}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
+from ..common.units import iec
 from ..model.memory import Memory
 from .comm import INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
-from .fit import divisors, why_not
+from .fit import divisors
 from .roofline import LayerTime, facility_kw, layer_times, peaks, row_parallel_bytes
-from .setup import Factors, Setup, assumptions
-from .training import check_workload
+from .setup import Factors, Layout, Setup, assumptions
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ def inference_memory(est, t: int) -> Memory:
 def predict_inference(est, workload, device, setup: Setup, factors: Factors) -> InferencePrediction:
     """Latency of one request batch and the devices a throughput target needs. The tensor-parallel degree is the
     smallest divisor of the node size that fits the memory and meets the latency target."""
-    check_workload(est, workload)
+    s = est.settings
+    if (s["batch"], s["dtype"], s["optimizer"]) != (workload.batch, workload.dtype, workload.optimizer):
+        raise ValueError("the estimate was built for another batch, dtype or optimizer than the workload")
     if workload.kind != "inference":
         raise ValueError("predict_inference() is for inference workloads")
     precision = workload.compute_precision
@@ -73,7 +75,8 @@ def predict_inference(est, workload, device, setup: Setup, factors: Factors) -> 
     devices = replicas * t
     why = None
     if not fits:
-        why = why_not(mem, device.memory_bytes, device, t, t, 0)
+        why = (f"needs {iec(mem.total)} per device (weights {iec(mem.weights)}, activations {iec(mem.activations)}) "
+               f"on {t} {device.id} with tensor parallelism {t}; each has {iec(device.memory_bytes)}")
     elif not meets:
         why = (f"a request batch takes {latency * 1e3:.3g} ms on {t} {device.id} (tensor parallelism up to the node "
                f"size {node}); the target is {workload.latency_s * 1e3:.3g} ms: use a smaller batch or a faster device")
@@ -86,7 +89,8 @@ def predict_inference(est, workload, device, setup: Setup, factors: Factors) -> 
         throughput=per_replica * replicas, memory=mem, device_memory_bytes=device.memory_bytes, fits=fits,
         meets_target=meets, why=why, power_kw=power,
         bound="compute" if compute_bound >= total - compute_bound else "memory", factors=factors,
-        assumptions=assumptions(device, factors, setup, t, 1, replicas, node, training=False))
+        assumptions=assumptions(device, factors, Layout(tensor_parallel=t, data_parallel=replicas), node,
+                                training=False))
 
 
 def lm_serving(fig, device, precision: str, factors: Factors) -> dict:

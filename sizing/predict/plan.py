@@ -1,35 +1,31 @@
-"""The library call behind `sizing estimate --device`: a loose device name, the shipped calibration and the
-user's options -> one training Prediction."""
+"""The library call behind `sizing estimate --device`: a loose device name, the shipped calibration and what the
+user knows (device count or deadline, global batch, any pinned layout dimension) -> the planner's Prediction."""
 from __future__ import annotations
 
-from ..common.errors import SizingError
+from typing import Callable
+
 from ..hardware.lookup import resolve_device
-from .fit import choose_layout
-from .setup import Setup
-from .training import Prediction, predict
+from .search import Pins, search
+from .training import Prediction
 
 
-def plan(est, device_name: str, hwdb_files=(), *, devices: int | None = None, samples: int | None = None,
-         tokens: int | None = None, epochs: int = 1, precision: str | None = None, zero: int = 0,
-         recompute: bool = False, network_gbs: float | None = None, pue: float | None = None,
-         environ=None) -> Prediction:
-    """Train ``est``'s graph (its batch, dtype and optimizer) on the device a loose ``device_name`` means (hwdb id,
-    name, or 'local'), with the shipped calibration. SizingError when the device is unknown or lacks the
-    precision, or when the workload does not fit: on ``devices`` (saying the smallest count that would fit) or on
-    any count (saying what a device would need)."""
+def plan(at: Callable[[int], object], device_name: str, hwdb_files=(), *, devices: int | None = None,
+         global_batch: int | None = None, samples: int | None = None, tokens: int | None = None, epochs: int = 1,
+         precision: str | None = None, pins: Pins = Pins(), objective: str = "time",
+         deadline_s: float | None = None, max_devices: int = 131072, network_gbs: float | None = None,
+         pue: float | None = None, environ=None) -> Prediction:
+    """Train the model ``at`` gives (its Estimate at any micro-batch; its dtype and optimizer) on the device a
+    loose ``device_name`` means (hwdb id, name, or 'local'), with the shipped calibration: the planner
+    (sizing/predict/search.py) finds the layout. SizingError, one line, when the device is unknown or lacks the
+    precision, when a pin is impossible, or when nothing fits."""
     from .calibration import shipped
     from .workload import Workload
 
     device, db = resolve_device(device_name, hwdb_files, environ)
-    s = est.settings
-    workload = Workload(batch=s["batch"], dtype=s["dtype"], precision=precision, optimizer=s["optimizer"],
-                        samples=samples, tokens=tokens, epochs=epochs)
-    setup = Setup(devices=devices, zero=zero, recompute=recompute)
+    s = at(pins.micro_batch or 1).settings
+    workload = Workload(dtype=s["dtype"], precision=precision, optimizer=s["optimizer"], samples=samples,
+                        tokens=tokens, epochs=epochs)
     factors = shipped().factors(device, workload.compute_precision, db, network_gbs=network_gbs, pue=pue)
-    pred = predict(est, workload, device, setup, factors)
-    if not pred.fits:
-        least, t, _ = choose_layout(est, workload, device, Setup(zero=zero, recompute=recompute))
-        raise SizingError(f"{est.graph.name} does not fit: it {pred.why}; the fewest that fit are {least} "
-                          f"(tensor parallelism {t}, ZeRO-{zero})" + ("; a higher --zero shards more" if zero < 3
-                                                                        else ""))
-    return pred
+    return search(at, workload, device, factors, pins, devices=devices, global_batch=global_batch,
+                  deadline_s=deadline_s, objective=objective, max_devices=max_devices,
+                  name=at(pins.micro_batch or 1).graph.name)

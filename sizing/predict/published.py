@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 
 from .calibration import Calibration, Run
 from .roofline import peaks
-from .setup import Setup
-from .training import predict, tokens_per_sample
+from .search import Pins, search
+from .training import tokens_per_sample
 from .workload import Workload
 
 
@@ -58,24 +58,39 @@ class Comparison:
         return self.predicted_mfu / self.published_mfu - 1
 
 
-def run_setup(run: Run) -> tuple[Workload, Setup, int]:
-    """The workload (per-replica batch: the global batch over the data-parallel degree), setup and data-parallel
-    degree a run was trained with."""
-    dp = run.devices // (run.tensor_parallel * run.pipeline_parallel)
-    batch = max(1, round(run.batch / dp))
-    workload = Workload(batch=batch, dtype=run.dtype, optimizer=run.optimizer, tokens=run.tokens)
-    setup = Setup(devices=run.devices, tensor_parallel=run.tensor_parallel, pipeline_parallel=run.pipeline_parallel,
-                  micro_batch=run.micro_batch, zero=run.zero, recompute=run.recompute, node_size=run.node_size)
-    return workload, setup, dp
+def run_pins(run: Run, software: dict, typed: str = "user") -> Pins:
+    """What the prediction of ``run`` is told beyond the model, device, count, precision and global batch:
+    ``typed`` 'user' fixes only the system (its node size) and what its framework can do (``software``: the
+    run's profile); 'published' also every layout flag the run published (tensor and pipeline parallel, ZeRO,
+    recomputation, micro-batch)."""
+    system = Pins(node_size=run.node_size, **software)
+    if typed == "user":
+        return system
+    return replace(system, tensor_parallel=run.tensor_parallel, pipeline_parallel=run.pipeline_parallel,
+                   zero=run.zero, recompute="full" if run.recompute else "none",
+                   micro_batch=run.micro_batch or (1 if run.pipeline_parallel > 1 else None))
 
 
-def run_estimate(run: Run, workload: Workload):
+def run_workload(run: Run) -> Workload:
+    return Workload(dtype=run.dtype, optimizer=run.optimizer, tokens=run.tokens)
+
+
+def run_estimator(run: Run):
+    """The run's model at any micro-batch."""
+    from functools import lru_cache
+
     from ..model.estimate import estimate, estimate_graph
     from ..model.graph import build
-    if run.zoo:
-        return estimate(run.zoo, **workload.estimate_args())
-    spec = transformer_spec(run.id, **run.transformer)
-    return estimate_graph(build(spec, {}, f"calibration run {run.id}", **workload.estimate_args()))
+    workload = run_workload(run)
+    spec = None if run.zoo else transformer_spec(run.id, **run.transformer)
+
+    @lru_cache(maxsize=None)
+    def at(batch: int):
+        args = {**workload.estimate_args(), "batch": batch}
+        if run.zoo:
+            return estimate(run.zoo, **args)
+        return estimate_graph(build(spec, {}, f"calibration run {run.id}", **args))
+    return at
 
 
 def published_mfu(run: Run, est, peak: int, recompute_ratio: float) -> float:
@@ -98,15 +113,19 @@ def published_mfu(run: Run, est, peak: int, recompute_ratio: float) -> float:
     return samples * per_sample / (v * 3600 * peak)
 
 
-def compare(run: Run, cal: Calibration, db: dict, efficiency: float | None = None) -> Comparison:
-    """Predict ``run`` with the model (framework efficiency ``efficiency``, default the fitted one)."""
+def compare(run: Run, cal: Calibration, db: dict, efficiency: float | None = None, typed: str = "user"
+            ) -> Comparison:
+    """Predict ``run`` with the planner (framework efficiency ``efficiency``, default the fitted one), told what
+    ``typed`` says (``run_pins``): by default only what a user knows, so the planner finds the layout."""
     device = cal.device(run.device, db)
-    workload, setup, _ = run_setup(run)
-    est = run_estimate(run, workload)
+    workload = run_workload(run)
+    at = run_estimator(run)
     factors = cal.factors(device, workload.compute_precision, db, network_gbs=run.network_gbs)
     if efficiency is not None:
         factors = replace(factors, framework_efficiency=efficiency)
-    pred = predict(est, workload, device, setup, factors)
+    pred = search(at, workload, device, factors, run_pins(run, cal.software[run.software], typed), devices=run.devices, global_batch=run.batch,
+                  name=run.id, allow_overflow=typed == "published")
+    est = at(1)
     t = est.totals
     ratio = (t.flops + t.backward_flops) / (2 * t.flops + t.backward_flops) if run.recompute else 1.0
     mat, _ = peaks(device, workload.compute_precision)

@@ -11,17 +11,15 @@ SLOWEST = 10      # layers listed, slowest first
 
 def prediction_table(p: dict) -> str:
     t = p["time_seconds"]
-    layout = (f"{p['devices']} x {p['device']}, {p['precision']}: data parallel {p['data_parallel']}, tensor "
-              f"parallel {p['tensor_parallel']}" + (f", pipeline {p['pipeline_parallel']}"
-                                                    if p["pipeline_parallel"] > 1 else "")
-              + f", ZeRO-{p['zero']}" + (", recompute" if p["recompute"] else ""))
+    layout = f"{p['devices']} x {p['device']}, {p['precision']}: {p['layout']}"
     m = p["memory_per_device"]
     cap = p["device_memory_bytes"]
     rows = [
         ["step", duration(p["step_seconds"]),
          f"global batch {p['global_batch']:,}; compute {duration(t['compute'])}, tensor-parallel comm "
-         f"{duration(t['tensor_parallel_comm'])}, gradient comm {duration(t['gradient_comm'])} "
-         f"({duration(t['gradient_comm_exposed'])} exposed), optimizer {duration(t['optimizer'])}"],
+         f"{duration(t['tensor_parallel_comm'])}, pipeline comm {duration(t['pipeline_comm'])}, gradient comm "
+         f"{duration(t['gradient_comm'])} ({duration(t['gradient_comm_exposed'])} exposed), optimizer "
+         f"{duration(t['optimizer'])}"],
         ["bound", p["bound"], f"MFU {p['mfu']:.1%} (model FLOPs {si(p['model_flops_per_step'], 'FLOPs')} per step)"],
         ["memory / device", iec(m["total"]),
          f"of {iec(cap) if cap is not None else 'host memory'}: weights {iec(m['weights'])}, gradients "
@@ -37,10 +35,15 @@ def prediction_table(p: dict) -> str:
     slow = sorted(p["layers"], key=lambda l: -max(l["compute_s"], l["memory_s"]))[:SLOWEST]
     layers = [[l["name"], l["op"], duration(max(l["compute_s"], l["memory_s"])), l["bound"], si(l["flops"]),
                iec(l["bytes"])] for l in slow]
+    alternatives = [[a["layout"], duration(a["step_seconds"]), f"{a['mfu']:.1%}", iec(a["memory_per_device_bytes"])]
+                    for a in p["alternatives"]]
     return "\n".join([
         f"prediction: {layout}", "",
         tabulate(rows, tablefmt="plain", disable_numparse=True), "",
-        "slowest layers (one device, one step; roofline times before the framework efficiency):",
+        *(["next best layouts:", tabulate(alternatives, ["layout", "step", "MFU", "memory / device"],
+                                          tablefmt="simple", disable_numparse=True), ""] if alternatives else []),
+        *[f"left out: {line}" for line in p["pruned"]], *([""] if p["pruned"] else []),
+        "slowest layers (one device, one micro-batch; roofline times before the framework efficiency):",
         tabulate(layers, ["layer", "op", "time", "bound", "FLOPs", "bytes"], tablefmt="simple",
                  disable_numparse=True, colalign=("left", "left", "right", "left", "right", "right")), "",
         *[f"assumption: {a}" for a in p["assumptions"]]])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..common.errors import SizingError
 from ..model.graph import DTYPES
 from ..model.ops import REGISTRY, numel
-from .setup import Factors
+from .setup import Factors, recompute_mode
 
 
 BOUNDS = ("compute", "memory", "communication")
@@ -71,9 +71,34 @@ def out_bytes(row, itemsize: int) -> int:
     return numel(row.node.out.shape) * itemsize * row.node.repeat
 
 
+def tp_split(row, width: int | None) -> bool:
+    """Whether tensor parallelism splits this row's work and kept tensors: matrix products (column- or
+    row-parallel) and anything wider than the model (inside the tensor-parallel regions); model-width rows between
+    them (norms, dropouts, residual adds) are replicated unless sequence parallelism splits them."""
+    return REGISTRY[row.node.op].matrix or width is None or row.node.out.shape[-1] > width
+
+
+def recompute_flops(row, recompute: str, grouped) -> int:
+    """Forward FLOPs done again in backward: 'full' recomputes every row of the folded repeats; 'selective' the
+    attention core of attention rows (scores, softmax, dropout, probabilities @ values: the row's FLOPs less its
+    projections, 2 FLOPs per token per weight; Korthikanti et al. 2022)."""
+    if recompute == "full":
+        return row.cost.flops if row.node.name in grouped else 0
+    if recompute == "selective" and row.node.op == "multihead_attention":
+        b, t, _ = row.node.in_types[0].shape
+        return max(0, row.cost.flops - 2 * b * t * row.cost.params)
+    return 0
+
+
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
-                recompute: bool = False) -> tuple[LayerTime, ...]:
-    """Per-layer roofline on one of ``t`` tensor-parallel devices (module docstring)."""
+                recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
+                grouped=None) -> tuple[LayerTime, ...]:
+    """Per-layer roofline on one of ``t`` tensor-parallel devices (module docstring). Without sequence parallelism
+    the model-width rows between tensor-parallel regions run whole on every rank (``width``: the model width;
+    sizing/predict/fit.py ``tp_split``). ``grouped``: the rows inside folded repeats (full recomputation redoes
+    those; None: every row)."""
+    recompute = recompute_mode(recompute)
+    grouped = frozenset(r.node.name for r in est.layers) if grouped is None else grouped
     mat, vec = peaks(device, precision)
     bw = device.memory_bw_bytes_per_s * factors.memory_fraction
     out = []
@@ -82,9 +107,11 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
         fwd_bytes = c.bytes_read + c.bytes_written
         flops, nbytes = c.flops, fwd_bytes
         if training:
-            flops += c.backward_flops + (c.flops if recompute else 0)
-            nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if recompute else 0)
-        flops, nbytes = -(-flops // t), -(-nbytes // t)
+            again = recompute_flops(r, recompute, grouped)
+            flops += c.backward_flops + again
+            nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
+        k = t if sequence_parallel or tp_split(r, width) else 1
+        flops, nbytes = -(-flops // k), -(-nbytes // k)
         peak = mat if REGISTRY[r.node.op].matrix else vec
         out.append(LayerTime(r.node.name, r.node.op, flops, nbytes, flops / (peak * factors.compute_fraction),
                              nbytes / bw))
@@ -97,13 +124,17 @@ def backward_share(est) -> float:
     return t.backward_flops / max(1, t.flops + t.backward_flops)
 
 
+def row_parallel(row) -> bool:
+    """A layer tensor parallelism all-reduces after: a weighted matrix product whose output is no wider than its
+    input (Megatron's row-parallel layers: attention's output projection, an MLP's down projection)."""
+    return (REGISTRY[row.node.op].matrix and row.cost.params > 0
+            and numel(row.node.out.shape) <= max(numel(s.shape) for s in row.node.in_types))
+
+
 def row_parallel_bytes(est) -> int:
-    """Output bytes of the layers tensor parallelism all-reduces after: weighted matrix products whose output is no
-    wider than their input (Megatron's row-parallel layers)."""
+    """Output bytes of the row-parallel layers, over their copies."""
     size = itemsize(est)
-    return sum(out_bytes(r, size) for r in est.layers
-               if REGISTRY[r.node.op].matrix and r.cost.params and numel(r.node.out.shape)
-               <= max(numel(s.shape) for s in r.node.in_types))
+    return sum(out_bytes(r, size) for r in est.layers if row_parallel(r))
 
 
 def facility_kw(tdp_w: float | None, count: int, pue: float) -> float | None:

@@ -8,26 +8,88 @@ import math
 from ..common.errors import SizingError
 
 
+RECOMPUTE = ("none", "selective", "full")
+
+
+def _positive_ints(obj, names):
+    for name in names:
+        v = getattr(obj, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SizingError(f"{name}: must be a positive integer, got {v!r}")
+
+
+def recompute_mode(value) -> str:
+    """'none', 'selective' or 'full' (True means full, False none, as the flag did)."""
+    if value is True or value is False:
+        return "full" if value else "none"
+    if value not in RECOMPUTE:
+        raise SizingError(f"recompute: one of {', '.join(RECOMPUTE)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Setup:
-    """Devices and how they share the work. ``devices`` None: the smallest count that fits. ``tensor_parallel``
-    None: the smallest degree that fits. ``node_size`` None: the device's ``devices_per_node``."""
+    """Devices and how they share the work, for a prediction of one layout. ``devices`` None: the smallest count
+    that fits. ``tensor_parallel`` None: the smallest degree that fits. ``node_size`` None: the device's
+    ``devices_per_node``. ``recompute``: 'none', 'selective' (the attention core, Korthikanti et al. 2022) or
+    'full' (every repeated block from its input, Chen et al. 2016); True and False mean full and none."""
     devices: int | None = None
     tensor_parallel: int | None = None
     pipeline_parallel: int = 1
     micro_batch: int | None = None          # samples per pipeline micro-batch (None: 1 with a pipeline)
     zero: int = 0
-    recompute: bool = False
+    recompute: str = "none"
     fused_attention: bool = True            # attention keeps no score matrix (FlashAttention, SDPA)
     node_size: int | None = None
+    interleave: int = 1                     # virtual pipeline stages per device (Narayanan et al. 2021)
 
     def __post_init__(self):
-        for name in ("devices", "tensor_parallel", "pipeline_parallel", "micro_batch", "node_size"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise SizingError(f"{name}: must be a positive integer, got {v!r}")
+        _positive_ints(self, ("devices", "tensor_parallel", "pipeline_parallel", "micro_batch", "node_size",
+                              "interleave"))
         if self.zero not in (0, 1, 2, 3):
             raise SizingError(f"zero: the ZeRO stage is 0, 1, 2 or 3, got {self.zero!r}")
+        object.__setattr__(self, "recompute", recompute_mode(self.recompute))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way to run a training step: devices = tensor x pipeline x data parallel; each of the
+    ``data_parallel`` replicas runs ``micro_batches`` micro-batches of ``micro_batch`` samples per optimizer step
+    (pipeline micro-batches, or gradient accumulation without a pipeline), so the global batch is
+    micro_batch x micro_batches x data_parallel. ``interleave``: model chunks per pipeline device (virtual
+    stages); ``sequence_parallel``: the norms, dropouts and residual adds between tensor-parallel regions are
+    split along the sequence too (Korthikanti et al. 2022); ``expert_parallel`` is 1 (not modelled yet)."""
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    data_parallel: int = 1
+    micro_batch: int = 1
+    micro_batches: int = 1
+    zero: int = 0
+    recompute: str = "none"
+    sequence_parallel: bool = False
+    interleave: int = 1
+    fused_attention: bool = True
+    expert_parallel: int = 1
+
+    def __post_init__(self):
+        _positive_ints(self, ("tensor_parallel", "pipeline_parallel", "data_parallel", "micro_batch",
+                              "micro_batches", "interleave"))
+        object.__setattr__(self, "recompute", recompute_mode(self.recompute))
+
+    @property
+    def devices(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.micro_batches * self.data_parallel
+
+    def describe(self) -> str:
+        """'TP 8 x PP 16 (interleaved 2) x DP 64, ZeRO-1, recompute selective, SP, micro-batch 1 x 32'."""
+        pp = f"PP {self.pipeline_parallel}" + (f" (interleaved {self.interleave})" if self.interleave > 1 else "")
+        return (f"TP {self.tensor_parallel} x {pp} x DP {self.data_parallel}, ZeRO-{self.zero}, recompute "
+                f"{self.recompute}{', SP' if self.sequence_parallel else ''}, micro-batch {self.micro_batch} x "
+                f"{self.micro_batches}")
 
 
 def _number(name: str, v, lo: float, hi: float, low_open: bool = False):
@@ -58,18 +120,18 @@ class Factors:
         _number("--pue", self.pue, 1, 10)
 
 
-def assumptions(device, factors, setup, t, p, dp, node, training) -> tuple[str, ...]:
+def assumptions(device, factors, layout: Layout, node: int, training: bool) -> tuple[str, ...]:
     out = list(factors.notes) + [
         f"framework efficiency {factors.framework_efficiency:.3f}, fitted on published training runs",
         "matrix products at the precision's peak (tensor cores where the device has them); other ops at the "
         "vector peak"]
     if training:
-        out.append(f"batch is per model replica; {dp} data-parallel replica(s), tensor parallelism {t} within "
-                   f"nodes of {node}" + (f", pipeline {p} (1F1B)" if p > 1 else ""))
-        if dp > 1 or t > 1:
+        out.append(f"layout {layout.describe()} (global batch {layout.global_batch}); tensor parallelism within "
+                   f"nodes of {node}" + (", 1F1B pipeline" if layout.pipeline_parallel > 1 else ""))
+        if layout.devices > 1:
             out.append(f"interconnect {device.interconnect_gbs or '-'} GB/s per device (half each way), network "
-                       f"{factors.network_gbs:g} GB/s per device each way; gradient all-reduce overlaps "
-                       f"{factors.overlap:.0%} of backward")
+                       f"{factors.network_gbs:g} GB/s per device each way; gradient communication overlaps "
+                       f"{factors.overlap:.0%} of the last micro-batch's backward (all compute under ZeRO-3)")
         if device.tdp_w is not None:
             out.append(f"energy: TDP {device.tdp_w:g} W per device for the whole run x PUE {factors.pue:g}")
         else:

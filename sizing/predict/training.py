@@ -1,33 +1,41 @@
-"""Training: step time, time to train, memory per device, energy.
+"""Training: step time, time to train, memory per device, energy, for one layout (``evaluate``); the search over
+layouts is sizing/predict/search.py.
 
-Several devices: tensor parallelism of degree t inside a node (Megatron-LM, Shoeybi et al. 2019) splits every
-layer's work and weights t ways and all-reduces the output of each row-parallel layer (a weighted matrix product
-that does not widen its input: attention's output projection, an MLP's down projection) once forward and once
-backward; pipeline parallelism of degree p (1F1B, Narayanan et al. 2021) splits the layers p ways and idles a
-bubble of (p - 1) / m with m micro-batches per step; the remaining d = devices / (t p) replicas are data parallel.
-Gradients are all-reduced over the d replicas hierarchically: a ring inside each node over the device interconnect
-and a ring across nodes over the network for the node's share (``allreduce_seconds``); a share ``overlap`` of the
-backward pass hides it. ZeRO (Rajbhandari et al. 2020) shards the optimizer state (stage 1), the gradients (2) and
-the weights (3) over the d replicas; stage 3 moves 1.5x the data of an all-reduce (it all-gathers the weights for
-forward and backward, then reduce-scatters the gradients).
+A layout (sizing/predict/setup.py ``Layout``) runs tensor parallelism of degree t inside a node (Megatron-LM,
+Shoeybi et al. 2019): matrix products and the wide tensors between them split t ways, with the output of each
+row-parallel layer (a weighted matrix product that does not widen its input: attention's output projection, an
+MLP's down projection) all-reduced once forward and once backward (and once more when recomputed); sequence
+parallelism (Korthikanti et al. 2022) turns each all-reduce into a reduce-scatter and an all-gather of the same
+bytes and splits the model-width rows between them too. Pipeline parallelism of degree p (1F1B, Narayanan et al.
+2021) gives each device ceil(L / p) of the L repeated layers and idles a bubble of (p - 1) / v stage-times per
+step with v interleaved chunks; stages exchange each micro-batch's boundary activation forward and its gradient
+backward (point to point, 1/t of it each: the scatter-gather optimisation). The d = devices / (t p) replicas are
+data parallel: gradients are all-reduced hierarchically (a ring in each node over the interconnect, a ring across
+nodes over the network, ``allreduce_seconds``) after the last micro-batch, hidden behind a share ``overlap`` of
+its backward pass; ZeRO (Rajbhandari et al. 2020) stages 1 and 2 move the same bytes (a reduce-scatter and an
+all-gather), stage 3 (FSDP) all-gathers the weights for every micro-batch's forward and backward and
+reduce-scatters its gradients (1.5x an all-reduce per micro-batch), hidden behind the share ``overlap`` of all
+compute.
 
-Step time = (compute x (1 + bubble) + tensor-parallel communication + exposed gradient communication + optimizer)
-/ framework efficiency, the one factor fitted on published training runs (sizing/predict/calibration.yaml). Every formula is
-closed form: predicting 10^11 parameters on 10^4 devices costs what a small model does (one pass over the folded
-graph, a handful of candidate tensor-parallel degrees; no loop over devices or steps).
+Step time = (stage time x (micro-batches + (p - 1) / v) + tensor-parallel communication + pipeline transfers +
+exposed data-parallel communication + optimizer) / framework efficiency, the one factor fitted on published
+training runs (sizing/predict/calibration.yaml). Every formula is closed form over the folded graph: a layout of
+10^12 parameters on 10^5 devices costs what a small model does.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..common.errors import SizingError
+from ..common.units import iec
 from ..model.graph import DTYPES
 from ..model.memory import Memory
 from ..model.ops import numel
-from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, pipeline_bubble, ring_allreduce_seconds
-from .fit import choose_layout, device_memory, micro_share, optimizer_bytes, why_not
-from .roofline import BOUNDS, LayerTime, backward_share, facility_kw, layer_times, peaks, row_parallel_bytes
-from .setup import Factors, Setup, assumptions
+from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
+from .fit import Stages, device_memory, optimizer_bytes, stage_params_share, stages
+from .roofline import BOUNDS, LayerTime, backward_share, facility_kw, itemsize, layer_times, peaks, row_parallel
+from .setup import Factors, Layout, assumptions
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,15 @@ class Prediction:
     pipeline_parallel: int
     data_parallel: int
     zero: int
-    recompute: bool
-    layers: tuple[LayerTime, ...]
+    recompute: str
+    sequence_parallel: bool
+    micro_batch: int
+    gradient_accumulation: int          # micro-batches per replica per step
+    interleave: int
+    layers: tuple[LayerTime, ...]       # one micro-batch on one device
     compute_seconds: float              # per device per step, bubble included
     tp_comm_seconds: float
+    pp_comm_seconds: float
     dp_comm_seconds: float
     dp_comm_exposed_seconds: float
     optimizer_seconds: float
@@ -64,21 +77,38 @@ class Prediction:
     bound: str
     factors: Factors
     assumptions: tuple[str, ...] = ()
+    layout: Layout | None = None
+    alternatives: tuple = ()            # the next best layouts (Prediction), fastest first
+    pruned: tuple[str, ...] = ()        # why the layouts left out fail, one line per reason
 
     @property
     def memory_per_device_bytes(self) -> int:
         return self.memory.total
 
+    def summary(self) -> dict:
+        """The layout and its headline figures (an alternatives[] entry)."""
+        return {"layout": self.layout.describe() if self.layout else None, "tensor_parallel": self.tensor_parallel,
+                "pipeline_parallel": self.pipeline_parallel, "data_parallel": self.data_parallel,
+                "zero": self.zero, "recompute": self.recompute, "sequence_parallel": self.sequence_parallel,
+                "micro_batch": self.micro_batch, "gradient_accumulation": self.gradient_accumulation,
+                "interleave": self.interleave, "step_seconds": self.step_seconds,
+                "total_seconds": self.total_seconds, "mfu": self.mfu,
+                "memory_per_device_bytes": self.memory.total, "fits": self.fits}
+
     def to_dict(self) -> dict:
         return {
             "device": self.device, "devices": self.devices, "precision": self.precision,
             "tensor_parallel": self.tensor_parallel, "pipeline_parallel": self.pipeline_parallel,
-            "data_parallel": self.data_parallel, "zero": self.zero, "recompute": self.recompute,
+            "data_parallel": self.data_parallel, "expert_parallel": 1, "zero": self.zero,
+            "recompute": self.recompute, "sequence_parallel": self.sequence_parallel, "micro_batch": self.micro_batch,
+            "gradient_accumulation": self.gradient_accumulation, "interleave": self.interleave,
+            "layout": None if self.layout is None else self.layout.describe(),
             "global_batch": self.global_batch, "step_seconds": self.step_seconds,
             "steps_per_epoch": self.steps_per_epoch, "steps": self.steps, "epoch_seconds": self.epoch_seconds,
             "total_seconds": self.total_seconds, "device_hours": self.device_hours, "energy_kwh": self.energy_kwh,
             "bound": self.bound, "mfu": self.mfu, "model_flops_per_step": self.model_flops_per_step,
             "time_seconds": {"compute": self.compute_seconds, "tensor_parallel_comm": self.tp_comm_seconds,
+                             "pipeline_comm": self.pp_comm_seconds,
                              "gradient_comm": self.dp_comm_seconds,
                              "gradient_comm_exposed": self.dp_comm_exposed_seconds,
                              "optimizer": self.optimizer_seconds},
@@ -90,73 +120,17 @@ class Prediction:
                         "network_gbs": self.factors.network_gbs, "overlap": self.factors.overlap,
                         "pue": self.factors.pue},
             "assumptions": list(self.assumptions),
+            "alternatives": [a.summary() for a in self.alternatives],
+            "pruned": list(self.pruned),
             "layers": [{"name": l.name, "op": l.op, "flops": l.flops, "bytes": l.bytes, "compute_s": l.compute_s,
                         "memory_s": l.memory_s, "bound": l.bound} for l in self.layers],
         }
-
-
-def check_workload(est, workload):
-    s = est.settings
-    if (s["batch"], s["dtype"], s["optimizer"]) != (workload.batch, workload.dtype, workload.optimizer):
-        raise ValueError("the estimate was built for another batch, dtype or optimizer than the workload")
 
 
 def tokens_per_sample(est) -> int | None:
     """Tokens in one sample of a token-id model (its sequence length), None for other inputs."""
     shape = est.graph.input.shape
     return numel(shape[1:]) if est.graph.input.ids else None
-
-
-def predict(est, workload, device, setup: Setup, factors: Factors) -> Prediction:
-    """Training time, memory and energy of ``workload`` (its graph's estimate ``est``) on ``device``."""
-    check_workload(est, workload)
-    if workload.kind != "training":
-        raise ValueError("predict() is for training workloads; use predict_inference()")
-    precision = workload.compute_precision
-    mat, vec = peaks(device, precision)
-    devices, t, dp = choose_layout(est, workload, device, setup)
-    p = setup.pipeline_parallel
-    node = setup.node_size or device.devices_per_node
-    micro, share = micro_share(workload, setup)
-    network_bps = factors.network_gbs * 1e9
-    intra = interconnect_bps(device, network_bps)
-    layers = layer_times(est, device, precision, factors, t, True, setup.recompute)
-    replica = sum(l.seconds for l in layers)
-    compute = replica / p * (1 + pipeline_bubble(p, micro))
-    tp_passes = 3 if setup.recompute else 2
-    tp_comm = tp_passes * ring_allreduce_seconds(row_parallel_bytes(est), t, intra, INTRA_HOP_SECONDS) / p
-    grad_bytes = -(-est.trainable_params * DTYPES[workload.dtype] // (t * p))
-    dp_comm = (1.5 if setup.zero == 3 else 1.0) * allreduce_seconds(
-        grad_bytes, dp, max(1, node // t), intra, network_bps, INTRA_HOP_SECONDS, INTER_HOP_SECONDS)
-    exposed = max(0.0, dp_comm - factors.overlap * compute * backward_share(est))
-    opt_shard = t * p * (dp if setup.zero >= 1 else 1)
-    opt = max(est.optimizer_flops / (vec * factors.compute_fraction),
-              optimizer_bytes(est) / (device.memory_bw_bytes_per_s * factors.memory_fraction)) / opt_shard
-    step = (compute + tp_comm + exposed + opt) / factors.framework_efficiency
-
-    memory = device_memory(est, t, p, dp, setup, share)
-    why = why_not(memory, device.memory_bytes, device, devices, t, setup.zero)
-    global_batch = workload.batch * dp
-    model_flops = (est.totals.flops + est.totals.backward_flops) * dp
-    samples = _samples(est, workload)
-    steps_per_epoch = None if samples is None else -(-samples // global_batch)
-    steps = None if steps_per_epoch is None else steps_per_epoch * workload.epochs
-    total = None if steps is None else steps * step
-    hours = None if total is None else total * devices / 3600
-    power = facility_kw(device.tdp_w, 1, factors.pue)
-    energy = None if hours is None or power is None else hours * power
-    compute_bound = sum(l.seconds for l in layers if l.bound == "compute")
-    bound = max(zip((compute_bound, replica - compute_bound, tp_comm * p + exposed * p), BOUNDS))[1]
-    return Prediction(
-        device=device.id, devices=devices, precision=precision, tensor_parallel=t, pipeline_parallel=p,
-        data_parallel=dp, zero=setup.zero, recompute=setup.recompute, layers=layers, compute_seconds=compute,
-        tp_comm_seconds=tp_comm, dp_comm_seconds=dp_comm, dp_comm_exposed_seconds=exposed, optimizer_seconds=opt,
-        step_seconds=step, global_batch=global_batch, steps_per_epoch=steps_per_epoch, steps=steps,
-        epoch_seconds=None if steps_per_epoch is None else steps_per_epoch * step, total_seconds=total,
-        device_hours=hours, energy_kwh=energy, memory=memory, device_memory_bytes=device.memory_bytes,
-        fits=why is None, why=why, model_flops_per_step=model_flops,
-        mfu=model_flops / (step * devices * mat), bound=bound, factors=factors,
-        assumptions=assumptions(device, factors, setup, t, p, dp, node, training=True))
 
 
 def _samples(est, workload) -> int | None:
@@ -167,3 +141,129 @@ def _samples(est, workload) -> int | None:
                               f"{list(est.graph.input.shape[1:])} per sample, so give --samples")
         return -(-workload.tokens // per)
     return workload.samples
+
+
+@dataclass(frozen=True)
+class StepTerms:
+    """The parts of one micro-batch's time on one device that depend only on the graph at that micro-batch, the
+    tensor-parallel degree and the recomputation (cached by the search): seconds of the rows inside the folded
+    repeats, before and after them, and their tensor-parallel all-reduces."""
+    layers: tuple[LayerTime, ...]
+    grouped_s: float
+    before_s: float
+    after_s: float
+    tp_grouped_s: float
+    tp_outside_s: float
+    compute_bound_s: float
+
+
+def step_terms(est, device, precision: str, factors: Factors, t: int, recompute: str, sp: bool,
+               stage: Stages) -> StepTerms:
+    layers = layer_times(est, device, precision, factors, t, True, recompute, sp, stage.width, stage.grouped)
+    intra = interconnect_bps(device, factors.network_gbs * 1e9)
+    passes = 3 if recompute == "full" else 2
+    size = itemsize(est)
+    grouped = before = after = tp_in = tp_out = 0.0
+    seen_group = False
+    for row, lt in zip(est.layers, layers):
+        inside = row.node.name in stage.grouped
+        seen_group = seen_group or inside
+        if inside:
+            grouped += lt.seconds
+        elif seen_group:
+            after += lt.seconds
+        else:
+            before += lt.seconds
+        if t > 1 and row_parallel(row):
+            per_copy = numel(row.node.out.shape) * size
+            comm = passes * row.node.repeat * ring_allreduce_seconds(per_copy, t, intra, INTRA_HOP_SECONDS)
+            if inside:
+                tp_in += comm
+            else:
+                tp_out += comm
+    return StepTerms(layers, grouped, before, after, tp_in, tp_out,
+                     sum(l.seconds for l in layers if l.bound == "compute"))
+
+
+def why_not(mem: Memory, capacity: int | None, layout: Layout, device) -> str | None:
+    if capacity is None or mem.total <= capacity:
+        return None
+    return (f"needs {iec(mem.total)} per device (weights {iec(mem.weights)}, gradients {iec(mem.gradients)}, "
+            f"optimizer {iec(mem.optimizer)}, activations {iec(mem.activations)}) with {layout.describe()}; "
+            f"a {device.id} has {iec(capacity)}")
+
+
+def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size: int | None = None,
+             terms: StepTerms | None = None, stage: Stages | None = None) -> Prediction:
+    """Training time, memory and energy of ``workload`` on ``layout.devices`` of ``device``; ``est`` is the graph at
+    one micro-batch (``layout.micro_batch`` samples). ``terms`` and ``stage``: precomputed by the search."""
+    if workload.kind != "training":
+        raise ValueError("evaluate() is for training workloads; use predict_inference()")
+    s = est.settings
+    if (s["batch"], s["dtype"], s["optimizer"]) != (layout.micro_batch, workload.dtype, workload.optimizer):
+        raise ValueError("the estimate was built for another micro-batch, dtype or optimizer than the layout")
+    precision = workload.compute_precision
+    mat, vec = peaks(device, precision)
+    stage = stage or stages(est)
+    t, p, d, v, n = (layout.tensor_parallel, layout.pipeline_parallel, layout.data_parallel, layout.interleave,
+                     layout.micro_batches)
+    terms = terms or step_terms(est, device, precision, factors, t, layout.recompute, layout.sequence_parallel,
+                                stage)
+    node = node_size or device.devices_per_node
+    network_bps = factors.network_gbs * 1e9
+    intra = interconnect_bps(device, network_bps)
+    share = stage.share(p)
+    if p == 1:
+        stage_s, tp_mb = terms.grouped_s + terms.before_s + terms.after_s, terms.tp_grouped_s + terms.tp_outside_s
+    else:
+        stage_s = terms.grouped_s * share + max(terms.before_s, terms.after_s)
+        tp_mb = terms.tp_grouped_s * share + terms.tp_outside_s
+    compute = stage_s * (n + (p - 1) / v)
+    tp_comm = tp_mb * n
+    pp_comm = 0.0
+    if p > 1 and stage.width:
+        tokens = numel(est.graph.input.shape[1:]) if est.graph.input.ids else 1
+        boundary = layout.micro_batch * tokens * stage.width * itemsize(est) / t
+        link, hop = (network_bps, INTER_HOP_SECONDS) if t * p > node else (intra, INTRA_HOP_SECONDS)
+        pp_comm = 2 * n * v * (boundary / link + hop)
+    params_share = stage_params_share(est, stage, p) / t
+    grad_bytes = math.ceil(est.trainable_params * params_share) * DTYPES[workload.dtype]
+    ar = allreduce_seconds(grad_bytes, d, max(1, node // t), intra, network_bps, INTRA_HOP_SECONDS,
+                           INTER_HOP_SECONDS)
+    if layout.zero == 3:
+        dp_comm = 1.5 * ar * n
+        exposed = max(0.0, dp_comm - factors.overlap * compute)
+    else:
+        dp_comm = ar
+        exposed = max(0.0, dp_comm - factors.overlap * stage_s * backward_share(est))
+    opt = max(est.optimizer_flops / (vec * factors.compute_fraction),
+              optimizer_bytes(est) / (device.memory_bw_bytes_per_s * factors.memory_fraction)) * params_share
+    opt /= d if layout.zero >= 1 else 1
+    step = (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency
+
+    memory = device_memory(est, layout, stage)
+    why = why_not(memory, device.memory_bytes, layout, device)
+    devices, global_batch = layout.devices, layout.global_batch
+    model_flops = (est.totals.flops + est.totals.backward_flops) * n * d
+    samples = _samples(est, workload)
+    steps_per_epoch = None if samples is None else -(-samples // global_batch)
+    steps = None if steps_per_epoch is None else steps_per_epoch * workload.epochs
+    total = None if steps is None else steps * step
+    hours = None if total is None else total * devices / 3600
+    power = facility_kw(device.tdp_w, 1, factors.pue)
+    energy = None if hours is None or power is None else hours * power
+    replica = terms.grouped_s + terms.before_s + terms.after_s
+    bound = max(zip((terms.compute_bound_s, replica - terms.compute_bound_s,
+                     (tp_comm + pp_comm + exposed) * p / max(1, n)), BOUNDS))[1]
+    return Prediction(
+        device=device.id, devices=devices, precision=precision, tensor_parallel=t, pipeline_parallel=p,
+        data_parallel=d, zero=layout.zero, recompute=layout.recompute, sequence_parallel=layout.sequence_parallel,
+        micro_batch=layout.micro_batch, gradient_accumulation=n, interleave=v, layers=terms.layers,
+        compute_seconds=compute, tp_comm_seconds=tp_comm, pp_comm_seconds=pp_comm, dp_comm_seconds=dp_comm,
+        dp_comm_exposed_seconds=exposed, optimizer_seconds=opt, step_seconds=step, global_batch=global_batch,
+        steps_per_epoch=steps_per_epoch, steps=steps,
+        epoch_seconds=None if steps_per_epoch is None else steps_per_epoch * step, total_seconds=total,
+        device_hours=hours, energy_kwh=energy, memory=memory, device_memory_bytes=device.memory_bytes,
+        fits=why is None, why=why, model_flops_per_step=model_flops,
+        mfu=model_flops / (step * devices * mat), bound=bound, factors=factors,
+        assumptions=assumptions(device, factors, layout, node, training=True), layout=layout)

@@ -40,15 +40,16 @@ def candidates_for(db: dict, names: str | None) -> list:
 
 def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, batch, seq_len, precision, budget,
                 currency, fx, candidates, prices, horizon, pue, kwh_price, node_cost, max_devices, hwdb_files,
-                progress, warn) -> Quote:
+                progress, global_batch=None) -> Quote:
     """The Quote for `sizing quote`'s options (every bad value: SizingError, one line): parse, estimate, load the
     devices and prices, recommend."""
     import datetime
 
     from ..hardware.devices import load_hwdb
-    from ..model.estimate import estimate
+    from ..model.estimate import estimator
     from .money import decimal, exchange
-    from .core import DEFAULT_HORIZON, MAX_DEVICES, apply_prices, parse_duration
+    from ..common.units import parse_duration
+    from .core import DEFAULT_HORIZON, MAX_DEVICES, apply_prices
     from .recommend import Terms, recommend
     from ..predict.workload import Workload, parse_count
 
@@ -61,7 +62,8 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
         raise SizingError("give --samples or --tokens and --deadline (training), or --qps and/or --latency-ms "
                           "(serving)")
     dtype, compute = storage_for(precision) if precision else (None, None)
-    est = estimate(spec, batch=parse_count("--batch", batch), dtype=dtype, seq_len=parse_count("--seq-len", seq_len))
+    at = estimator(spec, dtype=dtype, seq_len=parse_count("--seq-len", seq_len))
+    est = at(parse_count("--batch", batch))
     s = est.settings
     common = dict(batch=s["batch"], dtype=s["dtype"], precision=compute, optimizer=s["optimizer"])
     if serving:
@@ -75,7 +77,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     if prices:
         db = apply_prices(db, prices)
     given = {k for k, v in (("horizon", horizon), ("pue", pue), ("kwh_price", kwh_price), ("prices", prices),
-                            ("batch", batch)) if v is not None}
+                            ("batch", global_batch or batch)) if v is not None}
     terms = Terms(
         exchange=money, horizon_s=parse_duration("--horizon", horizon or DEFAULT_HORIZON),
         kwh_price=None if kwh_price is None else decimal("--kwh-price", kwh_price),
@@ -84,8 +86,6 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
         pue=None if pue is None else float(decimal("--pue", pue)),
         max_devices=MAX_DEVICES if max_devices is None else parse_count("--max-devices", max_devices),
         deadline_s=None if deadline is None else parse_duration("--deadline", deadline), given=frozenset(given))
-    quote = recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
-                      datetime.date.today().isoformat())
-    if not serving and s["batch"] == 1:
-        warn("warning: batch 1 per device (the spec's default); training runs use more: set --batch")
-    return quote
+    return recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
+                     datetime.date.today().isoformat(), at=at,
+                     global_batch=parse_count("--global-batch", global_batch) or parse_count("--batch", batch))

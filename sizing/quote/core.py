@@ -19,7 +19,6 @@ price's own record in hwdb/*.yaml.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -272,27 +271,6 @@ def pareto_front(points) -> frozenset:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Input
-
-_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "hr": 3600, "hours": 3600, "d": 86400, "day": 86400,
-          "days": 86400, "w": 604800, "wk": 604800, "weeks": 604800, "mo": 2629800, "months": 2629800,
-          "y": 31557600, "yr": 31557600, "years": 31557600}
-_DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]+)\s*$")
-MAX_SECONDS = 100 * 31557600
-
-
-def parse_duration(name: str, text: str) -> float:
-    """'24h', '14d', '3y', '36mo', '90min' -> seconds (a month is 1/12 of a 365.25-day year). SizingError for no
-    unit, an unknown unit, zero, or more than 100 years."""
-    m = _DURATION.match(str(text).lower())
-    if not m or m.group(2) not in _UNITS:
-        unit = m.group(2) if m else ""
-        raise SizingError(f"{name}: '{text}' is not a duration; write a number and a unit, e.g. 24h, 14d, 3y "
-                          f"(units: s, min, h, d, w, mo, y){closest(unit, _UNITS) if unit else ''}")
-    seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if not 0 < seconds <= MAX_SECONDS:
-        raise SizingError(f"{name}: '{text}' is impossible; give a duration above zero and at most 100 years")
-    return seconds
-
 
 PRICE_FIELDS = ("price", "node_price", "cloud")
 

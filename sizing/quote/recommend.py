@@ -16,16 +16,14 @@ from decimal import Decimal
 
 from ..common.errors import SizingError
 from .money import Exchange, fmt_rate
-from ..predict.fit import choose_layout
 from ..predict.inference import predict_inference
 from ..predict.roofline import facility_kw, peaks
+from ..predict.search import Pins, default_global_batch, search
 from ..predict.setup import Setup
-from ..predict.training import predict
 from .core import (KWH_SOURCE, KWH_USD, MAX_DEVICES, SERVER_SOURCE, SERVER_USD_PER_SLOT, TCO_REFERENCE, Assumption,
     Bytes, Exclusion, Message, Money, Option, Quote, Roofline, Seconds, cloud_cost, energy_cost, nodes_for,
     pareto_front, purchase_items, status)
 
-ZERO_STAGES = (0, 1, 2, 3)
 YEAR_S = 31557600
 
 
@@ -76,24 +74,12 @@ def smallest_meeting(ok, lo: int, hi: int) -> tuple[int | None, list[int]]:
     return good, tried
 
 
-def _least_fitting(est, workload, device) -> int | None:
-    """The fewest devices the model fits on at any ZeRO stage (None: none)."""
-    counts = []
-    for z in ZERO_STAGES:
-        try:
-            counts.append(choose_layout(est, workload, device, Setup(zero=z))[0])
-        except SizingError:
-            pass
-    return min(counts, default=None)
-
-
-def _configure(est, workload, device, factors, count: int):
-    """The prediction on ``count`` devices at the lowest ZeRO stage that fits (the last tried when none does)."""
-    for z in ZERO_STAGES:
-        pred = predict(est, workload, device, Setup(devices=count, zero=z), factors)
-        if pred.fits:
-            break
-    return pred
+def _planned(at, workload, device, factors, global_batch, devices=None):
+    """The planner's best layout on ``devices`` (None: the fewest that fit), or None when nothing fits."""
+    try:
+        return search(at, workload, device, factors, Pins(), devices=devices, global_batch=global_batch)
+    except SizingError:
+        return None
 
 
 def _costs(device, count: int, seconds_running: float, terms: Terms, pue: float):
@@ -108,29 +94,31 @@ def _costs(device, count: int, seconds_running: float, terms: Terms, pue: float)
             energy_cost(job_kwh, terms.kwh, terms.exchange))
 
 
-def _train_option(est, workload, device, factors, terms: Terms) -> Option | Exclusion:
+def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> Option | Exclusion:
     unit = device.devices_per_node
-    least = _least_fitting(est, workload, device)
+    least = _planned(at, workload, device, factors, global_batch)
     if least is None:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
-    lo, hi = nodes_for(least, unit), terms.max_devices // unit
+    lo, hi = nodes_for(least.devices, unit), terms.max_devices // unit
     if lo > hi:
         return Exclusion(device.id, Message("ex_too_many", {"count": least, "max": terms.max_devices}))
     preds = {}
 
     def run(k):
         if k not in preds:
-            preds[k] = _configure(est, workload, device, factors, k * unit)
+            preds[k] = _planned(at, workload, device, factors, global_batch, k * unit)
         return preds[k]
 
     def ok(k):
         p = run(k)
-        return p.fits and p.total_seconds <= terms.deadline_s
+        return p is not None and p.fits and p.total_seconds <= terms.deadline_s
 
     k, tried = smallest_meeting(ok, lo, hi)
     if k is None:         # the fastest count tried stands for the device
-        k = min((t for t in tried if run(t).fits), key=lambda t: run(t).total_seconds, default=lo)
+        k = min((t for t in tried if run(t) is not None), key=lambda t: run(t).total_seconds, default=lo)
     pred = run(k)
+    if pred is None:
+        return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
     fewer = run(k - 1) if k - 1 >= lo else None
     items, kw, h_kwh, h_cost, j_kwh, j_cost = _costs(device, pred.devices, pred.total_seconds, terms, factors.pue)
     return Option(
@@ -141,7 +129,7 @@ def _train_option(est, workload, device, factors, terms: Terms) -> Option | Excl
         items=items, horizon_kwh=h_kwh, horizon_energy=h_cost, job_kwh=j_kwh, job_energy=j_cost,
         cloud=cloud_cost(device, pred.device_hours, terms.exchange), global_batch=pred.global_batch,
         steps=pred.steps, model_flops_per_step=pred.model_flops_per_step,
-        fewer_seconds=fewer.total_seconds if fewer is not None and fewer.fits else None, prediction=pred)
+        fewer_seconds=fewer.total_seconds if fewer is not None else None, prediction=pred)
 
 
 def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Exclusion:
@@ -207,7 +195,7 @@ def _findings(kind, ranked, budget, terms, workload) -> list[Message]:
     return out
 
 
-def _assumptions(kind, workload, terms: Terms, pue: float, pue_source: str) -> list[Assumption]:
+def _assumptions(kind, workload, terms: Terms, pue: float, pue_source: str, global_batch) -> list[Assumption]:
     given = terms.given
     out = [
         Assumption(Message("as_horizon", {"horizon": Seconds(terms.horizon_s)}),
@@ -226,8 +214,8 @@ def _assumptions(kind, workload, terms: Terms, pue: float, pue_source: str) -> l
         Assumption(Message("as_model"), "sizing/predict/training.py, sizing/predict/calibration.yaml"),
     ]
     if kind == "training":
-        out.append(Assumption(Message("as_batch", {"batch": workload.batch}), "--batch" if "batch" in given
-                              else "the model spec's default batch"))
+        out.append(Assumption(Message("as_batch", {"batch": global_batch}), "--global-batch" if "batch" in given
+                              else "sizing/predict/search.py default_global_batch"))
     if terms.exchange.currency.code != "USD":
         out.append(Assumption(Message("as_fx", {"rate": terms.exchange.rate_text()}), "--fx"))
     if terms.budget is not None:
@@ -246,8 +234,14 @@ def roofline(device, option: Option) -> Roofline:
 
 
 def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_source: str = "",
-              date: str = "") -> Quote:
-    """The quote for ``workload`` (its graph's estimate ``est``) over the ``candidates`` devices of ``db``."""
+              date: str = "", at=None, global_batch: int | None = None) -> Quote:
+    """The quote for ``workload`` (its graph's estimate ``est``; training: ``at``, the graph at any micro-batch,
+    and the ``global_batch``, default the planner's rule) over the ``candidates`` devices of ``db``."""
+    if workload.kind == "training":
+        if at is None:
+            raise ValueError("a training quote needs the model at any micro-batch (at)")
+        if global_batch is None:
+            global_batch = default_global_batch(at(1))[0]
     from ..predict.calibration import shipped
 
     cal = shipped()
@@ -264,7 +258,8 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
                 "precision": precision, "has": ", ".join(device.precisions())})))
             continue
         factors = cal.factors(device, precision, db, pue=terms.pue)
-        made = (_train_option if kind == "training" else _serve_option)(est, workload, device, factors, terms)
+        made = (_train_option(at, workload, device, factors, terms, global_batch) if kind == "training" else
+                _serve_option(est, workload, device, factors, terms))
         (excluded if isinstance(made, Exclusion) else options).append(made)
     ranked = _rank(options, terms.budget)
     ok = [o for o in ranked if status(o, terms.budget) == "ok"]
@@ -280,7 +275,7 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
     work = {"batch": s["batch"], "dtype": s["dtype"], "precision": precision, "optimizer": s["optimizer"],
             "seq_len": s["seq_len"]}
     if kind == "training":
-        work.update(samples=workload.samples, tokens=workload.tokens, epochs=workload.epochs)
+        work.update(batch=global_batch, samples=workload.samples, tokens=workload.tokens, epochs=workload.epochs)
     else:
         work.update(qps=workload.throughput, latency_s=workload.latency_s)
     return Quote(
@@ -288,6 +283,7 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
         exchange=terms.exchange, horizon_s=terms.horizon_s, pue=pue, kwh_price=terms.kwh, budget=terms.budget,
         options=ranked, pick=pick, alternatives=alternatives, front=frozenset(priced[i] for i in front),
         excluded=tuple(excluded), findings=tuple(_findings(kind, ranked, terms.budget, terms, workload)),
-        assumptions=tuple(_assumptions(kind, workload, terms, pue, cal.sources.get("pue_source", "--pue"))),
+        assumptions=tuple(_assumptions(kind, workload, terms, pue, cal.sources.get("pue_source", "--pue"),
+                                       global_batch)),
         model_notes=tuple(pick.prediction.assumptions) if pick else (),
         roofline=roofline(db[pick.device_id], pick) if pick else None, deadline_s=terms.deadline_s, date=date)

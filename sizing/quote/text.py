@@ -21,8 +21,10 @@ STRINGS = {
     "task_qps": ("{qps} samples/s in all", "전체 초당 {qps} 샘플"),
     "task_latency": ("at most {latency} per request batch", "요청 배치당 최대 {latency}"),
     "settings": ("Settings", "설정"),
-    "settings_text": ("batch {batch} per device, {dtype} storage, {precision} compute, optimizer {optimizer}",
-                      "장치당 배치 {batch}, 저장 {dtype}, 연산 {precision}, 옵티마이저 {optimizer}"),
+    "settings_text_training": ("global batch {batch}, {dtype} storage, {precision} compute, optimizer {optimizer}",
+                               "전체 배치 {batch}, 저장 {dtype}, 연산 {precision}, 옵티마이저 {optimizer}"),
+    "settings_text_inference": ("batch {batch} per request, {dtype} storage, {precision} compute",
+                                "요청당 배치 {batch}, 저장 {dtype}, 연산 {precision}"),
     "currency": ("Currency", "통화"),
     "h_summary": ("Summary", "요약"),
     "pick": ("Recommended", "추천 구성"),
@@ -204,17 +206,18 @@ STRINGS = {
                   "per unit price.",
                   "가격은 표시된 날짜의 데이터베이스 정가, 시장가 또는 추정가이며 단가마다 한 번 환산합니다."),
     "as_search": ("Whole nodes of each device's usual server; the fewest nodes that fit in memory and meet the "
-                  "target; the lowest ZeRO stage that fits; no pipeline parallelism; at most {max} devices.",
-                  "각 장치의 일반 서버 단위 노드; 메모리에 들어가고 목표를 충족하는 가장 적은 노드; 들어가는 가장 낮은 "
-                  "ZeRO 단계; 파이프라인 병렬 없음; 최대 {max}대."),
+                  "target, each with the fastest parallel layout the planner finds (tensor, pipeline and data "
+                  "parallel, ZeRO, recomputation, micro-batch); at most {max} devices.",
+                  "각 장치의 일반 서버 단위 노드; 메모리에 들어가고 목표를 충족하는 가장 적은 노드, 각각 플래너가 찾은 "
+                  "가장 빠른 병렬 구성(텐서·파이프라인·데이터 병렬, ZeRO, 재계산, 마이크로 배치); 최대 {max}대."),
     "as_model": ("Times come from the performance model: a per-layer roofline with calibrated compute and memory "
                  "fractions and one framework efficiency fitted on published runs (its notes are below).",
                  "시간은 성능 모델의 예측입니다: 보정된 연산/메모리 효율과 공개 학습 사례로 맞춘 프레임워크 효율을 쓴 "
                  "레이어별 루프라인 (모델의 설명은 아래)."),
-    "as_batch": ("Batch {batch} per device (data parallel): the global batch grows with the devices and the epochs "
-                 "stay the same; very large global batches may need more epochs or tuning.",
-                 "장치당 배치 {batch} (데이터 병렬): 전체 배치는 장치 수에 따라 커지고 에폭 수는 같습니다. 매우 큰 "
-                 "전체 배치는 에폭을 늘리거나 조정이 필요할 수 있습니다."),
+    "as_batch": ("Global batch {batch} per optimizer step over the whole cluster, the same on every device count "
+                 "(rounded up where the data-parallel degree does not divide it).",
+                 "전체 클러스터의 옵티마이저 스텝당 전체 배치 {batch}, 장치 수와 관계없이 같음 (데이터 병렬 수로 나누어 "
+                 "떨어지지 않으면 올림)."),
     "as_fx": ("Exchange rate {rate}; the database's prices are US dollars.",
               "환율 {rate}; 데이터베이스 가격은 미국 달러입니다."),
     "as_budget": ("The budget {budget} applies to the purchase price; electricity is an operating cost shown apart.",

@@ -124,8 +124,8 @@ def _header(r: Render) -> Table:
     if q.date:
         rows.append([r.t("date"), q.date])
     rows += [[r.t("task"), _task(r)],
-             [r.t("settings"), r.t("settings_text", batch=w["batch"], dtype=w["dtype"], precision=w["precision"],
-                                   optimizer=w["optimizer"])],
+             [r.t("settings"), r.t(f"settings_text_{q.kind}", batch=w["batch"], dtype=w["dtype"],
+                                   precision=w["precision"], optimizer=w["optimizer"])],
              [r.t("currency"), q.exchange.currency.code + ("" if q.exchange.currency.code == "USD"
                                                            else f" ({q.exchange.rate_text()})")]]
     return Table(None, rows)

@@ -1,0 +1,354 @@
+"""The layout search: given a model (its Estimate at any micro-batch), a device, a device count and a global batch,
+the layouts a practitioner would consider, each predicted in closed form, the fastest that fits first.
+
+The space (Calculon, Isaev et al. 2023, searches the same dimensions; Narayanan et al. 2021 and Korthikanti et al.
+2022 give the rules):
+- tensor parallel t: a divisor of the node size (at most 72) that divides the attention heads; it stays inside
+  the NVLink domain (``devices_per_node``: 8 for HGX, 72 for GB200 NVL72; a TPU pod's ICI domain);
+- pipeline parallel p: a divisor of the repeated layers or a power of two up to them (the fullest stage takes
+  ceil(L / p) layers), 1F1B or interleaved with v chunks when v divides a stage's layers and p the micro-batches;
+- data parallel d = devices / (t p), which must divide the global batch B; each replica runs B / d samples as
+  micro-batches of m (a power of two dividing B / d, up to 64), so gradient accumulation is B / (d m);
+- ZeRO 0-3 (0-1 with a pipeline, as Megatron's distributed optimizer): stages 1 and 2 move the bytes of plain data
+  parallelism, so the lowest stage that fits is the fastest of them; stage 3 is tried when 0-2 do not fit;
+- recomputation none, selective (when attention keeps its scores: an unfused kernel) or full;
+- sequence parallelism whenever t > 1: it moves the bytes of the all-reduces it replaces and keeps less.
+Expert and context parallelism are not searched yet (expert_parallel is 1).
+
+Every candidate costs a closed form over cached per-(micro-batch, t, recomputation) sums, so 10^12 parameters on
+10^5 devices search in well under a second (benchmarks/bench_search.py).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from ..common.errors import SizingError
+from ..common.units import iec
+from .fit import activations, device_memory, divisors, stages
+from .setup import RECOMPUTE, Factors, Layout
+from .training import Prediction, evaluate, step_terms, tokens_per_sample
+
+OBJECTIVES = ("time", "cost")
+MAX_MICRO_BATCH = 64
+MAX_TENSOR_PARALLEL = 72            # a GB200 NVL72 domain; TPU pods (thousands per ICI domain) use far less
+TOKENS_PER_BATCH = 2 ** 22          # 4M tokens: Llama 2 (Touvron et al. 2023, Table 1) and Llama 3 pretraining
+SAMPLES_PER_BATCH = 256             # ResNet-50's reference batch (Goyal et al. 2017)
+
+
+@dataclass(frozen=True)
+class Pins:
+    """Dimensions the user fixed; None: searched."""
+    tensor_parallel: int | None = None
+    pipeline_parallel: int | None = None
+    interleave: int | None = None
+    zero: int | None = None
+    recompute: str | None = None
+    micro_batch: int | None = None
+    node_size: int | None = None
+    fused_attention: bool = True                # the framework's attention keeps no score matrix (FlashAttention)
+    sequence_parallel: bool | None = None       # None: on whenever t > 1
+    selective: bool = True                      # the framework can recompute the attention core alone
+
+    def __post_init__(self):
+        for name in ("tensor_parallel", "pipeline_parallel", "interleave", "micro_batch", "node_size"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise SizingError(f"--{name.replace('_', '-')}: must be a positive integer, got {v!r}")
+        if self.zero is not None and self.zero not in (0, 1, 2, 3):
+            raise SizingError(f"--zero: the ZeRO stage is 0, 1, 2 or 3, got {self.zero!r}")
+        if self.recompute is not None and self.recompute not in RECOMPUTE:
+            raise SizingError(f"--recompute: one of {', '.join(RECOMPUTE)}, got {self.recompute!r}")
+
+
+def default_global_batch(est) -> tuple[int, str]:
+    """(global batch, the assumption line saying so) when the user gives none: 2^22 tokens (4M, as Llama 2 and 3
+    trained) in whole sequences for token models, else 256 samples (ResNet-50's reference, Goyal et al. 2017)."""
+    per = tokens_per_sample(est)
+    if per:
+        b = max(1, TOKENS_PER_BATCH // per)
+        return b, (f"global batch {b} sequences of {per} tokens (about 4M tokens per step, as Llama 2 and 3 trained; "
+                   f"set --global-batch)")
+    return SAMPLES_PER_BATCH, (f"global batch {SAMPLES_PER_BATCH} samples (ResNet-50's reference batch, Goyal et al. "
+                               f"2017; set --global-batch)")
+
+
+def _powers_of_two_dividing(n: int, cap: int) -> list[int]:
+    return [1 << k for k in range(cap.bit_length()) if (1 << k) <= cap and n % (1 << k) == 0]
+
+
+def _heads(est) -> list[tuple[int, int]]:
+    """(query heads, key/value heads) of every attention row."""
+    return [(r.node.kwargs["num_heads"], r.node.kwargs.get("num_kv_heads") or r.node.kwargs["num_heads"])
+            for r in est.layers if r.node.op == "multihead_attention"]
+
+
+def tensor_candidates(est, node: int, devices: int, pins: Pins) -> list[int]:
+    if pins.tensor_parallel is not None:
+        if pins.tensor_parallel > node:
+            raise SizingError(f"--tensor-parallel {pins.tensor_parallel}: more than the {node} devices of a node "
+                              f"(tensor parallelism stays inside a node); use one of "
+                              f"{', '.join(map(str, divisors(node)))}")
+        return [pins.tensor_parallel]
+    heads = _heads(est)         # t splits the query heads; key/value heads split too, or are copied (t % kv == 0)
+    return [t for t in divisors(node) if t <= MAX_TENSOR_PARALLEL and devices % t == 0
+            and all(q % t == 0 and (kv % t == 0 or t % kv == 0) for q, kv in heads)]
+
+
+def pipeline_candidates(units: int, pins: Pins, per_tensor_group: int) -> list[int]:
+    """Pipeline degrees: the divisors of devices / t up to the repeated layers (the fullest stage takes
+    ceil(L / p) of them), or the pin."""
+    if pins.pipeline_parallel is not None:
+        if pins.pipeline_parallel > max(1, units):
+            raise SizingError(f"--pipeline-parallel {pins.pipeline_parallel}: more stages than the {units} repeated "
+                              f"layers the model has (at most {max(1, units)})")
+        return [pins.pipeline_parallel]
+    return [p for p in divisors(per_tensor_group) if p <= max(1, units)]
+
+
+@dataclass
+class _Tally:
+    """What the search saw: the layouts that fit, how many failed for each reason (with the first example), the
+    closest that did not fit."""
+    fitting: list
+    reasons: Counter
+    examples: dict
+    closest: tuple | None = None          # (overflow ratio, Prediction)
+
+    def miss(self, reason: str, example: str = ""):
+        self.reasons[reason] += 1
+        self.examples.setdefault(reason, example)
+
+
+def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, workload, device, factors: Factors,
+               pins: Pins, cache: dict | None = None, round_batch: bool = False) -> _Tally:
+    """Every candidate layout on ``devices`` devices at ``global_batch``, predicted; see the module docstring.
+    ``round_batch``: a data-parallel degree that does not divide the global batch takes ceil(B / d) samples per
+    replica (the global batch rounds up to a multiple of d)."""
+    cache = {} if cache is None else cache
+    node = pins.node_size or device.devices_per_node
+    base = at(pins.micro_batch or 1)
+    stage = stages(base)
+    precision = workload.compute_precision
+    tally = _Tally([], Counter(), {})
+    ts = tensor_candidates(base, node, devices, pins)
+    if not ts:
+        tally.miss(f"no tensor-parallel degree divides both the {devices} devices and the node of {node} "
+                   f"(and the attention heads)")
+    modes = [pins.recompute] if pins.recompute else [r for r in RECOMPUTE if r != "selective" or
+                                                     (not pins.fused_attention and pins.selective)]
+    for t in ts:
+        for p in pipeline_candidates(stage.units, pins, devices // t):
+            if devices % (t * p):
+                tally.miss("the devices do not split into tensor x pipeline groups", f"tensor {t} x pipeline {p}")
+                continue
+            d = devices // (t * p)
+            if global_batch % d and not round_batch:
+                tally.miss(f"the global batch {global_batch} does not split over the data-parallel replicas",
+                           f"{d} replicas with tensor {t} x pipeline {p}")
+                continue
+            replica = -(-global_batch // d)
+            if pins.micro_batch is not None:
+                if replica % pins.micro_batch:
+                    tally.miss(f"--micro-batch {pins.micro_batch} does not divide the samples per replica",
+                               f"{replica} per replica with {d} replicas")
+                    continue
+                micros = [pins.micro_batch]
+            else:
+                micros = _powers_of_two_dividing(replica, min(replica, MAX_MICRO_BATCH))
+                if replica <= MAX_MICRO_BATCH and replica not in micros:
+                    micros.append(replica)
+            per_stage = -(-stage.units // p)
+            for m in micros:
+                n = replica // m
+                if pins.interleave is not None:
+                    vs = [pins.interleave]
+                else:
+                    vs = [1] + ([v for v in (2, 4, 8) if per_stage % v == 0 and n % p == 0] if p > 1 else [])
+                for v in vs:
+                    if v > 1 and (p == 1 or per_stage % v or n % p):
+                        tally.miss(f"--interleave {v} needs stages holding a multiple of {v} layers and micro-batches "
+                                   f"a multiple of the stages", f"pipeline {p}, {n} micro-batches")
+                        continue
+                    for r in modes:
+                        _add_best_zero(at, m, t, p, d, n, v, r, workload, device, factors, pins, stage, node,
+                                       precision, cache, tally)
+    return tally
+
+
+def _add_best_zero(at, m, t, p, d, n, v, r, workload, device, factors, pins, stage, node, precision, cache, tally):
+    """The lowest ZeRO stage that fits for one layout (stages 0-2 move the same bytes; 3 only when they do not
+    fit), predicted and added to ``tally``; or the reason none does."""
+    est = at(m)
+    sp = t > 1 and pins.sequence_parallel is not False
+    key = (m, t, r)
+    if key not in cache:
+        probe = Layout(t, p, d, m, n, 0, r, sp, v, pins.fused_attention)
+        cache[key] = (activations(est, probe, stage),
+                      step_terms(est, device, precision, factors, t, r, sp, stage))
+    kept, terms = cache[key]
+    zeros = [pins.zero] if pins.zero is not None else ([0, 1, 2, 3] if p == 1 else [0, 1])
+    last = None
+    for z in zeros:
+        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention)
+        mem = device_memory(est, layout, stage, kept)
+        if device.memory_bytes is None or mem.total <= device.memory_bytes:
+            tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage))
+            return
+        last = (layout, mem)
+    layout, mem = last
+    over = mem.total / device.memory_bytes
+    tally.miss(f"needs more memory than the {iec(device.memory_bytes)} of a {device.id}")
+    if tally.closest is None or over < tally.closest[0]:
+        tally.closest = (over, evaluate(est, layout, workload, device, factors, node, terms, stage))
+
+
+def rank_key(pred: Prediction):
+    """Fastest first (seconds per sample: a rounded-up global batch does more per step); ties: less memory per
+    device, then fewer pipeline stages and less recomputation."""
+    return (pred.step_seconds / pred.global_batch, pred.memory.total, pred.pipeline_parallel,
+            RECOMPUTE.index(pred.recompute))
+
+
+def pruned_lines(tally: _Tally, limit: int = 6) -> tuple[str, ...]:
+    lines = [f"{count} layout(s): {reason}" + (f" (e.g. {tally.examples[reason]})" if tally.examples[reason] else "")
+             for reason, count in tally.reasons.most_common(limit)]
+    if tally.closest is not None:
+        over, pred = tally.closest
+        lines.append(f"closest that does not fit: {pred.layout.describe()} needs {iec(pred.memory.total)} per device "
+                     f"({over:.2f}x the device's {iec(pred.device_memory_bytes)})")
+    return tuple(lines)
+
+
+def best_on(at, devices: int, global_batch: int, workload, device, factors: Factors, pins: Pins,
+            keep: int = 4, cache: dict | None = None, round_batch: bool = False) -> Prediction | None:
+    """The fastest layout that fits on ``devices`` (its ``alternatives``: the next ``keep``; ``pruned``: why the
+    rest fail), or None when nothing fits, with the reasons in the SizingError the caller raises.
+    ``round_batch``: when no data-parallel degree divides the global batch, round it up (``layouts_on``)."""
+    tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, cache)
+    if not tally.fitting and round_batch:
+        tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, cache, round_batch=True)
+    if not tally.fitting:
+        return None
+    ranked = sorted(tally.fitting, key=rank_key)
+    seen, distinct = set(), []
+    for pred in ranked:         # one per parallel structure: its best micro-batch stands for it
+        shape = (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.zero, pred.recompute)
+        if shape not in seen:
+            seen.add(shape)
+            distinct.append(pred)
+    return replace(ranked[0], alternatives=tuple(distinct[1:1 + keep]), pruned=pruned_lines(tally))
+
+
+def does_not_fit(at, counts, global_batch: int, workload, device, factors, pins, name: str) -> SizingError:
+    """The one-line error when nothing in the space fits: the closest layout on the largest of ``counts`` that has
+    one, and its shortfall; else the most common reason on the largest count."""
+    for devices in sorted(counts, reverse=True):
+        tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, round_batch=True)
+        if tally.closest is not None:
+            over, pred = tally.closest
+            return SizingError(
+                f"{name} does not fit on {devices} {device.id} at global batch {global_batch}: the closest layout, "
+                f"{pred.layout.describe()}, needs {iec(pred.memory.total)} per device (weights "
+                f"{iec(pred.memory.weights)}, gradients {iec(pred.memory.gradients)}, optimizer "
+                f"{iec(pred.memory.optimizer)}, activations {iec(pred.memory.activations)}) and a {device.id} has "
+                f"{iec(device.memory_bytes)}" + (": use more devices" if len(counts) == 1 else ""))
+    tally = layouts_on(at, max(counts), global_batch, workload, device, factors, pins)
+    reason = tally.reasons.most_common(1)[0][0] if tally.reasons else "no layout in the space"
+    return SizingError(f"{name}: no layout on {max(counts)} {device.id} at global batch {global_batch}: {reason}")
+
+
+def device_counts(node: int, hi: int) -> list[int]:
+    """The device counts the planner buys: 1, 2, 4, ... below a node, then whole nodes in powers of two and
+    three times powers of two (8, 16, 24, 32, 48, 64, 96, ... for nodes of 8), up to ``hi``: counts a global
+    batch splits over."""
+    small = {1 << k for k in range(node.bit_length()) if (1 << k) < node}
+    whole = {node * f << k for f in (1, 3) for k in range(max(1, hi // node).bit_length() + 1)}
+    return sorted(c for c in small | whole if c <= hi)
+
+
+def fewest(ok: Callable[[int], bool], counts: list[int]) -> int | None:
+    """Index of the first count in ``counts`` for which ``ok`` holds, when ok is monotone in the count (False
+    then True): doubling from the start, then bisection, so ~2 log2(len) calls."""
+    if not counts:
+        return None
+    if ok(0):
+        return 0
+    lo, hi = 0, 1
+    while hi < len(counts) and not ok(hi):
+        lo, hi = hi, min(2 * hi, len(counts) - 1) if hi < len(counts) - 1 else len(counts)
+    if hi >= len(counts):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devices: int | None = None,
+           global_batch: int | None = None, deadline_s: float | None = None, objective: str = "time",
+           max_devices: int = 131072, name: str = "the model", allow_overflow: bool = False) -> Prediction:
+    """The planner. ``devices`` given: the fastest layout on them (objective 'cost': the fewest device-hours on
+    them or a power-of-two fraction of them). ``deadline_s``: the fewest devices (whole nodes past one) whose best
+    layout trains in time. Neither: the fewest devices that fit. SizingError, one line, when nothing fits
+    (``allow_overflow``, with ``devices``: the closest layout instead, its ``fits`` False)."""
+    if objective not in OBJECTIVES:
+        raise SizingError(f"--objective: one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    base = at(pins.micro_batch or 1)
+    notes = ()
+    if global_batch is None:
+        global_batch, note = default_global_batch(base)
+        notes = (note,)
+    cache: dict = {}
+
+    def best(n, round_batch=False):
+        pred = best_on(at, n, global_batch, workload, device, factors, pins, cache=cache, round_batch=round_batch)
+        if pred is None:
+            return None
+        rounded = () if pred.global_batch == global_batch else (
+            f"global batch {global_batch} rounded up to {pred.global_batch}: no data-parallel degree on {n} devices "
+            f"divides it",)
+        return replace(pred, assumptions=notes + rounded + pred.assumptions)
+
+    if devices is not None:
+        pred = best(devices, round_batch=True)
+        if pred is None and allow_overflow:
+            closest = layouts_on(at, devices, global_batch, workload, device, factors, pins).closest
+            if closest is not None:
+                return replace(closest[1], assumptions=notes + closest[1].assumptions)
+        if pred is None:
+            raise does_not_fit(at, [devices], global_batch, workload, device, factors, pins, name)
+        if objective == "cost":
+            fractions = [devices >> k for k in range(1, devices.bit_length()) if devices % (1 << k) == 0]
+            options = [pred] + [q for q in (best(f, True) for f in fractions) if q is not None]
+            pred = min(options, key=lambda q: (q.step_seconds * q.devices, q.step_seconds))
+        return pred
+    node = pins.node_size or device.devices_per_node
+    most = global_batch * node * max(1, stages(base).units)      # d <= B, t <= node, p <= layers
+    counts = device_counts(node, min(max_devices, most))
+    found: dict[int, Prediction | None] = {}
+
+    def at_count(i):
+        if counts[i] not in found:
+            found[counts[i]] = best(counts[i], round_batch=True)
+        return found[counts[i]]
+    if deadline_s is None:
+        i = fewest(lambda i: at_count(i) is not None, counts)
+    else:
+        if workload.samples is None and workload.tokens is None:
+            raise SizingError("--deadline needs the work: give --samples or --tokens")
+        i = fewest(lambda i: at_count(i) is not None and at_count(i).total_seconds <= deadline_s, counts)
+    if i is None:
+        tried = [c for c, p in found.items() if p is not None]
+        if deadline_s is not None and tried:
+            fastest = min((found[c] for c in tried), key=lambda q: q.total_seconds)
+            raise SizingError(f"{name} cannot train within the deadline on up to {max(counts)} {device.id}: the "
+                              f"fastest tried, {fastest.devices} devices ({fastest.layout.describe()}), takes "
+                              f"{fastest.total_seconds / 3600:.3g} h at global batch {global_batch}; allow more time, more "
+                              f"devices (--max-devices) or a larger --global-batch")
+        raise does_not_fit(at, counts or [1], global_batch, workload, device, factors, pins, name)
+    return at_count(i)
