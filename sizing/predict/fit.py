@@ -39,16 +39,16 @@ def attention_scores_bytes(row, itemsize: int) -> int:
     return (scores * itemsize + (scores if row.node.kwargs["dropout"] else 0)) * row.node.repeat
 
 
-def framework_attention_bytes(row, itemsize: int, fused: bool) -> int:
+def framework_attention_bytes(row, itemsize: int, scores_kept: bool) -> int:
     """What a framework's attention keeps beyond the op's minimum (a named framework term): the attention output
-    before the output projection (B x T x E, the projection's saved input: FlashAttention saves it too), and,
-    unfused with dropout, the probabilities after dropout as well as before (PyTorch autograd keeps both, 2 bytes
-    per score more; Korthikanti et al. 2022 count 5 bytes per score)."""
+    before the output projection (B x T x E, the projection's saved input: FlashAttention saves it too), and, when
+    the score matrices are kept (unfused, not recomputed) with dropout, the probabilities after dropout as well as
+    before (PyTorch autograd keeps both: 2 bytes per score more; Korthikanti et al. 2022 count 5 bytes per score)."""
     if row.node.op != "multihead_attention":
         return 0
     b, t, e = row.node.in_types[0].shape
     scores = b * row.node.kwargs["num_heads"] * t * t
-    extra = b * t * e * itemsize + (scores * itemsize if row.node.kwargs["dropout"] and not fused else 0)
+    extra = b * t * e * itemsize + (scores * itemsize if row.node.kwargs["dropout"] and scores_kept else 0)
     return extra * row.node.repeat
 
 
@@ -94,16 +94,16 @@ def stages(est) -> Stages:
 def kept_bytes(row, size: int, recompute: str, fused: bool) -> int:
     """Bytes one row keeps for backward without checkpointing: the estimate's accounting, plus the framework
     term, less the attention scores when a fused kernel or selective recomputation does not keep them."""
-    kept = row.cost.saved_bytes + framework_attention_bytes(row, size, fused)
-    if fused or recompute != "none":
-        kept -= attention_scores_bytes(row, size)
-    return kept
+    scores_kept = not fused and recompute == "none"
+    kept = row.cost.saved_bytes + framework_attention_bytes(row, size, scores_kept)
+    return kept if scores_kept else kept - attention_scores_bytes(row, size)
 
 
-def activations(est, layout: Layout, stage: Stages) -> tuple[float, float]:
-    """(bytes kept on one device for one micro-batch of ``est``: repeated layers, rows outside the repeats) before
-    the pipeline's stage share. Full recomputation (Chen et al. 2016) keeps each iteration's input (the checkpoint)
-    and one iteration's own activations while it is recomputed."""
+def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float]:
+    """Bytes kept on one device for one micro-batch of ``est``, before the pipeline's stage share: (repeated
+    layers, rows outside the repeats, working bytes held once). Full recomputation (Chen et al. 2016) keeps each
+    iteration's input (the checkpoint) for every micro-batch in flight, and one iteration's own activations once,
+    while it is recomputed."""
     size, t, sp = itemsize(est), layout.tensor_parallel, layout.sequence_parallel
 
     def on_device(row, nbytes):
@@ -113,7 +113,7 @@ def activations(est, layout: Layout, stage: Stages) -> tuple[float, float]:
     inside = [(r, on_device(r, kept_bytes(r, size, layout.recompute, layout.fused_attention)))
               for r in est.layers if r.node.name in stage.grouped]
     if layout.recompute != "full":
-        return sum(b for _, b in inside), outside
+        return sum(b for _, b in inside), outside, 0.0
     per_iteration: dict[str, float] = {}
     for r, b in inside:
         key = r.node.group or f"first of {stage.iteration(r)}"
@@ -121,7 +121,7 @@ def activations(est, layout: Layout, stage: Stages) -> tuple[float, float]:
     peeled = set(stage.peeled.values())
     checkpoints = sum((g.repeat + (g.name in peeled)) * numel(est.graph.node(g.output).out.shape) * size
                       for g in est.graph.groups)
-    return checkpoints / (t if sp else 1), outside + max(per_iteration.values(), default=0)
+    return checkpoints / (t if sp else 1), outside, max(per_iteration.values(), default=0)
 
 
 def in_flight(layout: Layout) -> float:
@@ -145,8 +145,7 @@ def stage_params_share(est, stage: Stages, p: int) -> float:
     return min(1.0, (grouped * stage.share(p) + max(before, after)) / total)
 
 
-def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple[float, float] | None = None
-                  ) -> Memory:
+def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple | None = None) -> Memory:
     """Bytes per device: the fullest pipeline stage's weights, gradients and optimizer state split t ways, then by
     ZeRO over the data-parallel replicas; the activations of the micro-batches in flight on it. ``est`` is the graph
     at one micro-batch; ``kept``: its ``activations`` when already known."""
@@ -158,9 +157,9 @@ def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple[
                           layout.zero, layout.data_parallel)
     if layout.zero == 3 and layout.data_parallel > 1:
         w += 2 * largest_layer_weights(est, stage) // t      # gathered for compute, and the next one prefetched
-    inside, outside = kept or activations(est, layout, stage)
+    inside, outside, working = kept or activations(est, layout, stage)
     act = inside * stage.share(p) + (outside if p == 1 else outside * _first_stage_outside(est, stage))
-    return Memory(w, g, o, math.ceil(act * in_flight(layout)))
+    return Memory(w, g, o, math.ceil(act * in_flight(layout) + working))
 
 
 def _first_stage_outside(est, stage: Stages) -> float:

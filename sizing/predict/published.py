@@ -16,16 +16,21 @@ from .workload import Workload
 
 def transformer_spec(name: str, layers: int, d_model: int, heads: int, ffn: int, vocab: int, seq_len: int,
                      kv_heads: int | None = None, mlp: str = "gelu", norm: str = "layernorm",
-                     tied: bool = False) -> dict:
+                     tied: bool = False, dropout: float = 0.0) -> dict:
     """A decoder-only transformer as a spec (docs/spec.md): token embedding; ``layers`` pre-norm blocks of causal
     self-attention (``kv_heads`` for grouped-query attention) and an MLP (``gelu`` or ``relu``: up, activation,
     down; ``swiglu``: down(silu(gate x) * up x), Shazeer 2020), each with a residual add; a final norm and the
-    output projection (``tied`` to the embedding). No biases (as PaLM and LLaMA; GPT-3's add < 0.1% FLOPs)."""
+    output projection (``tied`` to the embedding). No biases (as PaLM and LLaMA; GPT-3's add < 0.1% FLOPs).
+    ``dropout`` > 0: on the attention probabilities and before each residual add (GPT-3, Megatron-LM)."""
     ln = {"op": norm}
     attn = {"op": "multihead_attention", "name": "attn", "num_heads": heads, "causal": True, "bias": False}
     if kv_heads:
         attn["num_kv_heads"] = kv_heads
-    block = [dict(ln, name="norm1"), attn, {"op": "add", "name": "res1", "inputs": ["attn", "input"]},
+    if dropout:
+        attn["dropout"] = dropout
+    drop = [{"op": "dropout", "name": "drop1", "p": dropout}] if dropout else []
+    block = [dict(ln, name="norm1"), attn, *drop,
+             {"op": "add", "name": "res1", "inputs": ["drop1" if dropout else "attn", "input"]},
              dict(ln, name="norm2")]
     if mlp == "swiglu":
         block += [{"op": "linear", "name": "gate", "out_features": ffn, "bias": False},
@@ -35,7 +40,8 @@ def transformer_spec(name: str, layers: int, d_model: int, heads: int, ffn: int,
     else:
         block += [{"op": "linear", "name": "up", "out_features": ffn, "bias": False}, {"op": mlp, "name": "act"}]
     block += [{"op": "linear", "name": "down", "out_features": d_model, "bias": False},
-              {"op": "add", "name": "res2", "inputs": ["down", "res1"]}]
+              *([{"op": "dropout", "name": "drop2", "p": dropout}] if dropout else []),
+              {"op": "add", "name": "res2", "inputs": ["drop2" if dropout else "down", "res1"]}]
     head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
     if tied:
         head["tie"] = "wte"

@@ -62,16 +62,19 @@ class Pins:
             raise SizingError(f"--recompute: one of {', '.join(RECOMPUTE)}, got {self.recompute!r}")
 
 
-def default_global_batch(est) -> tuple[int, str]:
-    """(global batch, the assumption line saying so) when the user gives none: 2^22 tokens (4M, as Llama 2 and 3
-    trained) in whole sequences for token models, else 256 samples (ResNet-50's reference, Goyal et al. 2017)."""
+def default_global_batch(est, devices: int | None = None) -> tuple[int, str]:
+    """(global batch, the assumption line saying so) when the user gives none. Token models: 2^22 tokens (4M, as
+    Llama 2 trained; Touvron et al. 2023) in whole sequences, and at least one sequence per tensor-parallel group of
+    8 on ``devices`` (Llama 3 405B: 2,048 sequences of 8,192 tokens on 16,384 GPUs). Other models: 256 samples
+    (ResNet-50's reference batch, Goyal et al. 2017), at least one per device."""
     per = tokens_per_sample(est)
     if per:
-        b = max(1, TOKENS_PER_BATCH // per)
-        return b, (f"global batch {b} sequences of {per} tokens (about 4M tokens per step, as Llama 2 and 3 trained; "
-                   f"set --global-batch)")
-    return SAMPLES_PER_BATCH, (f"global batch {SAMPLES_PER_BATCH} samples (ResNet-50's reference batch, Goyal et al. "
-                               f"2017; set --global-batch)")
+        b = max(1, TOKENS_PER_BATCH // per, (devices or 0) // 8)
+        return b, (f"global batch {b} sequences of {per} tokens ({b * per / 1e6:.3g}M tokens per step: 4M as Llama 2 "
+                   f"trained, at least one sequence per 8 devices; set --global-batch)")
+    b = max(SAMPLES_PER_BATCH, devices or 0)
+    return b, (f"global batch {b} samples (ResNet-50's reference batch of 256, at least one per device; set "
+               f"--global-batch)")
 
 
 def _powers_of_two_dividing(n: int, cap: int) -> list[int]:
@@ -301,7 +304,7 @@ def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devic
     base = at(pins.micro_batch or 1)
     notes = ()
     if global_batch is None:
-        global_batch, note = default_global_batch(base)
+        global_batch, note = default_global_batch(base, devices)
         notes = (note,)
     cache: dict = {}
 

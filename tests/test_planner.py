@@ -1,0 +1,196 @@
+"""The planner (sizing/predict/search.py): the layout search, its pins, its errors, the deadline search, and the
+activation memory it plans with against Korthikanti et al. 2022's published formulas.
+
+Independent routes: the paper's closed forms (activation bytes per layer as its section 4 derives them, evaluated
+for its Table 3 models) against what the graph's own kept tensors add up to; every pinned layout planned alone
+against the unpinned search (the search must never lose to a layout in its space); a walk over device counts
+against the deadline search."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import pytest
+from click.testing import CliRunner
+
+from sizing.cli import main
+from sizing.common.errors import SizingError
+from sizing.hardware.devices import Device, load_hwdb
+from sizing.model.estimate import estimate_graph
+from sizing.model.graph import build
+from sizing.predict.fit import device_memory
+from sizing.predict.published import transformer_spec
+from sizing.predict.search import Pins, default_global_batch, device_counts, search
+from sizing.predict.setup import Factors, Layout
+from sizing.predict.workload import Workload
+
+UNIT = Factors(compute_fraction=1.0, memory_fraction=1.0, framework_efficiency=1.0, network_gbs=50, overlap=0.9,
+               pue=1.5)
+WORK = Workload(dtype="bf16", optimizer="adamw", tokens=10 ** 10)
+
+
+def gpu(**kw) -> Device:
+    fields = dict(id="testgpu", vendor="Test", model="T2", kind="gpu", memory_gb=16, memory_bw_gbs=2000,
+                  peak_tflops={"fp32": 50, "bf16": 400}, tdp_w=500, interconnect_gbs=400, devices_per_node=8,
+                  sources={"record": "made up for tests"})
+    return Device(**{**fields, **kw})
+
+
+def model(layers=8, d=512, heads=8, vocab=8000, seq=512, **kw):
+    spec = transformer_spec("t", layers, d, heads, 4 * d, vocab, seq, **kw)
+
+    @lru_cache(maxsize=None)
+    def at(batch):
+        return estimate_graph(build(spec, {}, "test", batch=batch, dtype="bf16", optimizer="adamw"))
+    return at
+
+
+# ---------------------------------------------------------------- Korthikanti et al. 2022
+
+# Table 3 of the paper: attention heads a, hidden size h, layers L, tensor parallel t, pipeline parallel p
+TABLE3 = {"22B": (64, 6144, 48, 8, 1), "175B": (96, 12288, 96, 8, 8), "530B": (128, 20480, 105, 8, 35),
+          "1T": (160, 25600, 128, 8, 64)}
+
+
+def paper_activation_bytes(a, h, L, t, s, recompute, sp):
+    """Section 4 of the paper, 16-bit activations, micro-batch 1, the first pipeline stage holding p micro-batches
+    of L/p layers (so L layers in all): sbh(10 + 24/t + 5as/(ht)) per layer with tensor parallelism,
+    sbh(34 + 5as/h)/t with sequence parallelism; selective recomputation drops the 5as/h score terms."""
+    sbh = s * h
+    scores = 0 if recompute == "selective" else 5 * a * s / h
+    per_layer = (34 + scores) / t if sp else 10 + (24 + scores) / t
+    return sbh * L * per_layer
+
+
+@pytest.mark.parametrize("name", TABLE3)
+@pytest.mark.parametrize("recompute", ["none", "selective"])
+@pytest.mark.parametrize("sp", [False, True])
+def test_activation_memory_matches_korthikanti(name, recompute, sp):
+    """GPT-3-style models (dropout 0.1, unfused attention as Megatron-LM ran it) at sequence 2048: the activations
+    the planner puts on the first stage are within 10% of the paper's figures, with and without selective
+    recomputation and sequence parallelism."""
+    a, h, L, t, p = TABLE3[name]
+    est = estimate_graph(build(transformer_spec(name, L, h, a, 4 * h, 51200, 2048, dropout=0.1), {}, "k", batch=1,
+                               dtype="fp16"))
+    layout = Layout(t, p, 1, 1, 2 * p, 1, recompute, sp, 1, fused_attention=False)
+    ours = device_memory(est, layout).activations
+    assert ours == pytest.approx(paper_activation_bytes(a, h, L, t, 2048, recompute, sp), rel=0.10)
+
+
+def test_fused_attention_keeps_no_scores_and_selective_changes_nothing_then():
+    est = model(seq=1024, dropout=0.1)(1)
+    fused = device_memory(est, Layout(micro_batch=1)).activations
+    unfused = device_memory(est, Layout(micro_batch=1, fused_attention=False)).activations
+    selective = device_memory(est, Layout(micro_batch=1, fused_attention=False, recompute="selective")).activations
+    assert selective == fused < unfused
+
+
+# ---------------------------------------------------------------- the search
+
+def test_the_search_never_loses_to_a_layout_in_its_space():
+    """Every (tensor, pipeline) pair pinned and planned alone is no faster than the unpinned search."""
+    at, dev = model(), gpu(memory_gb=2)
+    best = search(at, WORK, dev, UNIT, devices=16, global_batch=64)
+    tried = 0
+    for t in (1, 2, 4, 8):
+        for p in (1, 2, 4, 8):
+            try:
+                pinned = search(at, WORK, dev, UNIT, Pins(tensor_parallel=t, pipeline_parallel=p), devices=16,
+                                global_batch=64)
+            except SizingError:
+                continue
+            tried += 1
+            assert best.step_seconds <= pinned.step_seconds * (1 + 1e-12)
+            assert (pinned.tensor_parallel, pinned.pipeline_parallel) == (t, p)
+    assert tried >= 4 and best.fits
+
+
+def test_layout_arithmetic_and_alternatives():
+    pred = search(model(), WORK, gpu(), UNIT, devices=16, global_batch=64)
+    assert pred.tensor_parallel * pred.pipeline_parallel * pred.data_parallel == 16
+    assert pred.micro_batch * pred.gradient_accumulation * pred.data_parallel == pred.global_batch == 64
+    shapes = [(a.tensor_parallel, a.pipeline_parallel, a.interleave, a.zero, a.recompute) for a in pred.alternatives]
+    assert len(shapes) == len(set(shapes)) and pred.alternatives
+    assert [a.step_seconds for a in pred.alternatives] == sorted(a.step_seconds for a in pred.alternatives)
+    assert all(a.step_seconds >= pred.step_seconds for a in pred.alternatives)
+
+
+def test_memory_pressure_turns_on_sharding_and_recomputation():
+    at = model(layers=8, d=1024, heads=8, seq=2048)
+    roomy = search(at, WORK, gpu(memory_gb=80), UNIT, devices=8, global_batch=64)
+    tight = search(at, WORK, gpu(memory_gb=1.2), UNIT, devices=8, global_batch=64)
+    assert tight.fits and tight.memory.total <= 1.2e9 < roomy.memory.total
+    assert (tight.zero, tight.recompute, tight.tensor_parallel, tight.pipeline_parallel) != \
+        (roomy.zero, roomy.recompute, roomy.tensor_parallel, roomy.pipeline_parallel)
+    assert any("memory" in line for line in tight.pruned)
+
+
+def test_pins_fix_their_dimension_and_impossible_pins_say_what_is_valid():
+    at = model()
+    pred = search(at, WORK, gpu(), UNIT, Pins(zero=3, recompute="full", micro_batch=2), devices=8, global_batch=64)
+    assert (pred.zero, pred.recompute, pred.micro_batch) == (3, "full", 2)
+    with pytest.raises(SizingError, match="--tensor-parallel 16: more than the 8 devices of a node"):
+        search(at, WORK, gpu(), UNIT, Pins(tensor_parallel=16), devices=16, global_batch=64)
+    with pytest.raises(SizingError, match="--pipeline-parallel 9: more stages than the 8 repeated layers"):
+        search(at, WORK, gpu(), UNIT, Pins(pipeline_parallel=9), devices=9, global_batch=64)
+    with pytest.raises(SizingError, match="does not fit on 1 testgpu"):
+        search(at, WORK, gpu(memory_gb=0.01), UNIT, devices=1, global_batch=64)
+    with pytest.raises(SizingError, match="--zero"):
+        Pins(zero=4)
+
+
+def test_the_global_batch_is_kept_or_rounded_up_with_a_note():
+    at = model()
+    exact = search(at, WORK, gpu(), UNIT, devices=8, global_batch=64)
+    assert exact.global_batch == 64 and not any("rounded up" in a for a in exact.assumptions)
+    odd = search(at, WORK, gpu(), UNIT, Pins(tensor_parallel=1, pipeline_parallel=1), devices=8, global_batch=60)
+    assert odd.global_batch == 64 and any("rounded up to 64" in a for a in odd.assumptions)
+
+
+def test_default_global_batch_rule():
+    b, note = default_global_batch(model(seq=2048)(1))
+    assert b == 2 ** 22 // 2048 and "set --global-batch" in note
+    assert default_global_batch(model(seq=2048)(1), devices=32768)[0] == 4096      # one sequence per 8 devices
+    cnn = estimate_graph(build({"input": [16], "layers": [{"op": "linear", "out_features": 4}]}, {}, "t"))
+    assert default_global_batch(cnn)[0] == 256
+
+
+def test_deadline_finds_the_fewest_devices_that_meet_it():
+    """Walk every count the planner buys: the first whose best layout meets the deadline is the answer."""
+    at, dev = model(), gpu()
+    fast = search(at, WORK, dev, UNIT, devices=1, global_batch=256)
+    deadline = fast.total_seconds / 5
+    pred = search(at, WORK, dev, UNIT, deadline_s=deadline, global_batch=256)
+    walk = next(c for c in device_counts(8, 4096)
+                if search(at, WORK, dev, UNIT, devices=c, global_batch=256).total_seconds <= deadline)
+    assert pred.devices == walk and pred.total_seconds <= deadline
+
+
+def test_cost_objective_may_use_fewer_devices():
+    at = model(layers=4, d=256, heads=4, seq=256)
+    fast = search(at, WORK, gpu(), UNIT, devices=64, global_batch=64)
+    cheap = search(at, WORK, gpu(), UNIT, devices=64, global_batch=64, objective="cost")
+    assert cheap.devices <= 64
+    assert cheap.step_seconds * cheap.devices <= fast.step_seconds * fast.devices * (1 + 1e-12)
+
+
+def test_cli_plans_a_70b_model_on_8192_gpus():
+    """The case that used to answer 'does not fit on any number of h100-sxm'."""
+    r = CliRunner().invoke(main, ["estimate", "tests/data/hf/llama-3-70b.json", "--device", "h100-sxm", "--devices",
+                                  "8192", "--tokens", "15e12", "--seq-len", "8192", "--dtype", "bf16", "--format",
+                                  "json"])
+    assert r.exit_code == 0, r.output
+    p = json.loads(r.stdout)["prediction"]
+    assert p["fits"] and p["devices"] == 8192 and p["tensor_parallel"] * p["pipeline_parallel"] > 1
+    assert p["alternatives"] and all("layout" in a for a in p["alternatives"])
+
+
+def test_cli_pins_and_global_batch():
+    r = CliRunner().invoke(main, ["estimate", "gpt2_small", "--device", "h100-sxm", "--devices", "16", "--tokens",
+                                  "1e9", "--global-batch", "256", "--tensor-parallel", "2", "--recompute", "full",
+                                  "--format", "json"])
+    assert r.exit_code == 0, r.output
+    p = json.loads(r.stdout)["prediction"]
+    assert (p["tensor_parallel"], p["recompute"], p["global_batch"]) == (2, "full", 256)
+    db = load_hwdb(environ={})
+    assert p["device_memory_bytes"] == db["h100-sxm"].memory_bytes
