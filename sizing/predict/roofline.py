@@ -90,21 +90,35 @@ def recompute_flops(row, recompute: str, grouped) -> int:
     return 0
 
 
+def unfused_score_bytes(row, itemsize: int) -> int:
+    """Memory traffic of the score matrices in an unfused attention's forward pass (a named framework term: the op
+    counts a fused kernel, which keeps them on chip): Q K^T written and read by the softmax, the probabilities
+    written and read by P V (4 x itemsize per score), and with dropout its mask written (1 byte) and the dropped
+    probabilities written and read (2 x itemsize). Backward moves twice that."""
+    if row.node.op != "multihead_attention":
+        return 0
+    b, t, _ = row.node.in_types[0].shape
+    scores = b * row.node.kwargs["num_heads"] * t * t
+    per = 4 * itemsize + ((1 + 2 * itemsize) if row.node.kwargs["dropout"] else 0)
+    return scores * per * row.node.repeat
+
+
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
                 recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
-                grouped=None) -> tuple[LayerTime, ...]:
+                grouped=None, fused_attention: bool = True) -> tuple[LayerTime, ...]:
     """Per-layer roofline on one of ``t`` tensor-parallel devices (module docstring). Without sequence parallelism
     the model-width rows between tensor-parallel regions run whole on every rank (``width``: the model width;
     sizing/predict/fit.py ``tp_split``). ``grouped``: the rows inside folded repeats (full recomputation redoes
-    those; None: every row)."""
+    those; None: every row). Unfused attention also moves its score matrices (``unfused_score_bytes``)."""
     recompute = recompute_mode(recompute)
     grouped = frozenset(r.node.name for r in est.layers) if grouped is None else grouped
     mat, vec = peaks(device, precision)
     bw = device.memory_bw_bytes_per_s * factors.memory_fraction
+    size = itemsize(est)
     out = []
     for r in est.layers:
         c = r.cost
-        fwd_bytes = c.bytes_read + c.bytes_written
+        fwd_bytes = c.bytes_read + c.bytes_written + (0 if fused_attention else unfused_score_bytes(r, size))
         flops, nbytes = c.flops, fwd_bytes
         if training:
             again = recompute_flops(r, recompute, grouped)

@@ -189,7 +189,7 @@ def _add_best_zero(at, m, t, p, d, n, v, r, workload, device, factors, pins, sta
     if key not in cache:
         probe = Layout(t, p, d, m, n, 0, r, sp, v, pins.fused_attention)
         cache[key] = (activations(est, probe, stage),
-                      step_terms(est, device, precision, factors, t, r, sp, stage))
+                      step_terms(est, device, precision, factors, t, r, sp, stage, pins.fused_attention))
     kept, terms = cache[key]
     zeros = [pins.zero] if pins.zero is not None else ([0, 1, 2, 3] if p == 1 else [0, 1])
     last = None

@@ -158,8 +158,9 @@ class StepTerms:
 
 
 def step_terms(est, device, precision: str, factors: Factors, t: int, recompute: str, sp: bool,
-               stage: Stages) -> StepTerms:
-    layers = layer_times(est, device, precision, factors, t, True, recompute, sp, stage.width, stage.grouped)
+               stage: Stages, fused_attention: bool = True) -> StepTerms:
+    layers = layer_times(est, device, precision, factors, t, True, recompute, sp, stage.width, stage.grouped,
+                         fused_attention)
     intra = interconnect_bps(device, factors.network_gbs * 1e9)
     passes = 3 if recompute == "full" else 2
     size = itemsize(est)
@@ -208,7 +209,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     t, p, d, v, n = (layout.tensor_parallel, layout.pipeline_parallel, layout.data_parallel, layout.interleave,
                      layout.micro_batches)
     terms = terms or step_terms(est, device, precision, factors, t, layout.recompute, layout.sequence_parallel,
-                                stage)
+                                stage, layout.fused_attention)
     node = node_size or device.devices_per_node
     network_bps = factors.network_gbs * 1e9
     intra = interconnect_bps(device, network_bps)
