@@ -78,6 +78,17 @@ hwdb_option = click.option(
               help="Facility power / IT power, for energy (default: the industry average in sizing/predict/calibration.yaml).")
 @click.option("--network-gbs", type=float,
               help="Inter-node bandwidth per device, GB/s each way (default: one 400 Gb/s NIC per device).")
+@click.option("--inference", is_flag=True, help="Serve the language model instead of training it (with --device).")
+@click.option("--concurrency", type=click.IntRange(1, 10 ** 9), help="Serving: sequences in flight (default 1).")
+@click.option("--prompt-tokens", type=click.IntRange(1, 10 ** 8),
+              help="Serving: prompt tokens per request (default: --seq-len, else the spec's).")
+@click.option("--output-tokens", type=click.IntRange(1, 10 ** 8),
+              help="Serving: generated tokens per request (default 256).")
+@click.option("--weights", type=click.Choice(["bf16", "fp16", "fp8", "int8", "int4"]),
+              help="Serving: weight format (int8/int4 weight-only, groups of 128; default: the model's dtype).")
+@click.option("--kv-cache", type=click.Choice(["bf16", "fp16", "fp8"]), help="Serving: KV cache precision.")
+@click.option("--ttft-ms", type=float, help="Serving: time-to-first-token target, ms.")
+@click.option("--tpot-ms", type=float, help="Serving: time-per-output-token target, ms.")
 @hwdb_option
 @click.option("--check", "then_check", is_flag=True, help="Then run `sizing check` on the same spec and batch.")
 @click.option("--emit-yaml", metavar="FILE", help="Also write the model as a YAML spec to FILE ('-': print only "
@@ -87,7 +98,8 @@ hwdb_option = click.option(
 @_clean_errors
 def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, global_batch, deadline, objective,
              tensor_parallel, pipeline_parallel, micro_batch, tokens, samples, epochs, precision, zero, recompute, pue,
-             network_gbs, hwdb_files, then_check, emit_yaml, allow_unmapped):
+             network_gbs, inference, concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms,
+             hwdb_files, then_check, emit_yaml, allow_unmapped):
     """Exact params, MACs, FLOPs (forward, backward, training step) and training memory of SPEC; with --device,
     the planner: the fastest parallel layout (tensor, pipeline, data parallel, ZeRO, recomputation, micro-batch)
     that fits, its step time, time to train, device-hours, energy and memory per device, and the next best.
@@ -114,7 +126,13 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
                "--tensor-parallel": tensor_parallel, "--pipeline-parallel": pipeline_parallel,
                "--micro-batch": micro_batch, "--tokens": tokens, "--samples": samples, "--precision": precision,
                "--zero": zero, "--recompute": recompute, "--pue": pue, "--network-gbs": network_gbs,
-               "--epochs": None if epochs == 1 else epochs, "--objective": None if objective == "time" else objective}
+               "--epochs": None if epochs == 1 else epochs, "--objective": None if objective == "time" else objective,
+               "--inference": inference or None}
+    serving = {"--concurrency": concurrency, "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens,
+               "--weights": weights, "--kv-cache": kv_cache, "--ttft-ms": ttft_ms, "--tpot-ms": tpot_ms}
+    if not inference and any(v is not None for v in serving.values()):
+        raise SizingError(f"{', '.join(k for k, v in serving.items() if v is not None)}: serving options; add "
+                          f"--inference (and --device)")
     if device is None:
         given = [name for name, value in planner.items() if value is not None]
         if given:
@@ -125,6 +143,9 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
         return
     if then_check:
         raise SizingError("--check runs without --device (run `sizing check` separately)")
+    if inference:
+        return _serve(spec, d, lm, est, fmt, device, devices, hwdb_files, allow_unmapped, dtype, seq_len,
+                      concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms)
     from .common.units import parse_duration
     from .model.estimate import estimator
     from .predict.plan import plan
@@ -155,6 +176,42 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     click.echo(_estimate_text(d, fmt))
     if fmt == "table":
         click.echo("\n" + prediction_table(pred))
+
+
+def _serve(spec, d, lm, est, fmt, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency,
+           prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms):
+    """`sizing estimate --inference`: the serving model of a causal language model (sizing/predict/serving.py)."""
+    from .model.estimate import estimator
+    from .model.lm import figures
+    from .model.report import WRITERS
+    from .predict.plan import plan_serve
+    from .predict.report import serving_table
+    from .predict.serving import Request, serving_model
+
+    if lm is None:
+        raise SizingError(f"--inference serves a causal language model (token ids in, causal attention); "
+                          f"{est.graph.name} is not one: size its serving with `sizing quote --qps`")
+    prompt = prompt_tokens or seq_len or est.graph.input.shape[1]
+    for name, ms in (("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms)):
+        if ms is not None and not 0 < ms < float("inf"):
+            raise SizingError(f"{name}: must be a positive number of milliseconds, got {ms!r}")
+    dtype_ = est.settings["dtype"]
+    sixteen = dtype_ if dtype_ in ("bf16", "fp16") else "bf16"
+    request = Request(concurrency or 1, prompt, output_tokens or 256, weights or sixteen, kv_cache or sixteen,
+                      ttft_s=None if ttft_ms is None else ttft_ms / 1e3,
+                      tpot_s=None if tpot_ms is None else tpot_ms / 1e3)
+
+    def at_length(tokens):
+        return estimator(spec, allow_unmapped, dtype=dtype, seq_len=tokens)(1)
+    base = at_length(prompt)
+    fig = figures(base, lambda tokens: at_length(tokens).totals.flops)
+    pred = plan_serve(serving_model(base, fig), device, request, hwdb_files, devices=devices, dtype=sixteen).to_dict()
+    if fmt == "json":
+        click.echo(WRITERS[fmt]({**d, "inference": pred}))
+        return
+    click.echo(_estimate_text(d, fmt))
+    if fmt == "table":
+        click.echo("\n" + serving_table(pred))
 
 
 def _estimate_text(d: dict, fmt: str) -> str:

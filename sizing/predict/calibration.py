@@ -23,7 +23,10 @@ RUN_KEYS = ("id", "use", "transformer", "zoo", "device", "devices", "dtype", "op
             "tensor_parallel", "pipeline_parallel", "zero", "recompute", "network_gbs", "node_size", "tokens",
             "published", "source", "note", "software")
 TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "norm", "vocab", "seq_len", "tied")
-TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "software", "runs")
+TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "software", "runs", "serving")
+SERVING_KEYS = ("id", "use", "model", "device", "tensor_parallel", "weights", "kv_cache", "mode", "concurrency",
+                "prompt", "output", "published", "source", "note")
+SERVING_PUBLISHED = ("tokens_per_s", "tpot_ms", "ttft_ms")
 SOFTWARE_KEYS = ("note", "fused_attention", "sequence_parallel", "selective")
 
 
@@ -64,6 +67,26 @@ class Run:
 
 
 @dataclass(frozen=True)
+class ServingRun:
+    """One published serving measurement: a transformer (``model``, a key of the table's models) on
+    ``tensor_parallel`` devices, a request shape, and one figure."""
+    id: str
+    use: str
+    model: dict
+    device: str
+    tensor_parallel: int
+    weights: str
+    kv_cache: str
+    mode: str
+    concurrency: int
+    prompt: int
+    output: int
+    published: str
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
 class Calibration:
     framework_efficiency: float
     pue: float
@@ -75,6 +98,8 @@ class Calibration:
     devices: dict                       # retired devices only the runs use: id -> Device
     runs: tuple[Run, ...]
     software: dict = None               # profile name -> what that framework can do (SOFTWARE_KEYS)
+    serving_efficiency: float = 1.0
+    serving_runs: tuple = ()
 
     def device(self, device_id: str, db: dict):
         """A run's device: the hardware database's record, else the table's own (retired devices)."""
@@ -134,6 +159,33 @@ def _software(path, lines, data) -> dict:
             if key != "note" and not isinstance(value, bool):
                 raise _err(path, lines, ("software", name, key), f"software '{name}': {key} is true or false")
     return {name: {k: v for k, v in (prof or {}).items() if k != "note"} for name, prof in profiles.items()}
+
+
+def _serving(path, lines, data, known) -> tuple[float, tuple]:
+    block = data.get("serving") or {}
+    models, sources = block.get("models") or {}, block.get("sources") or {}
+    runs = []
+    for i, rec in enumerate(block.get("runs") or []):
+        where = ("serving", "runs", i)
+        for key in rec:
+            if key not in SERVING_KEYS:
+                raise _err(path, lines, where, f"serving run {i + 1}: unknown key '{key}'{closest(key, SERVING_KEYS)}")
+        rid = _need(path, lines, where, rec, "id", str)
+        checks = (("use", USES), ("model", tuple(models)), ("device", tuple(known)), ("source", tuple(sources)))
+        for key, allowed in checks:
+            if rec.get(key) not in allowed:
+                raise _err(path, lines, where, f"serving run '{rid}': {key} must be one of {', '.join(allowed)}")
+        pub = rec.get("published")
+        if not isinstance(pub, dict) or len(pub) != 1 or next(iter(pub)) not in SERVING_PUBLISHED:
+            raise _err(path, lines, where, f"serving run '{rid}': published must be one of "
+                       f"{', '.join(SERVING_PUBLISHED)}")
+        (kind, value), = pub.items()
+        fields = {k: v for k, v in rec.items() if k not in ("published", "model", "source", "note")}
+        runs.append(ServingRun(published=kind, value=value, model=models[rec["model"]],
+                               source=sources[rec["source"]], **fields))
+    fitted = block.get("fitted") or {}
+    return (_need(path, lines, ("serving", "fitted"), fitted, "serving_efficiency", (int, float)) if block
+            else 1.0), tuple(runs)
 
 
 def _run(path, lines, i, rec, known_devices, software) -> Run:
@@ -207,6 +259,7 @@ def load(path: str) -> Calibration:
         mem.append(Measurement(m["device"], _need(path, lines, where, m, "gbs", (int, float)), None,
                                _need(path, lines, where, m, "source", str)))
     software = _software(path, lines, data)
+    serving = _serving(path, lines, data, known)
     runs = tuple(_run(path, lines, i, r, known, software) for i, r in enumerate(data.get("runs") or []))
     ids = [r.id for r in runs]
     if len(set(ids)) != len(ids):
@@ -218,7 +271,8 @@ def load(path: str) -> Calibration:
         network_gbs=_need(path, lines, ("defaults",), defaults, "network_gbs", (int, float)),
         overlap=_need(path, lines, ("defaults",), defaults, "overlap", (int, float)),
         sources={k: v for k, v in defaults.items() if k.endswith("_source")},
-        gemm=tuple(rows), memory=tuple(mem), devices=retired, runs=runs, software=software)
+        gemm=tuple(rows), memory=tuple(mem), devices=retired, runs=runs, software=software,
+        serving_efficiency=serving[0], serving_runs=serving[1])
 
 
 def shipped_path() -> str:

@@ -29,3 +29,17 @@ def plan(at: Callable[[int], object], device_name: str, hwdb_files=(), *, device
     return search(at, workload, device, factors, pins, devices=devices, global_batch=global_batch,
                   deadline_s=deadline_s, objective=objective, max_devices=max_devices,
                   name=at(pins.micro_batch or 1).graph.name)
+
+
+def plan_serve(model, device_name: str, request, hwdb_files=(), *, devices: int | None = None, dtype: str = "bf16",
+               environ=None):
+    """Serve a causal LM (``model``: sizing.predict.serving.Model) on the device a loose ``device_name`` means,
+    with the shipped calibration's serving efficiency: on ``devices``, or the fewest that fit and meet the
+    request's targets (sizing/predict/serving.py ``plan_serving``)."""
+    from .calibration import shipped
+    from .serving import matmul_precision, plan_serving
+
+    device, db = resolve_device(device_name, hwdb_files, environ)
+    cal = shipped()
+    factors = cal.factors(device, matmul_precision(device, request.weights, dtype), db)
+    return plan_serving(model, request, device, factors, cal.serving_efficiency, devices=devices, dtype=dtype)

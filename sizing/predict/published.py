@@ -143,3 +143,57 @@ def fit_efficiency(cal: Calibration, db: dict) -> float:
     ratios = [c.published_mfu / c.predicted_mfu
               for c in (compare(r, cal, db, 1.0) for r in cal.runs if r.use == "calibrate")]
     return math.exp(sum(map(math.log, ratios)) / len(ratios))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Serving runs
+
+@dataclass(frozen=True)
+class ServingComparison:
+    run: object
+    predicted: float                # the run's figure as the model predicts it
+    prediction: object
+
+    @property
+    def error(self) -> float:
+        """predicted / published - 1 of the figure (a throughput, or a latency)."""
+        return self.predicted / self.run.value - 1
+
+
+def lm_model(name: str, transformer: dict, seq_len: int, dtype: str = "bf16"):
+    """sizing.predict.serving.Model of a transformer spec (``transformer_spec`` arguments) at ``seq_len``."""
+    from ..model.estimate import estimate_graph
+    from ..model.graph import build
+    from ..model.lm import figures
+    from .serving import serving_model
+
+    spec = transformer_spec(name, **{**transformer, "seq_len": seq_len})
+
+    def est_at(t):
+        return estimate_graph(build(spec, {}, f"serving run {name}", batch=1, dtype=dtype, seq_len=t))
+    est = est_at(seq_len)
+    return serving_model(est, figures(est, lambda t: est_at(t).totals.flops))
+
+
+def compare_serving(run, cal: Calibration, db: dict, efficiency: float | None = None) -> ServingComparison:
+    from .serving import Request, predict_serving
+
+    device = cal.device(run.device, db)
+    model = lm_model(run.id, run.model, run.prompt)
+    request = Request(run.concurrency, run.prompt, run.output, run.weights, run.kv_cache, run.mode)
+    factors = cal.factors(device, "fp8" if run.weights == "fp8" else "bf16", db)
+    eff = cal.serving_efficiency if efficiency is None else efficiency
+    pred = predict_serving(model, request, device, factors, eff, run.tensor_parallel)
+    figure = {"tokens_per_s": pred.tokens_per_s, "tpot_ms": pred.tpot_s * 1e3, "ttft_ms": pred.ttft_s * 1e3}
+    return ServingComparison(run, figure[run.published], pred)
+
+
+def fit_serving_efficiency(cal: Calibration, db: dict) -> float:
+    """The efficiency that makes the calibrate serving runs right on average: the geometric mean of the times
+    they predict at efficiency 1 over the published (throughputs inverted)."""
+    logs = []
+    for run in (r for r in cal.serving_runs if r.use == "calibrate"):
+        c = compare_serving(run, cal, db, 1.0)
+        ratio = run.value / c.predicted if run.published == "tokens_per_s" else c.predicted / run.value
+        logs.append(math.log(ratio))
+    return math.exp(sum(logs) / len(logs))

@@ -47,3 +47,27 @@ def prediction_table(p: dict) -> str:
         tabulate(layers, ["layer", "op", "time", "bound", "FLOPs", "bytes"], tablefmt="simple",
                  disable_numparse=True, colalign=("left", "left", "right", "left", "right", "right")), "",
         *[f"assumption: {a}" for a in p["assumptions"]]])
+
+
+def serving_table(p: dict) -> str:
+    """The ``inference`` block of ``sizing estimate --inference`` as a table."""
+    lay, m, t = p["layout"], p["memory_bytes"], p["targets"]
+    cap = p["device_memory_bytes"]
+    target = ", ".join(f"{k[:-2].upper()} <= {duration(v)}" for k, v in t.items() if v is not None)
+    rows = [
+        ["layout", f"{p['devices']} x {p['device']}", f"tensor parallel {lay['tensor_parallel']}, pipeline "
+         f"{lay['pipeline_parallel']}, {lay['replicas']} replica(s); weights {p['weights']}, KV cache "
+         f"{p['kv_cache']}, matmuls {p['precision']}"],
+        ["request", f"{p['concurrency']:,} in flight", f"{p['prompt_tokens']:,} prompt + {p['output_tokens']:,} output "
+         f"tokens, {p['mode']} batching" + (f"; targets {target}" if target else "")],
+        ["TTFT", duration(p["ttft_s"]), f"time to first token; prefill {p['bound']['prefill']} bound"],
+        ["TPOT", duration(p["tpot_s"]), f"time per output token ({p['tokens_per_s_per_user']:,.1f} tokens/s per user); "
+         f"decode {p['bound']['decode']} bound"],
+        ["throughput", f"{p['tokens_per_s']:,.0f} tok/s", f"{p['requests_per_s']:,.2f} requests/s"],
+        ["memory / device", iec(m["total"]), f"of {iec(cap) if cap is not None else 'host memory'}: weights "
+         f"{iec(m['weights'])}, KV cache {iec(m['kv_cache'])}, activations {iec(m['activations'])}"],
+        ["max concurrency", f"{p['max_concurrency']:,}", "sequences of this length whose KV cache fits"],
+    ]
+    status = "meets the targets" if p["meets_targets"] else "does NOT meet the targets"
+    return "\n".join([f"serving: {status}", "", tabulate(rows, tablefmt="plain", disable_numparse=True), "",
+                      *[f"assumption: {a}" for a in p["assumptions"]]])

@@ -1,0 +1,307 @@
+"""Serving a causal language model: the steady state of continuous batching (and static batches, as older
+benchmarks ran them), with quantized weights, an fp8 KV cache, tensor and pipeline parallelism and replicas.
+
+Per replica of t x p devices (tensor parallel t inside a node, p pipeline stages), with c sequences in flight at
+an average context L (prompt P plus half the O output tokens), by the roofline (Pope et al. 2022, "Efficiently
+Scaling Transformer Inference", section 2):
+    decode step T_d = max(c (c1 + c2 L) / (t peak), (W + c L kv) / (t p bw)) summed over the p stages,
+                      + the tensor-parallel all-reduces of every row-parallel layer (c tokens each)
+    prefill     T_p = max(F(P) / (t peak), W / (t p bw)) over the stages, + its all-reduces (P tokens each)
+where c1, c2 and F are the graph's exact per-token, per-pair and per-prompt forward FLOPs (sizing/model/lm.py), W
+the weight bytes of the format, kv the KV-cache bytes per token. Weight-only int8 / int4 add their
+dequantisation (2 FLOPs per weight per pass at the vector peak); fp8 weights run fp8 matmuls and need a device
+with them. With continuous batching every request is prefilled once and decoded O times, so one cycle of O steps
+also runs c prefills: time per output token (TPOT) = T_d + c T_p / O, output tokens/s = c / TPOT, and time to
+first token (TTFT) = T_p + T_d (the decode iteration in flight) + the wait behind other prompts, the M/D/1
+queue's rho T_p / (2 (1 - rho)) with rho = c T_p / (O TPOT) the share of time spent prefilling. A static batch
+of c runs one prefill of c prompts, then O steps. Every time is divided by the serving efficiency fitted on published serving runs
+(sizing/predict/calibration.yaml ``serving``), apart from training's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..common.errors import SizingError
+from ..common.units import iec
+from ..model.lm import KV_ITEMSIZE
+from ..model.ops import REGISTRY, numel
+from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
+from .fit import divisors
+from .roofline import peaks, row_parallel
+from .setup import Factors
+
+# bits per weight of a matrix product, and the quantisation group (None: no scales). A quantised group adds an
+# fp16 scale and a zero point of the weight's width (AWQ, Lin et al. 2023; GPTQ, Frantar et al. 2022: group 128).
+WEIGHTS = {"bf16": (16, None), "fp16": (16, None), "fp8": (8, None), "int8": (8, 128), "int4": (4, 128)}
+KV_CACHE = ("bf16", "fp16", "fp8")
+MODES = ("continuous", "static")
+ACTIVATION_BYTES = 2            # activations and all-reduce messages in 16 bits
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the deployment serves: ``concurrency`` sequences in flight over all replicas, each a prompt of
+    ``prompt`` tokens answered with ``output`` tokens; optional targets in seconds."""
+    concurrency: int
+    prompt: int
+    output: int
+    weights: str = "bf16"
+    kv_cache: str = "bf16"
+    mode: str = "continuous"
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+    def __post_init__(self):
+        for name in ("concurrency", "prompt", "output"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise SizingError(f"--{'concurrency' if name == 'concurrency' else name + '-tokens'}: must be a "
+                                  f"positive integer, got {v!r}")
+        if self.weights not in WEIGHTS:
+            raise SizingError(f"--weights: one of {', '.join(WEIGHTS)}, got {self.weights!r}")
+        if self.kv_cache not in KV_CACHE:
+            raise SizingError(f"--kv-cache: one of {', '.join(KV_CACHE)}, got {self.kv_cache!r}")
+        if self.mode not in MODES:
+            raise SizingError(f"serving mode: one of {', '.join(MODES)}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class Model:
+    """What serving needs of a causal LM: exact FLOPs (sizing/model/lm.py's fit), weight bytes per format, KV
+    bytes per token, the all-reduce message widths per token, the largest layer's working bytes per token."""
+    name: str
+    per_token_flops: float          # c1
+    per_pair_flops: float           # c2
+    per_sequence_flops: float       # c0
+    matrix_params: int              # weights of matrix products (quantised)
+    other_params: int               # embeddings, norms (kept in 16 bits)
+    buffers: int
+    kv_elems_per_token: int
+    allreduce_widths: tuple         # per row-parallel layer copy: output width (one all-reduce per token each)
+    heads: tuple                    # (query heads, key/value heads) per attention layer
+    working_bytes_per_token: int
+
+    def prefill_flops(self, tokens: int) -> float:
+        return self.per_sequence_flops + self.per_token_flops * tokens + self.per_pair_flops * tokens * tokens
+
+    def decode_flops(self, context: float) -> float:
+        return self.per_token_flops + self.per_pair_flops * context
+
+    def weight_bytes(self, fmt: str) -> int:
+        bits, group = WEIGHTS[fmt]
+        scales = 0 if group is None else -(-self.matrix_params // group) * (2 * 8 + bits)
+        return -(-(self.matrix_params * bits + scales) // 8) + 2 * self.other_params + 4 * self.buffers
+
+    def kv_bytes_per_token(self, fmt: str) -> int:
+        return self.kv_elems_per_token * KV_ITEMSIZE[fmt]
+
+
+def serving_model(est, fig) -> Model:
+    """The serving figures of ``est`` (a causal LM at batch 1) and its ``fig`` (sizing.model.lm.LMFigures)."""
+    from ..model.lm import kv_cache_elems_per_token
+
+    matrix = sum(r.cost.params for r in est.layers if REGISTRY[r.node.op].matrix)
+    tokens = numel(est.graph.input.shape)
+    widths = tuple(r.node.out.shape[-1] for r in est.layers if row_parallel(r) for _ in range(r.node.repeat))
+    heads = tuple((r.node.kwargs["num_heads"], r.node.kwargs.get("num_kv_heads") or r.node.kwargs["num_heads"])
+                  for r in est.layers if r.node.op == "multihead_attention")
+    working = max((r.cost.bytes_read + r.cost.bytes_written) // r.node.repeat for r in est.layers) // tokens
+    return Model(est.graph.name, float(fig.per_token_flops), float(fig.per_pair_flops),
+                 float(fig.per_sequence_flops), matrix, est.totals.params - matrix, est.totals.buffers,
+                 kv_cache_elems_per_token(est.graph), widths, heads, working)
+
+
+@dataclass(frozen=True)
+class ServingPrediction:
+    device: str
+    devices: int
+    tensor_parallel: int
+    pipeline_parallel: int
+    replicas: int
+    request: Request
+    precision: str                  # the matmuls' precision
+    ttft_s: float
+    tpot_s: float
+    tokens_per_s: float             # output tokens/s over all sequences
+    requests_per_s: float
+    max_concurrency: int            # sequences whose KV cache fits beside the weights, over all replicas
+    weights_bytes: int              # per device
+    kv_cache_bytes: int
+    activation_bytes: int
+    device_memory_bytes: int | None
+    fits: bool
+    meets: bool
+    bound_prefill: str
+    bound_decode: str
+    factors: Factors
+    efficiency: float
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes
+
+    def to_dict(self) -> dict:
+        r = self.request
+        return {
+            "device": self.device, "devices": self.devices, "precision": self.precision, "weights": r.weights,
+            "kv_cache": r.kv_cache, "mode": r.mode, "concurrency": r.concurrency, "prompt_tokens": r.prompt,
+            "output_tokens": r.output, "ttft_s": self.ttft_s, "tpot_s": self.tpot_s,
+            "tokens_per_s": self.tokens_per_s, "tokens_per_s_per_user": 1 / self.tpot_s,
+            "requests_per_s": self.requests_per_s, "max_concurrency": self.max_concurrency, "fits": self.fits,
+            "meets_targets": self.meets, "targets": {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s},
+            "layout": {"tensor_parallel": self.tensor_parallel, "pipeline_parallel": self.pipeline_parallel,
+                       "expert_parallel": 1, "replicas": self.replicas},
+            "memory_bytes": {"weights": self.weights_bytes, "kv_cache": self.kv_cache_bytes,
+                             "activations": self.activation_bytes, "total": self.memory_bytes},
+            "device_memory_bytes": self.device_memory_bytes,
+            "bound": {"prefill": self.bound_prefill, "decode": self.bound_decode},
+            "serving_efficiency": self.efficiency, "assumptions": list(self.assumptions)}
+
+
+def matmul_precision(device, weights: str, dtype: str) -> str:
+    """fp8 weights run fp8 matmuls (SizingError on a device without them); 16-bit and weight-only int8 / int4
+    run at the model's 16-bit dtype (bf16 where the device lacks fp16's peak)."""
+    if weights == "fp8":
+        if "fp8" not in device.peak_tflops:
+            raise SizingError(f"--weights fp8: {device.id} has no fp8 matmuls (it has {', '.join(device.precisions())});"
+                              f" use --weights int8 or int4 (weight-only) or bf16")
+        return "fp8"
+    for p in (dtype, "bf16", "fp16"):
+        if p in device.peak_tflops and p in ("bf16", "fp16"):
+            return p
+    raise SizingError(f"--weights {weights}: {device.id} has no 16-bit matmuls to run it (it has "
+                      f"{', '.join(device.precisions())})")
+
+
+def _phase(flops, dequant, nbytes, mat, vec, bw, factors) -> tuple[float, str]:
+    compute = flops / (mat * factors.compute_fraction) + dequant / (vec * factors.compute_fraction)
+    memory = nbytes / (bw * factors.memory_fraction)
+    return max(compute, memory), "compute" if compute >= memory else "memory"
+
+
+def predict_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, t: int, p: int = 1,
+                    replicas: int = 1, dtype: str = "bf16", node_size: int | None = None) -> ServingPrediction:
+    """The steady state of ``request`` on ``replicas`` x (tensor ``t`` x pipeline ``p``) ``device``s (module
+    docstring)."""
+    precision = matmul_precision(device, request.weights, dtype)
+    mat, _ = peaks(device, precision)
+    _, vec = peaks(device, "fp32" if "fp32" in device.peak_tflops else precision)
+    bw = device.memory_bw_bytes_per_s
+    node = node_size or device.devices_per_node
+    intra = interconnect_bps(device, factors.network_gbs * 1e9)
+    weights = model.weight_bytes(request.weights)
+    kv_tok = model.kv_bytes_per_token(request.kv_cache)
+    dequant_flops = 2 * model.matrix_params if WEIGHTS[request.weights][1] else 0
+    c = -(-request.concurrency // replicas)
+    context = request.prompt + request.output / 2
+
+    def allreduce(tokens):
+        """Inference all-reduces are small: a one-shot kernel (TensorRT-LLM's custom all-reduce, NCCL's NVLS) has
+        every rank read the others' buffers over NVLink with two synchronisations, so the latency is two hops
+        whatever t, and the bytes those of a ring."""
+        if t == 1:
+            return 0.0
+        return sum(2 * INTRA_HOP_SECONDS + ring_allreduce_seconds(tokens * w * ACTIVATION_BYTES, t, intra)
+                   for w in model.allreduce_widths)
+    hops = (p - 1) * (INTER_HOP_SECONDS if t * p > node else INTRA_HOP_SECONDS)
+    if request.mode == "static":
+        prefill_tokens, prefill_flops = c * request.prompt, c * model.prefill_flops(request.prompt)
+    else:
+        prefill_tokens, prefill_flops = request.prompt, model.prefill_flops(request.prompt)
+    t_p, bound_p = _phase(prefill_flops / t, dequant_flops / t, weights / t, mat, vec, bw, factors)
+    t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency
+    t_d, bound_d = _phase(c * model.decode_flops(context) / t, dequant_flops / t,
+                          (weights + c * context * kv_tok) / t, mat, vec, bw, factors)
+    t_d = (t_d + allreduce(c) + hops) / efficiency
+    if request.mode == "static":
+        tpot = t_d
+        tokens_per_s = c * request.output / (t_p + request.output * t_d) * replicas
+        ttft = t_p + t_d
+    else:
+        tpot = t_d + c * t_p / request.output
+        tokens_per_s = c / tpot * replicas
+        busy = min(0.99, c * t_p / (request.output * tpot))       # share of the time spent prefilling
+        ttft = t_p + t_d + busy * t_p / (2 * (1 - busy))            # M/D/1 wait behind other prompts
+    per_device = t * p
+    w_dev = -(-weights // per_device)
+    kv_dev = -(-c * (request.prompt + request.output) * kv_tok // per_device)
+    act = -(-model.working_bytes_per_token * max(request.prompt, c) // t)
+    cap = device.memory_bytes
+    fits = cap is None or w_dev + kv_dev + act <= cap
+    room = None if cap is None else cap * per_device - weights - act * t
+    per_seq = (request.prompt + request.output) * kv_tok
+    max_c = 10 ** 9 if room is None else max(0, room // per_seq) * replicas
+    meets = fits and (request.ttft_s is None or ttft <= request.ttft_s) and \
+        (request.tpot_s is None or tpot <= request.tpot_s)
+    bits, group = WEIGHTS[request.weights]
+    notes = (f"serving efficiency {efficiency:.3f}, fitted on published serving runs (apart from training's)",
+             f"weights {request.weights}" + (f" ({bits}-bit, groups of {group} with an fp16 scale and a zero point;"
+                                              f" embeddings and norms in 16 bits)" if group else "")
+             + f"; KV cache {request.kv_cache}; matmuls in {precision}",
+             f"{request.mode} batching: {c} sequence(s) per replica at an average context of {context:g} tokens"
+             + ("; each request's prefill interleaves with the decode steps (TPOT = T_d + c T_p / O)"
+                if request.mode == "continuous" else ""),
+             *factors.notes)
+    return ServingPrediction(
+        device=device.id, devices=per_device * replicas, tensor_parallel=t, pipeline_parallel=p, replicas=replicas,
+        request=request, precision=precision, ttft_s=ttft, tpot_s=tpot, tokens_per_s=tokens_per_s,
+        requests_per_s=tokens_per_s / request.output, max_concurrency=int(max_c), weights_bytes=w_dev,
+        kv_cache_bytes=kv_dev, activation_bytes=act, device_memory_bytes=cap, fits=fits, meets=meets,
+        bound_prefill=bound_p, bound_decode=bound_d, factors=factors, efficiency=efficiency, assumptions=notes)
+
+
+def tensor_options(model: Model, node: int) -> list[int]:
+    """Tensor-parallel degrees that split the heads (key/value heads split or copied), within a node."""
+    return [t for t in divisors(node) if all(q % t == 0 and (kv % t == 0 or t % kv == 0) for q, kv in model.heads)]
+
+
+def plan_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, *,
+                 devices: int | None = None, dtype: str = "bf16", max_devices: int = 131072) -> ServingPrediction:
+    """The deployment: on ``devices`` (the best replica shape that fits them), else the fewest devices whose
+    replicas hold the concurrency's KV caches and meet the TTFT / TPOT targets: tensor parallel within a node,
+    pipeline stages across nodes when a node is not enough, then replicas. SizingError, one line, when none."""
+    node = device.devices_per_node
+    shapes = [(t, 1) for t in tensor_options(model, node)]
+    shapes += [(shapes[-1][0] if shapes else 1, p) for p in range(2, 65)]
+
+    def on(t, p, r):
+        return predict_serving(model, request, device, factors, efficiency, t, p, r, dtype)
+    best = None
+    for t, p in shapes:
+        if devices is not None:
+            if devices % (t * p):
+                continue
+            pred = on(t, p, devices // (t * p))
+            if pred.fits and (best is None or (pred.meets, pred.tokens_per_s) > (best.meets, best.tokens_per_s)):
+                best = pred
+            continue
+        lo, hi = 1, max(1, request.concurrency)
+        if not on(t, p, hi).meets:
+            continue
+        while lo < hi:                      # fewest replicas of this shape that fit and meet the targets
+            mid = (lo + hi) // 2
+            if on(t, p, mid).meets:
+                hi = mid
+            else:
+                lo = mid + 1
+        pred = on(t, p, lo)
+        if pred.devices <= max_devices and (best is None or pred.devices < best.devices):
+            best = pred
+        if best is not None and t * p >= best.devices:
+            break
+    if best is None:
+        if devices is not None:
+            t = max(x for x in tensor_options(model, node) if devices % x == 0)
+            one = on(t, max(1, devices // t) if devices // t <= 64 else 1, 1)
+        else:
+            one = on(shapes[-1][0], shapes[-1][1], 1)
+        what = (f"{request.concurrency} sequences of {request.prompt} + {request.output} tokens need "
+                f"{iec(one.kv_cache_bytes)} of KV cache per device beside {iec(one.weights_bytes)} of weights"
+                if not one.fits else f"the targets (TTFT {request.ttft_s}, TPOT {request.tpot_s} s) are not met: "
+                f"TTFT {one.ttft_s:.3g} s, TPOT {one.tpot_s:.3g} s at best")
+        where = f"on {devices} {device.id}" if devices is not None else f"on any count of {device.id}"
+        raise SizingError(f"{model.name} cannot be served {where}: {what}; a {device.id} has "
+                          f"{iec(device.memory_bytes or 0)} (try --weights int4, --kv-cache fp8, a lower "
+                          f"--concurrency or more devices)")
+    return best

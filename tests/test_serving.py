@@ -1,0 +1,145 @@
+"""Serving a language model (sizing/predict/serving.py): exact KV-cache and weight bytes against closed forms
+from the config, the roofline by hand on a made-up device, continuous against static batching, the fewest
+devices against a brute-force walk, the calibration, and the command line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sizing.cli import main
+from sizing.common.errors import SizingError
+from sizing.hardware.devices import Device, load_hwdb
+from sizing.model.estimate import estimator
+from sizing.model.lm import figures
+from sizing.predict.calibration import shipped
+from sizing.predict.published import fit_serving_efficiency, lm_model
+from sizing.predict.serving import Request, plan_serving, predict_serving, serving_model, tensor_options
+from sizing.predict.setup import Factors
+
+UNIT = Factors(compute_fraction=1.0, memory_fraction=1.0, framework_efficiency=1.0, network_gbs=50, overlap=0.9,
+               pue=1.5)
+LLAMA2_7B = "tests/data/hf/llama-2-7b.json"
+
+
+def gpu(**kw) -> Device:
+    fields = dict(id="testgpu", vendor="Test", model="T3", kind="gpu", memory_gb=80, memory_bw_gbs=2000,
+                  peak_tflops={"fp32": 50, "bf16": 500, "fp8": 1000}, tdp_w=500, interconnect_gbs=400,
+                  devices_per_node=8, sources={"record": "made up for tests"})
+    return Device(**{**fields, **kw})
+
+
+def config_model(path=LLAMA2_7B, prompt=512):
+    def at(tokens):
+        return estimator(path, seq_len=tokens, dtype="bf16")(1)
+    est = at(prompt)
+    return serving_model(est, figures(est, lambda tokens: at(tokens).totals.flops))
+
+
+def test_kv_cache_and_weight_bytes_are_exact():
+    """Llama 2 7B (config.json): KV per token = 2 (k, v) x 32 layers x 32 heads x 128 = 262,144 elements; the
+    matrix weights are its 32 x (4 x 4096^2 + 3 x 4096 x 11008) + the 32000 x 4096 head, the rest the embedding
+    and norms."""
+    m = config_model()
+    assert m.kv_bytes_per_token("bf16") == 2 * 32 * 4096 * 2 and m.kv_bytes_per_token("fp8") == 2 * 32 * 4096
+    matrix = 32 * (4 * 4096 ** 2 + 3 * 4096 * 11008) + 32000 * 4096
+    assert m.matrix_params == matrix
+    other = 6_738_415_616 - matrix                                  # the published parameter count
+    assert m.weight_bytes("bf16") == 2 * (matrix + other) + 4 * m.buffers
+    groups = -(-matrix // 128)
+    assert m.weight_bytes("int4") == -(-(matrix * 4 + groups * (16 + 4)) // 8) + 2 * other + 4 * m.buffers
+    assert m.weight_bytes("fp8") == matrix + 2 * other + 4 * m.buffers
+
+
+def test_decode_of_one_sequence_reads_the_weights_by_hand():
+    """One sequence, 16-bit weights, one device: a decode step is memory bound, (weights + cache) / bandwidth."""
+    m = config_model()
+    req = Request(1, 512, 64, "bf16", "bf16", mode="static")
+    p = predict_serving(m, req, gpu(), UNIT, 1.0, t=1)
+    cache = (512 + 32) * m.kv_bytes_per_token("bf16")
+    assert p.bound_decode == "memory"
+    assert p.tpot_s == pytest.approx((m.weight_bytes("bf16") + cache) / 2000e9)
+    assert p.kv_cache_bytes == (512 + 64) * m.kv_bytes_per_token("bf16")
+    prefill = m.prefill_flops(512) / 500e12
+    assert p.ttft_s == pytest.approx(max(prefill, m.weight_bytes("bf16") / 2000e9) + p.tpot_s)
+
+
+def test_continuous_batching_pays_the_prefills_between_decode_steps():
+    m = config_model()
+    static = predict_serving(m, Request(16, 512, 128, mode="static"), gpu(), UNIT, 1.0, t=1)
+    cont = predict_serving(m, Request(16, 512, 128), gpu(), UNIT, 1.0, t=1)
+    one = predict_serving(m, Request(1, 512, 128, mode="static"), gpu(), UNIT, 1.0, t=1)
+    t_prefill = one.ttft_s - one.tpot_s
+    assert cont.tpot_s == pytest.approx(static.tpot_s + 16 * t_prefill / 128)
+    assert cont.tokens_per_s == pytest.approx(16 / cont.tpot_s)
+    assert cont.ttft_s > t_prefill + static.tpot_s                      # the step in flight, and the wait behind prompts
+
+
+def test_quantised_weights_decode_faster_and_fp8_needs_fp8_matmuls():
+    m = config_model()
+    bf16 = predict_serving(m, Request(1, 512, 64, "bf16"), gpu(), UNIT, 1.0, t=1)
+    int4 = predict_serving(m, Request(1, 512, 64, "int4"), gpu(), UNIT, 1.0, t=1)
+    assert int4.tpot_s < bf16.tpot_s / 2 and int4.precision == "bf16"
+    with pytest.raises(SizingError, match="--weights fp8: testgpu has no fp8 matmuls"):
+        predict_serving(m, Request(1, 512, 64, "fp8"), gpu(peak_tflops={"fp32": 50, "bf16": 500}), UNIT, 1.0, t=1)
+
+
+def test_fewest_devices_equals_a_brute_force_walk():
+    m = config_model()
+    req = Request(256, 512, 128, tpot_s=0.03)
+    dev = gpu(memory_gb=24)
+    pred = plan_serving(m, req, dev, UNIT, 1.0)
+    walk = min(t * r for t in tensor_options(m, 8) for r in range(1, 257)
+               if predict_serving(m, req, dev, UNIT, 1.0, t, 1, r).meets)
+    assert pred.devices == walk and pred.meets and pred.tpot_s <= 0.03
+
+
+def test_a_concurrency_that_cannot_fit_says_so():
+    with pytest.raises(SizingError, match="cannot be served on 1 testgpu.*KV cache"):
+        plan_serving(config_model(), Request(10 ** 5, 4096, 512), gpu(memory_gb=24), UNIT, 1.0, devices=1)
+    with pytest.raises(SizingError, match="--concurrency: must be a positive integer"):
+        Request(0, 1, 1)
+
+
+def test_stored_serving_efficiency_is_the_fit_of_the_calibrate_rows():
+    cal = shipped()
+    assert {r.use for r in cal.serving_runs} == {"calibrate", "validate"}
+    assert fit_serving_efficiency(cal, load_hwdb(environ={})) == pytest.approx(cal.serving_efficiency, abs=5e-4)
+
+
+def test_lm_model_of_a_transformer_spec_matches_its_config():
+    """The calibration's transformer description of Llama 2 7B serves like its config.json."""
+    spec = lm_model("l7", {"layers": 32, "d_model": 4096, "heads": 32, "ffn": 11008, "mlp": "swiglu",
+                           "norm": "rmsnorm", "vocab": 32000}, 512)
+    conf = config_model()
+    assert spec.kv_elems_per_token == conf.kv_elems_per_token and spec.matrix_params == conf.matrix_params
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["estimate", *map(str, args)])
+
+
+def test_cli_inference_json():
+    r = run_cli(LLAMA2_7B, "--device", "h100-sxm", "--inference", "--concurrency", "32", "--prompt-tokens", "1024",
+                "--output-tokens", "256", "--weights", "fp8", "--kv-cache", "fp8", "--format", "json")
+    assert r.exit_code == 0, r.output
+    p = json.loads(r.stdout)["inference"]
+    for key in ("ttft_s", "tpot_s", "tokens_per_s", "tokens_per_s_per_user", "requests_per_s", "max_concurrency",
+                "fits"):
+        assert key in p
+    assert set(p["layout"]) == {"tensor_parallel", "pipeline_parallel", "expert_parallel", "replicas"}
+    assert set(p["memory_bytes"]) == {"weights", "kv_cache", "activations", "total"}
+    assert set(p["bound"]) == {"prefill", "decode"} and p["fits"] and p["devices"] == 1
+
+
+def test_cli_inference_errors():
+    def one_line(r, *fragments):
+        assert r.exit_code == 2, r.output
+        line, = r.stderr.splitlines()
+        assert line.startswith("error: ") and all(f in line for f in fragments), line
+    one_line(run_cli("resnet50", "--device", "h100-sxm", "--inference"), "serves a causal language model")
+    one_line(run_cli(LLAMA2_7B, "--concurrency", "4"), "--concurrency", "add --inference")
+    one_line(run_cli(LLAMA2_7B, "--device", "a100-sxm-80gb", "--inference", "--weights", "fp8"), "no fp8 matmuls")
+    one_line(run_cli(LLAMA2_7B, "--device", "l4", "--inference", "--concurrency", "100000", "--devices", "1"),
+             "cannot be served on 1 l4")
