@@ -78,6 +78,11 @@ hwdb_option = click.option(
               help="Facility power / IT power, for energy (default: the industry average in sizing/predict/calibration.yaml).")
 @click.option("--network-gbs", type=float,
               help="Inter-node bandwidth per device, GB/s each way (default: one 400 Gb/s NIC per device).")
+@click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]),
+              help="Fine-tune: every weight (full), LoRA adapters on a frozen 16-bit base, or QLoRA (a 4-bit base).")
+@click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")
+@click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters: comma-separated names "
+              "(HF module names: q_proj,v_proj) or all-linear (default).")
 @click.option("--inference", is_flag=True, help="Serve the language model instead of training it (with --device).")
 @click.option("--concurrency", type=click.IntRange(1, 10 ** 9), help="Serving: sequences in flight (default 1).")
 @click.option("--prompt-tokens", type=click.IntRange(1, 10 ** 8),
@@ -98,8 +103,8 @@ hwdb_option = click.option(
 @_clean_errors
 def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, global_batch, deadline, objective,
              tensor_parallel, pipeline_parallel, micro_batch, tokens, samples, epochs, precision, zero, recompute, pue,
-             network_gbs, inference, concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms,
-             hwdb_files, then_check, emit_yaml, allow_unmapped):
+             network_gbs, finetune, lora_rank, lora_targets, inference, concurrency, prompt_tokens, output_tokens,
+             weights, kv_cache, ttft_ms, tpot_ms, hwdb_files, then_check, emit_yaml, allow_unmapped):
     """Exact params, MACs, FLOPs (forward, backward, training step) and training memory of SPEC; with --device,
     the planner: the fastest parallel layout (tensor, pipeline, data parallel, ZeRO, recomputation, micro-batch)
     that fits, its step time, time to train, device-hours, energy and memory per device, and the next best.
@@ -112,8 +117,15 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     from .model.lm import for_spec
     from .model.report import WRITERS
 
+    from .model.estimate import finetuned
+
     sizes = {"batch": batch, "dtype": dtype, "optimizer": optimizer, "seq_len": seq_len}
-    est = estimate_graph(load_graph(spec, allow_unmapped, **sizes))
+    if finetune is None and (lora_rank is not None or lora_targets is not None):
+        raise SizingError("--lora-rank and --lora-targets go with --finetune lora or qlora")
+    tune = None if finetune is None else (finetune, lora_rank, lora_targets)
+    if tune and inference:
+        raise SizingError("--finetune is training; --inference serves the model: give one")
+    est = finetuned(estimate_graph(load_graph(spec, allow_unmapped, finetune=tune, **sizes)), tune)
     if emit_yaml and _emit_yaml(spec, emit_yaml, allow_unmapped, sizes):
         return
     for w in est.graph.warnings:
@@ -157,7 +169,7 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
         raise SizingError("give --devices or --deadline, not both (--deadline finds the device count)")
     pins = Pins(tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, micro_batch=micro_batch,
                 zero=zero, recompute=recompute)
-    at = estimator(spec, allow_unmapped, dtype=dtype, optimizer=optimizer, seq_len=seq_len)
+    at = estimator(spec, allow_unmapped, finetune=tune, dtype=dtype, optimizer=optimizer, seq_len=seq_len)
     prediction = plan(at, device, hwdb_files, devices=devices,
                       global_batch=parse_count("--global-batch", global_batch) or batch,
                       samples=parse_count("--samples", samples), tokens=parse_count("--tokens", tokens),

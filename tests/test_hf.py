@@ -258,7 +258,7 @@ def test_emit_yaml_to_stdout_prints_only_the_spec():
     assert r.exit_code == 0, r.output
     import yaml
     spec = yaml.safe_load(r.output)
-    assert spec["defaults"] == {"seq_len": 2048}
+    assert spec["defaults"] == {"seq_len": 2048, "dtype": "bf16"}          # the config's torch_dtype: bfloat16
     assert spec["layers"][1] == {"block": "decoder_layer", "name": "layers", "repeat": 22}
 
 
@@ -326,7 +326,7 @@ def test_cli_prints_language_model_figures():
     r = CliRunner().invoke(main, ["estimate", str(HF / "qwen2.5-0.5b.json"), "--seq-len", "256", "--format", "json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)["language_model"]
-    assert d["context"] == 256 and d["kv_cache_bytes"]["per_token"] == 2 * 2 * 64 * 24 * 4
+    assert d["context"] == 256 and d["kv_cache_bytes"]["per_token"] == 2 * 2 * 64 * 24 * 2     # bf16 (torch_dtype)
     table = CliRunner().invoke(main, ["estimate", str(HF / "qwen2.5-0.5b.json"), "--seq-len", "256"]).output
     assert "language model: context 256" in table and "vs 6N" in table
     bert = json.loads(CliRunner().invoke(main, ["estimate", "bert_base", "--format", "json"]).output)

@@ -48,6 +48,10 @@ def count(graph: Graph, dtype: str | None = None) -> tuple[list[LayerCost], int]
     types = {"input": graph.input, **{n.name: n.out for n in graph.nodes}}
     op_of = {n.name: n.op for n in graph.nodes}
 
+    def keeps_inputs(c) -> bool:
+        saves = REGISTRY[c.op].saves
+        return "inputs" in saves or ("inputs_for_weights" in saves and c.trainable and bool(weight_shapes(c)))
+
     def kept_and_accumulated(tensor: str) -> tuple[int, int]:
         """(bytes kept for backward, gradient-accumulation adds) over every instance of ``tensor``."""
         t = types[tensor]
@@ -55,7 +59,7 @@ def count(graph: Graph, dtype: str | None = None) -> tuple[list[LayerCost], int]
         producer_keeps = tensor in live and "output" in REGISTRY[op_of[tensor]].saves
         for copies, readers in instances[tensor]:
             consumers = [c for c in readers if c.name in live]
-            if producer_keeps or any("inputs" in REGISTRY[c.op].saves for c in consumers):
+            if producer_keeps or any(keeps_inputs(c) for c in consumers):
                 kept += copies * numel(t.shape) * _itemsize(t, itemsize)
             if needs_grad[tensor] and len(consumers) > 1:
                 adds += copies * (len(consumers) - 1) * numel(t.shape)

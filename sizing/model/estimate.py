@@ -7,6 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Callable
 
+from . import finetune as finetune_mod
 from . import graph as graph_mod
 from .cost import Cost, total
 from .counting import LayerCost, count, updated_params
@@ -32,12 +33,15 @@ def resolve(spec: str) -> str:
                       f"(zoo: {', '.join(zoo_names())})", spec)
 
 
-def load_graph(spec: str | os.PathLike, allow_unmapped: bool = False, **overrides) -> Graph:
-    """Graph of a YAML spec, a Hugging Face config.json or an ONNX file (by the file's type, sizing.model.importers)."""
+def load_graph(spec: str | os.PathLike, allow_unmapped: bool = False, finetune: tuple | None = None,
+               **overrides) -> Graph:
+    """Graph of a YAML spec, a Hugging Face config.json or an ONNX file (by the file's type, sizing.model.importers);
+    ``finetune``: (method, rank, targets) for sizing.model.finetune.apply."""
     spec = os.fspath(spec)
     path = resolve(spec)
     loaded = load_spec(path, allow_unmapped)
-    g = graph_mod.build(loaded.data, loaded.lines, spec if not os.path.exists(spec) else path, **overrides)
+    data = loaded.data if finetune is None else finetune_mod.apply(loaded.data, *finetune)
+    g = graph_mod.build(data, loaded.lines, spec if not os.path.exists(spec) else path, **overrides)
     return replace(g, warnings=loaded.warnings + g.warnings)
 
 
@@ -94,19 +98,27 @@ def estimate(spec: str | os.PathLike, batch: int | None = None, dtype: str | Non
     return estimate_graph(g)
 
 
-def estimator(spec: str | os.PathLike, allow_unmapped: bool = False, **overrides) -> Callable[[int], Estimate]:
+def estimator(spec: str | os.PathLike, allow_unmapped: bool = False, finetune: tuple | None = None,
+              **overrides) -> Callable[[int], Estimate]:
     """The spec's Estimate at any batch (the planner's micro-batches; None: the spec's own): the file is read once,
-    each batch's graph built and counted once. ``overrides`` (dtype, optimizer, seq_len) as for ``estimate``."""
+    each batch's graph built and counted once. ``overrides`` (dtype, optimizer, seq_len) as for ``estimate``;
+    ``finetune`` as for ``load_graph``."""
     spec = os.fspath(spec)
     path = resolve(spec)
     loaded = load_spec(path, allow_unmapped)
+    data = loaded.data if finetune is None else finetune_mod.apply(loaded.data, *finetune)
     source = spec if not os.path.exists(spec) else path
 
     @lru_cache(maxsize=None)
     def at(batch: int | None) -> Estimate:
-        g = graph_mod.build(loaded.data, loaded.lines, source, batch=batch, **overrides)
-        return estimate_graph(replace(g, warnings=loaded.warnings + g.warnings))
+        g = graph_mod.build(data, loaded.lines, source, batch=batch, **overrides)
+        return finetuned(estimate_graph(replace(g, warnings=loaded.warnings + g.warnings)), finetune)
     return at
+
+
+def finetuned(est: Estimate, finetune: tuple | None) -> Estimate:
+    """QLoRA's 4-bit base weights in the memory (sizing.model.finetune.qlora_memory); other methods as counted."""
+    return finetune_mod.qlora_memory(est) if finetune and finetune[0] == "qlora" else est
 
 
 def estimate_graph(g: Graph) -> Estimate:

@@ -113,7 +113,7 @@ def _mlp(norm: str, hidden: int, inter: int, act: dict, bias: bool, names: tuple
 
 def _lm_spec(c: Config, embed: list[dict], block: list[dict], layers: int, final_norm: dict, head: dict,
              seq_len: int) -> dict:
-    return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": {"seq_len": seq_len},
+    return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": _defaults(c, seq_len),
             "blocks": {"decoder_layer": {"layers": block}},
             "layers": [*embed, {"block": "decoder_layer", "name": "layers", "repeat": layers}, final_norm, head]}
 
@@ -245,7 +245,7 @@ def _bert(c: Config) -> dict:
               {"op": "select", "name": "cls_token", "dim": 1, "index": 0},
               {"op": "linear", "name": "pooler", "out_features": hidden},
               {"op": "tanh", "name": "pooler_tanh"}]
-    return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": {"seq_len": positions},
+    return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": _defaults(c, positions),
             "blocks": {"encoder_layer": {"layers": block}}, "layers": layers}
 
 
@@ -253,6 +253,16 @@ FAMILIES: dict[str, Callable[[Config], dict]] = {
     "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama,
     "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
 }
+
+
+TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+
+def _defaults(c: Config, seq_len: int) -> dict:
+    """The spec's defaults: the sequence length, and the precision the checkpoint is stored in (``torch_dtype``;
+    fp32 when the config names none)."""
+    dtype = TORCH_DTYPES.get(c.data.get("torch_dtype"))
+    return {"seq_len": seq_len, **({"dtype": dtype} if dtype else {})}
 
 
 def _name(c: Config) -> str:

@@ -41,7 +41,7 @@ def _linear_weights(a, s):
 
 
 @register("linear", Arg("out_features", pos_int), Arg("bias", boolean, True),
-          shape=_linear_shape, weights=_linear_weights, saves=("inputs",), matrix=True)
+          shape=_linear_shape, weights=_linear_weights, saves=("inputs_for_weights",), matrix=True)
 def _linear(call: Call) -> Cost:
     """y = x W^T + b over the last dim. MACs = N * in * out with N = rows (all leading dims).
     Source: torch.nn.Linear; PyTorch flop_counter counts 2 * N * in * out for addmm."""
@@ -131,7 +131,7 @@ def _conv_cost(call: Call) -> Cost:
 
 for _nd in (1, 2):
     register(f"conv{_nd}d", *_conv_args(_nd), shape=_conv_shape_fn(_nd), weights=_conv_weights,
-             saves=("inputs",), matrix=True)(_conv_cost)
+             saves=("inputs_for_weights",), matrix=True)(_conv_cost)
 
 
 def _convt_shape(a, s):
@@ -158,7 +158,7 @@ def _convt_weights(a, s):
 
 
 @register("conv_transpose2d", *_conv_args(2, transposed=True), shape=_convt_shape, weights=_convt_weights,
-          saves=("inputs",), matrix=True)
+          saves=("inputs_for_weights",), matrix=True)
 def _conv_transpose2d(call: Call) -> Cost:
     """Each input element is multiplied by every tap of its group's kernels:
     MACs = batch * in_channels * H_in * W_in * (out_channels / groups) * kh * kw.

@@ -62,7 +62,9 @@ class OpDef:
     arity: tuple[int, int | None] = (1, 1)       # (min, max) inputs; None = any number
     takes_ids: bool = False                       # the input is integer ids (embedding)
     matrix: bool = False                          # a matrix product: runs on tensor cores where a device has them
-    saves: frozenset = field(default_factory=frozenset)   # {"inputs", "output"}: kept for backward
+    # kept for backward: "inputs", "output", or "inputs_for_weights" (the inputs only when the layer's weights get a
+    # gradient: a product's input gradient needs its weights, not its input, so a frozen layer keeps nothing)
+    saves: frozenset = field(default_factory=frozenset)
     note: Callable[[Call], str | None] = lambda call: None
     doc: str = ""
 
