@@ -11,6 +11,7 @@ import sys
 import click
 
 from .common.errors import SizingError
+from .common.text import terminal
 
 
 def _clean_errors(fn):
@@ -20,20 +21,40 @@ def _clean_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SizingError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {terminal(e)}", err=True)
             sys.exit(2)
         except (BrokenPipeError, KeyboardInterrupt):
             sys.exit(130)
         except Exception as e:  # a bug of ours: one line, and how to see more
             if os.environ.get("SIZING_DEBUG"):
                 raise
-            click.echo(f"internal error: {type(e).__name__}: {e} (set SIZING_DEBUG=1 for the traceback; "
+            click.echo(f"internal error: {type(e).__name__}: {terminal(e)} (set SIZING_DEBUG=1 for the traceback; "
                        "please report it)", err=True)
             sys.exit(3)
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """click's usage errors (a missing argument, a bad option value) as one ``error:`` line and exit 2, like every
+    other refusal, instead of click's three lines of usage."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            command = f" {e.ctx.command_path.split(' ', 1)[-1]}" if e.ctx and " " in e.ctx.command_path else ""
+            click.echo(f"error: {terminal(e.format_message())} (see `sizing{command} --help`)", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"error: {terminal(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            sys.exit(130)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sizing")
 def main():
     """FLOPs vs FLOPS: exact model costs and the hardware to run them."""
@@ -100,11 +121,12 @@ hwdb_option = click.option(
               "the YAML), with the options given as its defaults: a config.json or ONNX file made editable.")
 @click.option("--allow-unmapped", is_flag=True, help="ONNX: count a graph with ops not mapped yet (as zero; the "
               "totals then say they are partial).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --emit-yaml file.")
 @_clean_errors
 def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, global_batch, deadline, objective,
              tensor_parallel, pipeline_parallel, micro_batch, tokens, samples, epochs, precision, zero, recompute, pue,
              network_gbs, finetune, lora_rank, lora_targets, inference, concurrency, prompt_tokens, output_tokens,
-             weights, kv_cache, ttft_ms, tpot_ms, hwdb_files, then_check, emit_yaml, allow_unmapped):
+             weights, kv_cache, ttft_ms, tpot_ms, hwdb_files, then_check, emit_yaml, allow_unmapped, force):
     """Exact params, MACs, FLOPs (forward, backward, training step) and training memory of SPEC; with --device,
     the planner: the fastest parallel layout (tensor, pipeline, data parallel, ZeRO, recomputation, micro-batch)
     that fits, its step time, time to train, device-hours, energy and memory per device, and the next best.
@@ -126,10 +148,10 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     if tune and inference:
         raise SizingError("--finetune is training; --inference serves the model: give one")
     est = finetuned(estimate_graph(load_graph(spec, allow_unmapped, finetune=tune, **sizes)), tune)
-    if emit_yaml and _emit_yaml(spec, emit_yaml, allow_unmapped, sizes):
+    if emit_yaml and _emit_yaml(spec, emit_yaml, allow_unmapped, sizes, force):
         return
     for w in est.graph.warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {terminal(w)}", err=True)
     d = est.to_dict()
     lm = for_spec(spec, est, allow_unmapped)
     if lm is not None:
@@ -237,22 +259,21 @@ def _estimate_text(d: dict, fmt: str) -> str:
     return text
 
 
-def _emit_yaml(spec: str, target: str, allow_unmapped: bool, sizes: dict) -> bool:
+def _emit_yaml(spec: str, target: str, allow_unmapped: bool, sizes: dict, force: bool) -> bool:
     """Writes SPEC as a YAML spec to TARGET ('-': stdout); True when it went to stdout (nothing else to print)."""
+    from .common.files import check_writable, write_text
     from .model.estimate import resolve
     from .model.importers import emit_yaml, load_spec
 
+    if target != "-":
+        check_writable(target, force, "--emit-yaml")
     path = resolve(spec)
     text = emit_yaml(load_spec(path, allow_unmapped), path, **sizes)
     if target == "-":
         click.echo(text.rstrip("\n"))
         return True
-    try:
-        with open(target, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise SizingError(f"--emit-yaml: cannot write: {e.strerror}", target) from None
-    click.echo(f"wrote {target}", err=True)
+    write_text(target, text, force, "--emit-yaml")
+    click.echo(f"wrote {terminal(target)}", err=True)
     return False
 
 
@@ -418,10 +439,12 @@ def quote(spec, **options):
     from .quote.build import build_quote
     from .quote.writers import WRITERS, format_for
 
+    from .common.files import check_writable, write_text
+
     output, force, lang = options.pop("output"), options.pop("force"), options.pop("lang")
     fmt = format_for(options.pop("fmt"), output)
-    if output and os.path.exists(output) and not force:
-        raise SizingError(f"{output} exists; add --force to overwrite it")
+    if output:
+        check_writable(output, force)
     if lang not in ("en", "ko"):
         raise SizingError(f"--lang: '{lang}' is not one of en, ko")
     tty = sys.stderr.isatty()      # the search takes well under a second: progress only on a terminal
@@ -430,9 +453,8 @@ def quote(spec, **options):
         click.echo("\r\033[K", err=True, nl=False)
     report = WRITERS[fmt](quote, lang)
     if output:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(report)
-        click.echo(f"wrote {output}", err=True)
+        write_text(output, report, force)
+        click.echo(f"wrote {terminal(output)}", err=True)
     else:
         click.echo(report.rstrip("\n"))
 

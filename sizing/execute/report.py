@@ -1,6 +1,7 @@
 """The writer of `sizing check`: its result dict as a terminal table."""
 from __future__ import annotations
 
+from ..common.text import terminal
 from ..common.units import duration, si
 from .check import COUNTS
 
@@ -14,13 +15,13 @@ def check_table(d: dict) -> str:
         for c in COUNTS:
             a, e = l[f"analytic_{c}"], l[f"executed_{c}"]
             cells.append(si(a) if a == e else f"{si(a)} != {si(e)}")
-        rows.append([l["name"], l["op"], f"x{l['repeat']}" if l["repeat"] > 1 else "", *cells,
+        rows.append([terminal(l["name"]), l["op"], f"x{l['repeat']}" if l["repeat"] > 1 else "", *cells,
                      duration(l["seconds"]), "=" if l["exact"] else "DIFF"])
     table = tabulate(rows, ["layer", "op", "rep", "MACs", "FLOPs", "bwd FLOPs", "time/step", "counts"],
                      tablefmt="simple", disable_numparse=True)
     g = d["gradient_check"]
     size = f"batch {d['batch']}" + (f"  seq_len {d['seq_len']}" if d["seq_len"] else "")
-    lines = [f"{d['model']}  {size}  {d['steps']} SGD steps (lr {d['lr']}, {d['loss_function']})", "", table, ""]
+    lines = [f"{terminal(d['model'])}  {size}  {d['steps']} SGD steps (lr {d['lr']}, {d['loss_function']})", "", table, ""]
     if d["reduced"]:
         what = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in d["reduced"].items() if k != "repeat")
         what += "".join(f", {k} repeat {v['from']} -> {v['to']}" for k, v in d["reduced"].get("repeat", {}).items())
@@ -39,7 +40,7 @@ def check_table(d: dict) -> str:
                             f"{d['step_seconds'] / d['predicted_step_seconds']:.2f})"
                             if d["predicted_step_seconds"] else "no `sizing bench` profile of this machine"),
     ]
-    lines += [f"warning: {x}" for x in d["warnings"]]
+    lines += [f"warning: {terminal(x)}" for x in d["warnings"]]
     lines += [f"difference: {x}" for x in d["differences"]]
     lines += [f"FAILED: {x}" for x in d["failures"]]
     return "\n".join(lines)

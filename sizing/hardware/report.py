@@ -2,6 +2,7 @@
 source). They format the Device records they are given."""
 from __future__ import annotations
 
+from ..common.text import csv_cell, terminal
 from .devices import CSV_FIELDS, PRECISIONS, Device, Price
 
 
@@ -21,7 +22,7 @@ def devices_csv(devices) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
-    w.writerows([("" if v is None else v) for v in csv_row(d)] for d in devices)
+    w.writerows([("" if v is None else csv_cell(v)) for v in csv_row(d)] for d in devices)
     return buf.getvalue()
 
 
@@ -48,7 +49,7 @@ def devices_table(devices, sort: str | None = None) -> str:
     precs = [p for p in PRECISIONS if any(p in d.peak_tflops for d in devices)
              and (p != "fp64_tensor" or sort == p)]
     head = ["id", "device", "kind", "year", "mem GB", "GB/s", *precs, "TDP W", "price $"]
-    rows = [[d.id, d.name, d.kind, d.release_year or "", _num(d.memory_gb), _num(d.memory_bw_gbs),
+    rows = [[terminal(d.id), terminal(d.name), d.kind, d.release_year or "", _num(d.memory_gb), _num(d.memory_bw_gbs),
              *(_num(d.peak_tflops.get(p)) for p in precs), _num(d.tdp_w), _num(d.price and d.price.usd)]
             for d in devices]
     return tabulate(rows, head, tablefmt="simple", disable_numparse=True,
@@ -66,19 +67,20 @@ def device_text(d: Device) -> str:
     def ref(text):
         if text is None:
             return ""
+        text = terminal(text)
         if text not in refs:
             refs.append(text)
         return f"[{refs.index(text) + 1}]"
 
     def price(p: Price):
-        return f"{_usd(p.usd)} ({p.kind}, {p.date})" + (f"; {p.note}" if p.note else "")
+        return f"{_usd(p.usd)} ({p.kind}, {p.date})" + (f"; {terminal(p.note)}" if p.note else "")
 
     rows = [["kind", d.kind, ""]]
     for f, label, fmt in (("form_factor", "form factor", "{}"), ("release_year", "release year", "{}"),
                           ("memory_gb", "memory", "{:,} GB"), ("memory_type", "memory type", "{}"),
                           ("memory_bw_gbs", "memory bandwidth", "{:,} GB/s")):
         if getattr(d, f) is not None:
-            rows.append([label, fmt.format(getattr(d, f)), ref(d.source_of(f))])
+            rows.append([label, terminal(fmt.format(getattr(d, f))), ref(d.source_of(f))])
     for p in d.precisions():
         unit = "TOP/s" if p == "int8" else "TFLOP/s"
         rows.append([f"peak {p} (dense)", f"{d.peak_tflops[p]:,} {unit}", ref(d.source_of(f"peak_tflops.{p}"))])
@@ -86,17 +88,18 @@ def device_text(d: Device) -> str:
                           ("interconnect_gbs", "interconnect bandwidth", "{:,} GB/s"),
                           ("devices_per_node", "devices per node", "{}")):
         if getattr(d, f) is not None:
-            rows.append([label, fmt.format(getattr(d, f)), ref(d.source_of(f))])
+            rows.append([label, terminal(fmt.format(getattr(d, f))), ref(d.source_of(f))])
     if d.price:
         rows.append(["price", price(d.price), ref(d.price.source)])
     if d.node_price:
         rows.append([f"node price ({d.devices_per_node} devices)", price(d.node_price), ref(d.node_price.source)])
     for c in d.cloud:
-        rows.append([f"cloud {c.provider}", f"{_usd(c.usd_per_hour)}/device-hour, {c.offer} ({c.date})"
-                     + (f"; {c.note}" if c.note else ""), ref(c.source)])
+        rows.append([terminal(f"cloud {c.provider}"), terminal(f"{_usd(c.usd_per_hour)}/device-hour, {c.offer} "
+                                                               f"({c.date})" + (f"; {c.note}" if c.note else "")),
+                     ref(c.source)])
     table = tabulate([[a, "\n".join(textwrap.wrap(str(b), 70)) or b, c] for a, b, c in rows], tablefmt="plain")
-    out = [f"{d.id}: {d.name}", "", table, "", "sources:"]
+    out = [terminal(f"{d.id}: {d.name}"), "", table, "", "sources:"]
     out += [textwrap.fill(f"[{i}] {s}", 110, subsequent_indent="    ") for i, s in enumerate(refs, 1)]
     if d.notes:
-        out += ["", textwrap.fill("notes: " + d.notes, 110, subsequent_indent="  ")]
+        out += ["", textwrap.fill("notes: " + terminal(d.notes), 110, subsequent_indent="  ")]
     return "\n".join(out)

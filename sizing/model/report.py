@@ -12,6 +12,7 @@ import json
 
 from tabulate import tabulate
 
+from ..common.text import csv_cell, terminal
 from ..common.units import iec, si
 
 LAYER_FIELDS = ("name", "op", "repeat", "output_shape", "params", "macs", "flops", "backward_flops", "bytes",
@@ -27,14 +28,15 @@ def estimate_csv(d: dict) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(LAYER_FIELDS)
     for layer in d["layers"]:
-        w.writerow([("x".join(map(str, layer[f])) if f == "output_shape" else layer[f]) for f in LAYER_FIELDS])
+        w.writerow([csv_cell("x".join(map(str, layer[f])) if f == "output_shape" else layer[f])
+                    for f in LAYER_FIELDS])
     w.writerow(["TOTAL", "", "", "", d["params"], d["forward"]["macs"], d["forward"]["flops"],
                 d["backward"]["flops"], d["forward"]["bytes"], d["memory_bytes"]["activations"]])
     return buf.getvalue()
 
 
 def estimate_table(d: dict) -> str:
-    rows = [[l["name"], l["op"], f"x{l['repeat']}" if l["repeat"] > 1 else "", "x".join(map(str, l["output_shape"])),
+    rows = [[terminal(l["name"]), l["op"], f"x{l['repeat']}" if l["repeat"] > 1 else "", "x".join(map(str, l["output_shape"])),
              si(l["params"]), si(l["macs"]), si(l["flops"]), si(l["backward_flops"]), iec(l["activation_bytes"])]
             for l in d["layers"]]
     head = ["layer", "op", "rep", "output", "params", "MACs", "FLOPs", "bwd FLOPs", "kept for bwd"]
@@ -51,9 +53,9 @@ def estimate_table(d: dict) -> str:
         ["memory", f"total {iec(m['total'])}", f"weights {iec(m['weights'])}, gradients {iec(m['gradients'])}, "
                                               f"optimizer {iec(m['optimizer'])}, activations {iec(m['activations'])}"],
     ]
-    title = (f"{d['model']}  batch {d['batch']}  {d['dtype']}  optimizer {d['optimizer']['name']}"
+    title = (f"{terminal(d['model'])}  batch {d['batch']}  {d['dtype']}  optimizer {d['optimizer']['name']}"
              + (f"  seq_len {d['seq_len']}" if d["seq_len"] else ""))
-    notes = [f"note: {l['name']}: {l['note']}" for l in d["layers"] if l.get("note")]
+    notes = [f"note: {terminal(l['name'])}: {terminal(l['note'])}" for l in d["layers"] if l.get("note")]
     return "\n".join([title, "", table, "", tabulate(summary, tablefmt="plain"), *([""] + notes if notes else [])])
 
 

@@ -9,7 +9,7 @@ from ..common.units import iec
 from ..model.memory import Memory
 from .comm import INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
 from .fit import divisors
-from .roofline import LayerTime, facility_kw, layer_times, peaks, row_parallel_bytes
+from .roofline import LayerTime, facility_kw, layer_times, peaks, require_work, row_parallel_bytes
 from .setup import Factors, Layout, Setup, assumptions
 
 
@@ -52,6 +52,7 @@ def predict_inference(est, workload, device, setup: Setup, factors: Factors) -> 
         raise ValueError("the estimate was built for another batch, dtype or optimizer than the workload")
     if workload.kind != "inference":
         raise ValueError("predict_inference() is for inference workloads")
+    require_work(est)
     precision = workload.compute_precision
     node = setup.node_size or device.devices_per_node
     intra = interconnect_bps(device, factors.network_gbs * 1e9)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from ..common.text import terminal
 from ..common.units import duration, iec, si
 
 SLOWEST = 10      # layers listed, slowest first
@@ -33,7 +34,7 @@ def prediction_table(p: dict) -> str:
             ["energy", "-" if p["energy_kwh"] is None else f"{p['energy_kwh']:,.0f} kWh", ""],
         ]
     slow = sorted(p["layers"], key=lambda l: -max(l["compute_s"], l["memory_s"]))[:SLOWEST]
-    layers = [[l["name"], l["op"], duration(max(l["compute_s"], l["memory_s"])), l["bound"], si(l["flops"]),
+    layers = [[terminal(l["name"]), l["op"], duration(max(l["compute_s"], l["memory_s"])), l["bound"], si(l["flops"]),
                iec(l["bytes"])] for l in slow]
     alternatives = [[a["layout"], duration(a["step_seconds"]), f"{a['mfu']:.1%}", iec(a["memory_per_device_bytes"])]
                     for a in p["alternatives"]]

@@ -132,6 +132,14 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
     return tuple(out)
 
 
+def require_work(est) -> None:
+    """SizingError, one line, for a graph with nothing to time: no FLOPs and no bytes moved (only views)."""
+    t = est.totals
+    if t.flops + t.backward_flops == 0 and t.bytes_read + t.bytes_written == 0:
+        raise SizingError(f"{est.graph.name}: no work to time: its layers do no FLOPs and move no bytes (views "
+                          f"only); add a layer that computes")
+
+
 def backward_share(est) -> float:
     """Share of the training FLOPs that backward does (to size the window gradient communication overlaps)."""
     t = est.totals

@@ -27,6 +27,7 @@ from typing import Callable
 from ..common.errors import SizingError
 from ..common.units import iec
 from .fit import activations, device_memory, divisors, stages
+from .roofline import require_work
 from .setup import RECOMPUTE, Factors, Layout
 from .training import Prediction, evaluate, step_terms, tokens_per_sample
 
@@ -302,6 +303,7 @@ def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devic
     if objective not in OBJECTIVES:
         raise SizingError(f"--objective: one of {', '.join(OBJECTIVES)}, got {objective!r}")
     base = at(pins.micro_batch or 1)
+    require_work(base)
     notes = ()
     if global_batch is None:
         global_batch, note = default_global_batch(base, devices)

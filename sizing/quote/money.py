@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from ..common.errors import SizingError
 
+MAX_AMOUNT = Decimal(10) ** 18      # any amount or rate: far past a purchase, small enough for exact minor units
+
 
 @dataclass(frozen=True)
 class Currency:
@@ -44,6 +46,8 @@ def decimal(name: str, text) -> Decimal:
         raise SizingError(f"{name}: '{text}' is not a number") from None
     if not value.is_finite() or value <= 0:
         raise SizingError(f"{name}: must be a positive number, got '{text}'")
+    if value > MAX_AMOUNT:
+        raise SizingError(f"{name}: '{text}' is past the limit of 10^18")
     return value
 
 

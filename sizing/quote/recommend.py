@@ -17,7 +17,7 @@ from decimal import Decimal
 from ..common.errors import SizingError
 from .money import Exchange, fmt_rate
 from ..predict.inference import predict_inference
-from ..predict.roofline import facility_kw, peaks
+from ..predict.roofline import facility_kw, peaks, require_work
 from ..predict.search import Pins, default_global_batch, search
 from ..predict.setup import Setup
 from .core import (KWH_SOURCE, KWH_USD, MAX_DEVICES, SERVER_SOURCE, SERVER_USD_PER_SLOT, TCO_REFERENCE, Assumption,
@@ -245,6 +245,7 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
     from ..predict.calibration import shipped
 
     cal = shipped()
+    require_work(est)
     kind = workload.kind
     if kind == "training" and terms.deadline_s is None:
         raise SizingError("a training quote needs --deadline (e.g. 24h, 14d)")

@@ -19,6 +19,7 @@ from .money import fmt_rate, major
 from .core import Bytes, Message, Money, Option, Quote, Seconds, status
 from .text import text
 from .svg import Point, Roof, cost_time_chart, roofline_chart
+from ..common.text import csv_cell, markdown
 from ..common.units import duration, iec, si
 
 ROLES = ("fastest", "cheapest", "lowest_power")
@@ -292,19 +293,13 @@ def document(q: Quote, lang: str) -> tuple[str, list[Section]]:
 # ---------------------------------------------------------------------------------------------------------------
 # md
 
-def md_escape(s: str) -> str:
-    """Text safe in a Markdown table cell or paragraph: backslash-escaped | < > (no raw HTML), one line."""
-    s = str(s).replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<").replace(">", "\\>")
-    return " ".join(s.split())
-
-
 def _md_table(t: Table) -> list[str]:
     head = t.head or [""] * len(t.rows[0])
     bold = {i for i, m in t.marks.items() if m == "total"}
-    out = ["| " + " | ".join(md_escape(h) for h in head) + " |",
+    out = ["| " + " | ".join(markdown(h) for h in head) + " |",
            "|" + "|".join("---:" if i in t.numeric else "---" for i in range(len(head))) + "|"]
     for i, row in enumerate(t.rows):
-        cells = [md_escape(c) for c in row]
+        cells = [markdown(c) for c in row]
         if i in bold:
             cells = [f"**{c}**" if c else c for c in cells]
         out.append("| " + " | ".join(cells) + " |")
@@ -313,19 +308,19 @@ def _md_table(t: Table) -> list[str]:
 
 def quote_md(q: Quote, lang: str) -> str:
     title, sections = document(q, lang)
-    out = [f"# {md_escape(title)}", ""]
+    out = [f"# {markdown(title)}", ""]
     for s in sections:
         if s.title:
-            out += [f"## {md_escape(s.title)}", ""]
+            out += [f"## {markdown(s.title)}", ""]
         for b in s.blocks:
             if isinstance(b, Table):
                 out += _md_table(b) + [""]
             elif isinstance(b, list):
-                out += [f"- {md_escape(x)}" for x in b] + [""]
+                out += [f"- {markdown(x)}" for x in b] + [""]
             elif not isinstance(b, Chart):
-                out += [md_escape(b), ""]
+                out += [markdown(b), ""]
         if any(isinstance(b, Chart) for b in s.blocks):
-            out += [md_escape(text(lang, "charts_in_html")), ""]
+            out += [markdown(text(lang, "charts_in_html")), ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -470,9 +465,10 @@ def quote_csv(q: Quote, lang: str) -> str:
     for n, o in enumerate((o for o in q.options if o.items is not None), 1):
         head = [n, roles.get(id(o), ""), o.device_id, o.count]
         for i in o.items:
-            w.writerow(head + [r.item(i), major(i.unit, cur), i.quantity, major(i.total, cur), cur.code, i.kind,
-                               i.date, i.source])
-        w.writerow(head + [r.t("total_row"), "", "", major(o.purchase, cur), cur.code, "", "", ""])
+            w.writerow([csv_cell(c) for c in head + [r.item(i), major(i.unit, cur), i.quantity,
+                                                     major(i.total, cur), cur.code, i.kind, i.date, i.source]])
+        w.writerow([csv_cell(c) for c in head + [r.t("total_row"), "", "", major(o.purchase, cur), cur.code,
+                                                 "", "", ""]])
     return buf.getvalue()
 
 

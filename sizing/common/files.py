@@ -1,0 +1,55 @@
+"""Writing what the user asked for without losing what they had: a file that exists is kept unless --force, the
+check happens before the work, a new file is created exclusively (of two runs racing for one name, the second
+gets a one-line error), and an overwrite goes through a temporary file renamed into place, so a failed write
+leaves the old file whole and no temporary behind (a device or FIFO the user names is written to, never
+replaced)."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from .errors import SizingError
+
+
+def check_writable(path: str, force: bool, what: str = "--output") -> None:
+    """SizingError, one line, when ``path`` could not be written: it exists (without ``force``), is a directory,
+    or its directory is missing or not writable."""
+    if os.path.isdir(path):
+        raise SizingError(f"{what}: {path} is a directory; give a file name")
+    if os.path.lexists(path) and not force:
+        raise SizingError(f"{what}: {path} exists; add --force to overwrite it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SizingError(f"{what}: cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise SizingError(f"{what}: cannot write {path}: the folder {folder} is not writable")
+
+
+def write_text(path: str, text: str, force: bool, what: str = "--output") -> None:
+    """Write ``text`` to ``path``: exclusively when not ``force``, else through a temporary file and a rename."""
+    created = False
+    try:
+        if not force:
+            with open(path, "x", encoding="utf-8") as f:
+                created = True
+                f.write(text)
+            return
+        if os.path.exists(path) and not os.path.isfile(path):
+            with open(path, "w", encoding="utf-8") as f:        # a device or FIFO: written, never replaced
+                f.write(text)
+            return
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".sizing-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except FileExistsError:
+        raise SizingError(f"{what}: {path} exists (written meanwhile?); add --force to overwrite it") from None
+    except OSError as e:
+        if created:
+            os.unlink(path)                     # our own partial file: nothing of the user's is lost
+        raise SizingError(f"{what}: cannot write {path}: {e.strerror or e}") from None

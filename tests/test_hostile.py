@@ -1,0 +1,124 @@
+"""Hostile input and faults (issue 16, first classes): nothing unsafe reaches a CSV, a terminal or Markdown;
+nothing the user has is overwritten without --force; work-free graphs, huge amounts and usage errors each end in
+one `error:` line with exit 2, never an internal error."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from sizing.cli import main
+from sizing.common.text import csv_cell, markdown, terminal
+
+ESC = "\x1b]0;pwned\x07"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+def one_line_error(r, *fragments):
+    assert r.exit_code == 2, r.output
+    line, = r.stderr.splitlines()
+    assert line.startswith("error: ") and all(f in line for f in fragments), line
+    assert "\x1b" not in line
+
+
+def spec_file(tmp_path, name="m", layer="fc", extra=()):
+    path = tmp_path / "spec.yaml"
+    layers = [{"op": "linear", "name": layer, "out_features": 4}, *extra]
+    path.write_text(json.dumps({"name": name, "input": [8], "layers": layers}))
+    return str(path)
+
+
+def test_the_escapes_by_hand():
+    assert terminal(f"a{ESC}b\nc") == "a\\x1b]0;pwned\\x07b\\nc"
+    assert [csv_cell(v) for v in ("=1+1", "+x", "-y", "@z", "\tq", "ok", -5)] == \
+        ["'=1+1", "'+x", "'-y", "'@z", "'\tq", "ok", -5]
+    assert markdown("![t](http://x/y.png) [click](https://e.com) <b>|") == \
+        "!\\[t\\](http\\://x/y.png) \\[click\\](https\\://e.com) \\<b\\>\\|"
+
+
+def test_csv_formula_injection_is_neutralised(tmp_path):
+    r = invoke("estimate", spec_file(tmp_path, layer="=HYPERLINK(1)"), "--format", "csv")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.reader(io.StringIO(r.stdout)))
+    assert rows[1][0] == "'=HYPERLINK(1)"
+    hw = hw_file(tmp_path, "@SUM(A1)", "+cmd")
+    r = invoke("hw", "list", "--hwdb", hw, "--format", "csv")
+    assert r.exit_code == 0, r.output
+    row = next(row for row in csv.reader(io.StringIO(r.stdout)) if row[0] == "evil")
+    assert row[1] == "'@SUM(A1)" and row[2] == "'+cmd"
+
+
+def hw_file(tmp_path, vendor, model):
+    path = tmp_path / "hw.yaml"
+    path.write_text(json.dumps({"devices": [{"id": "evil", "vendor": vendor, "model": model, "kind": "gpu",
+                                             "memory_gb": 8, "memory_bw_gbs": 100, "peak_tflops": {"fp32": 1},
+                                             "sources": {"record": "test"}}]}))
+    return path
+
+
+def test_terminal_escapes_are_shown_not_run(tmp_path):
+    """Names in specs are validated printable; hardware files, file names and messages are escaped."""
+    one_line_error(invoke("estimate", spec_file(tmp_path, name=f"m{ESC}")), "printable", "\\x1b")
+    hw = hw_file(tmp_path, f"Evil{ESC}", f"X\nforged line{ESC}")
+    for args in (("hw", "list", "--hwdb", hw), ("hw", "show", "evil", "--hwdb", hw)):
+        r = invoke(*args)
+        assert r.exit_code == 0, r.output
+        assert "\x1b" not in r.stdout and "\\x1b]0;pwned" in r.stdout and "forged line" in r.stdout
+        assert not any(line.startswith("forged line") for line in r.stdout.splitlines())
+    missing = tmp_path / f"no\nwarning: forged{ESC}.yaml"
+    one_line_error(invoke("estimate", missing), "\\nwarning: forged")
+
+
+def test_markdown_injection_stays_text(tmp_path):
+    path = spec_file(tmp_path, name="![t](http://evil/p.png) [click](http://evil)")
+    r = invoke("quote", path, "--samples", "1e4", "--deadline", "1h", "--candidates", "h100-sxm", "--format", "md")
+    assert r.exit_code == 0, r.output
+    assert "](http://" not in r.stdout and "\\[click\\]" in r.stdout
+
+
+def test_emit_yaml_keeps_an_existing_file_without_force(tmp_path):
+    target = tmp_path / "out.yaml"
+    target.write_text("mine")
+    one_line_error(invoke("estimate", "mnist_mlp", "--emit-yaml", target), "exists; add --force")
+    assert target.read_text() == "mine"
+    r = invoke("estimate", "mnist_mlp", "--emit-yaml", target, "--force")
+    assert r.exit_code == 0 and target.read_text().startswith("# Written by")
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_quote_output_is_checked_before_the_work_and_never_clobbered(tmp_path):
+    args = ["quote", "mnist_mlp", "--samples", "1e4", "--deadline", "1h", "--candidates", "h100-sxm"]
+    one_line_error(invoke(*args, "-o", tmp_path / "missing" / "q.md"), "does not exist")
+    one_line_error(invoke(*args, "-o", tmp_path), "is a directory")
+    out = tmp_path / "q.md"
+    assert invoke(*args, "-o", out).exit_code == 0
+    first = out.read_text()
+    one_line_error(invoke(*args, "-o", out), "exists; add --force")
+    assert out.read_text() == first
+    if os.path.exists("/dev/full"):
+        one_line_error(invoke(*args, "-o", "/dev/full", "--force"), "cannot write")
+
+
+def test_a_graph_without_work_and_huge_amounts_are_refused(tmp_path):
+    path = tmp_path / "views.yaml"
+    path.write_text(json.dumps({"name": "views", "input": [4, 4], "layers": [{"op": "flatten"}]}))
+    one_line_error(invoke("estimate", path, "--device", "h100-sxm", "--samples", "100"), "no work to time")
+    one_line_error(invoke("quote", path, "--samples", "100", "--deadline", "1h"), "no work to time")
+    for option in ("--budget", "--node-cost", "--kwh-price"):
+        one_line_error(invoke("quote", "mnist_mlp", "--samples", "100", "--deadline", "1h", option, "1e26"),
+                       option, "past the limit")
+
+
+def test_usage_errors_are_one_line():
+    one_line_error(invoke("estimate"), "Missing argument 'SPEC'", "sizing estimate --help")
+    one_line_error(invoke("estimate", "mnist_mlp", "--batch", "abc"), "--batch")
+    one_line_error(invoke("estimate", "mnist_mlp", "--no-such-option"), "--no-such-option")
+    one_line_error(invoke("no-such-command"), "no-such-command")
+    assert invoke("--help").exit_code == 0 and invoke("estimate", "--help").exit_code == 0
