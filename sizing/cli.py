@@ -431,6 +431,10 @@ def bench(quick, threads, fmt, save_to, no_save):
 @click.option("--kwh-price", metavar="AMOUNT", help="Electricity per kWh in --currency (default: US$0.08).")
 @click.option("--node-cost", metavar="AMOUNT", help="Server cost per node without its devices, in --currency.")
 @click.option("--max-devices", metavar="N", help="Most devices to consider (default 131072).")
+@click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]), help="Training: fine-tune (full, LoRA or "
+              "QLoRA adapters on a frozen base).")
+@click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")
+@click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters (default all-linear).")
 @hwdb_option
 @_clean_errors
 def quote(spec, **options):

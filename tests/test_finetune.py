@@ -101,3 +101,15 @@ def test_cli_finetune():
     assert d["trainable_params"] == 4_194_304
     r = CliRunner().invoke(main, ["estimate", HF + "llama-2-7b.json", "--lora-rank", "8"])
     assert r.exit_code == 2 and r.stderr.startswith("error: --lora-rank and --lora-targets go with --finetune")
+
+
+def test_quote_fine_tunes_on_one_consumer_card():
+    """A 7B model: QLoRA on one 24 GB card is quoted; full fine-tuning needs several of them (a pipeline), past
+    --max-devices 1, so nothing is picked."""
+    args = ["quote", HF + "llama-2-7b.json", "--tokens", "1e7", "--seq-len", "1024", "--global-batch", "16",
+            "--deadline", "7d", "--candidates", "rtx-4090", "--format", "json", "--max-devices", "1"]
+    q = json.loads(CliRunner().invoke(main, args + ["--finetune", "qlora"]).stdout)
+    pick = q["options"][q["pick"]]                          # the pick is the index of an option
+    assert (pick["device"], pick["count"], pick["meets_target"]) == ("rtx-4090", 1, True)
+    full = CliRunner().invoke(main, args)
+    assert full.exit_code == 0 and json.loads(full.stdout)["pick"] is None

@@ -40,7 +40,7 @@ def candidates_for(db: dict, names: str | None) -> list:
 
 def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, batch, seq_len, precision, budget,
                 currency, fx, candidates, prices, horizon, pue, kwh_price, node_cost, max_devices, hwdb_files,
-                progress, global_batch=None) -> Quote:
+                progress, global_batch=None, finetune=None, lora_rank=None, lora_targets=None) -> Quote:
     """The Quote for `sizing quote`'s options (every bad value: SizingError, one line): parse, estimate, load the
     devices and prices, recommend."""
     import datetime
@@ -62,7 +62,12 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
         raise SizingError("give --samples or --tokens and --deadline (training), or --qps and/or --latency-ms "
                           "(serving)")
     dtype, compute = storage_for(precision) if precision else (None, None)
-    at = estimator(spec, dtype=dtype, seq_len=parse_count("--seq-len", seq_len))
+    if finetune is None and (lora_rank is not None or lora_targets is not None):
+        raise SizingError("--lora-rank and --lora-targets go with --finetune lora or qlora")
+    if finetune is not None and serving:
+        raise SizingError("--finetune is a training job; give --samples or --tokens and --deadline")
+    tune = None if finetune is None else (finetune, lora_rank, lora_targets)
+    at = estimator(spec, finetune=tune, dtype=dtype, seq_len=parse_count("--seq-len", seq_len))
     est = at(parse_count("--batch", batch))
     s = est.settings
     common = dict(batch=s["batch"], dtype=s["dtype"], precision=compute, optimizer=s["optimizer"])

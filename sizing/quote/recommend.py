@@ -101,7 +101,7 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
     lo, hi = nodes_for(least.devices, unit), terms.max_devices // unit
     if lo > hi:
-        return Exclusion(device.id, Message("ex_too_many", {"count": least, "max": terms.max_devices}))
+        return Exclusion(device.id, Message("ex_too_many", {"count": least.devices, "max": terms.max_devices}))
     preds = {}
 
     def run(k):
