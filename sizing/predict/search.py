@@ -82,10 +82,13 @@ def _powers_of_two_dividing(n: int, cap: int) -> list[int]:
     return [1 << k for k in range(cap.bit_length()) if (1 << k) <= cap and n % (1 << k) == 0]
 
 
-def _heads(est) -> list[tuple[int, int]]:
-    """(query heads, key/value heads) of every attention row."""
+ATTENTION_OPS = ("multihead_attention", "scaled_dot_product_attention")
+
+
+def attention_heads(est) -> list[tuple[int, int]]:
+    """(query heads, key/value heads) of every attention row (fused attention or HF-style q/k/v + SDPA)."""
     return [(r.node.kwargs["num_heads"], r.node.kwargs.get("num_kv_heads") or r.node.kwargs["num_heads"])
-            for r in est.layers if r.node.op == "multihead_attention"]
+            for r in est.layers if r.node.op in ATTENTION_OPS]
 
 
 def tensor_candidates(est, node: int, devices: int, pins: Pins) -> list[int]:
@@ -95,7 +98,7 @@ def tensor_candidates(est, node: int, devices: int, pins: Pins) -> list[int]:
                               f"(tensor parallelism stays inside a node); use one of "
                               f"{', '.join(map(str, divisors(node)))}")
         return [pins.tensor_parallel]
-    heads = _heads(est)         # t splits the query heads; key/value heads split too, or are copied (t % kv == 0)
+    heads = attention_heads(est)    # t splits the query heads; key/value heads split too, or are copied (t % kv == 0)
     return [t for t in divisors(node) if t <= MAX_TENSOR_PARALLEL and devices % t == 0
             and all(q % t == 0 and (kv % t == 0 or t % kv == 0) for q, kv in heads)]
 

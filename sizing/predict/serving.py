@@ -28,6 +28,7 @@ from ..model.ops import REGISTRY, numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
 from .fit import divisors
 from .roofline import peaks, row_parallel
+from .search import attention_heads
 from .setup import Factors
 
 # bits per weight of a matrix product, and the quantisation group (None: no scales). A quantised group adds an
@@ -103,8 +104,7 @@ def serving_model(est, fig) -> Model:
     matrix = sum(r.cost.params for r in est.layers if REGISTRY[r.node.op].matrix)
     tokens = numel(est.graph.input.shape)
     widths = tuple(r.node.out.shape[-1] for r in est.layers if row_parallel(r) for _ in range(r.node.repeat))
-    heads = tuple((r.node.kwargs["num_heads"], r.node.kwargs.get("num_kv_heads") or r.node.kwargs["num_heads"])
-                  for r in est.layers if r.node.op == "multihead_attention")
+    heads = tuple(attention_heads(est))
     working = max((r.cost.bytes_read + r.cost.bytes_written) // r.node.repeat for r in est.layers) // tokens
     return Model(est.graph.name, float(fig.per_token_flops), float(fig.per_pair_flops),
                  float(fig.per_sequence_flops), matrix, est.totals.params - matrix, est.totals.buffers,
