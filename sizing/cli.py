@@ -435,6 +435,14 @@ def bench(quick, threads, fmt, save_to, no_save):
               "QLoRA adapters on a frozen base).")
 @click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")
 @click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters (default all-linear).")
+@click.option("--concurrency", metavar="N", help="Serving a language model: requests in flight (or give --qps).")
+@click.option("--prompt-tokens", metavar="N", help="Serving a language model: prompt tokens per request.")
+@click.option("--output-tokens", metavar="N", help="Serving a language model: output tokens per request (256).")
+@click.option("--weights", type=click.Choice(["bf16", "fp16", "fp8", "int8", "int4"]),
+              help="Serving a language model: weight format.")
+@click.option("--kv-cache", type=click.Choice(["bf16", "fp16", "fp8"]), help="Serving a language model: KV cache.")
+@click.option("--ttft-ms", metavar="MS", help="Serving a language model: time-to-first-token target.")
+@click.option("--tpot-ms", metavar="MS", help="Serving a language model: time-per-output-token target.")
 @hwdb_option
 @_clean_errors
 def quote(spec, **options):

@@ -143,3 +143,36 @@ def test_cli_inference_errors():
     one_line(run_cli(LLAMA2_7B, "--device", "a100-sxm-80gb", "--inference", "--weights", "fp8"), "no fp8 matmuls")
     one_line(run_cli(LLAMA2_7B, "--device", "l4", "--inference", "--concurrency", "100000", "--devices", "1"),
              "cannot be served on 1 l4")
+
+
+def quote(*args):
+    return CliRunner().invoke(main, ["quote", LLAMA2_7B, *map(str, args)])
+
+
+def test_quote_sizes_a_serving_fleet_in_whole_nodes():
+    r = quote("--concurrency", "64", "--prompt-tokens", "1024", "--output-tokens", "256", "--tpot-ms", "40",
+              "--candidates", "h100-sxm,a100-sxm-80gb", "--format", "json")
+    assert r.exit_code == 0, r.output
+    q = json.loads(r.stdout)
+    assert q["kind"] == "llm" and q["pick"] is not None
+    for o in q["options"]:
+        assert o["count"] % o["devices_per_node"] == 0 and o["meets_target"] == (o["seconds"] <= 0.040)
+    for lang in ("en", "ko"):
+        md = quote("--concurrency", "64", "--prompt-tokens", "1024", "--candidates", "h100-sxm", "--lang", lang)
+        assert md.exit_code == 0 and "{" not in md.stdout, md.output
+
+
+def test_quote_serves_a_request_rate_by_littles_law():
+    r = quote("--qps", "20", "--prompt-tokens", "512", "--output-tokens", "128", "--candidates", "h100-sxm",
+              "--format", "json")
+    assert r.exit_code == 0, r.output
+    q = json.loads(r.stdout)
+    pick = q["options"][q["pick"]]
+    assert pick["meets_target"] and pick["throughput"] >= 20 * 128 * (1 - 1e-9)        # output tokens/s
+
+
+def test_quote_serving_errors():
+    r = CliRunner().invoke(main, ["quote", "resnet50", "--concurrency", "4"])
+    assert r.exit_code == 2 and "is not one: use --qps and --latency-ms" in r.stderr
+    r = quote("--concurrency", "4", "--latency-ms", "10")
+    assert r.exit_code == 2 and "takes no --latency-ms" in r.stderr

@@ -40,7 +40,9 @@ def candidates_for(db: dict, names: str | None) -> list:
 
 def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, batch, seq_len, precision, budget,
                 currency, fx, candidates, prices, horizon, pue, kwh_price, node_cost, max_devices, hwdb_files,
-                progress, global_batch=None, finetune=None, lora_rank=None, lora_targets=None) -> Quote:
+                progress, global_batch=None, finetune=None, lora_rank=None, lora_targets=None, concurrency=None,
+                prompt_tokens=None, output_tokens=None, weights=None, kv_cache=None, ttft_ms=None,
+                tpot_ms=None) -> Quote:
     """The Quote for `sizing quote`'s options (every bad value: SizingError, one line): parse, estimate, load the
     devices and prices, recommend."""
     import datetime
@@ -54,7 +56,13 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     from ..predict.workload import Workload, parse_count
 
     money = exchange(currency, fx)
-    serving = qps is not None or latency_ms is not None
+    lm_options = {"--concurrency": concurrency, "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens,
+                  "--weights": weights, "--kv-cache": kv_cache, "--ttft-ms": ttft_ms, "--tpot-ms": tpot_ms}
+    llm = any(v is not None for v in lm_options.values())
+    if llm and (latency_ms is not None or samples or tokens or deadline or finetune):
+        raise SizingError("a language model's serving (--concurrency or --qps with --prompt-tokens, "
+                          "--output-tokens, --ttft-ms, --tpot-ms) takes no --latency-ms and no training options")
+    serving = qps is not None or latency_ms is not None or llm
     if serving and (samples or tokens or deadline):
         raise SizingError("give a training job (--samples or --tokens, --deadline) or a serving target (--qps, "
                           "--latency-ms), not both")
@@ -71,7 +79,11 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     est = at(parse_count("--batch", batch))
     s = est.settings
     common = dict(batch=s["batch"], dtype=s["dtype"], precision=compute, optimizer=s["optimizer"])
-    if serving:
+    job = _llm_job(spec, est, dtype, concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms,
+                   tpot_ms, qps) if llm else None
+    if llm:
+        workload = Workload(kind="inference", **common)
+    elif serving:
         workload = Workload(kind="inference", throughput=None if qps is None else float(decimal("--qps", qps)),
                             latency_s=None if latency_ms is None else float(decimal("--latency-ms", latency_ms)) / 1e3,
                             **common)
@@ -90,7 +102,35 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
         budget=None if budget is None else money.amount("--budget", budget),
         pue=None if pue is None else float(decimal("--pue", pue)),
         max_devices=MAX_DEVICES if max_devices is None else parse_count("--max-devices", max_devices),
-        deadline_s=None if deadline is None else parse_duration("--deadline", deadline), given=frozenset(given))
+        deadline_s=None if deadline is None else parse_duration("--deadline", deadline), given=frozenset(given),
+        qps=None if not (llm and qps) else float(decimal("--qps", qps)),
+        tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3)
     return recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
                      datetime.date.today().isoformat(), at=at,
-                     global_batch=parse_count("--global-batch", global_batch) or parse_count("--batch", batch))
+                     global_batch=parse_count("--global-batch", global_batch) or parse_count("--batch", batch),
+                     llm=job)
+
+
+def _llm_job(spec, est, dtype, concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, qps):
+    """(serving Model, Request) of a causal language model for `sizing quote`'s serving options."""
+    from ..model.estimate import estimator
+    from ..model.lm import figures, is_causal_lm
+    from ..predict.serving import Request, serving_model
+    from ..predict.workload import parse_count
+    from .money import decimal
+
+    if not is_causal_lm(est.graph):
+        raise SizingError(f"--concurrency, --prompt-tokens and --output-tokens size a causal language model's "
+                          f"serving; {est.graph.name} is not one: use --qps and --latency-ms")
+    prompt = parse_count("--prompt-tokens", prompt_tokens) or est.graph.input.shape[1]
+
+    def at_length(tokens):
+        return estimator(spec, dtype=dtype, seq_len=tokens)(1)
+    base = at_length(prompt)
+    sixteen = base.settings["dtype"] if base.settings["dtype"] in ("bf16", "fp16") else "bf16"
+    concurrency = parse_count("--concurrency", concurrency) or (1 if qps is None else 1)
+    request = Request(concurrency, prompt, parse_count("--output-tokens", output_tokens) or 256,
+                      weights or sixteen, kv_cache or sixteen,
+                      ttft_s=None if ttft_ms is None else float(decimal("--ttft-ms", ttft_ms)) / 1e3,
+                      tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3)
+    return serving_model(base, figures(base, lambda tokens: at_length(tokens).totals.flops)), request

@@ -11,6 +11,7 @@ dominates; past that point adding nodes no longer helps and the search stops at 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -40,6 +41,8 @@ class Terms:
     pue: float | None = None
     max_devices: int = MAX_DEVICES
     deadline_s: float | None = None
+    qps: float | None = None              # language-model serving: requests per second to serve
+    tpot_s: float | None = None           # language-model serving: the time-per-output-token target
     given: frozenset = frozenset()        # option names the user set ('horizon', 'pue', 'kwh_price', 'prices')
 
     @property
@@ -168,6 +171,61 @@ def _rank(options, budget):
     return tuple(sorted(options, key=key))
 
 
+def _llm_request(model, request, device, factors, efficiency, terms, dtype):
+    """The serving plan for ``request`` on ``device``: as asked, or with ``request.qps`` the concurrency that
+    serves that rate, by Little's law (concurrency = rate x (TTFT + O x TPOT)) iterated to a fixed point."""
+    from dataclasses import replace
+
+    from ..predict.serving import plan_serving
+
+    pred = plan_serving(model, request, device, factors, efficiency, dtype=dtype, max_devices=terms.max_devices)
+    if terms.qps is None:
+        return pred
+    for _ in range(8):
+        needed = max(1, math.ceil(terms.qps * (pred.ttft_s + request.output * pred.tpot_s)))
+        if needed == request.concurrency:
+            break
+        request = replace(request, concurrency=needed)
+        pred = plan_serving(model, request, device, factors, efficiency, dtype=dtype, max_devices=terms.max_devices)
+    return pred
+
+
+def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Option | Exclusion:
+    """A serving fleet of ``device`` for a language model: the fewest devices that fit and meet the targets (and
+    the request rate), rounded up to whole nodes, with the rest of the nodes serving as more replicas."""
+    from ..predict.serving import matmul_precision, plan_serving
+
+    try:
+        precision = matmul_precision(device, request.weights, dtype)
+    except SizingError:
+        return Exclusion(device.id, Message("ex_precision", {"precision": request.weights,
+                                                             "has": ", ".join(device.precisions())}))
+    factors = cal.factors(device, precision, db, pue=terms.pue)
+    try:
+        base = _llm_request(model, request, device, factors, cal.serving_efficiency, terms, dtype)
+    except SizingError:
+        return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
+    unit = device.devices_per_node
+    count = nodes_for(base.devices, unit) * unit
+    if count > terms.max_devices:
+        return Exclusion(device.id, Message("ex_too_many", {"count": count, "max": terms.max_devices}))
+    pred = base if count == base.devices else plan_serving(model, base.request, device, factors,
+                                                           cal.serving_efficiency, devices=count, dtype=dtype)
+    mat = peaks(device, precision)[0]
+    context = request.prompt + request.output / 2
+    flops = model.decode_flops(context)
+    items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue)
+    meets = pred.meets and (terms.qps is None or pred.requests_per_s >= terms.qps * (1 - 1e-9))
+    return Option(
+        device_id=device.id, device_name=device.name, count=count, nodes=count // unit, per_node=unit,
+        precision=precision, zero=0, tensor_parallel=pred.tensor_parallel, replicas=pred.replicas,
+        seconds=pred.tpot_s, meets=meets, utilization=pred.tokens_per_s * flops / (count * mat), peak_flops=mat,
+        memory_per_device=pred.memory_bytes, device_memory=device.memory_bytes, bound=pred.bound_decode,
+        power_kw=kw, items=items, horizon_kwh=h_kwh, horizon_energy=h_cost, job_kwh=None, job_energy=None,
+        cloud=cloud_cost(device, count * terms.horizon_s / 3600, terms.exchange), global_batch=pred.request.concurrency,
+        model_flops_per_step=round(flops), throughput=pred.tokens_per_s, prediction=pred)
+
+
 def _findings(kind, ranked, budget, terms, workload) -> list[Message]:
     by = {s: [o for o in ranked if status(o, budget) == s] for s in _ORDER}
     out = []
@@ -182,8 +240,9 @@ def _findings(kind, ranked, budget, terms, workload) -> list[Message]:
             out.append(Message("short_cap" if best.count * 2 > terms.max_devices else "short_saturated",
                                {"count": best.count, "max": terms.max_devices}))
         else:
+            target = terms.tpot_s if kind == "llm" else workload.latency_s
             out.append(Message("short_latency", {"device": best.device_id, "latency": Seconds(best.seconds),
-                                                 "target": Seconds(workload.latency_s or 0)}))
+                                                 "target": Seconds(target or 0)}))
     if by["over_budget"]:
         cheapest = min(by["over_budget"], key=lambda o: o.purchase)
         out.append(Message("over_budget_all" if not by["ok"] else "over_budget_some", {
@@ -234,9 +293,10 @@ def roofline(device, option: Option) -> Roofline:
 
 
 def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_source: str = "",
-              date: str = "", at=None, global_batch: int | None = None) -> Quote:
+              date: str = "", at=None, global_batch: int | None = None, llm=None) -> Quote:
     """The quote for ``workload`` (its graph's estimate ``est``; training: ``at``, the graph at any micro-batch,
-    and the ``global_batch``, default the planner's rule) over the ``candidates`` devices of ``db``."""
+    and the ``global_batch``, default the planner's rule) over the ``candidates`` devices of ``db``. ``llm``:
+    (sizing.predict.serving.Model, Request) to size a language model's serving fleet instead."""
     if workload.kind == "training":
         if at is None:
             raise ValueError("a training quote needs the model at any micro-batch (at)")
@@ -246,7 +306,7 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
 
     cal = shipped()
     require_work(est)
-    kind = workload.kind
+    kind = "llm" if llm else workload.kind
     if kind == "training" and terms.deadline_s is None:
         raise SizingError("a training quote needs --deadline (e.g. 24h, 14d)")
     precision = workload.compute_precision
@@ -254,6 +314,10 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
     for i, device in enumerate(candidates, 1):
         if progress:
             progress(f"quote: {device.id} ({i}/{len(candidates)})")
+        if kind == "llm":
+            made = _llm_option(*llm, device, cal, db, terms, "bf16" if workload.dtype not in ("fp16",) else "fp16")
+            (excluded if isinstance(made, Exclusion) else options).append(made)
+            continue
         if precision not in device.peak_tflops:
             excluded.append(Exclusion(device.id, Message("ex_precision", {
                 "precision": precision, "has": ", ".join(device.precisions())})))
@@ -277,6 +341,11 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
             "seq_len": s["seq_len"]}
     if kind == "training":
         work.update(batch=global_batch, samples=workload.samples, tokens=workload.tokens, epochs=workload.epochs)
+    elif kind == "llm":
+        r = llm[1]
+        work.update(concurrency=r.concurrency, prompt=r.prompt, output=r.output, weights=r.weights,
+                    kv_cache=r.kv_cache, ttft_s=r.ttft_s, tpot_s=r.tpot_s, qps=terms.qps,
+                    precision=pick.precision if pick else r.weights)
     else:
         work.update(qps=workload.throughput, latency_s=workload.latency_s)
     return Quote(
@@ -287,4 +356,5 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
         assumptions=tuple(_assumptions(kind, workload, terms, pue, cal.sources.get("pue_source", "--pue"),
                                        global_batch)),
         model_notes=tuple(pick.prediction.assumptions) if pick else (),
-        roofline=roofline(db[pick.device_id], pick) if pick else None, deadline_s=terms.deadline_s, date=date)
+        roofline=roofline(db[pick.device_id], pick) if pick and kind != "llm" else None, deadline_s=terms.deadline_s,
+        date=date)

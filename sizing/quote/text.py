@@ -18,6 +18,12 @@ STRINGS = {
     "task_train_tokens": ("train on {tokens} tokens x {epochs} epoch(s) within {deadline}",
                           "토큰 {tokens}개 x {epochs} 에폭 학습, 기한 {deadline}"),
     "task_serve": ("serve request batches of {batch}", "요청 배치 {batch} 서빙"),
+    "task_llm": ("serve {concurrency} concurrent requests of {prompt} prompt + {output} output tokens",
+                 "프롬프트 {prompt} + 출력 {output} 토큰 요청 {concurrency}개 동시 서빙"),
+    "task_llm_qps": ("serve {qps} requests/s of {prompt} prompt + {output} output tokens",
+                     "프롬프트 {prompt} + 출력 {output} 토큰 요청을 초당 {qps}개 서빙"),
+    "task_ttft": ("time to first token at most {ttft}", "첫 토큰까지 최대 {ttft}"),
+    "task_tpot": ("time per output token at most {tpot}", "출력 토큰당 최대 {tpot}"),
     "task_qps": ("{qps} samples/s in all", "전체 초당 {qps} 샘플"),
     "task_latency": ("at most {latency} per request batch", "요청 배치당 최대 {latency}"),
     "settings": ("Settings", "설정"),
@@ -36,6 +42,11 @@ STRINGS = {
     "latency": ("Latency per request batch", "요청 배치당 지연 시간"),
     "throughput": ("Throughput", "처리량"),
     "throughput_text": ("{qps} samples/s", "초당 {qps} 샘플"),
+    "throughput_llm_text": ("{tokens} output tokens/s, {rps} requests/s", "초당 출력 토큰 {tokens}개, 초당 요청 {rps}개"),
+    "tpot": ("Time per output token", "출력 토큰당 시간"),
+    "ttft": ("Time to first token", "첫 토큰까지 시간"),
+    "settings_text_llm": ("weights {weights}, KV cache {kv}, matmuls {precision}",
+                          "가중치 {weights}, KV 캐시 {kv}, 행렬곱 {precision}"),
     "power": ("Power (facility, at TDP)", "전력 (시설 기준, TDP)"),
     "tco_over": ("Total cost of ownership over {horizon}", "{horizon} 총소유비용"),
     "cloud_alt": ("Cloud rental instead", "클라우드 임대 시"),
@@ -95,6 +106,15 @@ STRINGS = {
     "why_serve_flops": ("FLOPs per request batch of {batch}: {flops}", "요청 배치 {batch}당 FLOPs: {flops}"),
     "why_serve_latency": ("On {tp} device(s) at {util} utilization a request batch takes {latency}",
                           "장치 {tp}대, 활용률 {util}에서 요청 배치 하나에 {latency}"),
+    "why_llm_layout": ("{replicas} replica(s) of tensor parallel {tp} x pipeline {pp}: {count} devices in {nodes} "
+                       "node(s)", "텐서 병렬 {tp} x 파이프라인 {pp} 복제 {replicas}개: 노드 {nodes}개에 장치 {count}대"),
+    "why_llm_latency": ("{concurrency} sequence(s) per replica: time to first token {ttft}, time per output token "
+                        "{tpot} ({tokens} output tokens/s in all)",
+                        "복제당 시퀀스 {concurrency}개: 첫 토큰 {ttft}, 출력 토큰당 {tpot} (전체 초당 출력 토큰 {tokens}개)"),
+    "why_llm_memory": ("Memory per device: weights {weights} + KV cache {kv} of {capacity}; up to {max} sequences of "
+                       "this length fit; decode is {bound} bound",
+                       "장치당 메모리: {capacity} 중 가중치 {weights} + KV 캐시 {kv}; 이 길이의 시퀀스 최대 {max}개; "
+                       "디코드 병목: {bound}"),
     "why_serve_replicas": ("{replicas} replica(s) of {tp} device(s) serve {qps} samples/s: {count} devices in "
                            "{nodes} node(s)",
                            "장치 {tp}대짜리 복제 {replicas}개가 초당 {qps} 샘플 처리: 노드 {nodes}개에 장치 {count}대"),
@@ -132,6 +152,7 @@ STRINGS = {
                    "총소유비용 대 시간 (목표를 충족하는 구성; 파레토 최적선 연결)"),
     "axis_time_train": ("time to train", "학습 시간"),
     "axis_latency": ("latency per request batch", "요청 배치당 지연 시간"),
+    "axis_tpot": ("time per output token", "출력 토큰당 시간"),
     "axis_tco": ("total cost of ownership", "총소유비용"),
     "chart_roofline": ("{device}: the model's layers on the roofline ({precision})",
                        "{device}: 루프라인 위의 모델 레이어 ({precision})"),

@@ -111,6 +111,13 @@ def _task(r: Render) -> str:
         if w["tokens"] is not None:
             return r.t("task_train_tokens", tokens=w["tokens"], epochs=w["epochs"], deadline=Seconds(q.deadline_s))
         return r.t("task_train_samples", samples=w["samples"], epochs=w["epochs"], deadline=Seconds(q.deadline_s))
+    if q.kind == "llm":
+        parts = [r.t("task_llm_qps", qps=f"{w['qps']:,.4g}", prompt=f"{w['prompt']:,}", output=f"{w['output']:,}")
+                 if w["qps"] else r.t("task_llm", concurrency=f"{w['concurrency']:,}", prompt=f"{w['prompt']:,}",
+                                      output=f"{w['output']:,}")]
+        parts += [r.t("task_ttft", ttft=Seconds(w["ttft_s"]))] if w["ttft_s"] else []
+        parts += [r.t("task_tpot", tpot=Seconds(w["tpot_s"]))] if w["tpot_s"] else []
+        return ", ".join(parts)
     parts = [r.t("task_serve", batch=w["batch"])]
     if w["qps"] is not None:
         parts.append(r.t("task_qps", qps=w["qps"]))
@@ -126,7 +133,8 @@ def _header(r: Render) -> Table:
         rows.append([r.t("date"), q.date])
     rows += [[r.t("task"), _task(r)],
              [r.t("settings"), r.t(f"settings_text_{q.kind}", batch=w["batch"], dtype=w["dtype"],
-                                   precision=w["precision"], optimizer=w["optimizer"])],
+                                   precision=w["precision"], optimizer=w["optimizer"], weights=w.get("weights"),
+                                   kv=w.get("kv_cache"))],
              [r.t("currency"), q.exchange.currency.code + ("" if q.exchange.currency.code == "USD"
                                                            else f" ({q.exchange.rate_text()})")]]
     return Table(None, rows)
@@ -138,8 +146,13 @@ def _summary(r: Render) -> list:
         return [r.t("no_pick")]
     rows = [[r.t("pick"), r.t("pick_text", count=o.count, device=o.device_name, nodes=o.nodes, per_node=o.per_node)],
             [r.t("total_price"), r.money(o.purchase)],
-            [r.t("time_train" if q.kind == "training" else "latency"), r.time(o)]]
-    if o.throughput is not None:
+            [r.t("time_train" if q.kind == "training" else "tpot" if q.kind == "llm" else "latency"), r.time(o)]]
+    if q.kind == "llm":
+        p = o.prediction
+        rows = rows[:2] + [[r.t("ttft"), r.duration(p.ttft_s)], rows[2],
+                           [r.t("throughput"), r.t("throughput_llm_text", tokens=f"{p.tokens_per_s:,.0f}",
+                                                   rps=f"{p.requests_per_s:,.2f}")]]
+    elif o.throughput is not None:
         rows.append([r.t("throughput"), r.t("throughput_text", qps=o.throughput)])
     rows += [[r.t("power"), f"{r.kw(o.power_kw)} kW"],
              [r.t("tco_over", horizon=Seconds(q.horizon_s)), r.money(o.tco)]]
@@ -195,6 +208,14 @@ def _why(r: Render, o: Option) -> list[str]:
                    util=r.pct(o.utilization), effective=si(round(o.effective_flops))),
                r.t("why_time", total=si(o.total_flops), effective=si(round(o.effective_flops)),
                    time=Seconds(o.seconds))]
+    elif q.kind == "llm":
+        p = o.prediction
+        return [r.t("why_llm_layout", replicas=p.replicas, tp=p.tensor_parallel, pp=p.pipeline_parallel, count=o.count,
+                    nodes=o.nodes),
+                r.t("why_llm_latency", concurrency=-(-p.request.concurrency // p.replicas),
+                    ttft=Seconds(p.ttft_s), tpot=Seconds(p.tpot_s), tokens=f"{p.tokens_per_s:,.0f}"),
+                r.t("why_llm_memory", weights=iec(p.weights_bytes), kv=iec(p.kv_cache_bytes), capacity=r.capacity(o),
+                    max=f"{p.max_concurrency:,}", bound=r.t(f"bound_{p.bound_decode}"))]
     else:
         out = [r.t("why_serve_flops", batch=o.global_batch, flops=si(o.model_flops_per_step, "FLOPs")),
                r.t("why_serve_latency", tp=o.tensor_parallel, util=r.pct(o.utilization), latency=Seconds(o.seconds)),
@@ -246,7 +267,8 @@ def _charts(r: Render) -> list:
         points = [Point(o.seconds, o.tco, f"{o.count} x {o.device_id}", i in q.front, o is q.pick) for i, o in priced]
         title = r.t("chart_cost")
         out.append(Chart(cost_time_chart(
-            points, title, r.t("axis_time_train" if q.kind == "training" else "axis_latency"), r.t("axis_tco"),
+            points, title, r.t({"training": "axis_time_train", "llm": "axis_tpot"}.get(q.kind, "axis_latency")),
+            r.t("axis_tco"),
             r.duration, lambda v: q.exchange.fmt_whole(round(v)), (r.t("front_mark"), r.t("legend_pick"))), title))
     rl = q.roofline
     if rl is not None and rl.layers:
