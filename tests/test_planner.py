@@ -194,3 +194,45 @@ def test_cli_pins_and_global_batch():
     assert (p["tensor_parallel"], p["recompute"], p["global_batch"]) == (2, "full", 256)
     db = load_hwdb(environ={})
     assert p["device_memory_bytes"] == db["h100-sxm"].memory_bytes
+
+
+# ---------------------------------------------------------------- expert parallelism
+
+def moe_model(experts=8, top_k=2, d=256, ffn=512, layers=4, seq=256):
+    spec = {"name": "moe", "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": {"seq_len": seq},
+            "blocks": {"layer": {"layers": [
+                {"op": "rmsnorm", "name": "n1"},
+                {"op": "multihead_attention", "name": "attn", "num_heads": 4, "causal": True, "bias": False},
+                {"op": "add", "name": "r1", "inputs": ["attn", "input"]},
+                {"op": "rmsnorm", "name": "n2"},
+                {"op": "mixture_of_experts", "name": "moe", "num_experts": experts, "top_k": top_k,
+                 "intermediate_size": ffn},
+                {"op": "add", "name": "r2", "inputs": ["moe", "r1"]}]}},
+            "layers": [{"op": "embedding", "name": "wte", "num_embeddings": 1000, "embedding_dim": d},
+                       {"block": "layer", "name": "h", "repeat": layers}, {"op": "linear", "out_features": 1000}]}
+
+    @lru_cache(maxsize=None)
+    def at(batch):
+        return estimate_graph(build(spec, {}, "test", batch=batch, dtype="bf16", optimizer="adamw"))
+    return at
+
+
+def test_expert_parallelism_splits_the_experts_and_pays_all_to_alls():
+    est = moe_model()(2)
+    experts = sum(r.cost.params - 8 * 256 * r.node.repeat for r in est.layers if r.node.op == "mixture_of_experts")
+    one = device_memory(est, Layout(data_parallel=8, micro_batch=2))
+    four = device_memory(est, Layout(data_parallel=8, micro_batch=2, expert_parallel=4))
+    assert one.weights - four.weights == pytest.approx(2 * experts * 3 / 4, abs=4)     # bf16: 3/4 of them leave
+    work = Workload(dtype="bf16", optimizer="adamw", tokens=10 ** 9)
+    plain = search(moe_model(), work, gpu(), UNIT, Pins(expert_parallel=1, micro_batch=2, tensor_parallel=1,
+                                                        pipeline_parallel=1), devices=8, global_batch=64)
+    split = search(moe_model(), work, gpu(), UNIT, Pins(expert_parallel=4, micro_batch=2, tensor_parallel=1,
+                                                        pipeline_parallel=1), devices=8, global_batch=64)
+    assert (plain.expert_parallel, split.expert_parallel) == (1, 4)
+    # 2 all-to-alls forward and 2 backward per layer and micro-batch, of tokens x top_k x hidden x 3/4, over the
+    # interconnect (4 expert ranks in the node of 8): split.tp_comm - plain.tp_comm
+    routed = 2 * 256 * 2 * 256 * 2 * 3 / 4
+    per_micro = 4 * 4 * (routed / 200e9 + 5e-6)
+    assert split.tp_comm_seconds - plain.tp_comm_seconds == pytest.approx(per_micro * split.gradient_accumulation)
+    with pytest.raises(SizingError, match="--expert-parallel 3 must divide the experts"):
+        search(moe_model(), work, gpu(), UNIT, Pins(expert_parallel=3), devices=8, global_batch=64)

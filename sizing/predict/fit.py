@@ -151,10 +151,15 @@ def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple 
     at one micro-batch; ``kept``: its ``activations`` when already known."""
     stage = stage or stages(est)
     m = est.memory
-    t, p = layout.tensor_parallel, layout.pipeline_parallel
+    t, p, e = layout.tensor_parallel, layout.pipeline_parallel, layout.expert_parallel
     f = stage_params_share(est, stage, p) / t
-    w, g, o = zero_memory(math.ceil(m.weights * f), math.ceil(m.gradients * f), math.ceil(m.optimizer * f),
-                          layout.zero, layout.data_parallel)
+    experts = expert_share(est)
+    w, g, o = zero_memory(math.ceil(m.weights * f * (1 - experts)), math.ceil(m.gradients * f * (1 - experts)),
+                          math.ceil(m.optimizer * f * (1 - experts)), layout.zero, layout.data_parallel)
+    if experts:                     # 1 / e of the experts on each device, ZeRO over the d / e that hold the same
+        ew, eg, eo = zero_memory(*(math.ceil(x * f * experts / e) for x in (m.weights, m.gradients, m.optimizer)),
+                                 layout.zero, layout.data_parallel // e)
+        w, g, o = w + ew, g + eg, o + eo
     if layout.zero == 3 and layout.data_parallel > 1:
         w += 2 * largest_layer_weights(est, stage) // t      # gathered for compute, and the next one prefetched
     inside, outside, working = kept or activations(est, layout, stage)
@@ -167,6 +172,13 @@ def _first_stage_outside(est, stage: Stages) -> float:
     total = sum(r.cost.saved_bytes for r in est.layers if r.node.name not in stage.grouped)
     before = sum(r.cost.saved_bytes for r in est.layers if r.node.name in stage.before)
     return before / total if total else 0.0
+
+
+def expert_share(est) -> float:
+    """Share of the parameters that are experts of a mixture of experts (the routers aside)."""
+    experts = sum(r.cost.params - r.node.kwargs["num_experts"] * r.node.in_types[0].shape[-1] * r.node.repeat
+                  for r in est.layers if r.node.op == "mixture_of_experts")
+    return experts / est.totals.params if est.totals.params else 0.0
 
 
 def largest_layer_weights(est, stage: Stages) -> int:

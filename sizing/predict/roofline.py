@@ -78,6 +78,15 @@ def tp_split(row, width: int | None) -> bool:
     return REGISTRY[row.node.op].matrix or width is None or row.node.out.shape[-1] > width
 
 
+def expert_weight_bytes(row, itemsize: int) -> int:
+    """Bytes of the experts' weights a mixture-of-experts row reads (all but the router), over its copies; 0 for
+    other rows. Expert parallelism of degree e leaves 1 / e of them on each device."""
+    if row.node.op != "mixture_of_experts":
+        return 0
+    n, e = row.node.kwargs["num_experts"], row.node.in_types[0].shape[-1]
+    return (row.cost.params - n * e * row.node.repeat) * itemsize
+
+
 def recompute_flops(row, recompute: str, grouped) -> int:
     """Forward FLOPs done again in backward: 'full' recomputes every row of the folded repeats; 'selective' the
     attention core of attention rows (scores, softmax, dropout, probabilities @ values: the row's FLOPs less its
@@ -105,11 +114,12 @@ def unfused_score_bytes(row, itemsize: int) -> int:
 
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
                 recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
-                grouped=None, fused_attention: bool = True) -> tuple[LayerTime, ...]:
+                grouped=None, fused_attention: bool = True, expert_parallel: int = 1) -> tuple[LayerTime, ...]:
     """Per-layer roofline on one of ``t`` tensor-parallel devices (module docstring). Without sequence parallelism
     the model-width rows between tensor-parallel regions run whole on every rank (``width``: the model width;
     sizing/predict/fit.py ``tp_split``). ``grouped``: the rows inside folded repeats (full recomputation redoes
-    those; None: every row). Unfused attention also moves its score matrices (``unfused_score_bytes``)."""
+    those; None: every row). Unfused attention also moves its score matrices (``unfused_score_bytes``); with expert
+    parallelism a mixture-of-experts row reads only its device's experts."""
     recompute = recompute_mode(recompute)
     grouped = frozenset(r.node.name for r in est.layers) if grouped is None else grouped
     mat, vec = peaks(device, precision)
@@ -119,6 +129,7 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
     for r in est.layers:
         c = r.cost
         fwd_bytes = c.bytes_read + c.bytes_written + (0 if fused_attention else unfused_score_bytes(r, size))
+        fwd_bytes -= expert_weight_bytes(r, size) * (expert_parallel - 1) // expert_parallel
         flops, nbytes = c.flops, fwd_bytes
         if training:
             again = recompute_flops(r, recompute, grouped)

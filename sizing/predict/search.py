@@ -13,7 +13,9 @@ The space (Calculon, Isaev et al. 2023, searches the same dimensions; Narayanan 
   parallelism, so the lowest stage that fits is the fastest of them; stage 3 is tried when 0-2 do not fit;
 - recomputation none, selective (when attention keeps its scores: an unfused kernel) or full;
 - sequence parallelism whenever t > 1: it moves the bytes of the all-reduces it replaces and keeps less.
-Expert and context parallelism are not searched yet (expert_parallel is 1).
+- expert parallel e for a mixture of experts: a divisor of the experts that divides d (experts split across
+  data-parallel ranks, tokens exchanged by all-to-all).
+Context parallelism is not searched yet.
 
 Every candidate costs a closed form over cached per-(micro-batch, t, recomputation) sums, so 10^12 parameters on
 10^5 devices search in well under a second (benchmarks/bench_search.py).
@@ -44,6 +46,7 @@ class Pins:
     tensor_parallel: int | None = None
     pipeline_parallel: int | None = None
     interleave: int | None = None
+    expert_parallel: int | None = None
     zero: int | None = None
     recompute: str | None = None
     micro_batch: int | None = None
@@ -53,7 +56,8 @@ class Pins:
     selective: bool = True                      # the framework can recompute the attention core alone
 
     def __post_init__(self):
-        for name in ("tensor_parallel", "pipeline_parallel", "interleave", "micro_batch", "node_size"):
+        for name in ("tensor_parallel", "pipeline_parallel", "interleave", "expert_parallel", "micro_batch",
+                     "node_size"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise SizingError(f"--{name.replace('_', '-')}: must be a positive integer, got {v!r}")
@@ -178,27 +182,44 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
                         tally.miss(f"--interleave {v} needs stages holding a multiple of {v} layers and micro-batches "
                                    f"a multiple of the stages", f"pipeline {p}, {n} micro-batches")
                         continue
-                    for r in modes:
-                        _add_best_zero(at, m, t, p, d, n, v, r, workload, device, factors, pins, stage, node,
+                    eps = expert_candidates(base, d, pins)
+                    if not eps:
+                        tally.miss(f"--expert-parallel {pins.expert_parallel} must divide the experts of every "
+                                   f"mixture-of-experts layer and the data-parallel degree", f"{d} replicas")
+                    for r, e in ((r, e) for r in modes for e in eps):
+                        _add_best_zero(at, m, t, p, d, n, v, r, e, workload, device, factors, pins, stage, node,
                                        precision, cache, tally)
     return tally
 
 
-def _add_best_zero(at, m, t, p, d, n, v, r, workload, device, factors, pins, stage, node, precision, cache, tally):
+def expert_candidates(est, d: int, pins: Pins) -> list[int]:
+    """Expert-parallel degrees: divisors of the experts of every mixture-of-experts row that divide the data-parallel
+    degree (1 for a dense model), or the pin."""
+    counts = {r.node.kwargs["num_experts"] for r in est.layers if r.node.op == "mixture_of_experts"}
+    if pins.expert_parallel is not None:
+        return [pins.expert_parallel] if d % pins.expert_parallel == 0 and all(
+            n % pins.expert_parallel == 0 for n in counts) else []
+    if not counts:
+        return [1]
+    return [e for e in divisors(min(counts)) if d % e == 0 and all(n % e == 0 for n in counts)]
+
+
+def _add_best_zero(at, m, t, p, d, n, v, r, e, workload, device, factors, pins, stage, node, precision, cache,
+                   tally):
     """The lowest ZeRO stage that fits for one layout (stages 0-2 move the same bytes; 3 only when they do not
     fit), predicted and added to ``tally``; or the reason none does."""
     est = at(m)
     sp = t > 1 and pins.sequence_parallel is not False
-    key = (m, t, r)
+    key = (m, t, r, e)
     if key not in cache:
-        probe = Layout(t, p, d, m, n, 0, r, sp, v, pins.fused_attention)
+        probe = Layout(t, p, d, m, n, 0, r, sp, v, pins.fused_attention, e)
         cache[key] = (activations(est, probe, stage),
-                      step_terms(est, device, precision, factors, t, r, sp, stage, pins.fused_attention))
+                      step_terms(est, device, precision, factors, t, r, sp, stage, pins.fused_attention, e, node))
     kept, terms = cache[key]
     zeros = [pins.zero] if pins.zero is not None else ([0, 1, 2, 3] if p == 1 else [0, 1])
     last = None
     for z in zeros:
-        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention)
+        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e)
         mem = device_memory(est, layout, stage, kept)
         if device.memory_bytes is None or mem.total <= device.memory_bytes:
             tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage))
@@ -241,7 +262,8 @@ def best_on(at, devices: int, global_batch: int, workload, device, factors: Fact
     ranked = sorted(tally.fitting, key=rank_key)
     seen, distinct = set(), []
     for pred in ranked:         # one per parallel structure: its best micro-batch stands for it
-        shape = (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.zero, pred.recompute)
+        shape = (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.expert_parallel, pred.zero,
+                 pred.recompute)
         if shape not in seen:
             seen.add(shape)
             distinct.append(pred)

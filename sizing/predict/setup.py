@@ -58,7 +58,9 @@ class Layout:
     (pipeline micro-batches, or gradient accumulation without a pipeline), so the global batch is
     micro_batch x micro_batches x data_parallel. ``interleave``: model chunks per pipeline device (virtual
     stages); ``sequence_parallel``: the norms, dropouts and residual adds between tensor-parallel regions are
-    split along the sequence too (Korthikanti et al. 2022); ``expert_parallel`` is 1 (not modelled yet)."""
+    split along the sequence too (Korthikanti et al. 2022); ``expert_parallel``: the experts of a mixture of experts
+    split that many ways across data-parallel ranks (Lepikhin et al. 2020, GShard), tokens sent to them and back
+    by all-to-all."""
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     data_parallel: int = 1
@@ -73,7 +75,10 @@ class Layout:
 
     def __post_init__(self):
         _positive_ints(self, ("tensor_parallel", "pipeline_parallel", "data_parallel", "micro_batch",
-                              "micro_batches", "interleave"))
+                              "micro_batches", "interleave", "expert_parallel"))
+        if self.data_parallel % self.expert_parallel:
+            raise SizingError(f"expert parallel {self.expert_parallel} must divide the data-parallel degree "
+                              f"{self.data_parallel} (experts are split across data-parallel ranks)")
         object.__setattr__(self, "recompute", recompute_mode(self.recompute))
 
     @property
@@ -87,7 +92,8 @@ class Layout:
     def describe(self) -> str:
         """'TP 8 x PP 16 (interleaved 2) x DP 64, ZeRO-1, recompute selective, SP, micro-batch 1 x 32'."""
         pp = f"PP {self.pipeline_parallel}" + (f" (interleaved {self.interleave})" if self.interleave > 1 else "")
-        return (f"TP {self.tensor_parallel} x {pp} x DP {self.data_parallel}, ZeRO-{self.zero}, recompute "
+        ep = f" (EP {self.expert_parallel})" if self.expert_parallel > 1 else ""
+        return (f"TP {self.tensor_parallel} x {pp} x DP {self.data_parallel}{ep}, ZeRO-{self.zero}, recompute "
                 f"{self.recompute}{', SP' if self.sequence_parallel else ''}, micro-batch {self.micro_batch} x "
                 f"{self.micro_batches}")
 

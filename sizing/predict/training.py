@@ -33,7 +33,7 @@ from ..model.graph import DTYPES
 from ..model.memory import Memory
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
-from .fit import Stages, device_memory, optimizer_bytes, stage_params_share, stages
+from .fit import Stages, device_memory, expert_share, optimizer_bytes, stage_params_share, stages
 from .roofline import BOUNDS, LayerTime, backward_share, facility_kw, itemsize, layer_times, peaks, row_parallel
 from .setup import Factors, Layout, assumptions
 
@@ -47,6 +47,7 @@ class Prediction:
     tensor_parallel: int
     pipeline_parallel: int
     data_parallel: int
+    expert_parallel: int
     zero: int
     recompute: str
     sequence_parallel: bool
@@ -89,6 +90,7 @@ class Prediction:
         """The layout and its headline figures (an alternatives[] entry)."""
         return {"layout": self.layout.describe() if self.layout else None, "tensor_parallel": self.tensor_parallel,
                 "pipeline_parallel": self.pipeline_parallel, "data_parallel": self.data_parallel,
+                "expert_parallel": self.expert_parallel,
                 "zero": self.zero, "recompute": self.recompute, "sequence_parallel": self.sequence_parallel,
                 "micro_batch": self.micro_batch, "gradient_accumulation": self.gradient_accumulation,
                 "interleave": self.interleave, "step_seconds": self.step_seconds,
@@ -99,7 +101,7 @@ class Prediction:
         return {
             "device": self.device, "devices": self.devices, "precision": self.precision,
             "tensor_parallel": self.tensor_parallel, "pipeline_parallel": self.pipeline_parallel,
-            "data_parallel": self.data_parallel, "expert_parallel": 1, "zero": self.zero,
+            "data_parallel": self.data_parallel, "expert_parallel": self.expert_parallel, "zero": self.zero,
             "recompute": self.recompute, "sequence_parallel": self.sequence_parallel, "micro_batch": self.micro_batch,
             "gradient_accumulation": self.gradient_accumulation, "interleave": self.interleave,
             "layout": None if self.layout is None else self.layout.describe(),
@@ -155,15 +157,25 @@ class StepTerms:
     tp_grouped_s: float
     tp_outside_s: float
     compute_bound_s: float
+    a2a_grouped_s: float = 0.0          # expert parallelism's all-to-alls
+    a2a_outside_s: float = 0.0
 
 
 def step_terms(est, device, precision: str, factors: Factors, t: int, recompute: str, sp: bool,
-               stage: Stages, fused_attention: bool = True) -> StepTerms:
+               stage: Stages, fused_attention: bool = True, e: int = 1, node: int | None = None) -> StepTerms:
+    """The per-micro-batch sums (module docstring). Expert parallelism of degree e sends each token's hidden state to
+    its k experts and back, forward and backward (and forward again when recomputed): 2 all-to-alls of
+    tokens / t x k x hidden x (e - 1) / e bytes per device per pass, over the interconnect when the e ranks share
+    a node, else over the network."""
     layers = layer_times(est, device, precision, factors, t, True, recompute, sp, stage.width, stage.grouped,
-                         fused_attention)
-    intra = interconnect_bps(device, factors.network_gbs * 1e9)
+                         fused_attention, e)
+    network = factors.network_gbs * 1e9
+    intra = interconnect_bps(device, network)
     passes = 3 if recompute == "full" else 2
     size = itemsize(est)
+    node = node or device.devices_per_node
+    a2a_link, a2a_hop = (intra, INTRA_HOP_SECONDS) if e <= max(1, node // t) else (network, INTER_HOP_SECONDS)
+    a2a_in = a2a_out = 0.0
     grouped = before = after = tp_in = tp_out = 0.0
     seen_group = False
     for row, lt in zip(est.layers, layers):
@@ -182,8 +194,15 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
                 tp_in += comm
             else:
                 tp_out += comm
+        if e > 1 and row.node.op == "mixture_of_experts":
+            routed = numel(row.node.in_types[0].shape) // t * row.node.kwargs["top_k"] * size
+            comm = 2 * passes * row.node.repeat * (routed * (e - 1) / e / a2a_link + a2a_hop)
+            if inside:
+                a2a_in += comm
+            else:
+                a2a_out += comm
     return StepTerms(layers, grouped, before, after, tp_in, tp_out,
-                     sum(l.seconds for l in layers if l.bound == "compute"))
+                     sum(l.seconds for l in layers if l.bound == "compute"), a2a_in, a2a_out)
 
 
 def why_not(mem: Memory, capacity: int | None, layout: Layout, device) -> str | None:
@@ -208,19 +227,22 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     stage = stage or stages(est)
     t, p, d, v, n = (layout.tensor_parallel, layout.pipeline_parallel, layout.data_parallel, layout.interleave,
                      layout.micro_batches)
-    terms = terms or step_terms(est, device, precision, factors, t, layout.recompute, layout.sequence_parallel,
-                                stage, layout.fused_attention)
     node = node_size or device.devices_per_node
+    e = layout.expert_parallel
+    terms = terms or step_terms(est, device, precision, factors, t, layout.recompute, layout.sequence_parallel,
+                                stage, layout.fused_attention, e, node)
     network_bps = factors.network_gbs * 1e9
     intra = interconnect_bps(device, network_bps)
     share = stage.share(p)
     if p == 1:
         stage_s, tp_mb = terms.grouped_s + terms.before_s + terms.after_s, terms.tp_grouped_s + terms.tp_outside_s
+        a2a_mb = terms.a2a_grouped_s + terms.a2a_outside_s
     else:
         stage_s = terms.grouped_s * share + max(terms.before_s, terms.after_s)
         tp_mb = terms.tp_grouped_s * share + terms.tp_outside_s
+        a2a_mb = terms.a2a_grouped_s * share + terms.a2a_outside_s
     compute = stage_s * (n + (p - 1) / v)
-    tp_comm = tp_mb * n
+    tp_comm = (tp_mb + a2a_mb) * n
     pp_comm = 0.0
     if p > 1 and stage.width:
         tokens = numel(est.graph.input.shape[1:]) if est.graph.input.ids else 1
@@ -228,9 +250,14 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
         link, hop = (network_bps, INTER_HOP_SECONDS) if t * p > node else (intra, INTRA_HOP_SECONDS)
         pp_comm = 2 * n * v * (boundary / link + hop)
     params_share = stage_params_share(est, stage, p) / t
-    grad_bytes = math.ceil(est.trainable_params * params_share) * DTYPES[workload.dtype]
+    experts = expert_share(est)
+    grad_bytes = math.ceil(est.trainable_params * params_share * (1 - experts)) * DTYPES[workload.dtype]
     ar = allreduce_seconds(grad_bytes, d, max(1, node // t), intra, network_bps, INTRA_HOP_SECONDS,
                            INTER_HOP_SECONDS)
+    if experts:                     # expert gradients are reduced over the d / e ranks that hold the same experts
+        ar += allreduce_seconds(math.ceil(est.trainable_params * params_share * experts / e) * DTYPES[workload.dtype],
+                                d // e, max(1, node // (t * e)), intra, network_bps, INTRA_HOP_SECONDS,
+                                INTER_HOP_SECONDS)
     if layout.zero == 3:
         dp_comm = 1.5 * ar * n
         exposed = max(0.0, dp_comm - factors.overlap * compute)
@@ -258,7 +285,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
                      (tp_comm + pp_comm + exposed) * p / max(1, n)), BOUNDS))[1]
     return Prediction(
         device=device.id, devices=devices, precision=precision, tensor_parallel=t, pipeline_parallel=p,
-        data_parallel=d, zero=layout.zero, recompute=layout.recompute, sequence_parallel=layout.sequence_parallel,
+        data_parallel=d, expert_parallel=e, zero=layout.zero, recompute=layout.recompute, sequence_parallel=layout.sequence_parallel,
         micro_batch=layout.micro_batch, gradient_accumulation=n, interleave=v, layers=terms.layers,
         compute_seconds=compute, tp_comm_seconds=tp_comm, pp_comm_seconds=pp_comm, dp_comm_seconds=dp_comm,
         dp_comm_exposed_seconds=exposed, optimizer_seconds=opt, step_seconds=step, global_batch=global_batch,
