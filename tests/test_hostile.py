@@ -122,3 +122,46 @@ def test_usage_errors_are_one_line():
     one_line_error(invoke("estimate", "mnist_mlp", "--no-such-option"), "--no-such-option")
     one_line_error(invoke("no-such-command"), "no-such-command")
     assert invoke("--help").exit_code == 0 and invoke("estimate", "--help").exit_code == 0
+
+
+def test_files_that_are_not_files(tmp_path):
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    one_line_error(invoke("estimate", fifo), "not a regular file")           # and does not block
+    config = json.loads(open("tests/data/hf/gpt2.json").read())
+    text = json.dumps(config).replace('"n_embd": 768', '"n_embd": ' + "7" * 5000)
+    big = tmp_path / "config.json"
+    big.write_text(text)
+    one_line_error(invoke("estimate", big), "invalid JSON", "4300 digits")
+
+
+def test_tiny_rotary_share_rotates_nothing(tmp_path):
+    """GPT-NeoX rotary_pct 0.001: transformers' int(head_dim x rotary_pct) = 0 dimensions, so no rotary at all."""
+    config = json.loads(open("tests/data/hf/pythia-160m.json").read())
+    config["rotary_pct"] = 0.001
+    path = tmp_path / "neox.json"
+    path.write_text(json.dumps(config))
+    tiny = json.loads(invoke("estimate", path, "--format", "json").stdout)
+    full = json.loads(invoke("estimate", "tests/data/hf/pythia-160m.json", "--format", "json").stdout)
+    assert not [l for l in tiny["layers"] if "rotary" in l["name"]]
+    assert tiny["params"] == full["params"] and tiny["forward"]["flops"] < full["forward"]["flops"]
+
+
+def test_hostile_onnx(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    consts = [helper.make_tensor(n, TensorProto.INT64, [], [v]) for n, v in (("s", 0), ("l", 10 ** 9), ("d", 1))]
+    graph = helper.make_graph([helper.make_node("Range", ["s", "l", "d"], ["r"], name="huge")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("r", TensorProto.INT64, None)], initializer=consts)
+    path = tmp_path / "range.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert path.stat().st_size < 200
+    one_line_error(invoke("estimate", path), "Range node 'huge'", "1,000,000,000 elements")
+    graph = helper.make_graph([helper.make_node("", ["x"], ["z"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    empty = tmp_path / "empty.onnx"
+    onnx.save(helper.make_model(graph), str(empty))
+    r = invoke("estimate", empty)
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1

@@ -6,9 +6,38 @@ replaced)."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 from .errors import SizingError
+
+
+def require_regular(path: str, what: str) -> None:
+    """SizingError, one line, unless ``path`` is a regular file: missing, a directory, or a pipe, socket or device
+    (opening a FIFO with no writer would block forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SizingError("no such file", path) from None
+    except OSError as e:
+        raise SizingError(f"cannot read: {e.strerror}", path) from None
+    if stat.S_ISDIR(mode):
+        raise SizingError(f"is a directory, not {what}", path)
+    if not stat.S_ISREG(mode):
+        raise SizingError(f"is not a regular file (a pipe, socket or device); give {what} as a file", path)
+
+
+def read_bounded(path: str, limit: int, what: str) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them (SizingError past that)."""
+    require_regular(path, what)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise SizingError(f"cannot read: {e.strerror}", path) from None
+    if len(raw) > limit:
+        raise SizingError(f"file is over {limit} bytes; {what} may be at most {limit} bytes", path)
+    return raw
 
 
 def check_writable(path: str, force: bool, what: str = "--output") -> None:

@@ -8,11 +8,11 @@ keys and indices is mapped to its 1-based line so errors can point at it.
 """
 from __future__ import annotations
 
-import os
 
 import yaml
 
 from .errors import SizingError
+from .files import read_bounded
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
@@ -22,21 +22,11 @@ MAX_INT_CHARS = 40
 def load(path: str) -> tuple[object, dict[tuple, int]]:
     """(data, lines): the document as plain Python data and a map from a path like ('layers', 3, 'op') to
     its line. Raises SizingError naming the file and line for every problem."""
-    if not os.path.exists(path):
-        raise SizingError("no such file", path)
-    if os.path.isdir(path):
-        raise SizingError("is a directory, not a YAML spec", path)
+    raw = read_bounded(path, MAX_FILE_BYTES, "a YAML spec")
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)    # bounded: a pipe or a device (/dev/zero) has no size to check
-        if len(raw) > MAX_FILE_BYTES:
-            raise SizingError(f"file is over {MAX_FILE_BYTES} bytes; a spec may be at most {MAX_FILE_BYTES} bytes",
-                              path)
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SizingError(f"not UTF-8 text (byte {e.start})", path) from None
-    except OSError as e:
-        raise SizingError(f"cannot read: {e.strerror}", path) from None
     return loads(text, path)
 
 

@@ -23,6 +23,7 @@ import os
 from typing import Any, Callable
 
 from ...common.errors import SizingError
+from ...common.files import read_bounded
 from ..ops.registry import REQUIRED, ArgError, any_int, boolean, pos_float, pos_int, probability
 from ...common.yamlsafe import MAX_FILE_BYTES
 from .loaded import Loaded
@@ -86,19 +87,24 @@ def _dropout(name: str, p: float) -> list[dict]:
 
 def _rotary_attention(norm: str, hidden: int, heads: tuple[int, int, int], biases: tuple[bool, bool],
                       rotary_dim: int | None, dropout: float, names: tuple[str, str, str, str]) -> list[dict]:
-    """q, k, v projections of the norm's output, rotary on q and k, causal attention, output projection."""
+    """q, k, v projections of the norm's output, rotary on q and k (``rotary_dim`` of each head; None: all of it,
+    0: none, as transformers' int(head_dim x rotary_pct) rounds a tiny share to), causal attention, output
+    projection."""
     h, kv, d = heads
     qkv_bias, out_bias = biases
     q, k, v, out = names
     rot = {"rotary_dim": rotary_dim} if rotary_dim else {}
+    rotary = [] if rotary_dim == 0 else [
+        {"op": "rotary_embedding", "name": f"{q}_rotary", "num_heads": h, **rot, "inputs": [q]},
+        {"op": "rotary_embedding", "name": f"{k}_rotary", "num_heads": kv, **rot, "inputs": [k]}]
+    qk = [q, k] if rotary_dim == 0 else [f"{q}_rotary", f"{k}_rotary"]
     return [
         {"op": "linear", "name": q, "out_features": h * d, "bias": qkv_bias, "inputs": [norm]},
         {"op": "linear", "name": k, "out_features": kv * d, "bias": qkv_bias, "inputs": [norm]},
         {"op": "linear", "name": v, "out_features": kv * d, "bias": qkv_bias, "inputs": [norm]},
-        {"op": "rotary_embedding", "name": f"{q}_rotary", "num_heads": h, **rot, "inputs": [q]},
-        {"op": "rotary_embedding", "name": f"{k}_rotary", "num_heads": kv, **rot, "inputs": [k]},
+        *rotary,
         {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "num_kv_heads": kv, "causal": True,
-         "dropout": dropout, "inputs": [f"{q}_rotary", f"{k}_rotary", v]},
+         "dropout": dropout, "inputs": [*qk, v]},
         {"op": "linear", "name": out, "out_features": hidden, "bias": out_bias},
     ]
 
@@ -289,13 +295,7 @@ def spec_from_config(data: Any, path: str) -> dict:
 
 def load(path: str) -> Loaded:
     """Spec data of a local config.json file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        raise SizingError(f"cannot read: {e.strerror}", path) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise SizingError(f"file is over {MAX_FILE_BYTES} bytes; a config.json is a few kilobytes", path)
+    raw = read_bounded(path, MAX_FILE_BYTES, "a config.json")
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -304,4 +304,6 @@ def load(path: str) -> Loaded:
         raise SizingError(f"invalid JSON: {e.msg} (column {e.colno})", path, e.lineno) from None
     except RecursionError:
         raise SizingError("invalid JSON: nested too deeply", path) from None
+    except ValueError as e:             # an integer past Python's 4300-digit limit
+        raise SizingError(f"invalid JSON: {str(e).split(';')[0]}", path) from None
     return Loaded(spec_from_config(data, path), origin=f"Hugging Face config, model_type {data['model_type']}")

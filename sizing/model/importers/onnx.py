@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from ...common.errors import SizingError
+from ...common.files import require_regular
 from ..ops import REGISTRY, ArgError, ShapeError
 from .loaded import Loaded
 
@@ -28,6 +29,7 @@ FUNCTIONS = {"Erf": "erf", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Neg": "n
 VIEWS = ("Reshape", "Squeeze", "Unsqueeze", "Flatten")
 PASS = ("Identity", "Dropout", "Cast")             # inference no-ops on the values we count
 METADATA = ("Shape", "Size")                        # read only the input's shape
+FOLD_OUTPUT_ELEMS = 10 ** 7      # what evaluating constants may materialise
 FOLD_ELEMS = 4096                                   # constants up to this size are evaluated (shape arithmetic)
 
 
@@ -504,6 +506,7 @@ def load(path: str, allow_unmapped: bool = False) -> Loaded:
     onnx = _onnx()
     from google.protobuf.message import DecodeError
 
+    require_regular(path, "an ONNX file")
     try:
         model = onnx.load(path, load_external_data=False)
     except OSError as e:
@@ -511,6 +514,7 @@ def load(path: str, allow_unmapped: bool = False) -> Loaded:
     except (DecodeError, ValueError, RuntimeError) as e:
         raise SizingError(f"not an ONNX model ({type(e).__name__})", path) from None
     _fix_batch(model)
+    _bound_ranges(model, onnx, path)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as e:          # onnx raises InferenceError, ValidationError, RuntimeError by version
@@ -526,6 +530,27 @@ def load(path: str, allow_unmapped: bool = False) -> Loaded:
     warnings = (f"{path}: partial totals: {len(imp.unmapped)} ONNX nodes not mapped, counted as zero: {listed}{more}",
                 ) if imp.unmapped else ()
     return Loaded(spec, warnings=warnings, origin=f"ONNX graph, opset {imp.opset}")
+
+
+def _bound_ranges(model, onnx, path):
+    """A Range of constant start, limit and delta materialises ceil((limit - start) / delta) elements when shape
+    inference or folding evaluates it: refuse one past FOLD_OUTPUT_ELEMS before anything allocates it (a 170-byte
+    file could otherwise ask for gigabytes)."""
+    values = {t.name: t for t in model.graph.initializer}
+    values.update((n.output[0], a.t) for n in model.graph.node if n.op_type == "Constant" and n.output
+                  for a in n.attribute if a.name == "value")
+    for node in model.graph.node:
+        if node.op_type != "Range" or len(node.input) != 3 or not all(i in values for i in node.input):
+            continue
+        try:
+            start, limit, delta = (float(onnx.numpy_helper.to_array(values[i]).reshape(-1)[0]) for i in node.input)
+        except (ValueError, IndexError, TypeError):
+            continue
+        count = 0 if delta == 0 else max(0, math.ceil((limit - start) / delta))
+        if delta == 0 or count > FOLD_OUTPUT_ELEMS:
+            raise SizingError(f"Range node '{node.name or node.output[0]}' would make "
+                              f"{'endless' if delta == 0 else f'{count:,}'} elements from constants; at most "
+                              f"{FOLD_OUTPUT_ELEMS:,} are evaluated", path)
 
 
 def _fix_batch(model):
