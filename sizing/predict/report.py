@@ -2,17 +2,26 @@
 ``Prediction.to_dict()`` holds; the JSON output carries that dict whole as ``prediction``."""
 from __future__ import annotations
 
+import textwrap
+
 from tabulate import tabulate
 
 from ..common.text import terminal
 from ..common.units import duration, iec, si
 
 SLOWEST = 10      # layers listed, slowest first
+WIDTH = 80        # terminal columns the tables and notes fit in
+
+
+def _notes(prefix: str, lines) -> list[str]:
+    """Each line as ``prefix: text``, wrapped to WIDTH with a hanging indent."""
+    return [textwrap.fill(f"{prefix}: {line}", WIDTH, subsequent_indent="  ") for line in lines]
 
 
 def prediction_table(p: dict) -> str:
     t = p["time_seconds"]
-    layout = f"{p['devices']} x {p['device']}, {p['precision']}: {p['layout']}"
+    layout = textwrap.fill(f"prediction: {p['devices']} x {p['device']}, {p['precision']}: {p['layout']}", WIDTH,
+                           subsequent_indent="  ")
     m = p["memory_per_device"]
     cap = p["device_memory_bytes"]
     rows = [
@@ -39,15 +48,16 @@ def prediction_table(p: dict) -> str:
     alternatives = [[a["layout"], duration(a["step_seconds"]), f"{a['mfu']:.1%}", iec(a["memory_per_device_bytes"])]
                     for a in p["alternatives"]]
     return "\n".join([
-        f"prediction: {layout}", "",
-        tabulate(rows, tablefmt="plain", disable_numparse=True), "",
-        *(["next best layouts:", tabulate(alternatives, ["layout", "step", "MFU", "memory / device"],
-                                          tablefmt="simple", disable_numparse=True), ""] if alternatives else []),
-        *[f"left out: {line}" for line in p["pruned"]], *([""] if p["pruned"] else []),
-        "slowest layers (one device, one micro-batch; roofline times before the framework efficiency):",
+        layout, "",
+        tabulate(rows, tablefmt="plain", disable_numparse=True, maxcolwidths=[None, None, 50]), "",
+        *(["next best layouts:", tabulate(alternatives, ["layout", "step", "MFU", "memory"], tablefmt="simple",
+                                          disable_numparse=True, maxcolwidths=[48, None, None, None]), ""]
+          if alternatives else []),
+        *_notes("left out", p["pruned"]), *([""] if p["pruned"] else []),
+        "slowest layers (one device, one micro-batch, before the framework efficiency):",
         tabulate(layers, ["layer", "op", "time", "bound", "FLOPs", "bytes"], tablefmt="simple",
                  disable_numparse=True, colalign=("left", "left", "right", "left", "right", "right")), "",
-        *[f"assumption: {a}" for a in p["assumptions"]]])
+        *_notes("assumption", p["assumptions"])])
 
 
 def serving_table(p: dict) -> str:
@@ -70,5 +80,6 @@ def serving_table(p: dict) -> str:
         ["max concurrency", f"{p['max_concurrency']:,}", "sequences of this length whose KV cache fits"],
     ]
     status = "meets the targets" if p["meets_targets"] else "does NOT meet the targets"
-    return "\n".join([f"serving: {status}", "", tabulate(rows, tablefmt="plain", disable_numparse=True), "",
-                      *[f"assumption: {a}" for a in p["assumptions"]]])
+    return "\n".join([f"serving: {status}", "", tabulate(rows, tablefmt="plain", disable_numparse=True,
+                                                     maxcolwidths=[None, None, 48]), "",
+                      *_notes("assumption", p["assumptions"])])
