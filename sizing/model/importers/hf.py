@@ -85,8 +85,22 @@ def _dropout(name: str, p: float) -> list[dict]:
     return [{"op": "dropout", "name": name, "p": p}] if p else []
 
 
+def _head_norms(q: str, k: str, heads: tuple[int, int, int], eps: float) -> list[dict]:
+    """Qwen3's q_norm and k_norm: an RMSNorm over each head's head_dim (one weight of head_dim shared by the
+    heads), between the projection and the rotary: each projection viewed as (tokens, heads, head_dim), normed,
+    viewed back."""
+    h, kv, d = heads
+    out = []
+    for name, n in ((q, h), (k, kv)):
+        out += [{"op": "reshape", "name": f"{name}_heads", "shape": [-1, n, d], "inputs": [name]},
+                {"op": "rmsnorm", "name": f"{name[0]}_norm", "eps": eps},
+                {"op": "reshape", "name": f"{name}_normed", "shape": [-1, n * d]}]
+    return out
+
+
 def _rotary_attention(norm: str, hidden: int, heads: tuple[int, int, int], biases: tuple[bool, bool],
-                      rotary_dim: int | None, dropout: float, names: tuple[str, str, str, str]) -> list[dict]:
+                      rotary_dim: int | None, dropout: float, names: tuple[str, str, str, str],
+                      head_norm_eps: float | None = None) -> list[dict]:
     """q, k, v projections of the norm's output, rotary on q and k (``rotary_dim`` of each head; None: all of it,
     0: none, as transformers' int(head_dim x rotary_pct) rounds a tiny share to), causal attention, output
     projection."""
@@ -94,14 +108,17 @@ def _rotary_attention(norm: str, hidden: int, heads: tuple[int, int, int], biase
     qkv_bias, out_bias = biases
     q, k, v, out = names
     rot = {"rotary_dim": rotary_dim} if rotary_dim else {}
+    normed = _head_norms(q, k, heads, head_norm_eps) if head_norm_eps is not None else []
+    q_in, k_in = (f"{q}_normed", f"{k}_normed") if normed else (q, k)
     rotary = [] if rotary_dim == 0 else [
-        {"op": "rotary_embedding", "name": f"{q}_rotary", "num_heads": h, **rot, "inputs": [q]},
-        {"op": "rotary_embedding", "name": f"{k}_rotary", "num_heads": kv, **rot, "inputs": [k]}]
-    qk = [q, k] if rotary_dim == 0 else [f"{q}_rotary", f"{k}_rotary"]
+        {"op": "rotary_embedding", "name": f"{q}_rotary", "num_heads": h, **rot, "inputs": [q_in]},
+        {"op": "rotary_embedding", "name": f"{k}_rotary", "num_heads": kv, **rot, "inputs": [k_in]}]
+    qk = [q_in, k_in] if rotary_dim == 0 else [f"{q}_rotary", f"{k}_rotary"]
     return [
         {"op": "linear", "name": q, "out_features": h * d, "bias": qkv_bias, "inputs": [norm]},
         {"op": "linear", "name": k, "out_features": kv * d, "bias": qkv_bias, "inputs": [norm]},
         {"op": "linear", "name": v, "out_features": kv * d, "bias": qkv_bias, "inputs": [norm]},
+        *normed,
         *rotary,
         {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "num_kv_heads": kv, "causal": True,
          "dropout": dropout, "inputs": [*qk, v]},
@@ -137,16 +154,21 @@ def _llama(c: Config) -> dict:
     act = c.activation("hidden_act", "silu")
     block = [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps},
              *_rotary_attention("input_layernorm", hidden, heads, biases, None, c.dropout("attention_dropout"),
-                                ("q_proj", "k_proj", "v_proj", "o_proj")),
+                                ("q_proj", "k_proj", "v_proj", "o_proj"),
+                                eps if c.family in ("qwen3", "qwen3_moe") else None),
              {"op": "add", "name": "attn_add", "inputs": ["o_proj", "input"]},
              {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps}]
     inter = c.get("intermediate_size", pos_int)
-    if c.family == "mixtral":
+    if c.family in ("mixtral", "qwen3_moe"):
         if act["op"] != "silu":
-            raise SizingError("'hidden_act': mixtral experts are SwiGLU here, so it must be 'silu'", c.path)
-        block.append({"op": "mixture_of_experts", "name": "block_sparse_moe", "intermediate_size": inter,
-                      "num_experts": c.get("num_local_experts", pos_int),
-                      "top_k": c.get("num_experts_per_tok", pos_int)})
+            raise SizingError(f"'hidden_act': {c.family} experts are SwiGLU here, so it must be 'silu'", c.path)
+        if c.family == "qwen3_moe" and (c.data.get("mlp_only_layers") or c.data.get("decoder_sparse_step", 1) != 1):
+            raise SizingError("'mlp_only_layers' / 'decoder_sparse_step': dense layers between the experts are not "
+                              "imported yet; every layer must be a mixture of experts", c.path)
+        experts = ("num_local_experts", "block_sparse_moe") if c.family == "mixtral" else ("num_experts", "mlp")
+        width = inter if c.family == "mixtral" else c.get("moe_intermediate_size", pos_int)
+        block.append({"op": "mixture_of_experts", "name": experts[1], "intermediate_size": width,
+                      "num_experts": c.get(experts[0], pos_int), "top_k": c.get("num_experts_per_tok", pos_int)})
     else:
         mlp_bias = c.get("mlp_bias", boolean, False)
         block += [{"op": "linear", "name": "gate_proj", "out_features": inter, "bias": mlp_bias},
@@ -256,7 +278,7 @@ def _bert(c: Config) -> dict:
 
 
 FAMILIES: dict[str, Callable[[Config], dict]] = {
-    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama,
+    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen3": _llama, "qwen3_moe": _llama,
     "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
 }
 
