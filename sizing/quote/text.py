@@ -133,6 +133,7 @@ STRINGS = {
     "col_device": ("Device", "장치"),
     "col_count": ("Devices", "대수"),
     "col_time": ("Time", "시간"),
+    "col_tpot": ("Time per token", "토큰당 시간"),
     "col_util": ("Utilization", "활용률"),
     "col_mem": ("Memory / device", "장치당 메모리"),
     "col_bound": ("Bound", "병목"),
@@ -150,6 +151,8 @@ STRINGS = {
     "h_charts": ("Charts", "차트"),
     "chart_cost": ("Cost of ownership against time (options that meet the target; the Pareto front joined)",
                    "총소유비용 대 시간 (목표를 충족하는 구성; 파레토 최적선 연결)"),
+    "chart_cost_llm": ("Cost of ownership against time per output token (options that meet the targets; the Pareto "
+                       "front joined)", "총소유비용 대 출력 토큰당 시간 (목표를 충족하는 구성; 파레토 최적선 연결)"),
     "axis_time_train": ("time to train", "학습 시간"),
     "axis_latency": ("latency per request batch", "요청 배치당 지연 시간"),
     "axis_tpot": ("time per output token", "출력 토큰당 시간"),

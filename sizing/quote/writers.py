@@ -248,7 +248,7 @@ def _alternatives(r: Render) -> Table:
     roles = [("role_pick", q.pick)] + [(f"role_{k}", q.alternatives[k]) for k in ROLES]
     front = {id(q.options[i]) for i in q.front}
     rows = [[r.t(k)] + _option_row(r, o, id(o) in front)[:-1] for k, o in roles]      # all meet the target
-    return Table([r.t("col_role")] + [r.t(k) for k in OPTION_COLUMNS[:-1]], rows,
+    return Table([r.t("col_role")] + [r.t(k) for k in _columns(q)[:-1]], rows,
                  frozenset(i + 1 for i in OPTION_NUMERIC), {0: "pick"})
 
 
@@ -256,7 +256,12 @@ def _options(r: Render) -> Table:
     q = r.q
     rows = [_option_row(r, o, i in q.front) for i, o in enumerate(q.options)]
     marks = {i: "pick" for i, o in enumerate(q.options) if o is q.pick}
-    return Table([r.t(k) for k in OPTION_COLUMNS], rows, OPTION_NUMERIC, marks)
+    return Table([r.t(k) for k in _columns(q)], rows, OPTION_NUMERIC, marks)
+
+
+def _columns(q: Quote) -> tuple[str, ...]:
+    """The option table's columns; a language model's serving shows its time per output token as the time."""
+    return tuple("col_tpot" if k == "col_time" and q.kind == "llm" else k for k in OPTION_COLUMNS)
 
 
 def _charts(r: Render) -> list:
@@ -265,7 +270,7 @@ def _charts(r: Render) -> list:
     priced = [(i, o) for i, o in enumerate(q.options) if o.meets and o.tco is not None and o.tco > 0]
     if priced:
         points = [Point(o.seconds, o.tco, f"{o.count} x {o.device_id}", i in q.front, o is q.pick) for i, o in priced]
-        title = r.t("chart_cost")
+        title = r.t("chart_cost_llm" if q.kind == "llm" else "chart_cost")
         out.append(Chart(cost_time_chart(
             points, title, r.t({"training": "axis_time_train", "llm": "axis_tpot"}.get(q.kind, "axis_latency")),
             r.t("axis_tco"),
@@ -370,6 +375,11 @@ p.finding { border-left: 3px solid #d9480f; background: #fff8f3; padding: 3pt 8p
 figure { margin: 6pt 0 10pt; break-inside: avoid; }
 figcaption { font-size: 8.5pt; color: #555; }
 ul { margin: 2pt 0 8pt; padding-left: 16pt; }
+div.scroll { overflow-x: auto; }
+@media screen { body { padding: 0 12px; } }
+@media screen and (max-width: 600px) { body { margin: 4mm auto; font-size: 11pt; } table.wide { font-size: 9pt; }
+  table.kv th { width: 40%; } }
+@media print { div.scroll { overflow: visible; } }
 """
 
 
@@ -389,7 +399,7 @@ def _html_table(t: Table, source_col: int | None) -> str:
             cls = "num" if j in t.numeric else ("src" if j == source_col else "")
             cells.append(f'<{tag} class="{cls}">{escape(c)}</{tag}>' if cls else f"<{tag}>{escape(c)}</{tag}>")
         out.append((f'<tr class="{mark}">' if mark else "<tr>") + "".join(cells) + "</tr>")
-    return "".join(out) + "</tbody></table>"
+    return '<div class="scroll">' + "".join(out) + "</tbody></table></div>"
 
 
 def quote_html(q: Quote, lang: str) -> str:
