@@ -87,6 +87,26 @@ def expert_weight_bytes(row, itemsize: int) -> int:
     return (row.cost.params - n * e * row.node.repeat) * itemsize
 
 
+ATTENTION = ("multihead_attention", "scaled_dot_product_attention")
+
+
+def attention_core_flops(row) -> int:
+    """Forward FLOPs of an attention row's score work (q k^T, softmax, probabilities @ v): the row's FLOPs less its
+    projections (2 FLOPs per token per weight); all of an SDPA row's."""
+    b, t = row.node.in_types[0].shape[:2]
+    return max(0, row.cost.flops - 2 * b * t * row.cost.params)
+
+
+def causal_skipped_flops(row, training: bool, fused: bool) -> int:
+    """The score work a fused causal kernel does not do (a named framework term; the count stays dense, as
+    docs/conventions.md states): FlashAttention skips the blocks above the diagonal, (T - 1) / 2T of the T x T
+    pairs, forward and in the backward's products (twice the forward's: Dao 2023, FlashAttention-2, section 3)."""
+    if not fused or row.node.op not in ATTENTION or not row.node.kwargs.get("causal"):
+        return 0
+    t = row.node.in_types[0].shape[1]
+    return int(attention_core_flops(row) * (3 if training else 1) * (t - 1) / (2 * t))
+
+
 def recompute_flops(row, recompute: str, grouped) -> int:
     """Forward FLOPs done again in backward: 'full' recomputes every row of the folded repeats; 'selective' the
     attention core of attention rows (scores, softmax, dropout, probabilities @ values: the row's FLOPs less its
@@ -94,8 +114,7 @@ def recompute_flops(row, recompute: str, grouped) -> int:
     if recompute == "full":
         return row.cost.flops if row.node.name in grouped else 0
     if recompute == "selective" and row.node.op == "multihead_attention":
-        b, t, _ = row.node.in_types[0].shape
-        return max(0, row.cost.flops - 2 * b * t * row.cost.params)
+        return attention_core_flops(row)
     return 0
 
 
@@ -136,9 +155,10 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
             flops += c.backward_flops + again
             nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
         k = t if sequence_parallel or tp_split(r, width) else 1
+        run = flops - causal_skipped_flops(r, training, fused_attention)
         flops, nbytes = -(-flops // k), -(-nbytes // k)
         peak = mat if REGISTRY[r.node.op].matrix else vec
-        out.append(LayerTime(r.node.name, r.node.op, flops, nbytes, flops / (peak * factors.compute_fraction),
+        out.append(LayerTime(r.node.name, r.node.op, flops, nbytes, run / k / (peak * factors.compute_fraction),
                              nbytes / bw))
     return tuple(out)
 

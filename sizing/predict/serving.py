@@ -85,6 +85,11 @@ class Model:
     def prefill_flops(self, tokens: int) -> float:
         return self.per_sequence_flops + self.per_token_flops * tokens + self.per_pair_flops * tokens * tokens
 
+    def prefill_work(self, tokens: int) -> float:
+        """The prefill FLOPs a fused causal kernel runs: the count less the (q, k) pairs above the diagonal,
+        c2 T (T - 1) / 2 (the count is dense; FlashAttention skips those blocks)."""
+        return self.prefill_flops(tokens) - self.per_pair_flops * tokens * (tokens - 1) / 2
+
     def decode_flops(self, context: float) -> float:
         return self.per_token_flops + self.per_pair_flops * context
 
@@ -206,9 +211,9 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
                    for w in model.allreduce_widths)
     hops = (p - 1) * (INTER_HOP_SECONDS if t * p > node else INTRA_HOP_SECONDS)
     if request.mode == "static":
-        prefill_tokens, prefill_flops = c * request.prompt, c * model.prefill_flops(request.prompt)
+        prefill_tokens, prefill_flops = c * request.prompt, c * model.prefill_work(request.prompt)
     else:
-        prefill_tokens, prefill_flops = request.prompt, model.prefill_flops(request.prompt)
+        prefill_tokens, prefill_flops = request.prompt, model.prefill_work(request.prompt)
     t_p, bound_p = _phase(prefill_flops / t, dequant_flops / t, weights / t, mat, vec, bw, factors)
     t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency
     t_d, bound_d = _phase(c * model.decode_flops(context) / t, dequant_flops / t,
