@@ -165,3 +165,11 @@ def test_hostile_onnx(tmp_path):
     onnx.save(helper.make_model(graph), str(empty))
     r = invoke("estimate", empty)
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1
+
+
+def test_check_refuses_what_this_machine_cannot_hold(tmp_path):
+    """A 10^10-parameter linear layer: refused up front with the memory it would need, not a MemoryError."""
+    path = tmp_path / "huge.yaml"
+    path.write_text(json.dumps({"name": "huge", "input": [100000], "layers": [{"op": "linear",
+                                                                               "out_features": 100000}]}))
+    one_line_error(invoke("check", path), "sizing check needs about", "available")

@@ -124,9 +124,10 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
 
     instance = plan(load, batch, seq_len, steps, full)
     graph = instance.graph
+    small = gradient_instance(load, batch, seq_len, shrink)
+    require_memory(graph, small.graph)
     try:
         model = Model(graph, np.float32, seed, loss)
-        small = gradient_instance(load, batch, seq_len, shrink)
         checker = Model(small.graph, np.float64, seed, model.loss_kind)
     except NoKernel as e:
         raise SizingError(f"cannot check: {e}", graph.source) from None
@@ -159,6 +160,37 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
                        instance.describe(), layers, tuple(losses), sum(times[-timed:]) / timed, times[0], grad,
                        {"batch": small.graph.settings["batch"], "seq_len": small.graph.settings["seq_len"],
                         "reduced": small.describe()}, predicted_step_seconds(graph), graph.warnings)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give now (Linux MemAvailable), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def require_memory(graph, small) -> None:
+    """SizingError, one line, before anything is allocated, when the check's two instances (the count-and-speed
+    one in float32 with SGD, the gradient-check one in float64) need more than this machine has available: their
+    weights, gradients and kept activations as the estimate counts them, the float64 one twice over (the finite
+    differences keep a copy)."""
+    from ..common.units import iec
+    from ..model.estimate import estimate_graph
+
+    def need(g, dtype):
+        mem = estimate_graph(replace(g, settings={**g.settings, "dtype": dtype, "optimizer": "sgd"})).memory
+        return mem.weights + mem.gradients + mem.activations
+    needed = need(graph, "fp32") + 2 * need(small, "fp64")
+    have = available_memory()
+    if have is not None and needed > have:
+        raise SizingError(f"sizing check needs about {iec(needed)} of memory for this instance (float32 weights, "
+                          f"gradients and kept activations, and the float64 gradient check); this machine has "
+                          f"{iec(have)} available: use a smaller --batch or --seq-len, or --shrink 4", graph.source)
 
 
 def predicted_step_seconds(graph) -> float | None:
