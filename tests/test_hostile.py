@@ -173,3 +173,23 @@ def test_check_refuses_what_this_machine_cannot_hold(tmp_path):
     path.write_text(json.dumps({"name": "huge", "input": [100000], "layers": [{"op": "linear",
                                                                                "out_features": 100000}]}))
     one_line_error(invoke("check", path), "sizing check needs about", "available")
+
+
+def test_a_bench_profile_beyond_physics_is_not_trusted(tmp_path):
+    """A profile claiming 99,999 TFLOP/s on this CPU is corrupt (re-measured), not used."""
+    from sizing.hardware.bench.measure import this_machine
+    from sizing.hardware.bench.profile import check_profile, physical_bound_tflops, profile_model
+    from sizing.hardware.devices import Device, to_yaml
+    machine = this_machine()
+    bound = physical_bound_tflops(machine, "fp32")
+    assert bound is not None and 0 < bound < 99_999
+    def profile(tflops):
+        path = tmp_path / f"local-{tflops}.yaml"
+        path.write_text(to_yaml([Device(id="local", vendor="x", model=profile_model(machine), kind="cpu",
+                                        memory_bw_gbs=10, peak_tflops={"fp32": tflops},
+                                        sources={"record": "test"})]))
+        return check_profile(str(path), machine)
+    device, problem = profile(99_999)
+    assert device is None and "more than this machine's" in problem
+    device, problem = profile(round(bound / 10, 3))
+    assert device is not None and problem is None

@@ -102,7 +102,25 @@ def check_profile(path: str, machine: Machine) -> tuple[Device | None, str | Non
     expected = profile_model(machine)
     if device.model != expected:
         return None, f"stale: measured on '{device.model}', this machine is '{expected}'"
+    for precision, tflops in device.peak_tflops.items():
+        bound = physical_bound_tflops(machine, precision)
+        if bound is not None and tflops > bound:
+            return None, (f"corrupt: claims {tflops:,.4g} TFLOP/s {precision}, more than this machine's "
+                          f"{machine.cores} cores can do ({bound:,.4g} at {MAX_CLOCK_GHZ:g} GHz)")
     return device, None
+
+
+MAX_CLOCK_GHZ = 6.0          # no shipping CPU core sustains more (a bound, not a measurement)
+
+
+def physical_bound_tflops(machine: Machine, precision: str) -> float | None:
+    """What ``machine``'s physical cores could do at most in ``precision``: cores x MAX_CLOCK_GHZ x the
+    microarchitecture's FLOPs per cycle (TFLOP/s); None for a precision the table does not describe."""
+    try:
+        per_cycle = machine.microarch.flops_per_cycle(precision)
+    except KeyError:
+        return None
+    return machine.cores * MAX_CLOCK_GHZ * per_cycle / 1000
 
 
 def local_device(quick: bool = True, say=None) -> Device:
