@@ -193,3 +193,13 @@ def test_a_bench_profile_beyond_physics_is_not_trusted(tmp_path):
     assert device is None and "more than this machine's" in problem
     device, problem = profile(round(bound / 10, 3))
     assert device is not None and problem is None
+
+
+def test_a_corrupt_bench_profile_blocks_nothing_else():
+    from sizing.hardware.devices import local_profile_path
+    path = local_profile_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("garbage: [\n")
+    assert invoke("hw", "list").exit_code == 0
+    assert invoke("estimate", "mnist_mlp", "--device", "h100-sxm", "--samples", "1000").exit_code == 0

@@ -419,11 +419,18 @@ def user_files(files=(), environ=None) -> list[str]:
 
 def load_hwdb(files=(), environ=None) -> dict[str, Device]:
     """Every device by id: the shipped database, then each of ``user_files`` adding records or overriding them
-    by id (a later file wins). The bench profile may hold only the device 'local'."""
+    by id (a later file wins). The bench profile may hold only the device 'local'; a corrupt one is left out
+    (it blocks no other device; ``--device local`` measures this machine again)."""
     db = {d.id: d for d in shipped_devices()}
     local = local_profile_path()
     for path in user_files(files, environ):
-        for rec, at, lines in read_records(path):
+        try:
+            records = read_records(path)
+        except SizingError:
+            if path == local:
+                continue
+            raise
+        for rec, at, lines in records:
             rid = rec["id"]
             if path == local and rid != LOCAL_ID:
                 raise SizingError(f"device '{rid}': id: this machine's bench profile may hold only the device "
