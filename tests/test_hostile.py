@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -128,7 +129,7 @@ def test_files_that_are_not_files(tmp_path):
     fifo = tmp_path / "spec.yaml"
     os.mkfifo(fifo)
     one_line_error(invoke("estimate", fifo), "not a regular file")           # and does not block
-    config = json.loads(open("tests/data/hf/gpt2.json").read())
+    config = json.loads(Path("tests/data/hf/gpt2.json").read_text())
     text = json.dumps(config).replace('"n_embd": 768', '"n_embd": ' + "7" * 5000)
     big = tmp_path / "config.json"
     big.write_text(text)
@@ -137,7 +138,7 @@ def test_files_that_are_not_files(tmp_path):
 
 def test_tiny_rotary_share_rotates_nothing(tmp_path):
     """GPT-NeoX rotary_pct 0.001: transformers' int(head_dim x rotary_pct) = 0 dimensions, so no rotary at all."""
-    config = json.loads(open("tests/data/hf/pythia-160m.json").read())
+    config = json.loads(Path("tests/data/hf/pythia-160m.json").read_text())
     config["rotary_pct"] = 0.001
     path = tmp_path / "neox.json"
     path.write_text(json.dumps(config))

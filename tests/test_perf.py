@@ -398,7 +398,8 @@ def test_local_bench_profile_is_used_as_measured():
     path = local_profile_path()
     os.makedirs(os.path.dirname(path))
     with open(path, "w") as f:     # this machine's profile, so it is used as it is (a stale one is re-measured)
-        f.write(to_yaml([device(id="local", memory_gb=None, kind="cpu", model=profile_model(this_machine()))]))
+        f.write(to_yaml([device(id="local", memory_gb=None, kind="cpu", model=profile_model(this_machine()),
+                                peak_tflops={"fp32": 0.01})]))     # within what this CPU can do
     est = est_of(linear_spec(), batch=32, dtype="fp32", optimizer="sgd")
     pred = plan(lambda b: est, "local", samples=320, global_batch=32, pins=Pins(micro_batch=32))
     assert (pred.factors.compute_fraction, pred.factors.memory_fraction) == (1.0, 1.0)
