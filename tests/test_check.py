@@ -641,6 +641,17 @@ def test_a_count_difference_fails_with_exit_1(tmp_path, monkeypatch):
     assert "layer 'l1' (linear) flops: analytic 416, executed 417" in result.stdout
 
 
+def test_the_loss_must_really_fall(tmp_path):
+    """The automatic learning rate gives a first-order fall of 5% a step (lr = 0.05 L / |g|^2); a learning rate
+    too small to move the loss by 1% over the steps fails the check (exit 1) and says so."""
+    from sizing.execute.check import auto_lr
+    assert auto_lr(2.0, 4.0) == pytest.approx(0.025) and auto_lr(1.0, 0.0) == 0.01
+    good = json.loads(CliRunner().invoke(main, ["check", spec_file(tmp_path, TINY), "--format", "json"]).stdout)
+    assert good["loss_fell"] and good["loss"][0] - good["loss"][-1] >= 0.01 * good["loss"][0]
+    result = CliRunner().invoke(main, ["check", spec_file(tmp_path, TINY), "--lr", "1e-9"])
+    assert result.exit_code == 1 and "the loss did not fall by 1% over 3 steps" in result.stdout
+
+
 def test_nan_stops_the_run_and_names_the_layer(tmp_path):
     result = CliRunner().invoke(main, ["check", spec_file(tmp_path, TINY), "--lr", "1e30"])
     assert result.exit_code == 1

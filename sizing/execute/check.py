@@ -68,7 +68,15 @@ class CheckResult:
         if not self.gradient.ok:
             worst = self.gradient.worst
             out.append(f"gradient of {worst.name}: relative error {worst.rel_error:.2e} (limit 1e-4)")
+        if not self.loss_fell:
+            out.append(f"the loss did not fall by {LOSS_MARGIN:.0%} over {self.steps} steps on a fixed batch "
+                       f"({self.loss[0]:.5g} -> {self.loss[-1]:.5g}, learning rate {self.lr:.3g})")
         return out
+
+    @property
+    def loss_fell(self) -> bool:
+        """The loss fell by at least LOSS_MARGIN of its first value (a single step proves nothing)."""
+        return len(self.loss) < 2 or self.loss[0] - self.loss[-1] >= LOSS_MARGIN * abs(self.loss[0])
 
     @property
     def ok(self) -> bool:
@@ -89,7 +97,7 @@ class CheckResult:
             "steps": self.steps, "lr": self.lr, "loss_function": self.loss_function, "reduced": self.reduced,
             "exact": self.exact, "ok": self.ok, "failures": self.failures,
             "differences": [d for layer in self.layers for d in layer.differences()],
-            "loss": list(self.loss), "loss_fell": self.loss[-1] < self.loss[0],
+            "loss": list(self.loss), "loss_fell": self.loss_fell, "loss_margin": LOSS_MARGIN,
             "gradient_check": {"max_rel_error": g.max_rel_error, "tolerance": 1e-4, "ok": g.ok,
                                "worst": g.worst.name if g.worst else None, "tensors": len(g.tensors),
                                "instance": self.gradient_instance},
@@ -104,7 +112,17 @@ class CheckResult:
         }
 
 
-def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps: int = 3, lr: float = 0.01,
+FIRST_ORDER_FALL = 0.05     # the automatic learning rate: lr |g|^2 = 5% of the loss (first-order fall of step 1)
+LOSS_MARGIN = 0.01          # the loss must fall by at least 1% of its first value over the steps
+
+
+def auto_lr(loss: float, norm2: float) -> float:
+    """The learning rate whose first-order fall of the loss is FIRST_ORDER_FALL of it: lr = 0.05 L / |g|^2
+    (a gradient step lowers the loss by about lr |g|^2), between 1e-6 and 10."""
+    return min(10.0, max(1e-6, FIRST_ORDER_FALL * abs(loss) / norm2)) if norm2 > 0 else 0.01
+
+
+def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps: int = 3, lr: float | None = None,
           loss: str | None = None, full: bool = False, shrink: int | None = None, seed: int = 0,
           progress: Callable[[int, int, str], None] | None = None) -> CheckResult:
     """Runs ``steps`` SGD steps of SPEC (a path or a zoo name) through the kernels and checks them; see the
@@ -145,7 +163,8 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
             if s == steps - timed:
                 layer.seconds = 0.0
         t0 = time.perf_counter()
-        losses.append(model.step(lr))
+        loss, lr = model.step(lr, auto_lr if lr is None else None)
+        losses.append(loss)
         times.append(time.perf_counter() - t0)
         model.on_layer = None
     rows, _ = count(graph)

@@ -212,11 +212,17 @@ class Model:
         y, _ = self.forward(self.x, self.step_index, timed=False)
         return loss_and_grad(self.loss_kind, y, self.target)[0]
 
-    def step(self, lr: float) -> float:
-        """A training step: forward, loss, backward, SGD update. Returns the loss before the update."""
+    def step(self, lr, choose=None) -> tuple[float, float]:
+        """A training step: forward, loss, backward, SGD update. ``choose(loss, |g|^2)`` picks the learning rate
+        from this step's loss and squared gradient norm when given. Returns (the loss before the update, the
+        learning rate used)."""
         loss = self.loss_and_gradients()
+        if choose is not None:
+            norm2 = sum(float(np.dot(g.array.reshape(-1), g.array.reshape(-1))) for _, _, g in self.weights()
+                        if not g.fresh)
+            lr = choose(loss, norm2)
         for _, w, grad in self.weights():
             if not grad.fresh:
                 sgd(w.reshape(-1), grad.array.reshape(-1), lr)
         self.step_index += 1
-        return loss
+        return loss, lr

@@ -31,8 +31,9 @@ def check_table(d: dict) -> str:
         f"counts        {'every executed count equals the analytic one' if d['exact'] else 'see differences below'}",
         f"gradients     max relative error {g['max_rel_error']:.2e} over {g['tensors']} weight tensors "
         f"({'ok' if g['ok'] else 'FAILED'}, limit 1e-4; batch {g['instance']['batch']}, float64)",
-        "loss          " + " -> ".join(f"{v:.4f}" for v in d["loss"]) + ("  (falls)" if d["loss_fell"] else
-                                                                          "  (does NOT fall)"),
+        "loss          " + " -> ".join(f"{v:.4f}" for v in d["loss"])
+        + (f"  (falls by {d['loss_margin']:.0%} or more" if d["loss_fell"]
+           else f"  (does NOT fall by {d['loss_margin']:.0%}") + f"; lr {d['lr']:.3g})",
         f"speed         {duration(d['step_seconds'])} per step, {d['achieved_gflops']:.2f} GFLOPS achieved "
         f"(first step {duration(d['first_step_seconds'])})",
         "predicted     " + (f"{duration(d['predicted_step_seconds'])} per step by the performance model on this "
