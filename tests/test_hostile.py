@@ -204,3 +204,19 @@ def test_a_corrupt_bench_profile_blocks_nothing_else():
         f.write("garbage: [\n")
     assert invoke("hw", "list").exit_code == 0
     assert invoke("estimate", "mnist_mlp", "--device", "h100-sxm", "--samples", "1000").exit_code == 0
+
+
+def test_check_plans_the_calls_not_only_the_flops():
+    """A tiny block repeated 10^12 times: the instance is cut so its layer calls fit the time budget, not run
+    for hours (the FLOPs alone said it was small)."""
+    from sizing.execute.reduce import CALL_SECONDS, TIME_BUDGET_S, plan
+    from sizing.model.estimate import load_graph
+    spec = {"name": "rep", "input": [4], "blocks": {"b": {"layers": [{"op": "linear", "out_features": 4},
+                                                                    {"op": "relu"}]}},
+            "layers": [{"block": "b", "repeat": 10 ** 12}, {"op": "linear", "out_features": 2}]}
+    import yaml
+    path = Path(os.environ["XDG_CACHE_HOME"]).parent / "rep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    instance = plan(lambda **size: load_graph(str(path), **size), None, None, 3, False)
+    calls = sum(n.repeat for n in instance.graph.nodes)
+    assert calls * CALL_SECONDS * 4 <= TIME_BUDGET_S and calls > 1000

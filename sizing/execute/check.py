@@ -181,18 +181,6 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
                         "reduced": small.describe()}, predicted_step_seconds(graph), graph.warnings)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this machine can give now (Linux MemAvailable), None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def require_memory(graph, small) -> None:
     """SizingError, one line, before anything is allocated, when the check's two instances (the count-and-speed
     one in float32 with SGD, the gradient-check one in float64) need more than this machine has available: their
@@ -204,9 +192,11 @@ def require_memory(graph, small) -> None:
     def need(g, dtype):
         mem = estimate_graph(replace(g, settings={**g.settings, "dtype": dtype, "optimizer": "sgd"})).memory
         return mem.weights + mem.gradients + mem.activations
+    from .reduce import free_memory_bytes
+
     needed = need(graph, "fp32") + 2 * need(small, "fp64")
-    have = available_memory()
-    if have is not None and needed > have:
+    have = free_memory_bytes()
+    if needed > have:
         raise SizingError(f"sizing check needs about {iec(needed)} of memory for this instance (float32 weights, "
                           f"gradients and kept activations, and the float64 gradient check); this machine has "
                           f"{iec(have)} available: use a smaller --batch or --seq-len, or --shrink 4", graph.source)

@@ -21,7 +21,7 @@ def check_table(d: dict) -> str:
                      tablefmt="simple", disable_numparse=True)
     g = d["gradient_check"]
     size = f"batch {d['batch']}" + (f"  seq_len {d['seq_len']}" if d["seq_len"] else "")
-    lines = [f"{terminal(d['model'])}  {size}  {d['steps']} SGD steps (lr {d['lr']}, {d['loss_function']})", "", table, ""]
+    lines = [f"{terminal(d['model'])}  {size}  {d['steps']} SGD steps (lr {d['lr']:.3g}, {d['loss_function']})", "", table, ""]
     if d["reduced"]:
         what = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in d["reduced"].items() if k != "repeat")
         what += "".join(f", {k} repeat {v['from']} -> {v['to']}" for k, v in d["reduced"].get("repeat", {}).items())
