@@ -2,7 +2,9 @@
 
 A window of k elements costs k FLOPs (max: k comparisons against a -inf start; sum: k adds), so
 maxpool is k per output element and average pooling k + 1 (the divide). Windows are counted dense
-(k*k taps), as PyTorch's kernels walk them; taps that fall on padding are counted too.
+(k*k taps), taps that fall on padding too: a convention that keeps the count a closed form of the shapes (and
+is what a GPU kernel that masks padded taps executes), not what PyTorch's CPU kernel does, which clips each
+window to the input and so does fewer comparisons at the borders.
 """
 from __future__ import annotations
 
