@@ -176,3 +176,15 @@ def test_quote_serving_errors():
     assert r.exit_code == 2 and "is not one: use --qps and --latency-ms" in r.stderr
     r = quote("--concurrency", "4", "--latency-ms", "10")
     assert r.exit_code == 2 and "takes no --latency-ms" in r.stderr
+
+
+def test_moe_decode_reads_the_experts_its_tokens_route_to():
+    """Qwen3-30B-A3B, 128 experts, 8 per token: one sequence's decode step reads 8/128 of the expert weights,
+    64 sequences nearly all (1 - (1 - 8/128)^64 = 98.4%)."""
+    m = config_model("tests/data/hf/qwen3-30b-a3b.json", prompt=256)
+    assert m.routed_share(1) == pytest.approx(8 / 128)
+    assert m.routed_share(64) == pytest.approx(1 - (1 - 8 / 128) ** 64)
+    one = predict_serving(m, Request(1, 256, 64, mode="static"), gpu(), UNIT, 1.0, t=1)
+    dense_read = (m.weight_bytes("bf16") + (256 + 32) * m.kv_bytes_per_token("bf16")) / 2000e9
+    unread = (1 - 8 / 128) * m.expert_params() * 2
+    assert one.tpot_s == pytest.approx(dense_read - unread / 2000e9)

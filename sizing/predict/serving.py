@@ -8,7 +8,8 @@ Scaling Transformer Inference", section 2):
                       + the tensor-parallel all-reduces of every row-parallel layer (c tokens each)
     prefill     T_p = max(F(P) / (t peak), W / (t p bw)) over the stages, + its all-reduces (P tokens each)
 where c1, c2 and F are the graph's exact per-token, per-pair and per-prompt forward FLOPs (sizing/model/lm.py), W
-the weight bytes of the format, kv the KV-cache bytes per token. Weight-only int8 / int4 add their
+the weight bytes of the format (a mixture of experts' decode step reads only the experts its c tokens route to,
+``routed_share``), kv the KV-cache bytes per token. Weight-only int8 / int4 add their
 dequantisation (2 FLOPs per weight per pass at the vector peak); fp8 weights run fp8 matmuls and need a device
 with them. With continuous batching every request is prefilled once and decoded O times, so one cycle of O steps
 also runs c prefills: time per output token (TPOT) = T_d + c T_p / O, output tokens/s = c / TPOT, and time to
@@ -81,6 +82,7 @@ class Model:
     allreduce_widths: tuple         # per row-parallel layer copy: output width (one all-reduce per token each)
     heads: tuple                    # (query heads, key/value heads) per attention layer
     working_bytes_per_token: int
+    experts: tuple = ()             # (experts, top_k, expert weights) per mixture-of-experts layer copy
 
     def prefill_flops(self, tokens: int) -> float:
         return self.per_sequence_flops + self.per_token_flops * tokens + self.per_pair_flops * tokens * tokens
@@ -101,6 +103,18 @@ class Model:
     def kv_bytes_per_token(self, fmt: str) -> int:
         return self.kv_elems_per_token * KV_ITEMSIZE[fmt]
 
+    def routed_share(self, tokens: float) -> float:
+        """Share of the expert weights a step of ``tokens`` tokens reads: each layer's experts that at least one
+        token routes to, n (1 - (1 - k / n)^tokens) of n with independent uniform routing, over all the experts'
+        weights (1 for a dense model)."""
+        total = sum(w for _, _, w in self.experts)
+        if not total:
+            return 1.0
+        return sum(w * (1 - (1 - k / n) ** tokens) for n, k, w in self.experts) / total
+
+    def expert_params(self) -> int:
+        return sum(w for _, _, w in self.experts)
+
 
 def serving_model(est, fig) -> Model:
     """The serving figures of ``est`` (a causal LM at batch 1) and its ``fig`` (sizing.model.lm.LMFigures)."""
@@ -111,9 +125,13 @@ def serving_model(est, fig) -> Model:
     widths = tuple(r.node.out.shape[-1] for r in est.layers if row_parallel(r) for _ in range(r.node.repeat))
     heads = tuple(attention_heads(est))
     working = max((r.cost.bytes_read + r.cost.bytes_written) // r.node.repeat for r in est.layers) // tokens
+    experts = tuple((r.node.kwargs["num_experts"], r.node.kwargs["top_k"],
+                     (r.cost.params - r.node.kwargs["num_experts"] * r.node.in_types[0].shape[-1] * r.node.repeat)
+                     // r.node.repeat)
+                    for r in est.layers if r.node.op == "mixture_of_experts" for _ in range(r.node.repeat))
     return Model(est.graph.name, float(fig.per_token_flops), float(fig.per_pair_flops),
                  float(fig.per_sequence_flops), matrix, est.totals.params - matrix, est.totals.buffers,
-                 kv_cache_elems_per_token(est.graph), widths, heads, working)
+                 kv_cache_elems_per_token(est.graph), widths, heads, working, experts)
 
 
 @dataclass(frozen=True)
@@ -216,8 +234,9 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
         prefill_tokens, prefill_flops = request.prompt, model.prefill_work(request.prompt)
     t_p, bound_p = _phase(prefill_flops / t, dequant_flops / t, weights / t, mat, vec, bw, factors)
     t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency
+    unread = (1 - model.routed_share(c)) * model.expert_params() * WEIGHTS[request.weights][0] / 8
     t_d, bound_d = _phase(c * model.decode_flops(context) / t, dequant_flops / t,
-                          (weights + c * context * kv_tok) / t, mat, vec, bw, factors)
+                          (weights - unread + c * context * kv_tok) / t, mat, vec, bw, factors)
     t_d = (t_d + allreduce(c) + hops) / efficiency
     if request.mode == "static":
         tpot = t_d
