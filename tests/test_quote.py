@@ -34,8 +34,8 @@ from sizing.quote.money import currency, exchange, fmt
 from sizing.predict.roofline import facility_kw
 from sizing.predict.search import search
 from sizing.common.units import parse_duration
-from sizing.quote.core import (SERVER_USD_PER_SLOT, apply_prices, cloud_cost, cloud_rate, energy_cost, pareto_front,
-    purchase_items)
+from sizing.quote.core import (SERVER_USD_PER_SLOT, apply_prices, buyable_counts, cloud_cost, cloud_rate, energy_cost,
+    pareto_front, purchase_items)
 from sizing.quote.writers import WRITERS, quote_csv, quote_html, quote_json, quote_md
 from sizing.quote.text import LANGS, STRINGS
 from sizing.quote.recommend import Terms, recommend, smallest_meeting
@@ -224,8 +224,9 @@ def test_pareto_front_is_the_undominated_set(pts):
     assert pareto_front(pts) == {i for i, p in enumerate(pts) if not any(dominated(p, q) for q in pts)}
 
 
-def test_count_is_the_fewest_whole_nodes_meeting_the_deadline():
-    """Brute force: every node count from 1 up, planned directly; the quote's count is the first that meets."""
+def test_count_is_the_fewest_devices_a_buyer_can_order_meeting_the_deadline():
+    """Brute force: every count a buyer can order (1, 2 in a workstation, then whole nodes of 4), planned directly;
+    the quote's count is the first that meets."""
     d = device()
     est = est_of(mlp_spec())
     w = training(est)
@@ -233,11 +234,14 @@ def test_count_is_the_fewest_whole_nodes_meeting_the_deadline():
     at = at_of(mlp_spec())
     for deadline in (5 * 60, HOUR, 4 * HOUR):
         o = quote_of(devices=[d], deadline=deadline).options[0]
-        walk = next(k for k in range(1, 1000)
-                    if search(at, w, d, factors, devices=4 * k, global_batch=GLOBAL_BATCH).total_seconds <= deadline)
-        assert (o.nodes, o.count) == (walk, 4 * walk) and o.meets
+        counts = buyable_counts(d, 4000)
+        assert counts[:6] == [1, 2, 4, 8, 12, 16]
+        walk = next(c for c in counts
+                    if search(at, w, d, factors, devices=c, global_batch=GLOBAL_BATCH).total_seconds <= deadline)
+        assert o.count == walk and o.nodes == -(-walk // 4) and o.meets
+        assert o.per_node == min(walk, 4)                       # below a node: one server of that many slots
         if walk > 1:
-            assert o.fewer_seconds > deadline
+            assert o.fewer_seconds > deadline and o.fewer_count == counts[counts.index(walk) - 1]
 
 
 def test_nothing_meets_says_how_close():
@@ -402,7 +406,7 @@ def test_csv_line_items_in_krw():
     items, total = rows[:-1], rows[-1]
     assert [r["role"] for r in rows] == ["pick"] * 3 and total["item"] == "Total"
     assert int(items[0]["unit_price"]) == 1_380_690                  # 1000.5 x 1380, whole won
-    assert int(items[1]["unit_price"]) == 4 * 4000 * 1380
+    assert int(items[1]["unit_price"]) == q.pick.per_node * 4000 * 1380      # a server of as many slots
     assert sum(int(r["total"]) for r in items) == int(total["total"]) == q.pick.purchase
     assert all(r["currency"] == "KRW" for r in rows)
 

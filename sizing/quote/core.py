@@ -126,7 +126,8 @@ class Option:
     steps: int | None = None              # training
     model_flops_per_step: int | None = None
     throughput: float | None = None       # inference: samples/s of all replicas
-    fewer_seconds: float | None = None    # training: the time with one node fewer (None: it does not fit)
+    fewer_seconds: float | None = None    # training: the time on the next smaller count (None: it does not fit)
+    fewer_count: int | None = None        # training: that count
     prediction: object = field(default=None, compare=False, repr=False)
 
     @property
@@ -205,6 +206,22 @@ def nodes_for(count: int, per_node: int) -> int:
     return -(-count // per_node)
 
 
+def buyable_counts(device, most: int) -> list[int]:
+    """The device counts a buyer can order: a device priced one by one goes in a server of 1, 2, 4 ... slots
+    below its usual node (a workstation) and in whole nodes past it (8, 16, 24, 32, 48, ... for nodes of 8); a
+    device sold only as a whole server (a node price, no unit price) in whole servers."""
+    node = device.devices_per_node
+    whole = [node * f << k for f in (1, 3) for k in range(max(1, most // node).bit_length() + 1)]
+    small = [1 << k for k in range(node.bit_length()) if (1 << k) < node] if device.price is not None else []
+    return sorted(c for c in set(small) | set(whole) if c <= most)
+
+
+def server_slots(count: int, per_node: int) -> tuple[int, int]:
+    """(servers, slots per server) for ``count`` devices: one server of ``count`` slots below a node, else whole
+    nodes."""
+    return (1, count) if count < per_node else (nodes_for(count, per_node), per_node)
+
+
 def server_item(per_node: int, nodes: int, exchange: Exchange, node_cost: int | None = None) -> LineItem:
     """The servers the devices go in (without the devices): ``node_cost`` per node as the user set it, else
     SERVER_USD_PER_SLOT x devices per node (module docstring)."""
@@ -216,19 +233,21 @@ def server_item(per_node: int, nodes: int, exchange: Exchange, node_cost: int | 
 
 def purchase_items(device, count: int, exchange: Exchange, node_cost: int | None = None
                    ) -> tuple[LineItem, ...] | None:
-    """The purchase lines for ``count`` devices in whole nodes, by the first rule that applies:
+    """The purchase lines for ``count`` devices (below a node: one server of that many slots), by the first rule
+    that applies:
     1. the database prices a whole server (``node_price``) and no ``node_cost`` is set to add to a unit price:
        nodes x node price;
     2. the device has a unit price: devices x unit price + nodes x server (``server_item``);
     3. neither: None (the option cannot be costed)."""
-    nodes = nodes_for(count, device.devices_per_node)
-    if device.node_price is not None and (node_cost is None or device.price is None):
+    nodes, slots = server_slots(count, device.devices_per_node)
+    whole = slots == device.devices_per_node
+    if device.node_price is not None and (device.price is None or (node_cost is None and whole)):
         p = device.node_price
         return (LineItem("node", device.name, exchange.minor(p.usd), nodes, p.kind, p.date, p.source),)
     if device.price is not None:
         p = device.price
         return (LineItem("devices", device.name, exchange.minor(p.usd), count, p.kind, p.date, p.source),
-                server_item(device.devices_per_node, nodes, exchange, node_cost))
+                server_item(slots, nodes, exchange, node_cost))
     return None
 
 

@@ -22,8 +22,7 @@ from ..predict.roofline import facility_kw, peaks, require_work
 from ..predict.search import Pins, default_global_batch, search
 from ..predict.setup import Setup
 from .core import (KWH_SOURCE, KWH_USD, MAX_DEVICES, SERVER_SOURCE, SERVER_USD_PER_SLOT, TCO_REFERENCE, Assumption,
-    Bytes, Exclusion, Message, Money, Option, Quote, Roofline, Seconds, cloud_cost, energy_cost, nodes_for,
-    pareto_front, purchase_items, status)
+    Bytes, Exclusion, Message, Money, Option, Quote, Roofline, Seconds, cloud_cost, energy_cost, buyable_counts, pareto_front, purchase_items, server_slots, status)
 
 YEAR_S = 31557600
 
@@ -102,37 +101,41 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
     least = _planned(at, workload, device, factors, global_batch)
     if least is None:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
-    lo, hi = nodes_for(least.devices, unit), terms.max_devices // unit
-    if lo > hi:
+    counts = buyable_counts(device, terms.max_devices)
+    lo = next((i for i, c in enumerate(counts) if c >= least.devices), None)
+    if lo is None:
         return Exclusion(device.id, Message("ex_too_many", {"count": least.devices, "max": terms.max_devices}))
     preds = {}
 
-    def run(k):
+    def run(k):                             # k: the 1-based position in ``counts`` (the search doubles it)
         if k not in preds:
-            preds[k] = _planned(at, workload, device, factors, global_batch, k * unit)
+            preds[k] = _planned(at, workload, device, factors, global_batch, counts[k - 1])
         return preds[k]
 
     def ok(k):
         p = run(k)
         return p is not None and p.fits and p.total_seconds <= terms.deadline_s
 
-    k, tried = smallest_meeting(ok, lo, hi)
+    lo += 1
+    k, tried = smallest_meeting(ok, lo, len(counts))
     if k is None:         # the fastest count tried stands for the device
         k = min((t for t in tried if run(t) is not None), key=lambda t: run(t).total_seconds, default=lo)
     pred = run(k)
     if pred is None:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
     fewer = run(k - 1) if k - 1 >= lo else None
+    nodes, slots = server_slots(pred.devices, unit)
     items, kw, h_kwh, h_cost, j_kwh, j_cost = _costs(device, pred.devices, pred.total_seconds, terms, factors.pue)
     return Option(
-        device_id=device.id, device_name=device.name, count=pred.devices, nodes=k, per_node=unit,
+        device_id=device.id, device_name=device.name, count=pred.devices, nodes=nodes, per_node=slots,
         precision=pred.precision, zero=pred.zero, tensor_parallel=pred.tensor_parallel, replicas=pred.data_parallel,
         seconds=pred.total_seconds, meets=ok(k), utilization=pred.mfu, peak_flops=peaks(device, pred.precision)[0],
         memory_per_device=pred.memory.total, device_memory=device.memory_bytes, bound=pred.bound, power_kw=kw,
         items=items, horizon_kwh=h_kwh, horizon_energy=h_cost, job_kwh=j_kwh, job_energy=j_cost,
         cloud=cloud_cost(device, pred.device_hours, terms.exchange), global_batch=pred.global_batch,
         steps=pred.steps, model_flops_per_step=pred.model_flops_per_step,
-        fewer_seconds=fewer.total_seconds if fewer is not None else None, prediction=pred)
+        fewer_seconds=fewer.total_seconds if fewer is not None else None,
+        fewer_count=fewer.devices if fewer is not None else None, prediction=pred)
 
 
 def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Exclusion:
@@ -140,9 +143,10 @@ def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Excl
     if not base.fits:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
     unit = device.devices_per_node
-    count = nodes_for(base.devices, unit) * unit
-    if count > terms.max_devices:
-        return Exclusion(device.id, Message("ex_too_many", {"count": count, "max": terms.max_devices}))
+    count = next((c for c in buyable_counts(device, terms.max_devices) if c >= base.devices), None)
+    if count is None:
+        return Exclusion(device.id, Message("ex_too_many", {"count": base.devices, "max": terms.max_devices}))
+    nodes, slots = server_slots(count, unit)
     pred = predict_inference(est, workload, device, Setup(devices=count, tensor_parallel=base.tensor_parallel),
                              factors)
     mat = peaks(device, pred.precision)[0]
@@ -150,7 +154,7 @@ def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Excl
     items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue)
     meets = pred.meets_target and (workload.throughput is None or pred.throughput >= workload.throughput)
     return Option(
-        device_id=device.id, device_name=device.name, count=count, nodes=count // unit, per_node=unit,
+        device_id=device.id, device_name=device.name, count=count, nodes=nodes, per_node=slots,
         precision=pred.precision, zero=0, tensor_parallel=pred.tensor_parallel, replicas=pred.replicas,
         seconds=pred.latency_s, meets=meets, utilization=flops / (pred.latency_s * pred.tensor_parallel * mat),
         peak_flops=mat, memory_per_device=pred.memory.total, device_memory=device.memory_bytes, bound=pred.bound,
@@ -206,9 +210,10 @@ def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Op
     except SizingError:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
     unit = device.devices_per_node
-    count = nodes_for(base.devices, unit) * unit
-    if count > terms.max_devices:
-        return Exclusion(device.id, Message("ex_too_many", {"count": count, "max": terms.max_devices}))
+    count = next((c for c in buyable_counts(device, terms.max_devices) if c >= base.devices), None)
+    if count is None:
+        return Exclusion(device.id, Message("ex_too_many", {"count": base.devices, "max": terms.max_devices}))
+    nodes, slots = server_slots(count, unit)
     pred = base if count == base.devices else plan_serving(model, base.request, device, factors,
                                                            cal.serving_efficiency, devices=count, dtype=dtype)
     mat = peaks(device, precision)[0]
@@ -217,7 +222,7 @@ def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Op
     items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue)
     meets = pred.meets and (terms.qps is None or pred.requests_per_s >= terms.qps * (1 - 1e-9))
     return Option(
-        device_id=device.id, device_name=device.name, count=count, nodes=count // unit, per_node=unit,
+        device_id=device.id, device_name=device.name, count=count, nodes=nodes, per_node=slots,
         precision=precision, zero=0, tensor_parallel=pred.tensor_parallel, replicas=pred.replicas,
         seconds=pred.tpot_s, meets=meets, utilization=pred.tokens_per_s * flops / (count * mat), peak_flops=mat,
         memory_per_device=pred.memory_bytes, device_memory=device.memory_bytes, bound=pred.bound_decode,

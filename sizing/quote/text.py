@@ -100,9 +100,9 @@ STRINGS = {
     "why_memory": ("Memory per device: {memory} of {capacity} (tensor parallel {tp}, ZeRO-{zero}, {replicas} "
                    "replica(s)); bound: {bound}",
                    "장치당 메모리: {capacity} 중 {memory} (텐서 병렬 {tp}, ZeRO-{zero}, 복제 {replicas}개); 병목: {bound}"),
-    "why_fewer": ("One node fewer ({count} devices) would take {time}, past the deadline {deadline}.",
-                  "노드 하나를 줄이면 ({count}대) {time}가 걸려 기한 {deadline}을 넘깁니다."),
-    "why_least": ("This is the fewest nodes the model fits on.", "모델이 들어가는 가장 적은 노드 수입니다."),
+    "why_fewer": ("The next smaller purchase ({count} devices) would take {time}, past the deadline {deadline}.",
+                  "한 단계 적은 구성({count}대)은 {time}이 걸려 기한 {deadline}을 넘깁니다."),
+    "why_least": ("This is the fewest devices the model fits on.", "모델이 들어가는 가장 적은 장치 수입니다."),
     "why_serve_flops": ("FLOPs per request batch of {batch}: {flops}", "요청 배치 {batch}당 FLOPs: {flops}"),
     "why_serve_latency": ("On {tp} device(s) at {util} utilization a request batch takes {latency}",
                           "장치 {tp}대, 활용률 {util}에서 요청 배치 하나에 {latency}"),
@@ -229,11 +229,13 @@ STRINGS = {
     "as_prices": ("Prices are the database's list, street or estimated prices of the dates shown, converted once "
                   "per unit price.",
                   "가격은 표시된 날짜의 데이터베이스 정가, 시장가 또는 추정가이며 단가마다 한 번 환산합니다."),
-    "as_search": ("Whole nodes of each device's usual server; the fewest nodes that fit in memory and meet the "
-                  "target, each with the fastest parallel layout the planner finds (tensor, pipeline and data "
-                  "parallel, ZeRO, recomputation, micro-batch); at most {max} devices.",
-                  "각 장치의 일반 서버 단위 노드; 메모리에 들어가고 목표를 충족하는 가장 적은 노드, 각각 플래너가 찾은 "
-                  "가장 빠른 병렬 구성(텐서·파이프라인·데이터 병렬, ZeRO, 재계산, 마이크로 배치); 최대 {max}대."),
+    "as_search": ("Devices priced one by one come in a server of 1, 2, 4 ... slots below their usual node and in "
+                  "whole nodes past it (devices sold as whole servers: whole servers); the fewest that fit in "
+                  "memory and meet the target, each with the fastest parallel layout the planner finds (tensor, "
+                  "pipeline and data parallel, ZeRO, recomputation, micro-batch); at most {max} devices.",
+                  "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
+                  "파는 장치는 서버 단위); 메모리에 들어가고 목표를 충족하는 가장 적은 수, 각각 플래너가 찾은 가장 "
+                  "빠른 병렬 구성(텐서·파이프라인·데이터 병렬, ZeRO, 재계산, 마이크로 배치); 최대 {max}대."),
     "as_model": ("Times come from the performance model: a per-layer roofline with calibrated compute and memory "
                  "fractions and one framework efficiency fitted on published runs (its notes are below).",
                  "시간은 성능 모델의 예측입니다: 보정된 연산/메모리 효율과 공개 학습 사례로 맞춘 프레임워크 효율을 쓴 "

@@ -225,7 +225,7 @@ def _why(r: Render, o: Option) -> list[str]:
                    tp=o.tensor_parallel, zero=o.zero, replicas=o.replicas, bound=r.t(f"bound_{o.bound}")))
     if q.kind == "training":
         if o.fewer_seconds is not None:
-            out.append(r.t("why_fewer", count=o.count - o.per_node, time=Seconds(o.fewer_seconds),
+            out.append(r.t("why_fewer", count=o.fewer_count, time=Seconds(o.fewer_seconds),
                            deadline=Seconds(q.deadline_s)))
         else:
             out.append(r.t("why_least"))
