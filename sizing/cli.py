@@ -133,7 +133,7 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     that fits, its step time, time to train, device-hours, energy and memory per device, and the next best.
 
     SPEC is a YAML model spec (docs/spec.md), the name of a zoo model (e.g. resnet50), a Hugging Face config.json
-    (llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, gpt2, gpt_neox, bert) or an ONNX file (needs `pip install 'sizing[onnx]'`).
+    (llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, olmo2, gpt2, gpt_neox, bert) or an ONNX file (needs `pip install 'sizing[onnx]'`).
     A causal language model also gets prefill and decode FLOPs, KV cache and inference memory.
     """
     from .model.estimate import estimate_graph, load_graph

@@ -48,3 +48,12 @@ def test_mistral_with_an_explicit_head_dim():
     total, _ = counted("mistral-nemo-12b.json")
     assert total == decoder(5120, 14336, 32, 8, 128, 40, 131072, tied=False)
     assert round(total / 1e9, 1) == 12.2
+
+
+def test_olmo2_norms_after_each_sublayer():
+    """OLMo-2-1124-7B: no pre-norms; q_norm and k_norm over the whole projections (4096 each), a norm after
+    attention and after the MLP; 7.30B on its model card."""
+    total, _ = counted("olmo2-7b.json")
+    per_layer = 4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096 + 2 * 4096
+    assert total == 2 * 100352 * 4096 + 32 * per_layer + 4096
+    assert round(total / 1e9, 2) == 7.30

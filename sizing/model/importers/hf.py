@@ -186,6 +186,44 @@ def _llama(c: Config) -> dict:
                     c.get("max_position_embeddings", pos_int))
 
 
+def _olmo2(c: Config) -> dict:
+    """OLMo 2 (Team OLMo 2024, arXiv:2501.00656; transformers Olmo2DecoderLayer): no norm before attention or
+    the MLP; q_norm and k_norm (RMSNorm over the whole q and k projections) before the rotary; a norm on each
+    sublayer's output before its residual add (post_attention_layernorm, post_feedforward_layernorm)."""
+    hidden = c.get("hidden_size", pos_int)
+    h, kv, d = heads = c.heads(hidden)
+    eps = c.get("rms_norm_eps", pos_float, 1e-6)
+    vocab = c.get("vocab_size", pos_int)
+    bias = c.get("attention_bias", boolean, False)
+    inter = c.get("intermediate_size", pos_int)
+    act = c.activation("hidden_act", "silu")
+    block = [{"op": "linear", "name": "q_proj", "out_features": h * d, "bias": bias, "inputs": ["input"]},
+             {"op": "linear", "name": "k_proj", "out_features": kv * d, "bias": bias, "inputs": ["input"]},
+             {"op": "linear", "name": "v_proj", "out_features": kv * d, "bias": bias, "inputs": ["input"]},
+             {"op": "rmsnorm", "name": "q_norm", "eps": eps, "inputs": ["q_proj"]},
+             {"op": "rmsnorm", "name": "k_norm", "eps": eps, "inputs": ["k_proj"]},
+             {"op": "rotary_embedding", "name": "q_rotary", "num_heads": h, "inputs": ["q_norm"]},
+             {"op": "rotary_embedding", "name": "k_rotary", "num_heads": kv, "inputs": ["k_norm"]},
+             {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "num_kv_heads": kv,
+              "causal": True, "dropout": c.dropout("attention_dropout"), "inputs": ["q_rotary", "k_rotary", "v_proj"]},
+             {"op": "linear", "name": "o_proj", "out_features": hidden, "bias": bias},
+             {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps},
+             {"op": "add", "name": "attn_add", "inputs": ["post_attention_layernorm", "input"]},
+             {"op": "linear", "name": "gate_proj", "out_features": inter, "bias": False},
+             {"op": "linear", "name": "up_proj", "out_features": inter, "bias": False, "inputs": ["attn_add"]},
+             {**act, "name": "act", "inputs": ["gate_proj"]},
+             {"op": "mul", "name": "gated", "inputs": ["act", "up_proj"]},
+             {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": False},
+             {"op": "rmsnorm", "name": "post_feedforward_layernorm", "eps": eps},
+             {"op": "add", "name": "mlp_add", "inputs": ["post_feedforward_layernorm", "attn_add"]}]
+    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
+    if c.get("tie_word_embeddings", boolean, False):
+        head["tie"] = "embed_tokens"
+    return _lm_spec(c, [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden}],
+                    block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps}, head,
+                    c.get("max_position_embeddings", pos_int))
+
+
 def _gpt2(c: Config) -> dict:
     hidden = c.get("n_embd", pos_int)
     heads = c.get("n_head", pos_int)
@@ -278,7 +316,7 @@ def _bert(c: Config) -> dict:
 
 
 FAMILIES: dict[str, Callable[[Config], dict]] = {
-    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen3": _llama, "qwen3_moe": _llama,
+    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen3": _llama, "qwen3_moe": _llama, "olmo2": _olmo2,
     "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
 }
 
