@@ -128,7 +128,8 @@ def gradient_instance(load: Callable[..., Graph], batch: int | None, seq_len: in
                       factor: int | None) -> Instance:
     """Batch 2, at most 16 positions and 2 copies of each folded group; hidden widths divided by ``factor``,
     or, when ``factor`` is None, by the smallest power of two that brings the finite differences (two
-    forward passes per weight tensor, in float64) within the time budget."""
+    forward passes per weight tensor, in float64) within the time budget, among the factors the graph can take
+    (a view to a fixed head count, as Qwen3's per-head norms, keeps its widths: then no narrower instance)."""
     graph = load(batch=batch, seq_len=seq_len)
     start = _sizes(graph)
     t = graph.settings["seq_len"]
@@ -136,7 +137,11 @@ def gradient_instance(load: Callable[..., Graph], batch: int | None, seq_len: in
     graph = with_repeats(graph, GRADIENT_REPEAT)
     if factor is None:
         factor = 1
-        while _difference_seconds(shrink(graph, factor)) > TIME_BUDGET_S / 2 and factor < 64:
+        while factor < 64 and _difference_seconds(shrink(graph, factor)) > TIME_BUDGET_S / 2:
+            try:
+                shrink(graph, factor * 2)
+            except SizingError:
+                break                       # the widest instance that still builds
             factor *= 2
     if factor == 1:
         return _instance(graph, start)

@@ -141,6 +141,17 @@ def _lm_spec(c: Config, embed: list[dict], block: list[dict], layers: int, final
             "layers": [*embed, {"block": "decoder_layer", "name": "layers", "repeat": layers}, final_norm, head]}
 
 
+def _rms_decoder(c: Config, hidden: int, vocab: int, eps: float, block: list[dict]) -> dict:
+    """embed_tokens, the decoder layers, an RMSNorm and lm_head (tied to the embedding when the config says):
+    the frame of LLaMA-style models."""
+    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
+    if c.get("tie_word_embeddings", boolean, False):
+        head["tie"] = "embed_tokens"
+    return _lm_spec(c, [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden}],
+                    block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps}, head,
+                    c.get("max_position_embeddings", pos_int))
+
+
 def _llama(c: Config) -> dict:
     hidden = c.get("hidden_size", pos_int)
     heads = c.heads(hidden)
@@ -178,12 +189,7 @@ def _llama(c: Config) -> dict:
                   {"op": "mul", "name": "gated", "inputs": ["act", "up_proj"]},
                   {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": mlp_bias}]
     block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], "attn_add"]})
-    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
-    if c.get("tie_word_embeddings", boolean, False):
-        head["tie"] = "embed_tokens"
-    return _lm_spec(c, [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden}],
-                    block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps}, head,
-                    c.get("max_position_embeddings", pos_int))
+    return _rms_decoder(c, hidden, vocab, eps, block)
 
 
 def _olmo2(c: Config) -> dict:
@@ -216,12 +222,7 @@ def _olmo2(c: Config) -> dict:
              {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": False},
              {"op": "rmsnorm", "name": "post_feedforward_layernorm", "eps": eps},
              {"op": "add", "name": "mlp_add", "inputs": ["post_feedforward_layernorm", "attn_add"]}]
-    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
-    if c.get("tie_word_embeddings", boolean, False):
-        head["tie"] = "embed_tokens"
-    return _lm_spec(c, [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden}],
-                    block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps}, head,
-                    c.get("max_position_embeddings", pos_int))
+    return _rms_decoder(c, hidden, vocab, eps, block)
 
 
 def _gpt2(c: Config) -> dict:
