@@ -197,7 +197,7 @@ def _olmo2(c: Config) -> dict:
     the MLP; q_norm and k_norm (RMSNorm over the whole q and k projections) before the rotary; a norm on each
     sublayer's output before its residual add (post_attention_layernorm, post_feedforward_layernorm)."""
     hidden = c.get("hidden_size", pos_int)
-    h, kv, d = heads = c.heads(hidden)
+    h, kv, d = c.heads(hidden)
     eps = c.get("rms_norm_eps", pos_float, 1e-6)
     vocab = c.get("vocab_size", pos_int)
     bias = c.get("attention_bias", boolean, False)
