@@ -87,6 +87,8 @@ hwdb_option = click.option(
 @click.option("--pipeline-parallel", type=click.IntRange(1, 10 ** 4), help="Pin the pipeline-parallel degree.")
 @click.option("--micro-batch", type=click.IntRange(1, 10 ** 6), help="Pin the samples per micro-batch.")
 @click.option("--expert-parallel", type=click.IntRange(1, 10 ** 6), help="Pin the expert-parallel degree (MoE).")
+@click.option("--context-parallel", type=click.IntRange(1, 10 ** 6),
+              help="Pin the context-parallel degree (long sequences).")
 @click.option("--tokens", metavar="N", help="Tokens per epoch, e.g. 2e12 (token-id models).")
 @click.option("--samples", metavar="N", help="Samples per epoch, e.g. 1.28e6.")
 @click.option("--epochs", type=click.IntRange(1, 10 ** 6), default=1, show_default=True)
@@ -125,7 +127,7 @@ hwdb_option = click.option(
 @click.option("--force", is_flag=True, help="Overwrite an existing --emit-yaml file.")
 @_clean_errors
 def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, global_batch, deadline, objective,
-             tensor_parallel, pipeline_parallel, micro_batch, expert_parallel, tokens, samples, epochs, precision, zero, recompute, pue,
+             tensor_parallel, pipeline_parallel, micro_batch, expert_parallel, context_parallel, tokens, samples, epochs, precision, zero, recompute, pue,
              network_gbs, finetune, lora_rank, lora_targets, inference, concurrency, prompt_tokens, output_tokens,
              weights, kv_cache, ttft_ms, tpot_ms, hwdb_files, then_check, emit_yaml, allow_unmapped, force):
     """Exact params, MACs, FLOPs (forward, backward, training step) and training memory of SPEC; with --device,
@@ -159,7 +161,8 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
         d["language_model"] = lm.to_dict()
     planner = {"--devices": devices, "--global-batch": global_batch, "--deadline": deadline,
                "--tensor-parallel": tensor_parallel, "--pipeline-parallel": pipeline_parallel,
-               "--micro-batch": micro_batch, "--expert-parallel": expert_parallel, "--tokens": tokens,
+               "--micro-batch": micro_batch, "--expert-parallel": expert_parallel,
+               "--context-parallel": context_parallel, "--tokens": tokens,
                "--samples": samples, "--precision": precision,
                "--zero": zero, "--recompute": recompute, "--pue": pue, "--network-gbs": network_gbs,
                "--epochs": None if epochs == 1 else epochs, "--objective": None if objective == "time" else objective,
@@ -192,7 +195,7 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     if devices is not None and deadline is not None:
         raise SizingError("give --devices or --deadline, not both (--deadline finds the device count)")
     pins = Pins(tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, micro_batch=micro_batch,
-                zero=zero, recompute=recompute, expert_parallel=expert_parallel)
+                zero=zero, recompute=recompute, expert_parallel=expert_parallel, context_parallel=context_parallel)
     at = estimator(spec, allow_unmapped, finetune=tune, dtype=dtype, optimizer=optimizer, seq_len=seq_len)
     prediction = plan(at, device, hwdb_files, devices=devices,
                       global_batch=parse_count("--global-batch", global_batch) or batch,

@@ -236,3 +236,31 @@ def test_expert_parallelism_splits_the_experts_and_pays_all_to_alls():
     assert split.tp_comm_seconds - plain.tp_comm_seconds == pytest.approx(per_micro * split.gradient_accumulation)
     with pytest.raises(SizingError, match="--expert-parallel 3 must divide the experts"):
         search(moe_model(), work, gpu(), UNIT, Pins(expert_parallel=3), devices=8, global_batch=64)
+
+
+# ---------------------------------------------------------------- context parallelism
+
+def test_context_parallelism_splits_the_tokens_and_passes_keys_round_a_ring():
+    """A 32K-token sequence: context parallel 4 keeps a quarter of the activations and does a quarter of the work
+    on each device (weights read whole); its keys and values go round a ring of 4; pins are checked."""
+    at = model(layers=4, d=512, heads=8, seq=32768)
+    est = at(1)
+    one = device_memory(est, Layout(micro_batch=1))
+    four = device_memory(est, Layout(micro_batch=1, context_parallel=4, data_parallel=1))
+    assert four.activations == pytest.approx(one.activations / 4, rel=1e-6)
+    work = Workload(dtype="bf16", optimizer="adamw", tokens=10 ** 9)
+    plain = search(at, work, gpu(memory_gb=80), UNIT, Pins(context_parallel=1, tensor_parallel=1,
+                                                           pipeline_parallel=1, micro_batch=1), devices=4,
+                   global_batch=4)
+    split = search(at, work, gpu(memory_gb=80), UNIT, Pins(context_parallel=4, tensor_parallel=1,
+                                                           pipeline_parallel=1, micro_batch=1), devices=4,
+                   global_batch=4)
+    assert (plain.context_parallel, split.context_parallel, split.data_parallel) == (1, 4, 1)
+    mm = [(a, b) for a, b, row in zip(plain.layers, split.layers, est.layers) if row.node.op == "linear"]
+    assert mm and all(b.flops == -(-a.flops // 4) for a, b in mm)
+    best = search(at, work, gpu(memory_gb=1), UNIT, devices=4, global_batch=4)
+    without = search(at, work, gpu(memory_gb=1), UNIT, Pins(context_parallel=1), devices=4, global_batch=4)
+    assert best.fits and best.context_parallel > 1 and best.step_seconds < without.step_seconds
+    with pytest.raises(SizingError, match="--context-parallel 3: must divide the 32768 tokens"):
+        search(at, work, gpu(), UNIT, Pins(context_parallel=3), devices=3, global_batch=3)
+    assert search(model(seq=512), work, gpu(), UNIT, devices=8, global_batch=64).context_parallel == 1

@@ -7,7 +7,8 @@ tensor-parallel regions (attention's q, k, v and scores, the MLP's wide hidden t
 and anything wider than the model) are split t ways; the tensors between them (norm inputs, residuals, dropout
 masks: the model-width tensors outside matrix products) are replicated on every tensor-parallel rank, unless
 sequence parallelism splits them along the sequence. A 1F1B pipeline's first stage holds min(p, micro-batches)
-micro-batches of its layers, times 1 + (p - 1) / (p v) with v interleaved chunks (section 4.2.3)."""
+micro-batches of its layers, times 1 + (p - 1) / (p v) with v interleaved chunks (section 4.2.3). Context
+parallelism of degree cp keeps 1 / cp of every activation on each device (its share of the tokens)."""
 from __future__ import annotations
 
 import math
@@ -151,20 +152,21 @@ def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple 
     at one micro-batch; ``kept``: its ``activations`` when already known."""
     stage = stage or stages(est)
     m = est.memory
-    t, p, e = layout.tensor_parallel, layout.pipeline_parallel, layout.expert_parallel
+    t, p, e, cp = layout.tensor_parallel, layout.pipeline_parallel, layout.expert_parallel, layout.context_parallel
     f = stage_params_share(est, stage, p) / t
     experts = expert_share(est)
+    ranks = layout.data_parallel * cp          # context-parallel ranks hold the same weights: ZeRO shards over them
     w, g, o = zero_memory(math.ceil(m.weights * f * (1 - experts)), math.ceil(m.gradients * f * (1 - experts)),
-                          math.ceil(m.optimizer * f * (1 - experts)), layout.zero, layout.data_parallel)
+                          math.ceil(m.optimizer * f * (1 - experts)), layout.zero, ranks)
     if experts:                     # 1 / e of the experts on each device, ZeRO over the d / e that hold the same
         ew, eg, eo = zero_memory(*(math.ceil(x * f * experts / e) for x in (m.weights, m.gradients, m.optimizer)),
-                                 layout.zero, layout.data_parallel // e)
+                                 layout.zero, ranks // e)
         w, g, o = w + ew, g + eg, o + eo
     if layout.zero == 3 and layout.data_parallel > 1:
         w += 2 * largest_layer_weights(est, stage) // t      # gathered for compute, and the next one prefetched
     inside, outside, working = kept or activations(est, layout, stage)
     act = inside * stage.share(p) + (outside if p == 1 else outside * _first_stage_outside(est, stage))
-    return Memory(w, g, o, math.ceil(act * in_flight(layout) + working))
+    return Memory(w, g, o, math.ceil((act * in_flight(layout) + working) / cp))
 
 
 def _first_stage_outside(est, stage: Stages) -> float:

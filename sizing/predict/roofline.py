@@ -133,12 +133,14 @@ def unfused_score_bytes(row, itemsize: int) -> int:
 
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
                 recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
-                grouped=None, fused_attention: bool = True, expert_parallel: int = 1) -> tuple[LayerTime, ...]:
+                grouped=None, fused_attention: bool = True, expert_parallel: int = 1,
+                context_parallel: int = 1) -> tuple[LayerTime, ...]:
     """Per-layer roofline on one of ``t`` tensor-parallel devices (module docstring). Without sequence parallelism
     the model-width rows between tensor-parallel regions run whole on every rank (``width``: the model width;
     sizing/predict/fit.py ``tp_split``). ``grouped``: the rows inside folded repeats (full recomputation redoes
     those; None: every row). Unfused attention also moves its score matrices (``unfused_score_bytes``); with expert
-    parallelism a mixture-of-experts row reads only its device's experts."""
+    parallelism a mixture-of-experts row reads only its device's experts; with context parallelism of degree cp
+    each device does 1 / cp of every row's work and moves 1 / cp of its activations, but reads all its weights."""
     recompute = recompute_mode(recompute)
     grouped = frozenset(r.node.name for r in est.layers) if grouped is None else grouped
     mat, vec = peaks(device, precision)
@@ -149,6 +151,9 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
         c = r.cost
         fwd_bytes = c.bytes_read + c.bytes_written + (0 if fused_attention else unfused_score_bytes(r, size))
         fwd_bytes -= expert_weight_bytes(r, size) * (expert_parallel - 1) // expert_parallel
+        if context_parallel > 1:
+            weights = min(fwd_bytes, c.params * size)
+            fwd_bytes = weights + (fwd_bytes - weights) // context_parallel
         flops, nbytes = c.flops, fwd_bytes
         if training:
             again = recompute_flops(r, recompute, grouped)
@@ -156,10 +161,10 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
             nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
         k = t if sequence_parallel or tp_split(r, width) else 1
         run = flops - causal_skipped_flops(r, training, fused_attention)
-        flops, nbytes = -(-flops // k), -(-nbytes // k)
+        flops, nbytes = -(-flops // (k * context_parallel)), -(-nbytes // k)
         peak = mat if REGISTRY[r.node.op].matrix else vec
-        out.append(LayerTime(r.node.name, r.node.op, flops, nbytes, run / k / (peak * factors.compute_fraction),
-                             nbytes / bw))
+        out.append(LayerTime(r.node.name, r.node.op, flops, nbytes,
+                             run / (k * context_parallel) / (peak * factors.compute_fraction), nbytes / bw))
     return tuple(out)
 
 

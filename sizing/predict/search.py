@@ -15,7 +15,8 @@ The space (Calculon, Isaev et al. 2023, searches the same dimensions; Narayanan 
 - sequence parallelism whenever t > 1: it moves the bytes of the all-reduces it replaces and keeps less.
 - expert parallel e for a mixture of experts: a divisor of the experts that divides d (experts split across
   data-parallel ranks, tokens exchanged by all-to-all).
-Context parallelism is not searched yet.
+- context parallel cp for sequences of 8192 tokens or more: a power of two up to 32 dividing the length (each
+  sequence split along its tokens, keys and values passed round a ring).
 
 Every candidate costs a closed form over cached per-(micro-batch, t, recomputation) sums, so 10^12 parameters on
 10^5 devices search in well under a second (benchmarks/bench_search.py).
@@ -35,6 +36,7 @@ from .training import Prediction, evaluate, step_terms, tokens_per_sample
 
 OBJECTIVES = ("time", "cost")
 MAX_MICRO_BATCH = 64
+CONTEXT_MIN_TOKENS = 8192         # context parallelism is searched for sequences at least this long
 MAX_TENSOR_PARALLEL = 72            # a GB200 NVL72 domain; TPU pods (thousands per ICI domain) use far less
 TOKENS_PER_BATCH = 2 ** 22          # 4M tokens: Llama 2 (Touvron et al. 2023, Table 1) and Llama 3 pretraining
 SAMPLES_PER_BATCH = 256             # ResNet-50's reference batch (Goyal et al. 2017)
@@ -47,6 +49,7 @@ class Pins:
     pipeline_parallel: int | None = None
     interleave: int | None = None
     expert_parallel: int | None = None
+    context_parallel: int | None = None
     zero: int | None = None
     recompute: str | None = None
     micro_batch: int | None = None
@@ -56,8 +59,8 @@ class Pins:
     selective: bool = True                      # the framework can recompute the attention core alone
 
     def __post_init__(self):
-        for name in ("tensor_parallel", "pipeline_parallel", "interleave", "expert_parallel", "micro_batch",
-                     "node_size"):
+        for name in ("tensor_parallel", "pipeline_parallel", "interleave", "expert_parallel", "context_parallel",
+                     "micro_batch", "node_size"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise SizingError(f"--{name.replace('_', '-')}: must be a positive integer, got {v!r}")
@@ -150,11 +153,13 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
     modes = [pins.recompute] if pins.recompute else [r for r in RECOMPUTE if r != "selective" or
                                                      (not pins.fused_attention and pins.selective)]
     for t in ts:
-        for p in pipeline_candidates(stage.units, pins, devices // t):
-            if devices % (t * p):
-                tally.miss("the devices do not split into tensor x pipeline groups", f"tensor {t} x pipeline {p}")
+        for p, cp in ((p, cp) for p in pipeline_candidates(stage.units, pins, devices // t)
+                      for cp in context_candidates(base, pins)):
+            if devices % (t * p * cp):
+                tally.miss("the devices do not split into tensor x pipeline x context groups",
+                           f"tensor {t} x pipeline {p} x context {cp}")
                 continue
-            d = devices // (t * p)
+            d = devices // (t * p * cp)
             if global_batch % d and not round_batch:
                 tally.miss(f"the global batch {global_batch} does not split over the data-parallel replicas",
                            f"{d} replicas with tensor {t} x pipeline {p}")
@@ -187,8 +192,8 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
                         tally.miss(f"--expert-parallel {pins.expert_parallel} must divide the experts of every "
                                    f"mixture-of-experts layer and the data-parallel degree", f"{d} replicas")
                     for r, e in ((r, e) for r in modes for e in eps):
-                        _add_best_zero(at, m, t, p, d, n, v, r, e, workload, device, factors, pins, stage, node,
-                                       precision, cache, tally)
+                        _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pins, stage,
+                                       node, precision, cache, tally)
     return tally
 
 
@@ -204,22 +209,37 @@ def expert_candidates(est, d: int, pins: Pins) -> list[int]:
     return [e for e in divisors(min(counts)) if d % e == 0 and all(n % e == 0 for n in counts)]
 
 
-def _add_best_zero(at, m, t, p, d, n, v, r, e, workload, device, factors, pins, stage, node, precision, cache,
+def context_candidates(est, pins: Pins) -> list[int]:
+    """Context-parallel degrees: for a token model of at least CONTEXT_MIN_TOKENS per sequence, the powers of two
+    up to 32 that divide its length (1 otherwise); or the pin, when it divides the length."""
+    tokens = tokens_per_sample(est) or 1
+    if pins.context_parallel is not None:
+        if tokens % pins.context_parallel:
+            raise SizingError(f"--context-parallel {pins.context_parallel}: must divide the {tokens} tokens of a "
+                              f"sequence")
+        return [pins.context_parallel]
+    if tokens < CONTEXT_MIN_TOKENS:
+        return [1]
+    return [c for c in (1, 2, 4, 8, 16, 32) if tokens % c == 0]
+
+
+def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pins, stage, node, precision, cache,
                    tally):
     """The lowest ZeRO stage that fits for one layout (stages 0-2 move the same bytes; 3 only when they do not
     fit), predicted and added to ``tally``; or the reason none does."""
     est = at(m)
     sp = t > 1 and pins.sequence_parallel is not False
-    key = (m, t, r, e)
+    key = (m, t, r, e, cp)
     if key not in cache:
-        probe = Layout(t, p, d, m, n, 0, r, sp, v, pins.fused_attention, e)
+        probe = Layout(t, p, d, m, n, 0, r, sp, v, pins.fused_attention, e, cp)
         cache[key] = (activations(est, probe, stage),
-                      step_terms(est, device, precision, factors, t, r, sp, stage, pins.fused_attention, e, node))
+                      step_terms(est, device, precision, factors, t, r, sp, stage, pins.fused_attention, e, node,
+                                 cp))
     kept, terms = cache[key]
     zeros = [pins.zero] if pins.zero is not None else ([0, 1, 2, 3] if p == 1 else [0, 1])
     last = None
     for z in zeros:
-        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e)
+        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp)
         mem = device_memory(est, layout, stage, kept)
         if device.memory_bytes is None or mem.total <= device.memory_bytes:
             tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage))
@@ -262,8 +282,8 @@ def best_on(at, devices: int, global_batch: int, workload, device, factors: Fact
     ranked = sorted(tally.fitting, key=rank_key)
     seen, distinct = set(), []
     for pred in ranked:         # one per parallel structure: its best micro-batch stands for it
-        shape = (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.expert_parallel, pred.zero,
-                 pred.recompute)
+        shape = (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.expert_parallel,
+                 pred.context_parallel, pred.zero, pred.recompute)
         if shape not in seen:
             seen.add(shape)
             distinct.append(pred)
@@ -358,7 +378,7 @@ def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devic
             pred = min(options, key=lambda q: (q.step_seconds * q.devices, q.step_seconds))
         return pred
     node = pins.node_size or device.devices_per_node
-    most = global_batch * node * max(1, stages(base).units)      # d <= B, t <= node, p <= layers
+    most = global_batch * node * max(1, stages(base).units) * max(context_candidates(base, pins))  # d <= B, t, p, cp
     counts = device_counts(node, min(max_devices, most))
     found: dict[int, Prediction | None] = {}
 

@@ -60,7 +60,8 @@ class Layout:
     stages); ``sequence_parallel``: the norms, dropouts and residual adds between tensor-parallel regions are
     split along the sequence too (Korthikanti et al. 2022); ``expert_parallel``: the experts of a mixture of experts
     split that many ways across data-parallel ranks (Lepikhin et al. 2020, GShard), tokens sent to them and back
-    by all-to-all."""
+    by all-to-all; ``context_parallel``: each sequence split that many ways along its tokens, the keys and values
+    passed round a ring in attention (Liu et al. 2023, Ring Attention), so devices = t x p x cp x d."""
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     data_parallel: int = 1
@@ -72,10 +73,11 @@ class Layout:
     interleave: int = 1
     fused_attention: bool = True
     expert_parallel: int = 1
+    context_parallel: int = 1
 
     def __post_init__(self):
         _positive_ints(self, ("tensor_parallel", "pipeline_parallel", "data_parallel", "micro_batch",
-                              "micro_batches", "interleave", "expert_parallel"))
+                              "micro_batches", "interleave", "expert_parallel", "context_parallel"))
         if self.data_parallel % self.expert_parallel:
             raise SizingError(f"expert parallel {self.expert_parallel} must divide the data-parallel degree "
                               f"{self.data_parallel} (experts are split across data-parallel ranks)")
@@ -83,7 +85,7 @@ class Layout:
 
     @property
     def devices(self) -> int:
-        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
+        return self.tensor_parallel * self.pipeline_parallel * self.context_parallel * self.data_parallel
 
     @property
     def global_batch(self) -> int:
@@ -93,7 +95,8 @@ class Layout:
         """'TP 8 x PP 16 (interleaved 2) x DP 64, ZeRO-1, recompute selective, SP, micro-batch 1 x 32'."""
         pp = f"PP {self.pipeline_parallel}" + (f" (interleaved {self.interleave})" if self.interleave > 1 else "")
         ep = f" (EP {self.expert_parallel})" if self.expert_parallel > 1 else ""
-        return (f"TP {self.tensor_parallel} x {pp} x DP {self.data_parallel}{ep}, ZeRO-{self.zero}, recompute "
+        cp = f" x CP {self.context_parallel}" if self.context_parallel > 1 else ""
+        return (f"TP {self.tensor_parallel} x {pp}{cp} x DP {self.data_parallel}{ep}, ZeRO-{self.zero}, recompute "
                 f"{self.recompute}{', SP' if self.sequence_parallel else ''}, micro-batch {self.micro_batch} x "
                 f"{self.micro_batches}")
 

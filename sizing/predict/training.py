@@ -34,7 +34,8 @@ from ..model.memory import Memory
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
 from .fit import Stages, device_memory, expert_share, optimizer_bytes, stage_params_share, stages
-from .roofline import BOUNDS, LayerTime, backward_share, facility_kw, itemsize, layer_times, peaks, row_parallel
+from .roofline import (ATTENTION, BOUNDS, LayerTime, backward_share, facility_kw, itemsize, layer_times, peaks,
+    row_parallel)
 from .setup import Factors, Layout, assumptions
 
 
@@ -48,6 +49,7 @@ class Prediction:
     pipeline_parallel: int
     data_parallel: int
     expert_parallel: int
+    context_parallel: int
     zero: int
     recompute: str
     sequence_parallel: bool
@@ -90,7 +92,7 @@ class Prediction:
         """The layout and its headline figures (an alternatives[] entry)."""
         return {"layout": self.layout.describe() if self.layout else None, "tensor_parallel": self.tensor_parallel,
                 "pipeline_parallel": self.pipeline_parallel, "data_parallel": self.data_parallel,
-                "expert_parallel": self.expert_parallel,
+                "expert_parallel": self.expert_parallel, "context_parallel": self.context_parallel,
                 "zero": self.zero, "recompute": self.recompute, "sequence_parallel": self.sequence_parallel,
                 "micro_batch": self.micro_batch, "gradient_accumulation": self.gradient_accumulation,
                 "interleave": self.interleave, "step_seconds": self.step_seconds,
@@ -101,7 +103,8 @@ class Prediction:
         return {
             "device": self.device, "devices": self.devices, "precision": self.precision,
             "tensor_parallel": self.tensor_parallel, "pipeline_parallel": self.pipeline_parallel,
-            "data_parallel": self.data_parallel, "expert_parallel": self.expert_parallel, "zero": self.zero,
+            "data_parallel": self.data_parallel, "expert_parallel": self.expert_parallel,
+            "context_parallel": self.context_parallel, "zero": self.zero,
             "recompute": self.recompute, "sequence_parallel": self.sequence_parallel, "micro_batch": self.micro_batch,
             "gradient_accumulation": self.gradient_accumulation, "interleave": self.interleave,
             "layout": None if self.layout is None else self.layout.describe(),
@@ -157,24 +160,37 @@ class StepTerms:
     tp_grouped_s: float
     tp_outside_s: float
     compute_bound_s: float
-    a2a_grouped_s: float = 0.0          # expert parallelism's all-to-alls
+    a2a_grouped_s: float = 0.0          # expert parallelism's all-to-alls, context parallelism's exposed KV ring
     a2a_outside_s: float = 0.0
 
 
+def kv_elements(row) -> int:
+    """Elements of the keys and values of one copy of an attention row: batch x tokens x 2 x key/value width."""
+    if row.node.op == "scaled_dot_product_attention":
+        return 2 * numel(row.node.in_types[1].shape)
+    b, t, e = row.node.in_types[0].shape
+    heads = row.node.kwargs["num_heads"]
+    return 2 * b * t * (row.node.kwargs.get("num_kv_heads") or heads) * (e // heads)
+
+
 def step_terms(est, device, precision: str, factors: Factors, t: int, recompute: str, sp: bool,
-               stage: Stages, fused_attention: bool = True, e: int = 1, node: int | None = None) -> StepTerms:
+               stage: Stages, fused_attention: bool = True, e: int = 1, node: int | None = None,
+               cp: int = 1) -> StepTerms:
     """The per-micro-batch sums (module docstring). Expert parallelism of degree e sends each token's hidden state to
     its k experts and back, forward and backward (and forward again when recomputed): 2 all-to-alls of
     tokens / t x k x hidden x (e - 1) / e bytes per device per pass, over the interconnect when the e ranks share
-    a node, else over the network."""
+    a node, else over the network. Context parallelism of degree cp passes each attention layer's keys and values
+    round a ring of cp ranks, cp - 1 blocks of tokens / cp, forward, and keys, values and their gradients backward
+    (3 passes, 4 when recomputed), hidden behind the layer's own compute where it is shorter (Ring Attention)."""
     layers = layer_times(est, device, precision, factors, t, True, recompute, sp, stage.width, stage.grouped,
-                         fused_attention, e)
+                         fused_attention, e, cp)
     network = factors.network_gbs * 1e9
     intra = interconnect_bps(device, network)
     passes = 3 if recompute == "full" else 2
     size = itemsize(est)
     node = node or device.devices_per_node
     a2a_link, a2a_hop = (intra, INTRA_HOP_SECONDS) if e <= max(1, node // t) else (network, INTER_HOP_SECONDS)
+    ring_link, ring_hop = (intra, INTRA_HOP_SECONDS) if cp <= max(1, node // t) else (network, INTER_HOP_SECONDS)
     a2a_in = a2a_out = 0.0
     grouped = before = after = tp_in = tp_out = 0.0
     seen_group = False
@@ -188,19 +204,27 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
         else:
             before += lt.seconds
         if t > 1 and row_parallel(row):
-            per_copy = numel(row.node.out.shape) * size
+            per_copy = numel(row.node.out.shape) * size // cp
             comm = passes * row.node.repeat * ring_allreduce_seconds(per_copy, t, intra, INTRA_HOP_SECONDS)
             if inside:
                 tp_in += comm
             else:
                 tp_out += comm
         if e > 1 and row.node.op == "mixture_of_experts":
-            routed = numel(row.node.in_types[0].shape) // t * row.node.kwargs["top_k"] * size
+            routed = numel(row.node.in_types[0].shape) // (t * cp) * row.node.kwargs["top_k"] * size
             comm = 2 * passes * row.node.repeat * (routed * (e - 1) / e / a2a_link + a2a_hop)
             if inside:
                 a2a_in += comm
             else:
                 a2a_out += comm
+        if cp > 1 and row.node.op in ATTENTION:
+            block = kv_elements(row) // (cp * t) * size             # one rank's keys and values
+            ring = (passes + 1) * (cp - 1) * (block / ring_link + ring_hop) * row.node.repeat
+            exposed = max(0.0, ring - lt.seconds)
+            if inside:
+                a2a_in += exposed
+            else:
+                a2a_out += exposed
     return StepTerms(layers, grouped, before, after, tp_in, tp_out,
                      sum(l.seconds for l in layers if l.bound == "compute"), a2a_in, a2a_out)
 
@@ -228,9 +252,9 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     t, p, d, v, n = (layout.tensor_parallel, layout.pipeline_parallel, layout.data_parallel, layout.interleave,
                      layout.micro_batches)
     node = node_size or device.devices_per_node
-    e = layout.expert_parallel
+    e, cp = layout.expert_parallel, layout.context_parallel
     terms = terms or step_terms(est, device, precision, factors, t, layout.recompute, layout.sequence_parallel,
-                                stage, layout.fused_attention, e, node)
+                                stage, layout.fused_attention, e, node, cp)
     network_bps = factors.network_gbs * 1e9
     intra = interconnect_bps(device, network_bps)
     share = stage.share(p)
@@ -246,17 +270,17 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     pp_comm = 0.0
     if p > 1 and stage.width:
         tokens = numel(est.graph.input.shape[1:]) if est.graph.input.ids else 1
-        boundary = layout.micro_batch * tokens * stage.width * itemsize(est) / t
+        boundary = layout.micro_batch * tokens * stage.width * itemsize(est) / (t * cp)
         link, hop = (network_bps, INTER_HOP_SECONDS) if t * p > node else (intra, INTRA_HOP_SECONDS)
         pp_comm = 2 * n * v * (boundary / link + hop)
     params_share = stage_params_share(est, stage, p) / t
     experts = expert_share(est)
     grad_bytes = math.ceil(est.trainable_params * params_share * (1 - experts)) * DTYPES[workload.dtype]
-    ar = allreduce_seconds(grad_bytes, d, max(1, node // t), intra, network_bps, INTRA_HOP_SECONDS,
+    ar = allreduce_seconds(grad_bytes, d * cp, max(1, node // t), intra, network_bps, INTRA_HOP_SECONDS,
                            INTER_HOP_SECONDS)
     if experts:                     # expert gradients are reduced over the d / e ranks that hold the same experts
         ar += allreduce_seconds(math.ceil(est.trainable_params * params_share * experts / e) * DTYPES[workload.dtype],
-                                d // e, max(1, node // (t * e)), intra, network_bps, INTRA_HOP_SECONDS,
+                                d * cp // e, max(1, node // (t * e)), intra, network_bps, INTRA_HOP_SECONDS,
                                 INTER_HOP_SECONDS)
     if layout.zero == 3:
         dp_comm = 1.5 * ar * n
@@ -266,7 +290,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
         exposed = max(0.0, dp_comm - factors.overlap * stage_s * backward_share(est))
     opt = max(est.optimizer_flops / (vec * factors.compute_fraction),
               optimizer_bytes(est) / (device.memory_bw_bytes_per_s * factors.memory_fraction)) * params_share
-    opt /= d if layout.zero >= 1 else 1
+    opt /= d * cp if layout.zero >= 1 else 1
     step = (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency
 
     memory = device_memory(est, layout, stage)
@@ -285,7 +309,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
                      (tp_comm + pp_comm + exposed) * p / max(1, n)), BOUNDS))[1]
     return Prediction(
         device=device.id, devices=devices, precision=precision, tensor_parallel=t, pipeline_parallel=p,
-        data_parallel=d, expert_parallel=e, zero=layout.zero, recompute=layout.recompute, sequence_parallel=layout.sequence_parallel,
+        data_parallel=d, expert_parallel=e, context_parallel=cp, zero=layout.zero, recompute=layout.recompute, sequence_parallel=layout.sequence_parallel,
         micro_batch=layout.micro_batch, gradient_accumulation=n, interleave=v, layers=terms.layers,
         compute_seconds=compute, tp_comm_seconds=tp_comm, pp_comm_seconds=pp_comm, dp_comm_seconds=dp_comm,
         dp_comm_exposed_seconds=exposed, optimizer_seconds=opt, step_seconds=step, global_batch=global_batch,
