@@ -61,6 +61,7 @@ layers:
   - {op: dropout, name: do, p: 0.3}
   - {op: reshape, name: rs, shape: [3, 4]}
   - {op: softmax, name: sm, dim: 1}
+  - {op: narrow, name: na, dim: 2, start: 1, length: 2}
   - {op: select, name: se, dim: 1, index: -1}
   - {op: identity, name: id}
   - {op: linear, name: head, out_features: 5}

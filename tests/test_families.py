@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
 from sizing.cli import main
@@ -57,3 +59,72 @@ def test_olmo2_norms_after_each_sublayer():
     per_layer = 4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096 + 2 * 4096
     assert total == 2 * 100352 * 4096 + 32 * per_layer + 4096
     assert round(total / 1e9, 2) == 7.30
+
+
+def test_gemma_ties_its_head_and_scales_its_embedding():
+    """Gemma 2B and 7B (google/gemma-2b, gemma-7b config.json): head_dim 256 whatever hidden / heads is, a GeGLU
+    MLP, lm_head tied; the non-embedding parameters of Gemma Team 2024 (arXiv:2403.08295), Table 2."""
+    two, _ = counted("gemma-2b.json")
+    seven, _ = counted("gemma-7b.json")
+    assert two == decoder(2048, 16384, 8, 1, 256, 18, 256000, tied=True)
+    assert seven == decoder(3072, 24576, 16, 16, 256, 28, 256000, tied=True)
+    assert (two - 256000 * 2048, seven - 256000 * 3072) == (1_981_884_416, 7_751_248_896)
+    r = CliRunner().invoke(main, ["estimate", HF + "gemma-2b.json", "--seq-len", "32", "--format", "json"])
+    layers = {row["name"]: row for row in json.loads(r.stdout)["layers"]}
+    assert layers["normalizer"]["flops"] == 32 * 2048          # sqrt(hidden) times each embedded element
+
+
+def test_phi3_fused_projections_split_by_views(tmp_path):
+    """Phi-3-mini-4k (microsoft/Phi-3-mini-4k-instruct): qkv_proj 3072 -> 9216 and gate_up_proj 3072 -> 16384
+    are single modules; 3.8B parameters. The split views cost nothing, so the forward FLOPs equal those of the
+    same sizes written with separate projections (a llama config); backward differs by exactly autograd's
+    fan-out sums: the three slices of qkv_proj and the two of gate_up_proj each return a full-size gradient
+    (2 x 9216 + 16384 adds per token and layer), where llama sums the norm outputs' three and two consumers
+    (2 x 3072 + 3072)."""
+    total, _ = counted("phi-3-mini-4k.json")
+    assert total == decoder(3072, 8192, 32, 32, 96, 32, 32064, tied=False) == 3_821_079_552
+    with open(HF + "phi-3-mini-4k.json") as f:
+        config = json.load(f)
+    (tmp_path / "llama.json").write_text(json.dumps({**config, "model_type": "llama"}))
+    flops = []
+    for path in (HF + "phi-3-mini-4k.json", str(tmp_path / "llama.json")):
+        r = CliRunner().invoke(main, ["estimate", path, "--seq-len", "64", "--format", "json"])
+        d = json.loads(r.stdout)
+        flops.append((d["params"], d["forward"]["flops"], d["backward"]["flops"]))
+    assert flops[0][:2] == flops[1][:2]
+    assert flops[0][2] - flops[1][2] == 64 * 32 * ((2 * 9216 + 16384) - (2 * 3072 + 3072))
+
+
+def test_phi2_parallel_layer_with_biases():
+    """Phi-2 (microsoft/phi-2): one LayerNorm feeding attention and MLP, biases on every projection and on
+    lm_head, rotary on 32 of 80 dims per head; 2.7B on its model card."""
+    total, _ = counted("phi-2.json")
+    e, f, v = 2560, 10240, 51200
+    per_layer = 2 * e + 4 * (e * e + e) + (e * f + f) + (f * e + e)
+    assert total == v * e + 32 * per_layer + 2 * e + (v * e + v) == 2_779_683_840
+
+
+def test_lora_targets_the_fused_phi3_modules():
+    """PEFT on Phi-3 targets qkv_proj (r x (3072 + 9216) per layer), not q_proj: the fused module is the
+    target, and an unfused name is refused."""
+    args = ["estimate", HF + "phi-3-mini-4k.json", "--seq-len", "32", "--finetune", "lora", "--lora-rank", "8",
+            "--format", "json"]
+    r = CliRunner().invoke(main, [*args, "--lora-targets", "qkv_proj,o_proj"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["trainable_params"] == 32 * 8 * ((3072 + 9216) + (3072 + 3072))
+    r = CliRunner().invoke(main, [*args, "--lora-targets", "q_proj"])
+    assert r.exit_code == 2 and r.output.startswith("error:")
+
+
+@pytest.mark.parametrize("name", ["qwen3-30b-a3b.json", "olmo2-7b.json", "gemma-2b.json", "phi-3-mini-4k.json",
+                                  "phi-2.json"])
+def test_emit_yaml_round_trips_to_identical_counts(name, tmp_path):
+    """Each family through --emit-yaml: the written spec counts exactly what the config counts (every layer)."""
+    out = tmp_path / "spec.yaml"
+    base = ["--seq-len", "48", "--format", "json"]
+    first = CliRunner().invoke(main, ["estimate", HF + name, "--emit-yaml", str(out), *base])
+    again = CliRunner().invoke(main, ["estimate", str(out), *base])
+    assert first.exit_code == again.exit_code == 0, first.output + again.output
+    rows = [[(r["name"], r["params"], r["macs"], r["flops"], r["backward_flops"]) for r in json.loads(
+        res.stdout[res.stdout.index("{"):])["layers"]] for res in (first, again)]
+    assert rows[0] == rows[1] and len(rows[0]) > 10

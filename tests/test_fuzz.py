@@ -208,7 +208,8 @@ def test_random_yaml_text(text):
 
 
 def test_generated_specs_are_often_accepted():
-    """The generator reaches the estimator, not only the loader's refusals (else the property is empty)."""
+    """The generator reaches the estimator, not only the loader's refusals (else the property is empty): about
+    12% of its specs are accepted (119 of 1000 draws), so 200 draws must give at least 5% (binomial sd ~2.3%)."""
     accepted = []
 
     @fuzz(200)
@@ -217,7 +218,7 @@ def test_generated_specs_are_often_accepted():
         accepted.append(outcome(text) is not None)
 
     collect()
-    assert sum(accepted) >= len(accepted) // 10, (sum(accepted), len(accepted))
+    assert sum(accepted) >= len(accepted) // 20, (sum(accepted), len(accepted))
 
 
 @fuzz(300)

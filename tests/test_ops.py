@@ -657,13 +657,14 @@ def test_add_and_mul_broadcast_forward_and_reduce_back():
                            {"op": "add", "name": "x", "inputs": ["l", "input"]}])
 
 
-@covers("concat", "flatten", "reshape", "select", "identity")
+@covers("concat", "flatten", "reshape", "select", "narrow", "identity")
 def test_views_and_concat_shapes_as_pytorch_with_zero_flops():
     # shapes read off torch 2.13.0 on x = zeros(2, 3, 4, 5)
     cases = [("flatten", {}, (2, 60)), ("flatten", {"start_dim": 2, "end_dim": 3}, (2, 3, 20)),
              ("flatten", {"end_dim": -2}, (2, 12, 5)), ("reshape", {"shape": [-1, 10]}, (2, 6, 10)),
              ("select", {"dim": 2, "index": 1}, (2, 3, 5)), ("select", {"dim": -1, "index": -1}, (2, 3, 4)),
-             ("identity", {}, (2, 3, 4, 5))]
+             ("narrow", {"dim": -1, "start": 1, "length": 3}, (2, 3, 4, 3)),
+             ("narrow", {"dim": 1, "start": 0, "length": 3}, (2, 3, 4, 5)), ("identity", {}, (2, 3, 4, 5))]
     for op, args, torch_shape in cases:
         row = one(op, [3, 4, 5], hidden=True, **args)
         assert shape_of(row) == torch_shape, (op, args)
@@ -676,6 +677,7 @@ def test_views_and_concat_shapes_as_pytorch_with_zero_flops():
     assert (cat.flops, cat.backward_flops) == (0, 0)
     assert (cat.bytes_read, cat.bytes_written) == (4 * (120 + 60), 4 * 180)    # a copy: its traffic counts
     for op, args in (("reshape", {"shape": [7, -1]}), ("select", {"dim": 1, "index": 3}),
+                     ("narrow", {"dim": -1, "start": 3, "length": 3}), ("narrow", {"dim": 0, "start": 0, "length": 1}),
                      ("flatten", {"start_dim": 0})):
         with pytest.raises(SizingError):
             one(op, [3, 4, 5], **args)

@@ -341,10 +341,13 @@ KERNELS["concat"] = OpKernel(_concat_forward, _concat_backward)
 # ---------------------------------------------------------------- views and select
 
 def _select_plan(node):
-    x = node.in_types[0].shape
-    d = node.kwargs["dim"] % len(x)
+    """(rows, row width, offset, taken width) of the input seen as rows: select takes one entry of its dim,
+    narrow ``length`` entries from ``start``."""
+    x, a = node.in_types[0].shape, node.kwargs
+    d = a["dim"] % len(x)
     inner = int(np.prod(x[d + 1:]))
-    return int(np.prod(x[:d])), x[d] * inner, (node.kwargs["index"] % x[d]) * inner, inner
+    start, length = (a["start"], a["length"]) if "length" in a else (a["index"] % x[d], 1)
+    return int(np.prod(x[:d])), x[d] * inner, start * inner, length * inner
 
 
 def _select_forward(node, xs, p, cnt, seed):
@@ -361,7 +364,7 @@ def _select_backward(node, saved, gy, need, p, grads, cnt):
     return [gx.reshape(node.in_types[0].shape)]
 
 
-KERNELS["select"] = OpKernel(_select_forward, _select_backward)
+KERNELS["select"] = KERNELS["narrow"] = OpKernel(_select_forward, _select_backward)
 
 
 def _view_forward(node, xs, p, cnt, seed):

@@ -14,7 +14,11 @@ Each family is written as its transformers modeling file builds it, so params eq
   params), partial rotary (``rotary_pct``), parallel residual, untied ``embed_out``.
 - bert (``BertModel``, with the pooler): word, position and token-type embeddings, post-LayerNorm encoder
   layers, the pooler on the first token.
-Sliding-window attention (mistral) is counted dense, as the causal mask is.
+- gemma (``GemmaForCausalLM``): llama's layer with an explicit head_dim, a GeGLU MLP (``hidden_activation``),
+  the embedding scaled by sqrt(hidden_size) and lm_head tied by default. Its RMSNorm scales by (1 + w): the same
+  params; the E adds of 1 + w per call (on the weight, not per token) are not counted.
+- phi3 (fused qkv_proj and gate_up_proj split by views) and phi (Phi-2's parallel layer): see their builders.
+Sliding-window attention (mistral, phi3) is counted dense, as the causal mask is.
 """
 from __future__ import annotations
 
@@ -143,13 +147,16 @@ def _lm_spec(c: Config, embed: list[dict], block: list[dict], layers: int, final
 
 def _rms_decoder(c: Config, hidden: int, vocab: int, eps: float, block: list[dict]) -> dict:
     """embed_tokens, the decoder layers, an RMSNorm and lm_head (tied to the embedding when the config says):
-    the frame of LLaMA-style models."""
+    the frame of LLaMA-style models. Gemma ties by default and scales the embedding by sqrt(hidden_size)
+    (GemmaModel's normalizer: one multiply per element)."""
+    gemma = c.family == "gemma"
     head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
-    if c.get("tie_word_embeddings", boolean, False):
+    if c.get("tie_word_embeddings", boolean, gemma):
         head["tie"] = "embed_tokens"
-    return _lm_spec(c, [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden}],
-                    block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps}, head,
-                    c.get("max_position_embeddings", pos_int))
+    embed = [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden},
+             *([{"op": "pointwise", "name": "normalizer", "fn": "mul_scalar"}] if gemma else [])]
+    return _lm_spec(c, embed, block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps},
+                    head, c.get("max_position_embeddings", pos_int))
 
 
 def _llama(c: Config) -> dict:
@@ -162,7 +169,9 @@ def _llama(c: Config) -> dict:
     else:
         attention_bias = c.get("attention_bias", boolean, False)
         biases = (attention_bias, attention_bias)
-    act = c.activation("hidden_act", "silu")
+    # Gemma's MLP reads hidden_activation (transformers falls back to gelu_pytorch_tanh, not hidden_act)
+    act = c.activation("hidden_activation", "gelu_pytorch_tanh") if c.family == "gemma" else c.activation(
+        "hidden_act", "silu")
     block = [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps},
              *_rotary_attention("input_layernorm", hidden, heads, biases, None, c.dropout("attention_dropout"),
                                 ("q_proj", "k_proj", "v_proj", "o_proj"),
@@ -190,6 +199,77 @@ def _llama(c: Config) -> dict:
                   {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": mlp_bias}]
     block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], "attn_add"]})
     return _rms_decoder(c, hidden, vocab, eps, block)
+
+
+def _phi3(c: Config) -> dict:
+    """Phi-3 (Abdin et al. 2024, arXiv:2404.14219; transformers Phi3DecoderLayer): LLaMA's layer with fused
+    projections: qkv_proj (heads + 2 kv heads of head_dim, no bias) split into q, k and v, and gate_up_proj
+    (2 x intermediate) split into gate and up (``narrow`` views: the same params and MACs as separate
+    projections, and LoRA sees the fused modules PEFT targets); partial rotary (``partial_rotary_factor``);
+    dropout after each sublayer where the config has it; an untied lm_head unless the config ties it."""
+    hidden = c.get("hidden_size", pos_int)
+    h, kv, d = c.heads(hidden)
+    eps = c.get("rms_norm_eps", pos_float, 1e-5)
+    inter = c.get("intermediate_size", pos_int)
+    rotary_dim = int(d * c.get("partial_rotary_factor", _fraction, 1.0))
+    rot = {"rotary_dim": rotary_dim} if rotary_dim < d else {}
+    resid = c.dropout("resid_pdrop")
+    parts = [("q", 0, h * d), ("k", h * d, kv * d), ("v", (h + kv) * d, kv * d)]
+    block = [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps},
+             {"op": "linear", "name": "qkv_proj", "out_features": (h + 2 * kv) * d, "bias": False},
+             *({"op": "narrow", "name": name, "dim": -1, "start": start, "length": n, "inputs": ["qkv_proj"]}
+               for name, start, n in parts),
+             *([] if rotary_dim == 0 else [
+                 {"op": "rotary_embedding", "name": "q_rotary", "num_heads": h, **rot, "inputs": ["q"]},
+                 {"op": "rotary_embedding", "name": "k_rotary", "num_heads": kv, **rot, "inputs": ["k"]}]),
+             {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "num_kv_heads": kv,
+              "causal": True, "dropout": c.dropout("attention_dropout"),
+              "inputs": ["q", "k", "v"] if rotary_dim == 0 else ["q_rotary", "k_rotary", "v"]},
+             {"op": "linear", "name": "o_proj", "out_features": hidden, "bias": False},
+             *_dropout("resid_attn_dropout", resid)]
+    block += [{"op": "add", "name": "attn_add", "inputs": [block[-1]["name"], "input"]},
+              {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps},
+              {"op": "linear", "name": "gate_up_proj", "out_features": 2 * inter, "bias": False},
+              {"op": "narrow", "name": "gate", "dim": -1, "start": 0, "length": inter},
+              {"op": "narrow", "name": "up", "dim": -1, "start": inter, "length": inter, "inputs": ["gate_up_proj"]},
+              {**c.activation("hidden_act", "silu"), "name": "act", "inputs": ["gate"]},
+              {"op": "mul", "name": "gated", "inputs": ["act", "up"]},
+              {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": False},
+              *_dropout("resid_mlp_dropout", resid)]
+    block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], "attn_add"]})
+    return _rms_decoder(c, hidden, c.get("vocab_size", pos_int), eps, block)
+
+
+def _phi(c: Config) -> dict:
+    """Phi-1/1.5/2 (transformers PhiDecoderLayer): one LayerNorm feeding attention and the MLP in parallel;
+    biased q/k/v and dense, partial rotary (``partial_rotary_factor``), fc1 / gelu_new / fc2 with biases;
+    residual = x + attention + MLP (each after resid_pdrop); a final LayerNorm and a biased lm_head."""
+    hidden = c.get("hidden_size", pos_int)
+    heads = c.heads(hidden)
+    eps = c.get("layer_norm_eps", pos_float, 1e-5)
+    vocab = c.get("vocab_size", pos_int)
+    if c.get("qk_layernorm", boolean, False):
+        raise SizingError("'qk_layernorm': true is not imported yet (no released Phi checkpoint uses it)", c.path)
+    rotary_dim = int(heads[2] * c.get("partial_rotary_factor", _fraction, 0.5))
+    resid = c.dropout("resid_pdrop")
+    block = [{"op": "layernorm", "name": "input_layernorm", "eps": eps},
+             *_rotary_attention("input_layernorm", hidden, heads, (True, True),
+                                rotary_dim if rotary_dim < heads[2] else None, c.dropout("attention_dropout"),
+                                ("q_proj", "k_proj", "v_proj", "dense")),
+             *_dropout("attn_resid_dropout", resid)]
+    attn_out = block[-1]["name"]
+    block += [*_mlp("input_layernorm", hidden, c.get("intermediate_size", pos_int),
+                    c.activation("hidden_act", "gelu_new"), True, ("fc1", "fc2")),
+              *_dropout("mlp_resid_dropout", resid)]
+    block.append({"op": "add", "name": "residual_add", "inputs": [attn_out, block[-1]["name"], "input"]})
+    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": True}
+    if c.get("tie_word_embeddings", boolean, False):
+        head["tie"] = "embed_tokens"
+    embed = [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden},
+             *_dropout("embed_dropout", c.dropout("embd_pdrop"))]
+    return _lm_spec(c, embed, block, c.get("num_hidden_layers", pos_int),
+                    {"op": "layernorm", "name": "final_layernorm", "eps": eps}, head,
+                    c.get("max_position_embeddings", pos_int))
 
 
 def _olmo2(c: Config) -> dict:
@@ -317,8 +397,8 @@ def _bert(c: Config) -> dict:
 
 
 FAMILIES: dict[str, Callable[[Config], dict]] = {
-    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen3": _llama, "qwen3_moe": _llama, "olmo2": _olmo2,
-    "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
+    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen3": _llama, "qwen3_moe": _llama,
+    "gemma": _llama, "olmo2": _olmo2, "phi3": _phi3, "phi": _phi, "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
 }
 
 

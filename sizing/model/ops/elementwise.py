@@ -6,8 +6,8 @@ transcendental function (exp, tanh, erf, sqrt, rsqrt) is 1 FLOP; a reduction ove
 from __future__ import annotations
 
 from ..cost import Cost
-from .registry import (Arg, Call, ShapeError, any_int, boolean, choice, elementwise, int_list, io_bytes, numel,
-    probability, register, view)
+from .registry import (Arg, Call, ShapeError, any_int, boolean, choice, elementwise, int_list, io_bytes,
+    nonneg_int, numel, pos_int, probability, register, view)
 
 
 def _same(a, s):
@@ -172,3 +172,18 @@ def _select_shape(a, s):
 
 
 register("select", Arg("dim", any_int), Arg("index", any_int), shape=_select_shape)(view)
+
+
+def _narrow_shape(a, s):
+    x = s[0]
+    if not -len(x) <= a["dim"] < len(x) or a["dim"] % len(x) == 0:
+        raise ShapeError(f"dim={a['dim']} must be a non-batch dim of {list(x)}")
+    d = a["dim"] % len(x)
+    if a["start"] + a["length"] > x[d]:
+        raise ShapeError(f"start={a['start']} + length={a['length']} is past size {x[d]} of dim {a['dim']}")
+    return x[:d] + (a["length"],) + x[d + 1:]
+
+
+# torch.narrow(x, dim, start, length): a view of ``length`` entries of one dim (the parts of a fused projection,
+# as Phi-3's qkv_proj and gate_up_proj are split); zero cost by rule
+register("narrow", Arg("dim", any_int), Arg("start", nonneg_int), Arg("length", pos_int), shape=_narrow_shape)(view)
