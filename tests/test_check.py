@@ -588,6 +588,29 @@ layers:
         shrink(graph_of(IMAGE), 2)                         # reshape [3, 4] cannot take 12 / 2 features
 
 
+def test_shrink_keeps_each_narrow_view_its_share_of_a_fused_projection():
+    """A fused q/k/v of 8 + 2 + 2 features, split by narrow views: at half width the parts are 4 + 1 + 1 from
+    0, 4 and 5, and the gradient check of the narrowed graph passes (the views' backward is right)."""
+    text = """
+input: [8]
+defaults: {batch: 2}
+layers:
+  - {op: linear, name: qkv, out_features: 12}
+  - {op: narrow, name: q, dim: -1, start: 0, length: 8}
+  - {op: narrow, name: k, inputs: qkv, dim: -1, start: 8, length: 2}
+  - {op: narrow, name: v, inputs: qkv, dim: -1, start: 10, length: 2}
+  - {op: concat, name: kv, inputs: [k, v], dim: -1}
+  - {op: concat, name: all, inputs: [q, kv], dim: -1}
+  - {op: linear, name: head, out_features: 3}
+"""
+    small = shrink(graph_of(text), 2)
+    node = {n.name: n.kwargs for n in small.nodes}
+    assert [(node[p]["start"], node[p]["length"]) for p in "qkv"] == [(0, 4), (4, 1), (5, 1)]
+    assert gradient_check(Model(small, np.float64)).ok
+    with pytest.raises(SizingError, match="layer 'k'"):
+        shrink(graph_of(text.replace("start: 8, length: 2", "start: 9, length: 1")), 2)   # 9 / 2 is no share
+
+
 def test_the_gradient_instance_is_small():
     load = lambda **size: graph_of(STACK, **size)
     inst = gradient_instance(load, 8, 40, None)

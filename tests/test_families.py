@@ -117,7 +117,7 @@ def test_lora_targets_the_fused_phi3_modules():
 
 
 @pytest.mark.parametrize("name", ["qwen3-30b-a3b.json", "olmo2-7b.json", "gemma-2b.json", "phi-3-mini-4k.json",
-                                  "phi-2.json"])
+                                  "phi-2.json", "falcon-7b.json", "falcon-40b.json", "llama-3.2-1b.json"])
 def test_emit_yaml_round_trips_to_identical_counts(name, tmp_path):
     """Each family through --emit-yaml: the written spec counts exactly what the config counts (every layer)."""
     out = tmp_path / "spec.yaml"
@@ -128,3 +128,23 @@ def test_emit_yaml_round_trips_to_identical_counts(name, tmp_path):
     rows = [[(r["name"], r["params"], r["macs"], r["flops"], r["backward_flops"]) for r in json.loads(
         res.stdout[res.stdout.index("{"):])["layers"]] for res in (first, again)]
     assert rows[0] == rows[1] and len(rows[0]) > 10
+
+
+def test_falcon_both_decoder_architectures():
+    """Falcon-7B (old architecture: multi-query, one norm feeding attention and MLP in parallel) and Falcon-40B
+    (new architecture: 8 kv groups, ln_attn and ln_mlp); fused query_key_value of (heads + 2 kv) x 64, no
+    biases, lm_head tied. Published: 7B and 40B (tiiuae model cards; 6.92B and 41.3B as counted)."""
+    seven, _ = counted("falcon-7b.json")
+    forty, _ = counted("falcon-40b.json")
+
+    def falcon(e, heads, kv, layers, norms):
+        per_layer = 2 * e * norms + e * (heads + 2 * kv) * 64 + e * e + 2 * e * 4 * e
+        return 65024 * e + layers * per_layer + 2 * e
+    assert seven == falcon(4544, 71, 1, 32, 1) == 6_921_720_704
+    assert forty == falcon(8192, 128, 8, 60, 2) == 41_303_293_952
+
+
+def test_llama_3_2_with_rope_scaling_and_tied_embeddings():
+    """Llama-3.2-1B: rope_scaling (llama3) changes no count; lm_head tied; 1.24B (model card)."""
+    total, _ = counted("llama-3.2-1b.json")
+    assert total == decoder(2048, 8192, 32, 8, 64, 16, 128256, tied=True) == 1_235_814_400

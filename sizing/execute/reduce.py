@@ -162,7 +162,8 @@ def _difference_seconds(graph: Graph) -> float:
 def shrink(graph: Graph, factor: int) -> Graph:
     """Every hidden width (out_features, out_channels, embedding_dim, hidden_size) divided by ``factor``,
     shapes inferred again; the output layer and tied layers keep theirs. Depthwise convolutions stay
-    depthwise. A layer that cannot take the narrower shapes is named in the error."""
+    depthwise; a narrow view keeps its share of a narrowed dim (start and length scaled when they divide
+    exactly). A layer that cannot take the narrower shapes is named in the error."""
     types = {"input": graph.input}
     nodes = []
     for n in graph.nodes:
@@ -174,6 +175,11 @@ def shrink(graph: Graph, factor: int) -> Graph:
         shapes = tuple(t.shape for t in in_types)
         if args.get("groups", 1) > 1 and args["groups"] == n.in_types[0].shape[1]:
             args["groups"] = shapes[0][1]
+        if n.op == "narrow":                # a part of a fused projection narrows with it, in proportion
+            dim = args["dim"] % len(shapes[0])
+            old, new = n.in_types[0].shape[dim], shapes[0][dim]
+            if new != old and args["start"] * new % old == 0 and args["length"] * new % old == 0:
+                args["start"], args["length"] = args["start"] * new // old, args["length"] * new // old
         try:
             out = TensorType(tuple(REGISTRY[n.op].shape(args, shapes)))
         except ShapeError as e:

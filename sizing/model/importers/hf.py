@@ -17,7 +17,8 @@ Each family is written as its transformers modeling file builds it, so params eq
 - gemma (``GemmaForCausalLM``): llama's layer with an explicit head_dim, a GeGLU MLP (``hidden_activation``),
   the embedding scaled by sqrt(hidden_size) and lm_head tied by default. Its RMSNorm scales by (1 + w): the same
   params; the E adds of 1 + w per call (on the weight, not per token) are not counted.
-- phi3 (fused qkv_proj and gate_up_proj split by views) and phi (Phi-2's parallel layer): see their builders.
+- phi3 (fused qkv_proj and gate_up_proj split by views), phi (Phi-2's parallel layer) and falcon (fused
+  query_key_value, both decoder architectures): see their builders.
 Sliding-window attention (mistral, phi3) is counted dense, as the causal mask is.
 """
 from __future__ import annotations
@@ -272,6 +273,66 @@ def _phi(c: Config) -> dict:
                     c.get("max_position_embeddings", pos_int))
 
 
+def _falcon(c: Config) -> dict:
+    """Falcon (Almazrouei et al. 2023, arXiv:2311.16867; transformers FalconDecoderLayer), both decoder
+    architectures. Attention: one fused query_key_value projection split by views into q, k and v (the new
+    architecture interleaves each kv group's queries, keys and values; views cost nothing either way), rotary on
+    whole heads, causal attention, dense; k/v heads: ``num_kv_heads`` (new), 1 with ``multi_query``, else all.
+    The MLP is dense_h_to_4h, gelu, dense_4h_to_h (``ffn_hidden_size``, default 4 x hidden); ``bias`` on every
+    projection. Parallel layers (``parallel_attn`` or the new architecture): attention and MLP read LayerNorms of
+    the same input (one norm, or ln_attn and ln_mlp when ``num_ln_in_parallel_attn`` is 2), output = x +
+    attention + MLP; otherwise sequential with a post_attention_layernorm. ln_f; lm_head tied by default."""
+    hidden = c.get("hidden_size", pos_int)
+    heads = c.get("num_attention_heads", pos_int, None) or c.get("n_head", pos_int)
+    layers = c.get("num_hidden_layers", pos_int, None) or c.get("n_layer", pos_int)
+    if hidden % heads:
+        raise SizingError(f"'hidden_size' {hidden} is not divisible by 'num_attention_heads' {heads}", c.path)
+    if c.get("alibi", boolean, False):
+        raise SizingError("'alibi': true (Falcon-RW) is not imported yet; rotary Falcon configs are", c.path)
+    d = hidden // heads
+    new_arch = c.get("new_decoder_architecture", boolean, False)
+    kv = c.get("num_kv_heads", pos_int, heads) if new_arch else (1 if c.get("multi_query", boolean, True) else heads)
+    if heads % kv:
+        raise SizingError(f"'num_attention_heads' {heads} is not divisible by 'num_kv_heads' {kv}", c.path)
+    eps = c.get("layer_norm_epsilon", pos_float, 1e-5)
+    bias = c.get("bias", boolean, False)
+    parallel = new_arch or c.get("parallel_attn", boolean, True)
+    two_norms = new_arch and c.get("num_ln_in_parallel_attn", pos_int, 2) == 2
+    drop = c.dropout("hidden_dropout")
+    attn_norm = "ln_attn" if two_norms else "input_layernorm"
+    block = [{"op": "layernorm", "name": attn_norm, "eps": eps},
+             *([{"op": "layernorm", "name": "ln_mlp", "eps": eps, "inputs": ["input"]}] if two_norms else []),
+             {"op": "linear", "name": "query_key_value", "out_features": (heads + 2 * kv) * d, "bias": bias,
+              "inputs": [attn_norm]},
+             *({"op": "narrow", "name": name, "dim": -1, "start": start, "length": n, "inputs": ["query_key_value"]}
+               for name, start, n in (("query", 0, heads * d), ("key", heads * d, kv * d),
+                                      ("value", (heads + kv) * d, kv * d))),
+             {"op": "rotary_embedding", "name": "query_rotary", "num_heads": heads, "inputs": ["query"]},
+             {"op": "rotary_embedding", "name": "key_rotary", "num_heads": kv, "inputs": ["key"]},
+             {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": heads, "num_kv_heads": kv,
+              "causal": True, "dropout": c.dropout("attention_dropout"), "inputs": ["query_rotary", "key_rotary", "value"]},
+             {"op": "linear", "name": "dense", "out_features": hidden, "bias": bias}]
+    if parallel:
+        mlp_in = "ln_mlp" if two_norms else attn_norm
+    else:
+        block += [*_dropout("attn_dropout", drop),
+                  {"op": "add", "name": "attn_add", "inputs": ["attn_dropout" if drop else "dense", "input"]},
+                  {"op": "layernorm", "name": "post_attention_layernorm", "eps": eps}]
+        mlp_in = "post_attention_layernorm"
+    block += [*_mlp(mlp_in, hidden, c.get("ffn_hidden_size", pos_int, 4 * hidden), c.activation("activation", "gelu"),
+                    bias, ("dense_h_to_4h", "dense_4h_to_h")),
+              *_dropout("mlp_dropout", drop)]
+    residual = ["dense", "input"] if parallel else ["attn_add"]
+    block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], *residual]})
+    head = {"op": "linear", "name": "lm_head", "out_features": c.get("vocab_size", pos_int), "bias": False}
+    if c.get("tie_word_embeddings", boolean, True):
+        head["tie"] = "word_embeddings"
+    embed = [{"op": "embedding", "name": "word_embeddings", "num_embeddings": head["out_features"],
+              "embedding_dim": hidden}]
+    return _lm_spec(c, embed, block, layers, {"op": "layernorm", "name": "ln_f", "eps": eps}, head,
+                    c.get("max_position_embeddings", pos_int, 2048))
+
+
 def _olmo2(c: Config) -> dict:
     """OLMo 2 (Team OLMo 2024, arXiv:2501.00656; transformers Olmo2DecoderLayer): no norm before attention or
     the MLP; q_norm and k_norm (RMSNorm over the whole q and k projections) before the rotary; a norm on each
@@ -398,7 +459,7 @@ def _bert(c: Config) -> dict:
 
 FAMILIES: dict[str, Callable[[Config], dict]] = {
     "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen3": _llama, "qwen3_moe": _llama,
-    "gemma": _llama, "olmo2": _olmo2, "phi3": _phi3, "phi": _phi, "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
+    "gemma": _llama, "olmo2": _olmo2, "falcon": _falcon, "phi3": _phi3, "phi": _phi, "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
 }
 
 
