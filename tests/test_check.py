@@ -136,7 +136,9 @@ layers:
   - {op: linear, name: o, out_features: 8, bias: false}
   - {op: add, name: res, inputs: [o, emb]}
   - {op: mixture_of_experts, name: moe, num_experts: 4, top_k: 2, intermediate_size: 6}
-  - {op: scaled_dot_product_attention, name: att2, inputs: [moe, res, moe], num_heads: 2}
+  - {op: mixture_of_experts, name: raw, num_experts: 3, top_k: 2, intermediate_size: 5, norm_topk_prob: false}
+  - {op: add, name: moes, inputs: [moe, raw]}
+  - {op: scaled_dot_product_attention, name: att2, inputs: [moes, res, moes], num_heads: 2}
   - {op: linear, name: head, out_features: 13}
 """
 
@@ -500,9 +502,11 @@ def test_rotary_forward():
     assert np.allclose(y, np.concatenate([rot * cos + half * sin, rest], axis=-1).reshape(x.shape))
 
 
-def test_mixture_of_experts_forward():
-    """Mixtral's block: softmax router, top k renormalised, SwiGLU experts, weighted sum."""
-    x, p, y = run_one("{op: mixture_of_experts, num_experts: 4, top_k: 2, intermediate_size: 5}", [3, 6])
+@pytest.mark.parametrize("norm", [True, False])
+def test_mixture_of_experts_forward(norm):
+    """Mixtral's block: softmax router, top k renormalised (Qwen2-MoE: not), SwiGLU experts, weighted sum."""
+    x, p, y = run_one("{op: mixture_of_experts, num_experts: 4, top_k: 2, intermediate_size: 5, norm_topk_prob: "
+                      f"{str(norm).lower()}}}", [3, 6])
     x2 = x.reshape(-1, 6)
     logits = x2 @ p["gate.weight"].T
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
@@ -511,7 +515,8 @@ def test_mixture_of_experts_forward():
         top = np.argsort(-probs[t])[:2]
         for j in top:
             h1, h3 = p["experts.w1.weight"][j] @ row, p["experts.w3.weight"][j] @ row
-            ref[t] += probs[t, j] / probs[t, top].sum() * (p["experts.w2.weight"][j] @ (h1 / (1 + np.exp(-h1)) * h3))
+            weight = probs[t, j] / (probs[t, top].sum() if norm else 1.0)
+            ref[t] += weight * (p["experts.w2.weight"][j] @ (h1 / (1 + np.exp(-h1)) * h3))
     assert np.allclose(y.reshape(-1, 6), ref)
 
 

@@ -117,7 +117,8 @@ def test_lora_targets_the_fused_phi3_modules():
 
 
 @pytest.mark.parametrize("name", ["qwen3-30b-a3b.json", "olmo2-7b.json", "gemma-2b.json", "phi-3-mini-4k.json",
-                                  "phi-2.json", "falcon-7b.json", "falcon-40b.json", "llama-3.2-1b.json"])
+                                  "phi-2.json", "falcon-7b.json", "falcon-40b.json", "llama-3.2-1b.json",
+                                  "qwen1.5-moe-a2.7b.json"])
 def test_emit_yaml_round_trips_to_identical_counts(name, tmp_path):
     """Each family through --emit-yaml: the written spec counts exactly what the config counts (every layer)."""
     out = tmp_path / "spec.yaml"
@@ -148,3 +149,15 @@ def test_llama_3_2_with_rope_scaling_and_tied_embeddings():
     """Llama-3.2-1B: rope_scaling (llama3) changes no count; lm_head tied; 1.24B (model card)."""
     total, _ = counted("llama-3.2-1b.json")
     assert total == decoder(2048, 8192, 32, 8, 64, 16, 128256, tied=True) == 1_235_814_400
+
+
+def test_qwen2_moe_shared_expert_beside_the_routed_ones():
+    """Qwen1.5-MoE-A2.7B: 60 experts of width 1408, 4 per token, not renormalised; a shared SwiGLU expert of
+    5632 with a one-output sigmoid gate; q/k/v biases. 14.3B total and 2.7B activated (model card)."""
+    total, active = counted("qwen1.5-moe-a2.7b.json")
+    e = 2048
+    attention = 4 * e * e + 3 * e
+    moe = 60 * e + 60 * 3 * e * 1408 + 3 * e * 5632 + e
+    assert total == 2 * 151936 * e + 24 * (attention + moe + 2 * e) + e == 14_315_784_192
+    assert total - active == 24 * (60 - 4) * 3 * e * 1408
+    assert round(active / 1e9, 1) == 2.7

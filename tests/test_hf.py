@@ -347,7 +347,7 @@ def base_llama() -> dict:
 
 @pytest.mark.parametrize("data,message", [
     ({**base_llama(), "model_type": "deepseek_v3"},
-     "model_type 'deepseek_v3' is not supported (supported: bert, falcon, gemma, gpt2, gpt_neox, llama, mistral, mixtral, olmo2, phi, phi3, qwen2, qwen3, qwen3_moe)"),
+     "model_type 'deepseek_v3' is not supported (supported: bert, falcon, gemma, gpt2, gpt_neox, llama, mistral, mixtral, olmo2, phi, phi3, qwen2, qwen2_moe, qwen3, qwen3_moe)"),
     ({"hidden_size": 8}, "missing key 'model_type'"),
     ({k: v for k, v in base_llama().items() if k != "intermediate_size"},
      "missing key 'intermediate_size' (a llama config needs it)"),

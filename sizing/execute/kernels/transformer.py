@@ -105,9 +105,9 @@ KERNELS["scaled_dot_product_attention"] = OpKernel(_sdpa_forward, _sdpa_backward
 # ---------------------------------------------------------------- mixture of experts
 
 @njit(cache=True)
-def route(probs, k, chosen, weights, cnt):
-    """Per token: the k largest router probabilities (k passes of n - 1 comparisons), renormalised to sum 1
-    ((k - 1) adds and k divides)."""
+def route(probs, k, norm, chosen, weights, cnt):
+    """Per token: the k largest router probabilities (k passes of n - 1 comparisons), with ``norm``
+    renormalised to sum 1 ((k - 1) adds and k divides)."""
     nt, n = probs.shape
     for t in range(nt):
         taken = np.zeros(n, np.bool_)
@@ -121,9 +121,10 @@ def route(probs, k, chosen, weights, cnt):
             chosen[t, i] = arg
             weights[t, i] = best
             total += best
-        for i in range(k):
-            weights[t, i] /= total
-    cnt[FLOPS] += nt * (k * (n - 1) + 2 * k - 1)
+        if norm:
+            for i in range(k):
+                weights[t, i] /= total
+    cnt[FLOPS] += nt * (k * (n - 1) + (2 * k - 1 if norm else 0))
 
 
 @njit(cache=True)
@@ -206,7 +207,7 @@ def _moe_forward(node, xs, p, cnt, seed):
     probs = np.empty_like(logits)
     softmax_forward(logits.reshape(-1, n, 1), probs.reshape(-1, n, 1), cnt)
     chosen, weights = np.empty((len(x2), k), np.int64), np.empty((len(x2), k), x.dtype)
-    route(probs, k, chosen, weights, cnt)
+    route(probs, k, a["norm_topk_prob"], chosen, weights, cnt)
     y, filled = np.empty_like(x2), np.zeros(len(x2), np.bool_)
     experts = []
     for j, (tokens, slots) in enumerate(_plan(chosen, n)):
@@ -238,8 +239,11 @@ def _moe_backward(node, saved, gy, need, p, grads, cnt):
         dh1 = np.empty_like(h1)
         activation_backward(h1.reshape(-1), d_act.reshape(-1), dh1.reshape(-1), SILU, cnt)
         parts.append((dh1, dh3, d_out))
-    d_probs = np.empty_like(probs)
-    route_backward(probs, chosen, weights, d_weight, d_probs, cnt)
+    d_probs = np.zeros_like(probs)
+    if node.kwargs["norm_topk_prob"]:
+        route_backward(probs, chosen, weights, d_weight, d_probs, cnt)
+    else:                                   # the weights are the chosen probabilities themselves: no arithmetic
+        np.put_along_axis(d_probs, chosen, d_weight, axis=1)
     d_logits = np.empty_like(probs)
     softmax_backward(probs.reshape(-1, probs.shape[1], 1), d_probs.reshape(-1, probs.shape[1], 1),
                      d_logits.reshape(-1, probs.shape[1], 1), cnt)

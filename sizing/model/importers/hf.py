@@ -7,7 +7,8 @@ Each family is written as its transformers modeling file builds it, so params eq
   and a SwiGLU MLP (gate_proj, up_proj, silu, product, down_proj); final RMSNorm; lm_head, tied to the
   embedding when ``tie_word_embeddings``. Biases: llama ``attention_bias`` / ``mlp_bias``; qwen2 on q, k, v only.
 - mixtral: llama's attention with a ``mixture_of_experts`` (``num_local_experts``, ``num_experts_per_tok``)
-  in place of the MLP.
+  in place of the MLP; qwen2_moe and qwen3_moe likewise (``num_experts``, ``moe_intermediate_size``, the
+  top k renormalised only with ``norm_topk_prob``), qwen2_moe with a gated shared expert beside them.
 - gpt2 (``GPT2LMHeadModel``): learned positions, pre-LayerNorm layers of biased attention and a 4x gelu MLP,
   dropout where the config has it, lm_head tied to wte.
 - gpt_neox (``GPTNeoXForCausalLM``, Pythia): LayerNorm, fused biased q/k/v (three linears here: the same
@@ -146,6 +147,22 @@ def _lm_spec(c: Config, embed: list[dict], block: list[dict], layers: int, final
             "layers": [*embed, {"block": "decoder_layer", "name": "layers", "repeat": layers}, final_norm, head]}
 
 
+def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
+    """Qwen2-MoE's shared expert beside the routed ones (transformers Qwen2MoeSparseMoeBlock): a SwiGLU MLP of
+    ``shared_expert_intermediate_size`` on every token, scaled by sigmoid(shared_expert_gate x) (one output),
+    added to the routed experts' sum."""
+    norm = "post_attention_layernorm"
+    return [{"op": "linear", "name": "shared_gate_proj", "out_features": width, "bias": False, "inputs": [norm]},
+            {"op": "linear", "name": "shared_up_proj", "out_features": width, "bias": False, "inputs": [norm]},
+            {**act, "name": "shared_act", "inputs": ["shared_gate_proj"]},
+            {"op": "mul", "name": "shared_gated", "inputs": ["shared_act", "shared_up_proj"]},
+            {"op": "linear", "name": "shared_down_proj", "out_features": hidden, "bias": False},
+            {"op": "linear", "name": "shared_expert_gate", "out_features": 1, "bias": False, "inputs": [norm]},
+            {"op": "sigmoid", "name": "shared_expert_weight"},
+            {"op": "mul", "name": "shared_expert", "inputs": ["shared_down_proj", "shared_expert_weight"]},
+            {"op": "add", "name": "experts_sum", "inputs": ["mlp", "shared_expert"]}]
+
+
 def _rms_decoder(c: Config, hidden: int, vocab: int, eps: float, block: list[dict]) -> dict:
     """embed_tokens, the decoder layers, an RMSNorm and lm_head (tied to the embedding when the config says):
     the frame of LLaMA-style models. Gemma ties by default and scales the embedding by sqrt(hidden_size)
@@ -165,7 +182,7 @@ def _llama(c: Config) -> dict:
     heads = c.heads(hidden)
     eps = c.get("rms_norm_eps", pos_float, 1e-6)
     vocab = c.get("vocab_size", pos_int)
-    if c.family == "qwen2":
+    if c.family in ("qwen2", "qwen2_moe"):
         biases = (True, False)
     else:
         attention_bias = c.get("attention_bias", boolean, False)
@@ -180,16 +197,21 @@ def _llama(c: Config) -> dict:
              {"op": "add", "name": "attn_add", "inputs": ["o_proj", "input"]},
              {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps}]
     inter = c.get("intermediate_size", pos_int)
-    if c.family in ("mixtral", "qwen3_moe"):
+    if c.family in ("mixtral", "qwen2_moe", "qwen3_moe"):
         if act["op"] != "silu":
             raise SizingError(f"'hidden_act': {c.family} experts are SwiGLU here, so it must be 'silu'", c.path)
-        if c.family == "qwen3_moe" and (c.data.get("mlp_only_layers") or c.data.get("decoder_sparse_step", 1) != 1):
+        if c.family != "mixtral" and (c.data.get("mlp_only_layers") or c.data.get("decoder_sparse_step", 1) != 1):
             raise SizingError("'mlp_only_layers' / 'decoder_sparse_step': dense layers between the experts are not "
                               "imported yet; every layer must be a mixture of experts", c.path)
         experts = ("num_local_experts", "block_sparse_moe") if c.family == "mixtral" else ("num_experts", "mlp")
         width = inter if c.family == "mixtral" else c.get("moe_intermediate_size", pos_int)
+        # Mixtral always renormalises the top k; the Qwen MoE configs say (transformers' default: not)
+        norm = True if c.family == "mixtral" else c.get("norm_topk_prob", boolean, False)
         block.append({"op": "mixture_of_experts", "name": experts[1], "intermediate_size": width,
-                      "num_experts": c.get(experts[0], pos_int), "top_k": c.get("num_experts_per_tok", pos_int)})
+                      "num_experts": c.get(experts[0], pos_int), "top_k": c.get("num_experts_per_tok", pos_int),
+                      "norm_topk_prob": norm})
+        if c.family == "qwen2_moe":
+            block += _shared_expert(c.get("shared_expert_intermediate_size", pos_int), hidden, act)
     else:
         mlp_bias = c.get("mlp_bias", boolean, False)
         block += [{"op": "linear", "name": "gate_proj", "out_features": inter, "bias": mlp_bias},
@@ -458,7 +480,8 @@ def _bert(c: Config) -> dict:
 
 
 FAMILIES: dict[str, Callable[[Config], dict]] = {
-    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen3": _llama, "qwen3_moe": _llama,
+    "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen2_moe": _llama, "qwen3": _llama,
+    "qwen3_moe": _llama,
     "gemma": _llama, "olmo2": _olmo2, "falcon": _falcon, "phi3": _phi3, "phi": _phi, "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
 }
 

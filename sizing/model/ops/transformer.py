@@ -137,10 +137,11 @@ def _moe_note(call: Call) -> str:
 
 
 @register("mixture_of_experts", Arg("num_experts", pos_int), Arg("top_k", pos_int), Arg("intermediate_size", pos_int),
-          shape=_moe_shape, weights=_moe_weights, saves=("inputs",), note=_moe_note, matrix=True)
+          Arg("norm_topk_prob", boolean, True), shape=_moe_shape, weights=_moe_weights, saves=("inputs",), note=_moe_note, matrix=True)
 def _moe(call: Call) -> Cost:
     """Sparse mixture of SwiGLU experts (Mixtral's block): router logits x G^T (G: num_experts x hidden),
-    p = softmax over the n experts, the top k kept and renormalised to sum 1, each chosen expert computing
+    p = softmax over the n experts, the top k kept and renormalised to sum 1 (``norm_topk_prob``; Qwen2-MoE
+    keeps the raw probabilities: no renormalisation forward or backward), each chosen expert computing
     w2 (silu(w1 x) * w3 x), the outputs summed weighted by p. Every token goes to exactly k experts, so with
     N tokens, hidden e and expert width F (no capacity limit, no token dropped, whatever the balance):
     MACs = N * (e*n + 3*k*e*F).
@@ -160,10 +161,11 @@ def _moe(call: Call) -> Cost:
     e = call.inputs[0][-1]
     tokens = call.in_elems() // e
     macs = tokens * (e * n + 3 * k * e * f)
-    per_token = (_SOFTMAX_FWD * n + k * (n - 1) + 2 * k - 1 + (_SILU_FWD + 1) * k * f + (2 * k - 1) * e)
+    norm = a["norm_topk_prob"]
+    per_token = (_SOFTMAX_FWD * n + k * (n - 1) + norm * (2 * k - 1) + (_SILU_FWD + 1) * k * f + (2 * k - 1) * e)
     back = 0
     if call.grad_inputs[0] or call.trainable:
-        back += tokens * (3 * k * e + 2 * k * f * e + (2 + _SILU_BWD) * k * f + 4 * k - 1 + _SOFTMAX_BWD * n)
+        back += tokens * (3 * k * e + 2 * k * f * e + (2 + _SILU_BWD) * k * f + norm * (4 * k - 1) + _SOFTMAX_BWD * n)
     if call.trainable:
         back += 2 * tokens * (3 * k * f * e + e * n)
     if call.grad_inputs[0]:
