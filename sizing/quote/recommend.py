@@ -138,15 +138,23 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
         fewer_count=fewer.devices if fewer is not None else None, prediction=pred)
 
 
+def _fleet_count(device, needed: int, terms: Terms) -> int | Exclusion:
+    """The fewest devices a buyer can order (``buyable_counts``) that hold ``needed``; an Exclusion past
+    --max-devices."""
+    count = next((c for c in buyable_counts(device, terms.max_devices) if c >= needed), None)
+    if count is None:
+        return Exclusion(device.id, Message("ex_too_many", {"count": needed, "max": terms.max_devices}))
+    return count
+
+
 def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Exclusion:
     base = predict_inference(est, workload, device, Setup(), factors)
     if not base.fits:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
-    unit = device.devices_per_node
-    count = next((c for c in buyable_counts(device, terms.max_devices) if c >= base.devices), None)
-    if count is None:
-        return Exclusion(device.id, Message("ex_too_many", {"count": base.devices, "max": terms.max_devices}))
-    nodes, slots = server_slots(count, unit)
+    count = _fleet_count(device, base.devices, terms)
+    if isinstance(count, Exclusion):
+        return count
+    nodes, slots = server_slots(count, device.devices_per_node)
     pred = predict_inference(est, workload, device, Setup(devices=count, tensor_parallel=base.tensor_parallel),
                              factors)
     mat = peaks(device, pred.precision)[0]
@@ -209,11 +217,10 @@ def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Op
         base = _llm_request(model, request, device, factors, cal.serving_efficiency, terms, dtype)
     except SizingError:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
-    unit = device.devices_per_node
-    count = next((c for c in buyable_counts(device, terms.max_devices) if c >= base.devices), None)
-    if count is None:
-        return Exclusion(device.id, Message("ex_too_many", {"count": base.devices, "max": terms.max_devices}))
-    nodes, slots = server_slots(count, unit)
+    count = _fleet_count(device, base.devices, terms)
+    if isinstance(count, Exclusion):
+        return count
+    nodes, slots = server_slots(count, device.devices_per_node)
     pred = base if count == base.devices else plan_serving(model, base.request, device, factors,
                                                            cal.serving_efficiency, devices=count, dtype=dtype)
     mat = peaks(device, precision)[0]

@@ -140,6 +140,24 @@ def _mlp(norm: str, hidden: int, inter: int, act: dict, bias: bool, names: tuple
             {"op": "linear", "name": down, "out_features": hidden, "bias": bias}]
 
 
+def _split(fused: str, *parts: tuple[str, int]) -> list[dict]:
+    """A fused projection's output cut into consecutive (name, width) parts by ``narrow`` views."""
+    out, start = [], 0
+    for name, width in parts:
+        out.append({"op": "narrow", "name": name, "dim": -1, "start": start, "length": width, "inputs": [fused]})
+        start += width
+    return out
+
+
+def _head(c: Config, name: str, vocab: int, bias: bool, embedding: str, tied_by_default: bool) -> dict:
+    """The output projection to the vocabulary, tied to ``embedding`` when ``tie_word_embeddings`` says (its
+    default differs by family, as in each transformers config class)."""
+    head = {"op": "linear", "name": name, "out_features": vocab, "bias": bias}
+    if c.get("tie_word_embeddings", boolean, tied_by_default):
+        head["tie"] = embedding
+    return head
+
+
 def _lm_spec(c: Config, embed: list[dict], block: list[dict], layers: int, final_norm: dict, head: dict,
              seq_len: int) -> dict:
     return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": _defaults(c, seq_len),
@@ -168,9 +186,7 @@ def _rms_decoder(c: Config, hidden: int, vocab: int, eps: float, block: list[dic
     the frame of LLaMA-style models. Gemma ties by default and scales the embedding by sqrt(hidden_size)
     (GemmaModel's normalizer: one multiply per element)."""
     gemma = c.family == "gemma"
-    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
-    if c.get("tie_word_embeddings", boolean, gemma):
-        head["tie"] = "embed_tokens"
+    head = _head(c, "lm_head", vocab, False, "embed_tokens", gemma)
     embed = [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden},
              *([{"op": "pointwise", "name": "normalizer", "fn": "mul_scalar"}] if gemma else [])]
     return _lm_spec(c, embed, block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps},
@@ -237,11 +253,9 @@ def _phi3(c: Config) -> dict:
     rotary_dim = int(d * c.get("partial_rotary_factor", _fraction, 1.0))
     rot = {"rotary_dim": rotary_dim} if rotary_dim < d else {}
     resid = c.dropout("resid_pdrop")
-    parts = [("q", 0, h * d), ("k", h * d, kv * d), ("v", (h + kv) * d, kv * d)]
     block = [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps},
              {"op": "linear", "name": "qkv_proj", "out_features": (h + 2 * kv) * d, "bias": False},
-             *({"op": "narrow", "name": name, "dim": -1, "start": start, "length": n, "inputs": ["qkv_proj"]}
-               for name, start, n in parts),
+             *_split("qkv_proj", ("q", h * d), ("k", kv * d), ("v", kv * d)),
              *([] if rotary_dim == 0 else [
                  {"op": "rotary_embedding", "name": "q_rotary", "num_heads": h, **rot, "inputs": ["q"]},
                  {"op": "rotary_embedding", "name": "k_rotary", "num_heads": kv, **rot, "inputs": ["k"]}]),
@@ -253,8 +267,7 @@ def _phi3(c: Config) -> dict:
     block += [{"op": "add", "name": "attn_add", "inputs": [block[-1]["name"], "input"]},
               {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps},
               {"op": "linear", "name": "gate_up_proj", "out_features": 2 * inter, "bias": False},
-              {"op": "narrow", "name": "gate", "dim": -1, "start": 0, "length": inter},
-              {"op": "narrow", "name": "up", "dim": -1, "start": inter, "length": inter, "inputs": ["gate_up_proj"]},
+              *_split("gate_up_proj", ("gate", inter), ("up", inter)),
               {**c.activation("hidden_act", "silu"), "name": "act", "inputs": ["gate"]},
               {"op": "mul", "name": "gated", "inputs": ["act", "up"]},
               {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": False},
@@ -285,9 +298,7 @@ def _phi(c: Config) -> dict:
                     c.activation("hidden_act", "gelu_new"), True, ("fc1", "fc2")),
               *_dropout("mlp_resid_dropout", resid)]
     block.append({"op": "add", "name": "residual_add", "inputs": [attn_out, block[-1]["name"], "input"]})
-    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": True}
-    if c.get("tie_word_embeddings", boolean, False):
-        head["tie"] = "embed_tokens"
+    head = _head(c, "lm_head", vocab, True, "embed_tokens", False)
     embed = [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden},
              *_dropout("embed_dropout", c.dropout("embd_pdrop"))]
     return _lm_spec(c, embed, block, c.get("num_hidden_layers", pos_int),
@@ -326,9 +337,7 @@ def _falcon(c: Config) -> dict:
              *([{"op": "layernorm", "name": "ln_mlp", "eps": eps, "inputs": ["input"]}] if two_norms else []),
              {"op": "linear", "name": "query_key_value", "out_features": (heads + 2 * kv) * d, "bias": bias,
               "inputs": [attn_norm]},
-             *({"op": "narrow", "name": name, "dim": -1, "start": start, "length": n, "inputs": ["query_key_value"]}
-               for name, start, n in (("query", 0, heads * d), ("key", heads * d, kv * d),
-                                      ("value", (heads + kv) * d, kv * d))),
+             *_split("query_key_value", ("query", heads * d), ("key", kv * d), ("value", kv * d)),
              {"op": "rotary_embedding", "name": "query_rotary", "num_heads": heads, "inputs": ["query"]},
              {"op": "rotary_embedding", "name": "key_rotary", "num_heads": kv, "inputs": ["key"]},
              {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": heads, "num_kv_heads": kv,
@@ -346,9 +355,7 @@ def _falcon(c: Config) -> dict:
               *_dropout("mlp_dropout", drop)]
     residual = ["dense", "input"] if parallel else ["attn_add"]
     block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], *residual]})
-    head = {"op": "linear", "name": "lm_head", "out_features": c.get("vocab_size", pos_int), "bias": False}
-    if c.get("tie_word_embeddings", boolean, True):
-        head["tie"] = "word_embeddings"
+    head = _head(c, "lm_head", c.get("vocab_size", pos_int), False, "word_embeddings", True)
     embed = [{"op": "embedding", "name": "word_embeddings", "num_embeddings": head["out_features"],
               "embedding_dim": hidden}]
     return _lm_spec(c, embed, block, layers, {"op": "layernorm", "name": "ln_f", "eps": eps}, head,
@@ -404,9 +411,7 @@ def _gpt2(c: Config) -> dict:
                    c.activation("activation_function", "gelu_new"), True, ("c_fc", "c_proj")),
              *_dropout("mlp_dropout", resid)]
     block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], "attn_add"]})
-    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
-    if c.get("tie_word_embeddings", boolean, True):
-        head["tie"] = "wte"
+    head = _head(c, "lm_head", vocab, False, "wte", True)
     embed = [{"op": "embedding", "name": "wte", "num_embeddings": vocab, "embedding_dim": hidden},
              {"op": "positional_embedding", "name": "wpe", "num_embeddings": positions},
              *_dropout("drop", c.dropout("embd_pdrop"))]
@@ -438,9 +443,7 @@ def _gpt_neox(c: Config) -> dict:
               *_dropout("post_mlp_dropout", hidden_drop)]
     residual = [attn_out, "input"] if parallel else ["attn_add"]
     block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], *residual]})
-    head = {"op": "linear", "name": "embed_out", "out_features": vocab, "bias": False}
-    if c.get("tie_word_embeddings", boolean, False):
-        head["tie"] = "embed_in"
+    head = _head(c, "embed_out", vocab, False, "embed_in", False)
     embed = [{"op": "embedding", "name": "embed_in", "num_embeddings": vocab, "embedding_dim": hidden},
              *_dropout("emb_dropout", hidden_drop)]
     return _lm_spec(c, embed, block, c.get("num_hidden_layers", pos_int),
