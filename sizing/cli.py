@@ -207,7 +207,7 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     if lm is not None:
         from .hardware.lookup import resolve_device
         from .predict.inference import lm_serving
-        d["language_model"]["serving"] = lm_serving(lm, resolve_device(device, hwdb_files)[0],
+        d["language_model"]["serving"] = lm_serving(lm, resolve_device(device, hwdb_files, say=lambda _: None)[0],
                                                     prediction.precision, prediction.factors)
     if fmt == "json":
         click.echo(WRITERS[fmt]({**d, "prediction": pred}))
@@ -314,14 +314,20 @@ def hw_list(kind, sort, fmt, hwdb_files):
 @_clean_errors
 def hw_show(name, fmt, hwdb_files):
     """One device, every figure with its source. NAME is an id or a loose name (h100, 'mi300', 'gaudi 3');
-    a name several devices match lists them."""
+    a family name (h100) lists the family and shows its most common part; any other name several devices match
+    lists them."""
     import json
 
-    from .hardware.devices import find_device, load_hwdb
-    from .hardware.report import device_text
+    from .hardware.devices import family_default, find_device, load_hwdb, match_devices
+    from .hardware.report import device_text, family_text
 
-    d = find_device(load_hwdb(hwdb_files), name)
-    click.echo(json.dumps(d.to_record(), indent=2) if fmt == "json" else device_text(d))
+    db = load_hwdb(hwdb_files)
+    d = find_device(db, name)
+    family = match_devices(db, name) if family_default(match_devices(db, name)) else []
+    if fmt == "json":
+        click.echo(json.dumps(d.to_record(), indent=2))
+    else:
+        click.echo((family_text(name, d, family) + "\n\n" if family else "") + device_text(d))
 
 
 def _progress(message: str):

@@ -56,6 +56,14 @@ def devices_table(devices, sort: str | None = None) -> str:
                     colalign=("left", "left", "left", "right") + ("right",) * (len(head) - 4))
 
 
+def family_text(name: str, chosen: Device, members) -> str:
+    """The devices a family name matches, one a line, the part it means (``chosen``) marked."""
+    lines = [terminal(f"'{name}' is a family of {len(members)} devices; shown below: {chosen.id}, its most common "
+                      "part (family_default)")]
+    lines += [terminal(f"  {'*' if d is chosen else ' '} {d.id}: {d.name}") for d in members]
+    return "\n".join(lines)
+
+
 def device_text(d: Device) -> str:
     """Every figure of one device with a numbered reference to its source, then the sources and the notes."""
     import textwrap
@@ -86,7 +94,8 @@ def device_text(d: Device) -> str:
         rows.append([f"peak {p} (dense)", f"{d.peak_tflops[p]:,} {unit}", ref(d.source_of(f"peak_tflops.{p}"))])
     for f, label, fmt in (("tdp_w", "TDP", "{:,} W"), ("interconnect", "interconnect", "{}"),
                           ("interconnect_gbs", "interconnect bandwidth", "{:,} GB/s"),
-                          ("devices_per_node", "devices per node", "{}")):
+                          ("devices_per_node", "devices per node", "{}"), ("discontinued", "discontinued", "{}"),
+                          ("licence", "licence", "{}")):
         if getattr(d, f) is not None:
             rows.append([label, terminal(fmt.format(getattr(d, f))), ref(d.source_of(f))])
     if d.price:
