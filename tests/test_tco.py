@@ -215,3 +215,23 @@ def test_the_quote_nics_keep_the_step_and_half_of_them_would_not():
     assert step(nics * 50.0) <= pred.step_seconds * 1.01
     if nics > 1:
         assert step(nics // 2 * 50.0) > pred.step_seconds * 1.01
+
+
+def test_a_serving_fleet_of_whole_node_replicas_gets_one_nic_per_node_and_no_storage():
+    d = json.loads(run(["quote", "resnet50", "--qps", "200000", "--latency-ms", "50", "--candidates", "h100-sxm",
+                        "--format", "json", "--tax-rate", "10"]))
+    o = pick(d)
+    kinds = {i["item"]: i for i in o["line_items"]}
+    assert o["nodes"] >= 2 and o["tensor_parallel"] <= o["devices_per_node"]
+    assert kinds["nic"]["quantity"] == o["nodes"] and "storage" not in kinds
+    assert "rack" in kinds and "installation" in kinds and "tax" in kinds
+    cents = [Decimal(str(i["total"])) * 100 for i in o["line_items"]]
+    assert sum(cents) == Decimal(str(o["purchase"])) * 100
+
+
+def test_a_language_model_serving_quote_takes_the_tax_rate():
+    d = json.loads(run(["quote", "gpt2_small", "--concurrency", "64", "--prompt-tokens", "512", "--output-tokens",
+                        "128", "--tpot-ms", "40", "--candidates", "h100-sxm", "--format", "json",
+                        "--tax-rate", "5"]))
+    o = pick(d)
+    assert o["line_items"][-1]["item"] == "tax" and o["line_items"][-1]["name"] == "5%"

@@ -135,6 +135,5 @@ def _llm_job(spec, est, dtype, concurrency, prompt_tokens, output_tokens, weight
     request = Request(concurrency, prompt, parse_count("--output-tokens", output_tokens) or 256,
                       weights or sixteen, kv_cache or sixteen,
                       ttft_s=None if ttft_ms is None else float(decimal("--ttft-ms", ttft_ms)) / 1e3,
-                      tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3,
-        tax_rate=tax)
+                      tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3)
     return serving_model(base, figures(base, lambda tokens: at_length(tokens).totals.flops)), request

@@ -268,15 +268,16 @@ STRINGS = {
                    "... one per device) that keep the layout's step time within {tolerance} (its data-parallel, "
                    "pipeline and expert traffic re-predicted; serving: one per node unless a replica spans nodes), "
                    "and a full-bisection fat tree of {radix}-port switches: one switch up to {radix} ports, else "
-                   "ceil(ports / {radix}/2) leaves and spines for their uplinks, two transceivers a link; NICs are "
-                   "priced apart from the servers. A single server or workstation has no network, storage, rack or "
+                   "ceil(ports / {radix}/2) leaves and spines for their uplinks, two transceivers a link. NICs are "
+                   "priced apart from the servers (a server price that includes them, as DGX systems do, counts them "
+                   "twice: give --node-cost or --prices). A single server or workstation has no network, storage, rack or "
                    "installation lines.",
-                   "노드 2개 이상의 클러스터에는 네트워크를 넣습니다: 노드당 {gbps} Gb/s NIC를 레이아웃의 스텝 시간을 "
+                   "노드 2개 이상의 클러스터에는 네트워크를 넣습니다: 노드당 {gbps} Gb/s NIC을 레이아웃의 스텝 시간을 "
                    "{tolerance} 안에서 유지하는 가장 적은 수(1, 2, 4 ... 장치당 1개)로 정하고 (데이터 병렬·파이프라인·"
                    "전문가 트래픽을 다시 예측; 서빙은 복제가 노드를 넘지 않으면 노드당 1개), {radix}포트 스위치의 "
                    "완전 이분 대역폭 팻 트리를 씁니다: {radix}포트까지 스위치 1대, 그 이상은 리프 ceil(포트 / "
-                   "{radix}/2)대와 업링크를 받는 스파인, 링크당 트랜시버 2개; NIC는 서버와 따로 "
-                   "셉니다. 서버 1대나 워크스테이션에는 네트워크, 스토리지, 랙, 설치 항목이 없습니다."),
+                   "{radix}/2)대와 업링크를 받는 스파인, 링크당 트랜시버 2개. NIC은 서버와 따로 "
+                   "셉니다 (DGX처럼 NIC이 포함된 서버 가격이면 두 번 세므로 --node-cost나 --prices를 주십시오). 서버 1대나 워크스테이션에는 네트워크, 스토리지, 랙, 설치 항목이 없습니다."),
     "as_storage": ("Training clusters: shared all-flash storage for one epoch's data (token ids 4 bytes, other "
                    "inputs 1 byte per element) and {kept} checkpoints of weights and optimizer state, in whole TB.",
                    "학습 클러스터: 한 에폭의 데이터(토큰 ID 4바이트, 그 밖의 입력은 요소당 1바이트)와 가중치·옵티마이저 "
