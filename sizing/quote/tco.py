@@ -182,7 +182,7 @@ def ownership_items(items: tuple[LineItem, ...], c: Cluster, exchange: Exchange,
         out.append(_share("support", SUPPORT_SHARE, hardware, years, SUPPORT_SOURCE))
     if tax_rate:
         taxable = sum(i.total for i in out)
-        out.append(_share("tax", tax_rate / 100, taxable, 1, "--tax-rate", "given"))
+        out.append(_share("tax", tax_rate / 100, taxable, 1, "the rate given with --tax-rate", "given"))
     return tuple(out)
 
 
