@@ -442,6 +442,7 @@ def bench(quick, threads, fmt, save_to, no_save):
 @click.option("--kwh-price", metavar="AMOUNT", help="Electricity per kWh in --currency (default: US$0.08).")
 @click.option("--node-cost", metavar="AMOUNT", help="Server cost per node without its devices, in --currency.")
 @click.option("--max-devices", metavar="N", help="Most devices to consider (default 131072).")
+@click.option("--tax-rate", metavar="PCT", help="Tax or VAT in percent on the purchase lines (default: none).")
 @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]), help="Training: fine-tune (full, LoRA or "
               "QLoRA adapters on a frozen base).")
 @click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")

@@ -44,7 +44,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
                 currency, fx, candidates, prices, horizon, pue, kwh_price, node_cost, max_devices, hwdb_files,
                 progress, global_batch=None, finetune=None, lora_rank=None, lora_targets=None, concurrency=None,
                 prompt_tokens=None, output_tokens=None, weights=None, kv_cache=None, ttft_ms=None,
-                tpot_ms=None) -> Quote:
+                tpot_ms=None, tax_rate=None) -> Quote:
     """The Quote for `sizing quote`'s options (every bad value: SizingError, one line): parse, estimate, load the
     devices and prices, recommend."""
     import datetime
@@ -55,9 +55,11 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     from ..common.units import parse_duration
     from .core import DEFAULT_HORIZON, MAX_DEVICES, apply_prices
     from .recommend import Terms, recommend
+    from .tco import parse_tax_rate
     from ..predict.workload import Workload, parse_count
 
     money = exchange(currency, fx)
+    tax = parse_tax_rate(tax_rate)
     lm_options = {"--concurrency": concurrency, "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens,
                   "--weights": weights, "--kv-cache": kv_cache, "--ttft-ms": ttft_ms, "--tpot-ms": tpot_ms}
     llm = any(v is not None for v in lm_options.values())
@@ -106,7 +108,8 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
         max_devices=MAX_DEVICES if max_devices is None else parse_count("--max-devices", max_devices),
         deadline_s=None if deadline is None else parse_duration("--deadline", deadline), given=frozenset(given),
         qps=None if not (llm and qps) else float(decimal("--qps", qps)),
-        tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3)
+        tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3,
+        tax_rate=tax)
     quote = recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
                       datetime.date.today().isoformat(), at=at,
                       global_batch=parse_count("--global-batch", global_batch) or parse_count("--batch", batch),

@@ -65,11 +65,31 @@ STRINGS = {
     "item_server": ("Server for {name} device(s) (chassis, host CPUs, memory, network), devices not included",
                     "장치 {name}개용 서버 (섀시, 호스트 CPU, 메모리, 네트워크; 장치 제외)"),
     "item_node": ("{name} server, devices included", "{name} 서버 (장치 포함)"),
+    "item_nic": ("Network adapters, {name} Gb/s (ConnectX-7 class), for the cluster network",
+                 "클러스터 네트워크용 {name} Gb/s 네트워크 어댑터 (ConnectX-7급)"),
+    "item_switch": ("Network switch, {name} ports of 400 Gb/s", "네트워크 스위치 (400 Gb/s 포트 {name}개)"),
+    "item_switch_leaf": ("Leaf switches, {name} ports of 400 Gb/s (fat tree)",
+                         "리프 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_switch_spine": ("Spine switches, {name} ports of 400 Gb/s (fat tree)",
+                          "스파인 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_switch_aggregation": ("Aggregation switches, {name} ports of 400 Gb/s (fat tree)",
+                                "집선 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_switch_core": ("Core switches, {name} ports of 400 Gb/s (fat tree)",
+                         "코어 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_optics": ("Optical transceivers, {name} Gb/s (two per link)", "{name} Gb/s 광 트랜시버 (링크당 2개)"),
+    "item_storage": ("Shared storage, TB (data set and {name} checkpoints)",
+                     "공유 스토리지, TB 단위 (데이터셋과 체크포인트 {name}개)"),
+    "item_rack": ("Racks ({name} kW each)", "랙 (랙당 {name} kW)"),
+    "item_installation": ("Installation and integration ({name} of the hardware)", "설치 및 통합 (하드웨어의 {name})"),
+    "item_support": ("Support and maintenance, years ({name} of the hardware a year after the first)",
+                     "지원 및 유지보수, 연 단위 (첫해 이후 매년 하드웨어의 {name})"),
+    "item_tax": ("Tax / VAT ({name} of the lines above)", "세금/부가가치세 (위 항목의 {name})"),
     "kind_list": ("list", "정가"),
     "kind_msrp": ("MSRP", "권장 소비자가"),
     "kind_street": ("street", "시장가"),
     "kind_estimate": ("estimate", "추정가"),
     "kind_quote": ("quote", "견적가"),
+    "kind_given": ("as given", "입력값"),
     # TCO
     "h_tco": ("Cost of ownership", "소유 비용"),
     "tco_purchase": ("Purchase", "구매"),
@@ -244,6 +264,35 @@ STRINGS = {
                  "(rounded up where the data-parallel degree does not divide it).",
                  "전체 클러스터의 옵티마이저 스텝당 전체 배치 {batch}, 장치 수와 관계없이 같음 (데이터 병렬 수로 나누어 "
                  "떨어지지 않으면 올림)."),
+    "as_network": ("A cluster of two or more nodes gets its network: {gbps} Gb/s NICs per node, the fewest (1, 2, 4 "
+                   "... one per device) that keep the layout's step time within {tolerance} (its data-parallel, "
+                   "pipeline and expert traffic re-predicted; serving: one per node unless a replica spans nodes), "
+                   "and a full-bisection fat tree of {radix}-port switches: one switch up to {radix} ports, else "
+                   "ceil(ports / {radix}/2) leaves and spines for their uplinks, two transceivers a link. NICs are "
+                   "priced apart from the servers (a server price that includes them, as DGX systems do, counts them "
+                   "twice: give --node-cost or --prices). A single server or workstation has no network, storage, rack or "
+                   "installation lines.",
+                   "노드 2개 이상의 클러스터에는 네트워크를 넣습니다: 노드당 {gbps} Gb/s NIC을 레이아웃의 스텝 시간을 "
+                   "{tolerance} 안에서 유지하는 가장 적은 수(1, 2, 4 ... 장치당 1개)로 정하고 (데이터 병렬·파이프라인·"
+                   "전문가 트래픽을 다시 예측; 서빙은 복제가 노드를 넘지 않으면 노드당 1개), {radix}포트 스위치의 "
+                   "완전 이분 대역폭 팻 트리를 씁니다: {radix}포트까지 스위치 1대, 그 이상은 리프 ceil(포트 / "
+                   "{radix}/2)대와 업링크를 받는 스파인, 링크당 트랜시버 2개. NIC은 서버와 따로 "
+                   "셉니다 (DGX처럼 NIC이 포함된 서버 가격이면 두 번 세므로 --node-cost나 --prices를 주십시오). 서버 1대나 워크스테이션에는 네트워크, 스토리지, 랙, 설치 항목이 없습니다."),
+    "as_storage": ("Training clusters: shared all-flash storage for one epoch's data (token ids 4 bytes, other "
+                   "inputs 1 byte per element) and {kept} checkpoints of weights and optimizer state, in whole TB.",
+                   "학습 클러스터: 한 에폭의 데이터(토큰 ID 4바이트, 그 밖의 입력은 요소당 1바이트)와 가중치·옵티마이저 "
+                   "상태 체크포인트 {kept}개를 담는 공유 올플래시 스토리지, TB 단위."),
+    "as_rack": ("Racks of {kw} kW: nodes per rack = {kw} kW / (TDP x devices per node x {overhead}), at least one.",
+                "랙당 {kw} kW: 랙당 노드 수 = {kw} kW / (TDP x 노드당 장치 수 x {overhead}), 최소 1개."),
+    "as_install": ("Installation and integration of a cluster: {share} of its hardware.",
+                   "클러스터 설치 및 통합: 하드웨어의 {share}."),
+    "as_support": ("Support: {share} of the hardware a year for every year of the horizon after the first (the "
+                   "first is under warranty).",
+                   "지원: 첫해(보증 기간) 이후 기간의 매년 하드웨어의 {share}."),
+    "as_tax": ("Tax / VAT {rate} on every purchase line (hardware, installation, support); electricity as priced.",
+               "모든 구매 항목(하드웨어, 설치, 지원)에 세금/부가가치세 {rate}; 전기료는 주어진 가격 그대로."),
+    "as_tax_none": ("No tax or VAT is included (--tax-rate PCT adds it).",
+                    "세금이나 부가가치세는 포함하지 않았습니다 (--tax-rate PCT로 추가)."),
     "as_fx": ("Exchange rate {rate}; the database's prices are US dollars.",
               "환율 {rate}; 데이터베이스 가격은 미국 달러입니다."),
     "as_budget": ("The budget {budget} applies to the purchase price; electricity is an operating cost shown apart.",
