@@ -65,9 +65,9 @@ def test_wide_restores_the_columns_left_out():
     prints every layer's output shape as the JSON gives it, and says nothing is left out."""
     narrow, wide = run(["estimate", "gpt2_small"]), run(["estimate", "gpt2_small", "--wide"])
     layers = json.loads(run(["estimate", "gpt2_small", "--format", "json"]))["layers"]
-    note = re.search(r"\(left out to fit 80 columns: (.*?); --wide shows them\)", " ".join(narrow.split()))
+    note = re.search(r"\(dropped to fit 80 columns: (.*?); --wide shows them\)", " ".join(narrow.split()))
     assert note and "output" in note.group(1) and "kept for bwd" in note.group(1), narrow
-    assert "left out" not in wide and "kept for bwd" in wide
+    assert "dropped" not in wide and "kept for bwd" in wide
     for layer in layers:
         shape = "x".join(map(str, layer["output_shape"]))
         row = next(line for line in wide.splitlines() if line.startswith(layer["name"] + " "))
@@ -76,7 +76,7 @@ def test_wide_restores_the_columns_left_out():
 
     listed = run(["hw", "list", "--wide"])
     head = listed.splitlines()[0].split()
-    assert {"device", "kind", "year", "fp64", "int8", "TDP"} <= set(head) and "left out" not in listed
+    assert {"device", "kind", "year", "fp64", "int8", "TDP"} <= set(head) and "dropped" not in listed
     assert "fp64" not in run(["hw", "list"]).splitlines()[0]
 
 
@@ -155,5 +155,5 @@ def test_table_drops_the_highest_priority_first_and_says_so():
     columns = [Column("a"), Column("b", drop=1), Column("c", drop=2), Column("d", drop=3)]
     text = table(rows, columns, 70)
     assert "b" * 30 in text and "c" * 30 in text and "d" * 30 not in text
-    assert text.splitlines()[-1] == "(left out to fit 70 columns: d; --wide shows them)"
+    assert text.splitlines()[-1] == "(dropped to fit 70 columns: d; --wide shows them)"
     assert "d" * 30 in table(rows, columns, None)

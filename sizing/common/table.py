@@ -5,7 +5,7 @@ columns when piped); ``None`` (``--wide``) keeps every column at its full width.
 in three steps, each tried only when the one before does not fit:
 
 1. headers fold at their spaces down to the widest cell (rows stay one line each);
-2. columns marked foldable wrap their cells (at spaces, after ``. _ - /`` or a shape's x), widest first,
+2. columns marked foldable wrap their cells (at spaces, after ``. _ /`` or a shape's x), widest first,
    down to their ``fold`` width;
 3. columns with a ``drop`` priority are left out, the highest priority number first (then steps 1-2 again), and
    one line below the table names them and says that ``--wide`` shows them.
@@ -49,12 +49,12 @@ def terminal_width(wide: bool = False) -> int | None:
     return PIPED
 
 
-_BREAK = re.compile(r"(?<=[._/\-])(?=[^\d\s])|(?<=\D )|(?<=\dx)(?=\d)")
+_BREAK = re.compile(r"(?<=[._/])(?=[^\d\s])|(?<=\D )|(?<=\dx)(?=\d)")
 
 
 def fold(text: str, width: int, indent: str = "") -> list[str]:
     """``text`` in lines of at most ``width`` characters: broken at spaces (dropped) but not between a number
-    and its unit, after . _ - / before a letter, or at the x of a shape (1x1024); a piece longer than the line is
+    and its unit, after . _ / before a letter, or at the x of a shape (1x1024); a piece longer than the line is
     cut. Lines after a paragraph's first begin with ``indent``."""
     lines: list[str] = []
     for para in str(text).split("\n"):
@@ -139,7 +139,7 @@ def table(rows, columns, width: int | None, header: bool = True) -> str:
                          for i, w in zip(keep, widths)], cols, widths)
     dropped = [c.head for c in columns if c not in cols]
     if dropped:
-        lines.append(fill(f"(left out to fit {width} columns: {', '.join(dropped)}; --wide shows them)", width))
+        lines.append(fill(f"(dropped to fit {width} columns: {', '.join(dropped)}; --wide shows them)", width))
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ SLOWEST = 10      # layers listed, slowest first
 FIGURES = (Column(""), Column("", fold=10), Column("", fold=24))     # name, figure, what it is made of
 ALTERNATIVES = (Column("layout", fold=24), Column("step", "right"), Column("MFU", "right"),
                 Column("memory", "right"))
-LAYERS = (Column("layer", fold=16), Column("op"), Column("time", "right"), Column("bound", drop=1),
+LAYERS = (Column("layer", fold=16), Column("op", fold=20), Column("time", "right"), Column("bound", drop=1),
           Column("FLOPs", "right"), Column("bytes", "right", drop=2))
 
 
