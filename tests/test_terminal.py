@@ -60,6 +60,15 @@ def test_magnitudes_read_well(outputs, name):
         assert not BAD.search(text), BAD.search(text).group()
 
 
+def test_quote_magnitudes_read_well():
+    """A 7B model on 2e12 tokens: about 9.2e22 FLOPs (6 N D = 6 x 6.74e9 x 2e12 = 8.1e22, plus attention), which
+    the quote once printed as '92309 E FLOPs'."""
+    md = run(["quote", LLAMA, "--tokens", "2e12", "--deadline", "30d", "--candidates", "h100-sxm,b200"])
+    assert not BAD.search(md), BAD.search(md).group()
+    total = re.search(r"= ([\d.]+) Z FLOPs", md)
+    assert total and 8.1 <= float(total[1]) / 10 <= 8.1 * 1.2, total
+
+
 def test_wide_restores_the_columns_left_out():
     """Piped, gpt2_small's per-layer table leaves out output shapes and the kept bytes and says so; --wide
     prints every layer's output shape as the JSON gives it, and says nothing is left out."""
