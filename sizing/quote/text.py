@@ -77,7 +77,7 @@ STRINGS = {
     "h_tco": ("Cost of ownership", "소유 비용"),
     "tco_purchase": ("Purchase", "구매"),
     "tco_energy": ("Electricity over {horizon}: {kw} kW x {hours} h = {kwh} kWh at {price}/kWh",
-                   "{horizon} 전기료: {kw} kW x {hours} 시간 = {kwh} kWh, kWh당 {price}"),
+                   "{horizon} 전기료: {kw} kW x {hours}시간 = {kwh} kWh, kWh당 {price}"),
     "tco_total": ("Total cost of ownership over {horizon}", "{horizon} 총소유비용"),
     "job_energy": ("Electricity for this job alone: {kwh} kWh", "이 작업만의 전기료: {kwh} kWh"),
     "cloud_job": ("Renting the same devices for this job: {hours} device-hours at {rate}/device-hour ({provider}, "
