@@ -249,6 +249,18 @@ def test_clustered_options_spread_across_the_plot():
     assert len({round(x) for x in xs}) == 16
 
 
+def test_only_the_front_and_the_pick_are_labelled():
+    """Twenty options, five on the front: the labels are front or pick labels, the pick's always among them, and
+    the ones not written are of dots too crowded to label without touching another (all are in the table)."""
+    pts = [Point(3600 * (1 + i), 1e5 / (1 + i) if i < 5 else 2e5 - 5e3 * i, f"{i} x dev-{i}", i < 5, i == 3)
+           for i in range(20)]
+    root, ns = _svg_numbers(cost_time_chart(pts, "t", "x", "y", str, str, ("front", "pick")))
+    labels = [t.text for t in root.iter(f"{ns}text") if t.get("class") == "label"]
+    assert "3 x dev-3" in labels and len(labels) >= 3
+    assert set(labels) <= {p.label for p in pts if p.front or p.pick}
+    assert not [t for t in root.iter(f"{ns}line") if t.get("class") == "target"]      # no target given
+
+
 @pytest.mark.parametrize("lo, hi", [(1e-4, 6e-2), (3600, 40 * 86400), (12 * 86400, 33 * 86400), (1e-3, 5e-3),
                                     (0.5 * 86400, 7.5 * 86400), (60, 7200)])
 def test_time_ticks_are_round_and_inside(lo, hi):
