@@ -370,6 +370,17 @@ def test_published_figures_convert_to_the_same_mfu():
         assert again.published_mfu == pytest.approx(mfu, rel=1e-9), kind
 
 
+def test_calibrated_causes_reach_the_devices_they_are_stated_for():
+    """The table's SM counts reach their devices only (an A100 has 108, NVIDIA's GEMM guide; a TPU has none
+    listed, so no wave model); the CUDA kernel issue time reaches GPUs only; the usable share of memory every
+    device."""
+    cal, db = shipped(), load_hwdb(environ={})
+    a100 = cal.factors(cal.device("a100-sxm-80gb", db), "bf16", db)
+    tpu = cal.factors(cal.device("tpu-v4", db), "bf16", db)
+    assert (a100.compute_units, a100.launch_seconds, a100.usable_memory) == (108, 5e-6, 0.9)
+    assert (tpu.compute_units, tpu.launch_seconds, tpu.usable_memory) == (None, 0.0, 0.9)
+
+
 def test_a_run_published_in_device_hours_is_compared_at_the_goodput():
     """Device-hours over a whole run include its interruptions; throughput figures do not. The same run published
     as MFU is predicted at the step's MFU, as device-hours at that x the table's goodput (0.9: Llama 3's 'higher

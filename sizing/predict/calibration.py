@@ -125,7 +125,8 @@ class Calibration:
     def factors(self, device, precision: str, db: dict, network_gbs=None, overlap=None, pue=None) -> Factors:
         """The calibrated factors for ``device`` at ``precision`` (matmul rows at that precision on the device,
         else its bf16 rows, else other devices'); the bench profile (device 'local') holds measured sustained
-        figures already, so its fractions are 1. None keeps the table's default."""
+        figures already, so its fractions are 1. The kernel issue time is the CUDA runtime's, so GPUs only (XLA
+        runs a TPU step as one compiled program). None keeps the table's default."""
         if device.id == "local":
             cf, mf, notes = 1.0, 1.0, ("device 'local': the bench profile's figures are measured, used as they are",)
         else:
@@ -137,7 +138,8 @@ class Calibration:
         return Factors(cf, mf, self.framework_efficiency,
                        self.network_gbs if network_gbs is None else network_gbs,
                        self.overlap if overlap is None else overlap, self.pue if pue is None else pue, notes,
-                       (self.units or {}).get(device.id), self.launch_seconds, self.usable_memory)
+                       (self.units or {}).get(device.id),
+                       self.launch_seconds if device.kind == "gpu" else 0.0, self.usable_memory)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -290,7 +292,7 @@ def load(path: str) -> Calibration:
         gemm=tuple(rows), memory=tuple(mem), devices=retired, runs=runs, software=software,
         serving_efficiency=serving[0], serving_runs=serving[1],
         usable_memory=_need(path, lines, ("defaults",), defaults, "usable_memory", (int, float)),
-        launch_seconds=_need(path, lines, ("defaults",), defaults, "launch_us", (int, float)) * 1e-6, units=units,
+        launch_seconds=_need(path, lines, ("defaults",), defaults, "launch_us", (int, float)) / 1e6, units=units,
         goodput=_need(path, lines, ("defaults",), defaults, "goodput", (int, float)))
 
 
