@@ -412,7 +412,14 @@ NOTES_KO = (
     (r"framework efficiency ([\d.]+), fitted on published training runs",
      lambda m: f"프레임워크 효율 {m[1]}, 공개된 학습 사례에 맞춤"),
     (r"matrix products at the precision's peak \(tensor cores where the device has them\); other ops at the "
-     r"vector peak", lambda m: "행렬곱은 그 정밀도의 최대 성능(장치에 텐서 코어가 있으면 텐서 코어), 나머지 연산은 벡터 최대 성능"),
+     r"vector peak(; matrix products' 256 x 128 tiles in waves over (\d+) SMs)?(; no kernel shorter than its (\S+) us "
+     r"issue time)?",
+     lambda m: "행렬곱은 그 정밀도의 최대 성능(장치에 텐서 코어가 있으면 텐서 코어), 나머지 연산은 벡터 최대 성능"
+               + (f"; 행렬곱의 256 x 128 타일은 SM {m[2]}개에 웨이브 단위로 실행" if m[1] else "")
+               + (f"; 어떤 커널도 실행 개시 시간 {m[4]} us보다 짧지 않음" if m[3] else "")),
+    (r"a framework fills at most (\d+)% of each device's memory \(the rest: CUDA context, workspaces, communication "
+     r"buffers, fragmentation\)",
+     lambda m: f"프레임워크는 장치 메모리의 최대 {m[1]}%만 씀 (나머지: CUDA 컨텍스트, 작업 공간, 통신 버퍼, 단편화)"),
     (r"layout (.+) \(global batch (\d+)\); tensor parallelism within nodes of (\d+)(, 1F1B pipeline)?",
      lambda m: f"병렬 구성 {_layout_ko(m[1])} (전체 배치 {m[2]}); 텐서 병렬은 장치 {m[3]}대 노드 안에서"
                + (", 1F1B 파이프라인" if m[4] else "")),
