@@ -14,6 +14,7 @@ from statistics import median
 from ..common import yamlsafe
 from ..hardware.devices import device_from_record, shipped_devices
 from ..common.errors import SizingError, closest
+from .serving import CURRENT_ENGINE, Engine
 from .setup import Factors
 from .workload import COMPUTE
 
@@ -26,7 +27,8 @@ TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "nor
                     "dropout")
 TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "software", "runs", "serving")
 SERVING_KEYS = ("id", "use", "model", "device", "tensor_parallel", "weights", "kv_cache", "mode", "concurrency",
-                "prompt", "output", "published", "source", "note")
+                "prompt", "output", "published", "source", "note", "engine")
+ENGINE_KEYS = ("kv_per_query_head", "note")
 SERVING_PUBLISHED = ("tokens_per_s", "tpot_ms", "ttft_ms")
 SOFTWARE_KEYS = ("note", "fused_attention", "sequence_parallel", "selective", "max_zero", "pipeline")
 
@@ -85,6 +87,7 @@ class ServingRun:
     published: str
     value: float
     source: str
+    engine: Engine = CURRENT_ENGINE     # what the engine's kernels did (serving.engines)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,14 @@ def _software(path, lines, data) -> dict:
 def _serving(path, lines, data, known) -> tuple[float, tuple]:
     block = data.get("serving") or {}
     models, sources = block.get("models") or {}, block.get("sources") or {}
+    engines = {}
+    for name, rec in (block.get("engines") or {}).items():
+        where = ("serving", "engines", name)
+        if not isinstance(rec, dict) or any(k not in ENGINE_KEYS for k in rec) or \
+                not isinstance(rec.get("kv_per_query_head", False), bool):
+            raise _err(path, lines, where, f"serving engine '{name}': keys {', '.join(ENGINE_KEYS)} "
+                       "(kv_per_query_head: true or false)")
+        engines[name] = Engine(name, rec.get("kv_per_query_head", False))
     runs = []
     for i, rec in enumerate(block.get("runs") or []):
         where = ("serving", "runs", i)
@@ -182,18 +193,20 @@ def _serving(path, lines, data, known) -> tuple[float, tuple]:
             if key not in SERVING_KEYS:
                 raise _err(path, lines, where, f"serving run {i + 1}: unknown key '{key}'{closest(key, SERVING_KEYS)}")
         rid = _need(path, lines, where, rec, "id", str)
-        checks = (("use", USES), ("model", tuple(models)), ("device", tuple(known)), ("source", tuple(sources)))
+        checks = (("use", USES), ("model", tuple(models)), ("device", tuple(known)), ("source", tuple(sources)),
+                  ("engine", tuple(engines)))
         for key, allowed in checks:
-            if rec.get(key) not in allowed:
+            if (key != "engine" or key in rec) and rec.get(key) not in allowed:
                 raise _err(path, lines, where, f"serving run '{rid}': {key} must be one of {', '.join(allowed)}")
         pub = rec.get("published")
         if not isinstance(pub, dict) or len(pub) != 1 or next(iter(pub)) not in SERVING_PUBLISHED:
             raise _err(path, lines, where, f"serving run '{rid}': published must be one of "
                        f"{', '.join(SERVING_PUBLISHED)}")
         (kind, value), = pub.items()
-        fields = {k: v for k, v in rec.items() if k not in ("published", "model", "source", "note")}
+        fields = {k: v for k, v in rec.items() if k not in ("published", "model", "source", "note", "engine")}
         runs.append(ServingRun(published=kind, value=value, model=models[rec["model"]],
-                               source=sources[rec["source"]], **fields))
+                               source=sources[rec["source"]], engine=engines.get(rec.get("engine"), CURRENT_ENGINE),
+                               **fields))
     fitted = block.get("fitted") or {}
     return (_need(path, lines, ("serving", "fitted"), fitted, "serving_efficiency", (int, float)) if block
             else 1.0), tuple(runs)

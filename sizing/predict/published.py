@@ -189,7 +189,7 @@ def compare_serving(run, cal: Calibration, db: dict, efficiency: float | None = 
     request = Request(run.concurrency, run.prompt, run.output, run.weights, run.kv_cache, run.mode)
     factors = cal.factors(device, "fp8" if run.weights == "fp8" else "bf16", db)
     eff = cal.serving_efficiency if efficiency is None else efficiency
-    pred = predict_serving(model, request, device, factors, eff, run.tensor_parallel)
+    pred = predict_serving(model, request, device, factors, eff, run.tensor_parallel, engine=run.engine)
     figure = {"tokens_per_s": pred.tokens_per_s, "tpot_ms": pred.tpot_s * 1e3, "ttft_ms": pred.ttft_s * 1e3}
     return ServingComparison(run, figure[run.published], pred)
 
