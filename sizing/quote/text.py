@@ -439,6 +439,11 @@ NOTES_KO = (
      lambda m: f"전체 배치 샘플 {m[1]}개 (ResNet-50의 기준 배치 256, 장치당 최소 1개; --global-batch로 바꿈)"),
     (r"global batch (\d+) rounded up to (\d+): no data-parallel degree on (\d+) devices divides it",
      lambda m: f"전체 배치 {m[1]} → {m[2]} 올림: 장치 {m[3]}대에서 나누어 떨어지는 데이터 병렬 수가 없음"),
+    (r"decode attention reads each key/value head's cache once for its query heads \(XQA, FlashInfer, FlashDecoding "
+     r"kernels\)", lambda m: "디코드 어텐션은 키/값 헤드의 캐시를 그 쿼리 헤드들을 위해 한 번 읽음 (XQA, FlashInfer, "
+                             "FlashDecoding 커널)"),
+    (r"engine (\S+): decode attention reads each key/value head's cache once per query head \(([\d.]+) times\)",
+     lambda m: f"엔진 {m[1]}: 디코드 어텐션이 키/값 헤드의 캐시를 쿼리 헤드마다 읽음 ({m[2]}번)"),
     (r"serving efficiency ([\d.]+), fitted on published serving runs \(apart from training's\)",
      lambda m: f"서빙 효율 {m[1]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
