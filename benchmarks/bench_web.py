@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from werkzeug.serving import make_server  # noqa: E402
+from werkzeug.serving import make_server
 
-from sizing.cli import estimate, quote  # noqa: E402
-from sizing.web.app import create_app  # noqa: E402
+from sizing.cli import estimate, quote
+from sizing.web.app import create_app
 
 JOB = {"model": "resnet50", "samples": 1.28e6, "epochs": 90, "deadline": "24h"}
 

@@ -51,7 +51,7 @@ class Memo:
             try:
                 with self.slots:
                     cell["value"] = make()
-            except BaseException as e:
+            except Exception as e:        # noqa: BLE001 - handed to every waiter, raised there
                 cell["error"] = e
             finally:
                 with self.lock:
@@ -62,8 +62,8 @@ class Memo:
                             self.done.popitem(last=False)
                 cell["event"].set()
         cell["event"].wait()
-        if "error" in cell:
-            raise cell["error"]
+        if "value" not in cell:
+            raise cell.get("error") or RuntimeError("the computation was interrupted")
         return cell["value"]
 
     def peek(self, key: str):
@@ -90,9 +90,9 @@ class Sizer:
 
     def quote(self, values: dict, folder: str, model=None, upload=None):
         """(token, Quote, lang) for the quote options ``values``; SizingError for every refusal."""
+        from ..predict.workload import parse_count
         from ..quote.build import build_quote
         from ..quote.core import MAX_DEVICES
-        from ..predict.workload import parse_count
 
         spec, shown, digest = opt.model_file(folder, model, upload)
         args = opt.arguments(values, self.options["quote"])
@@ -118,7 +118,7 @@ class Sizer:
     def estimate(self, values: dict, folder: str, model=None, upload=None) -> tuple[str, list[str]]:
         """(the JSON `sizing estimate --format json` prints, its notes and warnings) for ``values``: parsed here by
         the command's parser, then run as a child process in ``folder``, stopped after ESTIMATE_TIMEOUT_S."""
-        spec, shown, digest = opt.model_file(folder, model, upload)
+        spec, _, digest = opt.model_file(folder, model, upload)
         args = opt.arguments(values, self.options["estimate"])
         local = os.path.basename(spec) if os.path.dirname(spec) == folder else spec
         opt.parse(self.commands["estimate"], "estimate", local, args)
@@ -128,7 +128,7 @@ class Sizer:
         def make():
             try:
                 run = subprocess.run([sys.executable, "-m", "sizing.cli", "estimate", *args, "--format=json", "--",
-                                      local], cwd=folder, env=env, capture_output=True, text=True,
+                                      local], cwd=folder, env=env, check=False, capture_output=True, text=True,
                                      timeout=ESTIMATE_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 raise SizingError(f"the estimate ran past {ESTIMATE_TIMEOUT_S} s and was stopped; ask for less "
