@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Callable
 
@@ -58,8 +58,9 @@ class Estimate:
     def settings(self):
         return self.graph.settings
 
-    @property
+    @cached_property
     def trainable_params(self) -> int:
+        """Params of the layers whose weights train (computed once: the planner asks for it per layout)."""
         return sum(r.cost.params for r in self.layers if r.node.trainable)
 
     def to_dict(self) -> dict:

@@ -64,6 +64,8 @@ class Stages:
     before: frozenset               # row names before the first iteration
     grouped: frozenset              # row names inside iterations (peeled ones included)
     peeled: dict                    # row name -> its repeat's group name, for unfolded first iterations
+    grouped_params: int = 0         # params of the rows inside iterations (the same at every micro-batch)
+    before_params: int = 0          # params of the rows before the first iteration
 
     def share(self, p: int) -> float:
         """Share of the repeated layers on the fullest stage: ceil(U / p) / U."""
@@ -88,8 +90,10 @@ def stages(est) -> Stages:
     first = next((i for i, r in enumerate(est.layers) if r.node.name in grouped), len(est.layers))
     widths = [est.graph.node(g.output).out.shape[-1] for g in groups.values()]
     units = sum(g.repeat for g in groups.values()) + len(set(peeled.values()))
-    return Stages(units, max(widths) if widths else None, frozenset(r.node.name for r in est.layers[:first]),
-                  grouped, peeled)
+    before = frozenset(r.node.name for r in est.layers[:first])
+    return Stages(units, max(widths) if widths else None, before, grouped, peeled,
+                  sum(r.cost.params for r in est.layers if r.node.name in grouped),
+                  sum(r.cost.params for r in est.layers if r.node.name in before))
 
 
 def kept_bytes(row, size: int, recompute: str, fused: bool) -> int:
@@ -140,10 +144,8 @@ def stage_params_share(est, stage: Stages, p: int) -> float:
     if p == 1 or not stage.units:
         return 1.0
     total = max(1, est.totals.params)
-    grouped = sum(r.cost.params for r in est.layers if r.node.name in stage.grouped)
-    before = sum(r.cost.params for r in est.layers if r.node.name in stage.before)
-    after = total - grouped - before
-    return min(1.0, (grouped * stage.share(p) + max(before, after)) / total)
+    after = total - stage.grouped_params - stage.before_params
+    return min(1.0, (stage.grouped_params * stage.share(p) + max(stage.before_params, after)) / total)
 
 
 def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple | None = None) -> Memory:

@@ -248,14 +248,14 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
         layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp)
         mem = device_memory(est, layout, stage, kept)
         if room is None or mem.total <= room:
-            tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage))
+            tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
             return
         last = (layout, mem)
     layout, mem = last
     over = mem.total / room
     tally.miss(f"needs more memory than the {iec(room)} a framework can use of a {device.id}")
     if tally.closest is None or over < tally.closest[0]:
-        tally.closest = (over, evaluate(est, layout, workload, device, factors, node, terms, stage))
+        tally.closest = (over, evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
 
 
 def rank_key(pred: Prediction):
@@ -347,11 +347,14 @@ def fewest(ok: Callable[[int], bool], counts: list[int]) -> int | None:
 
 def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devices: int | None = None,
            global_batch: int | None = None, deadline_s: float | None = None, objective: str = "time",
-           max_devices: int = 131072, name: str = "the model", allow_overflow: bool = False) -> Prediction:
+           max_devices: int = 131072, name: str = "the model", allow_overflow: bool = False,
+           cache: dict | None = None) -> Prediction:
     """The planner. ``devices`` given: the fastest layout on them (objective 'cost': the fewest device-hours on
     them or a power-of-two fraction of them). ``deadline_s``: the fewest devices (whole nodes past one) whose best
     layout trains in time. Neither: the fewest devices that fit. SizingError, one line, when nothing fits
-    (``allow_overflow``, with ``devices``: the closest layout instead, its ``fits`` False)."""
+    (``allow_overflow``, with ``devices``: the closest layout instead, its ``fits`` False). ``cache``: the
+    per-(micro-batch, t, recomputation) sums, shared by searches of one model on one device with the same factors
+    and pins (a quote's device counts)."""
     if objective not in OBJECTIVES:
         raise SizingError(f"--objective: one of {', '.join(OBJECTIVES)}, got {objective!r}")
     base = at(pins.micro_batch or 1)
@@ -360,7 +363,7 @@ def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devic
     if global_batch is None:
         global_batch, note = default_global_batch(base, devices)
         notes = (note,)
-    cache: dict = {}
+    cache = {} if cache is None else cache
 
     def best(n, round_batch=False):
         pred = best_on(at, n, global_batch, workload, device, factors, pins, cache=cache, round_batch=round_batch)

@@ -240,9 +240,10 @@ def why_not(mem: Memory, room: int | None, layout: Layout, device) -> str | None
 
 
 def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size: int | None = None,
-             terms: StepTerms | None = None, stage: Stages | None = None) -> Prediction:
+             terms: StepTerms | None = None, stage: Stages | None = None, memory=None) -> Prediction:
     """Training time, memory and energy of ``workload`` on ``layout.devices`` of ``device``; ``est`` is the graph at
-    one micro-batch (``layout.micro_batch`` samples). ``terms`` and ``stage``: precomputed by the search."""
+    one micro-batch (``layout.micro_batch`` samples). ``terms``, ``stage`` and ``memory`` (the layout's
+    ``device_memory``): precomputed by the search."""
     if workload.kind != "training":
         raise ValueError("evaluate() is for training workloads; use predict_inference()")
     s = est.settings
@@ -295,7 +296,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     opt /= d * cp if layout.zero >= 1 else 1
     step = (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency
 
-    memory = device_memory(est, layout, stage)
+    memory = memory or device_memory(est, layout, stage)
     why = why_not(memory, capacity(device, factors), layout, device)
     devices, global_batch = layout.devices, layout.global_batch
     model_flops = (est.totals.flops + est.totals.backward_flops) * n * d

@@ -79,10 +79,11 @@ def smallest_meeting(ok, lo: int, hi: int) -> tuple[int | None, list[int]]:
     return good, tried
 
 
-def _planned(at, workload, device, factors, global_batch, devices=None):
-    """The planner's best layout on ``devices`` (None: the fewest that fit), or None when nothing fits."""
+def _planned(at, workload, device, factors, global_batch, devices=None, cache=None):
+    """The planner's best layout on ``devices`` (None: the fewest that fit), or None when nothing fits; ``cache``
+    holds the per-(micro-batch, tensor parallel, recomputation) sums one device's searches share."""
     try:
-        return search(at, workload, device, factors, Pins(), devices=devices, global_batch=global_batch)
+        return search(at, workload, device, factors, Pins(), devices=devices, global_batch=global_batch, cache=cache)
     except SizingError:
         return None
 
@@ -104,7 +105,8 @@ def _costs(device, count: int, seconds_running: float, terms: Terms, pue: float,
 
 def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> Option | Exclusion:
     unit = device.devices_per_node
-    least = _planned(at, workload, device, factors, global_batch)
+    cache: dict = {}
+    least = _planned(at, workload, device, factors, global_batch, cache=cache)
     if least is None:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
     counts = buyable_counts(device, terms.max_devices)
@@ -115,7 +117,7 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
 
     def run(k):                             # k: the 1-based position in ``counts`` (the search doubles it)
         if k not in preds:
-            preds[k] = _planned(at, workload, device, factors, global_batch, counts[k - 1])
+            preds[k] = _planned(at, workload, device, factors, global_batch, counts[k - 1], cache)
         return preds[k]
 
     def ok(k):
