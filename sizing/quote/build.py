@@ -54,6 +54,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     from .core import DEFAULT_HORIZON, MAX_DEVICES, apply_prices
     from .recommend import Terms, recommend
     from ..predict.workload import Workload, parse_count
+    from ..predict.training import samples_of
 
     money = exchange(currency, fx)
     lm_options = {"--concurrency": concurrency, "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens,
@@ -90,6 +91,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     else:
         workload = Workload(samples=parse_count("--samples", samples), tokens=parse_count("--tokens", tokens),
                             epochs=parse_count("--epochs", epochs), **common)
+        samples_of(est, workload)       # --tokens for a model without token ids: refused here, not per device
     db = load_hwdb(hwdb_files)
     if prices:
         db = apply_prices(db, prices)
