@@ -63,6 +63,8 @@ def main():
 hwdb_option = click.option(
     "--hwdb", "hwdb_files", multiple=True, metavar="FILE",
     help="A hardware file that adds or overrides devices by id (repeatable; after those in $SIZING_HWDB).")
+wide_option = click.option("--wide", is_flag=True, help="Tables at full width (default: fit the terminal, $COLUMNS, "
+                           "or 80 columns when piped, folding or leaving out columns).")
 
 
 @main.command()
@@ -125,11 +127,12 @@ hwdb_option = click.option(
 @click.option("--allow-unmapped", is_flag=True, help="ONNX: count a graph with ops not mapped yet (as zero; the "
               "totals then say they are partial).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --emit-yaml file.")
+@wide_option
 @_clean_errors
 def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, global_batch, deadline, objective,
              tensor_parallel, pipeline_parallel, micro_batch, expert_parallel, context_parallel, tokens, samples, epochs, precision, zero, recompute, pue,
              network_gbs, finetune, lora_rank, lora_targets, inference, concurrency, prompt_tokens, output_tokens,
-             weights, kv_cache, ttft_ms, tpot_ms, hwdb_files, then_check, emit_yaml, allow_unmapped, force):
+             weights, kv_cache, ttft_ms, tpot_ms, hwdb_files, then_check, emit_yaml, allow_unmapped, force, wide):
     """Exact params, MACs, FLOPs (forward, backward, training step) and training memory of SPEC; with --device,
     the planner: the fastest parallel layout (tensor, pipeline, data parallel, ZeRO, recomputation, micro-batch)
     that fits, its step time, time to train, device-hours, energy and memory per device, and the next best.
@@ -140,6 +143,7 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     """
     from .model.estimate import estimate_graph, load_graph
     from .model.lm import for_spec
+    from .common.table import terminal_width
     from .model.report import WRITERS
 
     from .model.estimate import finetuned
@@ -159,6 +163,7 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     lm = for_spec(spec, est, allow_unmapped)
     if lm is not None:
         d["language_model"] = lm.to_dict()
+    width = terminal_width(wide)
     planner = {"--devices": devices, "--global-batch": global_batch, "--deadline": deadline,
                "--tensor-parallel": tensor_parallel, "--pipeline-parallel": pipeline_parallel,
                "--micro-batch": micro_batch, "--expert-parallel": expert_parallel,
@@ -177,13 +182,13 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
         if given:
             raise SizingError(f"{', '.join(given)} describe(s) a prediction: name a --device")
         if then_check:
-            return _run_check(spec, fmt, d, batch=batch, seq_len=seq_len)
-        click.echo(_estimate_text(d, fmt))
+            return _run_check(spec, fmt, width, d, batch=batch, seq_len=seq_len)
+        click.echo(_estimate_text(d, fmt, width))
         return
     if then_check:
         raise SizingError("--check runs without --device (run `sizing check` separately)")
     if inference:
-        return _serve(spec, d, lm, est, fmt, device, devices, hwdb_files, allow_unmapped, dtype, seq_len,
+        return _serve(spec, d, lm, est, fmt, width, device, devices, hwdb_files, allow_unmapped, dtype, seq_len,
                       concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms)
     from .common.units import parse_duration
     from .model.estimate import estimator
@@ -207,17 +212,15 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     if lm is not None:
         from .hardware.lookup import resolve_device
         from .predict.inference import lm_serving
-        d["language_model"]["serving"] = lm_serving(lm, resolve_device(device, hwdb_files)[0],
+        d["language_model"]["serving"] = lm_serving(lm, resolve_device(device, hwdb_files, say=lambda _: None)[0],
                                                     prediction.precision, prediction.factors)
-    if fmt == "json":
-        click.echo(WRITERS[fmt]({**d, "prediction": pred}))
+    if fmt != "table":
+        click.echo(WRITERS[fmt]({**d, "prediction": pred}).rstrip("\n"))
         return
-    click.echo(_estimate_text(d, fmt))
-    if fmt == "table":
-        click.echo("\n" + prediction_table(pred))
+    click.echo(_estimate_text(d, fmt, width) + "\n\n" + prediction_table(pred, width))
 
 
-def _serve(spec, d, lm, est, fmt, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency,
+def _serve(spec, d, lm, est, fmt, width, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency,
            prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms):
     """`sizing estimate --inference`: the serving model of a causal language model (sizing/predict/serving.py)."""
     from .model.estimate import estimator
@@ -245,23 +248,21 @@ def _serve(spec, d, lm, est, fmt, device, devices, hwdb_files, allow_unmapped, d
     base = at_length(prompt)
     fig = figures(base, lambda tokens: at_length(tokens).totals.flops)
     pred = plan_serve(serving_model(base, fig), device, request, hwdb_files, devices=devices, dtype=sixteen).to_dict()
-    if fmt == "json":
-        click.echo(WRITERS[fmt]({**d, "inference": pred}))
+    if fmt != "table":
+        click.echo(WRITERS[fmt]({**d, "inference": pred}).rstrip("\n"))
         return
-    click.echo(_estimate_text(d, fmt))
-    if fmt == "table":
-        click.echo("\n" + serving_table(pred))
+    click.echo(_estimate_text(d, fmt, width) + "\n\n" + serving_table(pred, width))
 
 
-def _estimate_text(d: dict, fmt: str) -> str:
-    """The estimate in a table, JSON or CSV writer; in a table, a language model's figures follow."""
-    from .model.report import WRITERS
+def _estimate_text(d: dict, fmt: str, width: int | None) -> str:
+    """The estimate in a table (fitted to ``width``), JSON or CSV writer; in a table, a language model's figures
+    follow."""
+    from .model.report import WRITERS, estimate_table, figures_table
 
-    text = WRITERS[fmt](d).rstrip("\n")
-    if fmt == "table" and "language_model" in d:
-        from .model.report import figures_table
-        text += "\n\n" + figures_table(d["language_model"])
-    return text
+    if fmt != "table":
+        return WRITERS[fmt](d).rstrip("\n")
+    return estimate_table(d, width) + ("\n\n" + figures_table(d["language_model"], width)
+                                       if "language_model" in d else "")
 
 
 def _emit_yaml(spec: str, target: str, allow_unmapped: bool, sizes: dict, force: bool) -> bool:
@@ -294,16 +295,19 @@ def hw():
                    "release_year or price (largest first), or id or vendor.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @hwdb_option
+@wide_option
 @_clean_errors
-def hw_list(kind, sort, fmt, hwdb_files):
+def hw_list(kind, sort, fmt, hwdb_files, wide):
     """Every device of the database (shipped, this machine's bench profile, your overrides)."""
     from .hardware.devices import load_hwdb, sort_devices
+    from .common.table import terminal_width
     from .hardware.report import devices_csv, devices_json, devices_table
 
     devices = [d for d in load_hwdb(hwdb_files).values() if kind is None or d.kind == kind]
     if sort:
         devices = sort_devices(devices, sort)
-    writers = {"table": lambda ds: devices_table(ds, sort), "json": devices_json, "csv": devices_csv}
+    writers = {"table": lambda ds: devices_table(ds, sort, terminal_width(wide)), "json": devices_json,
+               "csv": devices_csv}
     click.echo(writers[fmt](devices).rstrip("\n"))
 
 
@@ -311,17 +315,26 @@ def hw_list(kind, sort, fmt, hwdb_files):
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @hwdb_option
+@wide_option
 @_clean_errors
-def hw_show(name, fmt, hwdb_files):
+def hw_show(name, fmt, hwdb_files, wide):
     """One device, every figure with its source. NAME is an id or a loose name (h100, 'mi300', 'gaudi 3');
-    a name several devices match lists them."""
+    a family name (h100) lists the family and shows its most common part; any other name several devices match
+    lists them."""
     import json
 
-    from .hardware.devices import find_device, load_hwdb
-    from .hardware.report import device_text
+    from .common.table import terminal_width
+    from .hardware.devices import family_default, find_device, load_hwdb, match_devices
+    from .hardware.report import device_text, family_text
 
-    d = find_device(load_hwdb(hwdb_files), name)
-    click.echo(json.dumps(d.to_record(), indent=2) if fmt == "json" else device_text(d))
+    db = load_hwdb(hwdb_files)
+    d = find_device(db, name)
+    family = match_devices(db, name) if family_default(match_devices(db, name)) else []
+    if fmt == "json":
+        click.echo(json.dumps(d.to_record(), indent=2))
+    else:
+        width = terminal_width(wide)
+        click.echo((family_text(name, d, family, width) + "\n\n" if family else "") + device_text(d, width))
 
 
 def _progress(message: str):
@@ -332,7 +345,7 @@ def _progress(message: str):
         click.echo(message, err=True)
 
 
-def _run_check(spec, fmt, estimate_dict=None, **options):
+def _run_check(spec, fmt, width, estimate_dict=None, **options):
     """Runs ``sizing.check``, prints it (after the estimate when given), exits 1 when the check fails."""
     from .execute.report import check_table
     from .execute.check import check as run
@@ -353,9 +366,8 @@ def _run_check(spec, fmt, estimate_dict=None, **options):
         click.echo(json.dumps(d if estimate_dict is None else {**estimate_dict, "check": d}, indent=2))
     else:
         if estimate_dict is not None:
-            from .model.report import WRITERS
-            click.echo(WRITERS[fmt](estimate_dict).rstrip("\n") + "\n")
-        click.echo(check_table(d))
+            click.echo(_estimate_text(estimate_dict, fmt, width) + "\n")
+        click.echo(check_table(d, width))
     if not result.ok:
         sys.exit(1)
 
@@ -376,16 +388,19 @@ def _run_check(spec, fmt, estimate_dict=None, **options):
               "smallest power of two that keeps its finite differences to about half a minute).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 31), default=0, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@wide_option
 @_clean_errors
-def check(spec, batch, seq_len, steps, lr, loss, full, shrink, seed, fmt):
+def check(spec, batch, seq_len, steps, lr, loss, full, shrink, seed, fmt, wide):
     """Run real training steps of SPEC in Numba kernels and check them against the analytic counts.
 
     Per layer: executed MACs, FLOPs and backward FLOPs against `sizing estimate`'s; gradients against finite
     differences (float64, batch 2); the loss over the steps; time per layer and step. Exit code 1 when any
     executed count differs from the analytic one or the gradient check fails.
     """
-    _run_check(spec, fmt, batch=batch, seq_len=seq_len, steps=steps, lr=lr, loss=loss, full=full, shrink=shrink,
-               seed=seed)
+    from .common.table import terminal_width
+
+    _run_check(spec, fmt, terminal_width(wide), batch=batch, seq_len=seq_len, steps=steps, lr=lr, loss=loss, full=full,
+               shrink=shrink, seed=seed)
 
 
 @main.command()
@@ -436,6 +451,7 @@ def bench(quick, threads, fmt, save_to, no_save):
 @click.option("--kwh-price", metavar="AMOUNT", help="Electricity per kWh in --currency (default: US$0.08).")
 @click.option("--node-cost", metavar="AMOUNT", help="Server cost per node without its devices, in --currency.")
 @click.option("--max-devices", metavar="N", help="Most devices to consider (default 131072).")
+@click.option("--tax-rate", metavar="PCT", help="Tax or VAT in percent on the purchase lines (default: none).")
 @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]), help="Training: fine-tune (full, LoRA or "
               "QLoRA adapters on a frozen base).")
 @click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")

@@ -139,6 +139,16 @@ layers:
   - {op: mixture_of_experts, name: raw, num_experts: 3, top_k: 2, intermediate_size: 5, norm_topk_prob: false}
   - {op: add, name: moes, inputs: [moe, raw]}
   - {op: scaled_dot_product_attention, name: att2, inputs: [moes, res, moes], num_heads: 2}
+  - {op: linear, name: vs, inputs: res, out_features: 4, bias: false}
+  - {op: scaled_dot_product_attention, name: local, inputs: [att2, res, vs], num_heads: 2, causal: true, window: 3,
+     softcap: 2.0}
+  - {op: reshape, name: heads, shape: [-1, 2, 2]}
+  - {op: narrow, name: first, dim: -1, start: 0, length: 1}
+  - {op: expand, name: wide, shape: [-1, -1, 4]}
+  - {op: reshape, name: flat, shape: [-1, 8]}
+  - {op: mixture_of_experts, name: grouped, num_experts: 8, top_k: 2, intermediate_size: 3, scoring: sigmoid,
+     score_bias: true, n_group: 4, topk_group: 2, group_top: 2, routed_scaling_factor: 2.5}
+  - {op: add, name: both_moe, inputs: [grouped, moes]}
   - {op: linear, name: head, out_features: 13}
 """
 
@@ -458,6 +468,76 @@ def attention_ref(x, p, heads, kv, causal):
 def test_attention_forward():
     x, p, y = run_one("{op: multihead_attention, num_heads: 4, num_kv_heads: 2, causal: true}", [5, 8])
     assert np.allclose(y, attention_ref(x, p, 4, 2, True))
+
+
+def sdpa_ref(q, k, v, heads, kv, window=None, softcap=None):
+    """Causal attention per head with numpy, keys j of query i where i - window < j <= i, Gemma 2's
+    cap * tanh(s / cap) on the scaled scores; v's head_dim may differ from q's."""
+    t, d, dv = q.shape[1], q.shape[2] // heads, v.shape[2] // kv
+    i, j = np.arange(t)[:, None], np.arange(t)[None, :]
+    allowed = (j <= i) & ((i - j < window) if window else True)
+    out = np.zeros((q.shape[0], t, heads * dv))
+    for h in range(heads):
+        g = h // (heads // kv)
+        s = q[..., h * d:(h + 1) * d] @ k[..., g * d:(g + 1) * d].transpose(0, 2, 1) / math.sqrt(d)
+        if softcap:
+            s = softcap * np.tanh(s / softcap)
+        s = np.where(allowed, s, -np.inf)
+        w = np.exp(s - s.max(-1, keepdims=True))
+        out[..., h * dv:(h + 1) * dv] = (w / w.sum(-1, keepdims=True)) @ v[..., g * dv:(g + 1) * dv]
+    return out
+
+
+@pytest.mark.parametrize("window,softcap", [(None, None), (3, None), (2, 1.5), (9, None)])
+def test_sdpa_forward_window_softcap_and_a_wider_v(window, softcap):
+    """q and k of head_dim 4 (3 heads, 1 kv head), v of head_dim 5 (as MLA's v differs from its q/k), a sliding
+    window (9 >= T: the whole sequence) and soft-capping: the kernel equals the masked numpy attention."""
+    extra = (f", window: {window}" if window else "") + (f", softcap: {softcap}" if softcap else "")
+    text = f"""
+input: [7, 21]
+defaults: {{batch: 2}}
+layers:
+  - {{op: narrow, name: q, dim: -1, start: 0, length: 12}}
+  - {{op: narrow, name: k, inputs: input, dim: -1, start: 12, length: 4}}
+  - {{op: narrow, name: v, inputs: input, dim: -1, start: 16, length: 5}}
+  - {{op: scaled_dot_product_attention, name: a, inputs: [q, k, v], num_heads: 3, num_kv_heads: 1, causal: true{extra}}}
+"""
+    model = Model(graph_of(text), np.float64, seed=3)
+    y, _ = model.forward(model.x, seed=0)
+    x = model.x
+    assert y.shape == (2, 7, 15)
+    assert np.allclose(y, sdpa_ref(x[..., :12], x[..., 12:16], x[..., 16:], 3, 1, window, softcap))
+
+
+def test_expand_repeats_a_size_one_dim():
+    x, _, y = run_one("{op: expand, shape: [-1, 3, 4]}", [5, 1, 4])
+    assert y.shape == (2, 5, 3, 4) and np.array_equal(y, np.broadcast_to(x, (2, 5, 3, 4)))
+
+
+def test_grouped_sigmoid_routing_forward():
+    """DeepSeek-V3's router: sigmoid scores, the correction bias steering the choice only, each of 4 groups
+    scored by its 2 best, the 2 best groups kept, the top 2 experts among them, renormalised and scaled by 2.5."""
+    text = ("input: [5, 6]\ndefaults: {batch: 2}\nlayers:\n  - {op: mixture_of_experts, num_experts: 8, top_k: 2, "
+            "intermediate_size: 3, scoring: sigmoid, score_bias: true, n_group: 4, topk_group: 2, group_top: 2, "
+            "routed_scaling_factor: 2.5}\n")
+    model = Model(graph_of(text), np.float64, seed=3)
+    p = model.layers[0].params[0]
+    p["gate.e_score_correction_bias"][:] = np.random.default_rng(1).normal(0, 0.5, 8)
+    y, _ = model.forward(model.x, seed=0)
+    x2 = model.x.reshape(-1, 6)
+    scores = 1 / (1 + np.exp(-(x2 @ p["gate.weight"].T)))
+    choice = scores + p["gate.e_score_correction_bias"]
+    ref = np.zeros_like(x2)
+    for t, row in enumerate(x2):
+        group_score = np.sort(choice[t].reshape(4, 2), axis=1)[:, -2:].sum(1)
+        groups = np.argsort(-group_score)[:2]
+        masked = np.where(np.isin(np.arange(8) // 2, groups), choice[t], -np.inf)
+        top = np.argsort(-masked)[:2]
+        for j in top:
+            h1, h3 = p["experts.w1.weight"][j] @ row, p["experts.w3.weight"][j] @ row
+            weight = 2.5 * scores[t, j] / scores[t, top].sum()
+            ref[t] += weight * (p["experts.w2.weight"][j] @ (h1 / (1 + np.exp(-h1)) * h3))
+    assert np.allclose(y.reshape(-1, 6), ref)
 
 
 def recurrent_ref(cell, x, p, hidden, layers, dirs):

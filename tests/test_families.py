@@ -118,7 +118,8 @@ def test_lora_targets_the_fused_phi3_modules():
 
 @pytest.mark.parametrize("name", ["qwen3-30b-a3b.json", "olmo2-7b.json", "gemma-2b.json", "phi-3-mini-4k.json",
                                   "phi-2.json", "falcon-7b.json", "falcon-40b.json", "llama-3.2-1b.json",
-                                  "qwen1.5-moe-a2.7b.json"])
+                                  "qwen1.5-moe-a2.7b.json", "deepseek-v2-lite.json", "deepseek-v3.json",
+                                  "gemma-2-2b.json", "gemma-3-1b.json"])
 def test_emit_yaml_round_trips_to_identical_counts(name, tmp_path):
     """Each family through --emit-yaml: the written spec counts exactly what the config counts (every layer)."""
     out = tmp_path / "spec.yaml"
@@ -161,3 +162,110 @@ def test_qwen2_moe_shared_expert_beside_the_routed_ones():
     assert total == 2 * 151936 * e + 24 * (attention + moe + 2 * e) + e == 14_315_784_192
     assert total - active == 24 * (60 - 4) * 3 * e * 1408
     assert round(active / 1e9, 1) == 2.7
+
+
+def mla(e, heads, q_rank, latent, nope, rope, v):
+    """DeepSeek's multi-head latent attention params (arXiv:2405.04434, eq. 37-47): q through a rank-q_rank
+    down-projection with its RMSNorm (or one q projection), the kv down-projection to the latent plus the shared
+    rotary key, the latent's RMSNorm, the up-projection to each head's no-rope key and value, the output."""
+    q = (e * q_rank + q_rank + q_rank * heads * (nope + rope)) if q_rank else e * heads * (nope + rope)
+    return q + e * (latent + rope) + latent + latent * heads * (nope + v) + heads * v * e
+
+
+def deepseek(e, vocab, layers, dense, inter, attention, experts, k, width, shared):
+    """Embedding and untied head, each layer's two RMSNorms and attention, dense SwiGLUs in the first layers,
+    then n routed SwiGLU experts of ``width``, a router of n x e and one shared SwiGLU of shared x width;
+    returns (total, active)."""
+    moe = experts * 3 * e * width + experts * e + 3 * e * shared * width
+    total = 2 * vocab * e + layers * (attention + 2 * e) + dense * 3 * e * inter + (layers - dense) * moe + e
+    return total, total - (layers - dense) * (experts - k) * 3 * e * width
+
+
+def test_deepseek_v3_671b_total_37b_active():
+    """DeepSeek-V3 (deepseek-ai/DeepSeek-V3 config.json): 671B total parameters without the 14B multi-token
+    prediction module, 37B activated per token (the V3 report's abstract); 3 dense layers, then 58 of 256
+    routed experts (8 per token) and a shared one. The router's e_score_correction_bias is a buffer, not a
+    parameter, as transformers registers it."""
+    r = CliRunner().invoke(main, ["estimate", HF + "deepseek-v3.json", "--seq-len", "32", "--format", "json"])
+    d = json.loads(r.stdout)
+    total, active = deepseek(7168, 129280, 61, 3, 18432, mla(7168, 128, 1536, 512, 128, 64, 128), 256, 8, 2048, 1)
+    assert (d["params"], d["language_model"]["active_params"]) == (total, active)
+    assert total == 671_026_404_352 and round(total / 1e9) == 671 and round(active / 1e9) == 38
+    assert d["buffers"] == 58 * 256
+    # MTP apart: enorm, hnorm, eh_proj (7168 x 14336), one MoE decoder layer and the shared head's norm (the
+    # report's 14B counts the embedding and head copies the checkpoint stores: 685B in all)
+    mtp = 3 * 7168 + 2 * 7168 * 7168 + mla(7168, 128, 1536, 512, 128, 64, 128) + 2 * 7168 + \
+        256 * 3 * 7168 * 2048 + 256 * 7168 + 3 * 7168 * 2048
+    assert f"1 module(s) of {mtp:,} params not counted" in d["warnings"][1]
+    assert round((total + mtp + 2 * 129280 * 7168) / 1e9) == 684       # 684.5B: the card's "685B"
+
+
+def test_deepseek_v2_and_v2_lite():
+    """DeepSeek-V2: 236B total, 21B activated; V2-Lite (no q compression, greedy routing): 15.7B total
+    (deepseek-ai model cards; the V2 report's table 1)."""
+    v2, v2_active = deepseek(5120, 102400, 60, 1, 12288, mla(5120, 128, 1536, 512, 128, 64, 128), 160, 6, 1536, 2)
+    lite, lite_active = deepseek(2048, 102400, 27, 1, 10944, mla(2048, 16, None, 512, 128, 64, 128), 64, 6, 1408, 2)
+    assert counted("deepseek-v2.json") == (v2, v2_active)
+    assert counted("deepseek-v2-lite.json") == (lite, lite_active)
+    assert round(v2 / 1e9) == 236 and round(v2_active / 1e9) == 21 and round(lite / 1e9, 1) == 15.7
+
+
+def gemma2(e, inter, heads, kv, head_dim, layers, vocab, head_norm=False):
+    """Gemma 2 / 3: tied embedding, per layer four RMSNorms, q/k/v/o without bias (Gemma 3: q/k norms of
+    head_dim), a GeGLU MLP; a final norm."""
+    per_layer = 2 * e * head_dim * (heads + kv) + 3 * e * inter + 4 * e + (2 * head_dim if head_norm else 0)
+    return vocab * e + layers * per_layer + e
+
+
+def test_gemma2_and_gemma3_counts():
+    """Gemma 2 2B: 2,614,341,888 and 27B: 27,227,128,320 (google/gemma-2-* num_parameters, as the cards' 2.6B
+    and 27.2B); Gemma 3 1B: 999,885,952 (the card's 1B)."""
+    assert counted("gemma-2-2b.json")[0] == gemma2(2304, 9216, 8, 4, 256, 26, 256000) == 2_614_341_888
+    assert counted("gemma-2-27b.json")[0] == gemma2(4608, 36864, 32, 16, 128, 46, 256000) == 27_227_128_320
+    assert counted("gemma-3-1b.json")[0] == gemma2(1152, 6912, 4, 1, 256, 26, 262144, True) == 999_885_952
+
+
+def attention_rows(name, seq):
+    r = CliRunner().invoke(main, ["estimate", HF + name, "--seq-len", str(seq), "--format", "json"])
+    return [row for row in json.loads(r.stdout)["layers"] if row["op"] == "scaled_dot_product_attention"]
+
+
+def test_gemma2_local_layers_score_only_their_window():
+    """At 8192 tokens Gemma 2's local layers (even ones, window 4096) score half the pairs of the global
+    layers; below the window the two are alike. Each score also pays soft-capping: / 50, tanh, * 50."""
+    long = attention_rows("gemma-2-2b.json", 8192)
+    local, glob = long[0], long[1]
+    assert local["name"].startswith("layers_0.") and glob["name"].startswith("layers_1.")
+    heads, d = 8, 256
+    assert glob["macs"] == heads * 8192 * 8192 * 2 * d and local["macs"] == heads * 8192 * 4096 * 2 * d
+    # forward per score: scale 1, soft-cap 3, softmax 5, mask 1
+    assert glob["flops"] == 2 * glob["macs"] + 10 * heads * 8192 * 8192
+    short = attention_rows("gemma-2-2b.json", 1024)
+    assert short[0]["macs"] == short[1]["macs"]
+
+
+def test_gemma3_keeps_one_global_layer_in_six():
+    """Gemma 3 1B: layers 5, 11, 17 and 23 attend globally, the other 22 over 512 keys (sliding_window_pattern 6)."""
+    per_layer = [row["macs"] // row["repeat"] for row in attention_rows("gemma-3-1b.json", 2048)
+                 for _ in range(row["repeat"])]
+    pair = 4 * 2048 * 2 * 256
+    assert per_layer == [pair * (2048 if (i + 1) % 6 == 0 else 512) for i in range(26)]
+
+
+def test_deepseek_v3_attention_scores_192_and_mixes_128():
+    """MLA's scores use the 128 no-rope + 64 rotary dims, the values 128: per token pair 128 x (192 + 128) MACs."""
+    rows = attention_rows("deepseek-v3.json", 64)
+    assert {row["macs"] // row["repeat"] for row in rows} == {128 * 64 * 64 * (192 + 128)}
+    assert sum(row["repeat"] for row in rows) == 61
+
+
+@pytest.mark.parametrize("name", ["tiny-deepseek-v3.json", "tiny-gemma2.json"])
+def test_check_runs_the_new_architectures_exactly(name):
+    """DeepSeek-V3's layer (MLA with a low-rank q, the shared rotary key expanded over heads, v head_dim 6 against
+    q/k's 8, sigmoid routing in 2 of 4 groups, a shared expert, a dense first layer) and Gemma 2's (a 5-key
+    window at 16 tokens, soft-capped scores and logits) at toy widths: `sizing check` executes every layer with
+    the analytic counts and finite-difference gradients."""
+    r = CliRunner().invoke(main, ["check", HF + name, "--steps", "2", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout[r.stdout.index("{"):])
+    assert d["exact"] and d["ok"]

@@ -346,8 +346,10 @@ def base_llama() -> dict:
 
 
 @pytest.mark.parametrize("data,message", [
-    ({**base_llama(), "model_type": "deepseek_v3"},
-     "model_type 'deepseek_v3' is not supported (supported: bert, falcon, gemma, gpt2, gpt_neox, llama, mistral, mixtral, olmo2, phi, phi3, qwen2, qwen2_moe, qwen3, qwen3_moe)"),
+    ({**base_llama(), "model_type": "mamba"},
+     "model_type 'mamba' is not supported (supported: bert, deepseek_v2, deepseek_v3, falcon, gemma, gemma2, "
+     "gemma3_text, gpt2, gpt_neox, llama, mistral, mixtral, olmo2, phi, phi3, qwen2, qwen2_moe, qwen3, qwen3_moe)"),
+    ({**base_llama(), "model_type": "deepseek_v3"}, "missing key 'qk_nope_head_dim' (a deepseek_v3 config needs it)"),
     ({"hidden_size": 8}, "missing key 'model_type'"),
     ({k: v for k, v in base_llama().items() if k != "intermediate_size"},
      "missing key 'intermediate_size' (a llama config needs it)"),

@@ -55,8 +55,49 @@ def test_every_reference_row_has_exactly_one_record():
     assert len(ROWS) == 32
     pairs = by_row()
     assert all(d is not None for _, d in pairs), [r["model"] for r, d in pairs if d is None]
-    assert len(shipped_devices()) == len(ROWS) == len({d.id for d in shipped_devices()})
+    assert len({d.id for _, d in pairs}) == len(ROWS)
     assert {r["vendor"] for r in ROWS} == {"NVIDIA", "AMD", "Intel", "Google"}
+
+
+CURRENT = ("b200", "b300", "gb200", "gb300", "h200-sxm", "h20", "rtx-pro-6000", "rtx-5090", "rtx-4090", "rtx-3090",
+           "a100-sxm-40gb", "mi300x", "mi325x", "mi355x", "gaudi3", "tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2",
+           "grace-superchip", "xeon-6980p")
+
+
+def test_at_least_60_devices_with_the_current_parts():
+    ids = [d.id for d in shipped_devices()]
+    assert len(ids) >= 60 and len(set(ids)) == len(ids)
+    assert set(CURRENT) <= set(ids), set(CURRENT) - set(ids)
+    db = load_hwdb(environ={})
+    assert db["gb300"].devices_per_node == 72 and db["gb200"].devices_per_node == 72     # the NVLink domain
+    assert db["gb300"].node_price is not None and db["gb300"].price is None               # sold as the rack
+
+
+def test_every_price_has_a_date_no_later_than_the_record_can_know():
+    """Every priced device states when its price was stated (YYYY, YYYY-MM or YYYY-MM-DD), not in the future; a unit
+    price not before the device's release year."""
+    import datetime
+
+    today = datetime.date.today().isoformat()
+    for d in shipped_devices():
+        for p in (d.price, d.node_price):
+            if p is None:
+                continue
+            assert re.fullmatch(r"\d{4}(-\d\d){0,2}", p.date) and p.date <= today, (d.id, p.date)
+            # a unit price cannot predate the part (a node price may: the V100 32GB record uses the DGX-1 price of
+            # May 2017, announced with the 16 GB V100)
+            assert p is d.node_price or d.release_year is None or int(p.date[:4]) >= d.release_year, (d.id, p.date)
+            assert p.source.strip(), d.id
+
+
+def test_geforce_cards_carry_the_driver_licence_and_discontinued_parts_cite_it():
+    for d in shipped_devices():
+        if "GeForce" in d.model:
+            assert d.licence and "Datacenter" in d.licence and "geforce-license" in d.source_of("licence"), d.id
+        if d.discontinued:
+            assert "End-of-life" in d.sources["discontinued"] or "EOL" in d.sources["discontinued"], d.id
+    assert load_hwdb(environ={})["tesla-p40"].discontinued is True
+    assert load_hwdb(environ={})["t4"].discontinued is False
 
 
 @pytest.mark.parametrize("row, d", by_row(), ids=[r["model"] for r in ROWS])
@@ -171,6 +212,12 @@ def test_the_good_record_loads(tmp_path):
     ("      record: Acme datasheet", "      memory_gb: Acme datasheet", 12, ["no source for memory_bw_gbs"]),
     ("    model: One", "    model: One\n    release_year: 2022.5", 5, ["release_year: must be an integer"]),
     ("    model: One", "    model: One\n    model: Two", 5, ["duplicate key 'model'"]),
+    ("    model: One", "    model: One\n    discontinued: maybe", 5, ["discontinued: must be true or false, got 'maybe'"]),
+    ("    model: One", "    model: One\n    family_default: 1", 5, ["family_default: must be true or false, got 1"]),
+    ("    model: One", "    model: One\n    licence: ''", 5, ["licence: must be a non-empty string"]),
+    ("    model: One", "    model: One\n    discontinued: true", 13,
+     ["sources: discontinued: true needs sources.discontinued"]),
+    ("    model: One", "    model: One\n    licnce: GeForce EULA", 5, ["licnce: unknown key", "did you mean 'licence'?"]),
 ])
 def test_bad_record(tmp_path, old, new, line, fragments):
     assert old in GOOD
@@ -266,11 +313,56 @@ def ids_where(pred):
 
 
 def test_an_ambiguous_name_lists_its_variants_and_exits_2():
-    h100s = ids_where(lambda r: "H100" in r["model"])
-    assert len(h100s) == 3
-    msg = user_error(cli("show", "h100"), "'h100' matches 3 devices")
-    assert all(i in msg for i in h100s)
-    msg = user_error(cli("show", "xeon"), f"matches {len(ids_where(lambda r: 'Xeon' in r['model']))} devices")
+    xeons = [d.id for d in shipped_devices() if "Xeon" in d.model]
+    assert len(xeons) >= 2 and not any(d.family_default for d in shipped_devices() if d.id in xeons)
+    msg = user_error(cli("show", "xeon"), f"'xeon' matches {len(xeons)} devices")
+    assert all(i in msg for i in xeons)
+
+
+@pytest.mark.parametrize("name, want, family", [
+    ("h100", "h100-sxm", {"h100-sxm", "h100-pcie", "h100-nvl"}),
+    ("a100", "a100-sxm-80gb", {"a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-40gb"}),
+    ("gaudi", "gaudi3", {"gaudi2", "gaudi3"}),
+    ("rtx 3090", "rtx-3090", {"rtx-3090", "rtx-3090-ti"}),
+])
+def test_a_family_name_means_its_marked_part_and_says_so(name, want, family):
+    """The rule: a loose name that matches several devices of which exactly one is marked family_default means
+    that one, with one note line; `hw show` lists the family (the marked part starred) and shows that part."""
+    said = []
+    assert find_device(load_hwdb(environ={}), name, said.append).id == want
+    assert len(said) == 1 and said[0].startswith(f"note: '{name}' names a family of {len(family)} devices; "
+                                                 f"using {want} ")
+    assert all(i in said[0] for i in family)
+    out = cli("show", name)
+    assert out.exit_code == 0 and out.stderr == ""
+    head, rest = out.stdout.split("\n\n", 1)
+    lines = head.splitlines()
+    assert lines[0].startswith(f"'{name}' is a family of {len(family)} devices") and len(lines) == 1 + len(family)
+    assert {line.split()[1].rstrip(":") for line in lines[1:] if line.lstrip().startswith("*")} \
+        == {want}
+    assert {line.replace("*", "").split()[0].rstrip(":") for line in lines[1:]} == family
+    assert rest.startswith(f"{want}: ")
+
+
+def test_the_family_rule_needs_exactly_one_marked_part(tmp_path):
+    twin = GOOD.replace("acme-1", "acme-2") .split("\n", 1)[1]
+    marked = GOOD.replace("    kind: gpu", "    kind: gpu\n    family_default: true")
+    path = write(tmp_path, marked + twin)
+    db = {k: v for k, v in load_hwdb([path], environ={}).items() if k.startswith("acme")}
+    assert find_device(db, "acme").id == "acme-1"
+    path = write(tmp_path, GOOD + twin)                 # none marked: still ambiguous
+    with pytest.raises(SizingError, match="'acme' matches 2 devices"):
+        find_device(load_hwdb([path], environ={}), "acme")
+    both = marked + twin.replace("    kind: gpu", "    kind: gpu\n    family_default: true")
+    with pytest.raises(SizingError, match="'acme' matches 2 devices"):
+        find_device(load_hwdb([write(tmp_path, both)], environ={}), "acme")
+
+
+def test_estimate_with_a_family_name_prints_one_note_on_stderr():
+    r = CliRunner().invoke(main, ["estimate", "mnist_mlp", "--device", "h100", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("note: 'h100' names a family") == 1 and len(r.stderr.splitlines()) == 1
+    assert json.loads(r.stdout)["prediction"]["device"] == "h100-sxm"
 
 
 @pytest.mark.parametrize("name, want", [
@@ -289,7 +381,7 @@ def test_unknown_device_suggests_a_close_id():
 
 def test_show_prints_every_figure_with_its_source():
     d = find_device(load_hwdb(environ={}), "rtx-a6000")
-    out = cli("show", "rtx a6000").stdout
+    out = cli("show", "rtx a6000", "--wide").stdout      # --wide: one line per source (piped wraps at 80)
     refs = dict(re.findall(r"^\[(\d+)\] (.*)$", out, re.M))
     for p in d.precisions():
         row = re.search(rf"^peak {p} \(dense\) +([\d,.]+) T(?:FL)?OP/s +\[(\d+)\]$", out, re.M)
@@ -305,16 +397,15 @@ def test_show_prints_every_figure_with_its_source():
 def test_list_kind_filters():
     for kind in ("gpu", "cpu", "accelerator"):
         out = json.loads(cli("list", "--kind", kind, "--format", "json").stdout)
-        assert [r["id"] for r in out] == sorted(ids_where(lambda r: r["kind"] == kind),
-                                                key=[r["id"] for r in out].index)
-        assert len(out) == sum(r["kind"] == kind for r in ROWS)
+        assert set(ids_where(lambda r: r["kind"] == kind)) <= {r["id"] for r in out}
+        assert [r["id"] for r in out] == [d.id for d in shipped_devices() if d.kind == kind]
 
 
 def test_list_sort_csv_largest_first_and_lacking_last():
     rows = list(csv.DictReader(cli("list", "--sort", "bf16", "--format", "csv").stdout.splitlines()))
-    assert len(rows) == len(ROWS)
+    assert len(rows) == len(shipped_devices())
     have = [float(r["bf16_tflops"]) for r in rows if r["bf16_tflops"]]
-    assert have == sorted(have, reverse=True) and len(have) == sum(bool(r["bf16_tflops"]) for r in ROWS)
+    assert have == sorted(have, reverse=True) and len(have) == sum("bf16" in d.peak_tflops for d in shipped_devices())
     assert all(r["bf16_tflops"] == "" for r in rows[len(have):])
     names = list(csv.DictReader(cli("list", "--sort", "id", "--format", "csv").stdout.splitlines()))
     assert [r["id"] for r in names] == sorted(r["id"] for r in names)
@@ -329,7 +420,7 @@ def test_list_csv_columns_equal_the_reference():
 
 
 def test_list_table_and_bad_sort():
-    out = cli("list", "--sort", "fp64_tensor")
+    out = cli("list", "--sort", "fp64_tensor", "--wide")    # every column (piped, 80 columns leave some out)
     assert out.exit_code == 0
     lines = out.stdout.splitlines()
     assert lines[0].split()[:6] == ["id", "device", "kind", "year", "mem", "GB"] and "fp64_tensor" in lines[0]

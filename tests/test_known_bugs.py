@@ -108,6 +108,7 @@ REPRESENTATIVE = {
     "concat": ([4, 8], {"inputs": ["input", "input"]}),
     "flatten": ([4, 8], {}), "reshape": ([4, 8], {"shape": [8, 4]}), "select": ([4, 8], {"dim": 1, "index": 0}),
     "narrow": ([4, 8], {"dim": -1, "start": 2, "length": 4}),
+    "expand": ([4, 1], {"shape": [-1, 8]}),
     "embedding": (IDS, {"num_embeddings": 10, "embedding_dim": 8}),
     "positional_embedding": ([5, 8], {"num_embeddings": 5}),
     "token_type_embedding": ([5, 8], {"num_embeddings": 2}),
@@ -124,7 +125,7 @@ REPRESENTATIVE = {
     "unmapped": ([4, 8], {"onnx_op": "Foo", "shape": [4, 8]}),
 }
 # zero FLOPs by rule (docs/conventions.md): views, a copy (its traffic is counted) and a gather
-ZERO_FLOPS = {"flatten", "reshape", "select", "narrow", "identity", "concat", "embedding", "permute", "unmapped"}
+ZERO_FLOPS = {"flatten", "reshape", "select", "narrow", "expand", "identity", "concat", "embedding", "permute", "unmapped"}
 
 
 def representative(op):

@@ -657,7 +657,7 @@ def test_add_and_mul_broadcast_forward_and_reduce_back():
                            {"op": "add", "name": "x", "inputs": ["l", "input"]}])
 
 
-@covers("concat", "flatten", "reshape", "select", "narrow", "identity")
+@covers("concat", "flatten", "reshape", "select", "narrow", "expand", "identity")
 def test_views_and_concat_shapes_as_pytorch_with_zero_flops():
     # shapes read off torch 2.13.0 on x = zeros(2, 3, 4, 5)
     cases = [("flatten", {}, (2, 60)), ("flatten", {"start_dim": 2, "end_dim": 3}, (2, 3, 20)),
@@ -676,6 +676,16 @@ def test_views_and_concat_shapes_as_pytorch_with_zero_flops():
     assert shape_of(rows["x"]) == (2, 3, 6, 5)
     assert (cat.flops, cat.backward_flops) == (0, 0)
     assert (cat.bytes_read, cat.bytes_written) == (4 * (120 + 60), 4 * 180)    # a copy: its traffic counts
+    # torch 2.13.0: zeros(2, 3, 1, 5).expand(2, 3, 4, 5) -> (2, 3, 4, 5); its backward sums the gradient back,
+    # autograd's sum_to_size: one add per output element (as add's broadcast input)
+    expand = one("expand", [3, 1, 5], hidden=True, shape=[-1, 4, -1])
+    assert shape_of(expand) == (2, 3, 4, 5)
+    assert (expand.cost.flops, expand.cost.bytes_read, expand.cost.backward_flops) == (0, 0, 2 * 3 * 4 * 5)
+    same = one("expand", [3, 1, 5], hidden=True, shape=[-1, 1, 5])
+    assert same.cost.backward_flops == 0
+    for args in ({"shape": [3, 4]}, {"shape": [-1, 4, 6]}, {"shape": [2, 4, 5]}):
+        with pytest.raises(SizingError):
+            one("expand", [3, 1, 5], **args)
     for op, args in (("reshape", {"shape": [7, -1]}), ("select", {"dim": 1, "index": 3}),
                      ("narrow", {"dim": -1, "start": 3, "length": 3}), ("narrow", {"dim": 0, "start": 0, "length": 1}),
                      ("flatten", {"start_dim": 0})):

@@ -404,7 +404,7 @@ def test_csv_line_items_in_krw():
                   global_batch=GLOBAL_BATCH)
     rows = list(csv.DictReader(io.StringIO(quote_csv(q, "en"))))
     items, total = rows[:-1], rows[-1]
-    assert [r["role"] for r in rows] == ["pick"] * 3 and total["item"] == "Total"
+    assert [r["role"] for r in rows] == ["pick"] * 4 and total["item"] == "Total"      # devices, server, support
     assert int(items[0]["unit_price"]) == 1_380_690                  # 1000.5 x 1380, whole won
     assert int(items[1]["unit_price"]) == q.pick.per_node * 4000 * 1380      # a server of as many slots
     assert sum(int(r["total"]) for r in items) == int(total["total"]) == q.pick.purchase

@@ -132,7 +132,7 @@ class CloudRate:
 # Figures that need a source: either ``sources[<field>]`` (``sources['peak_tflops.<precision>']`` for one
 # precision) or the record-wide ``sources['record']``. Prices and cloud rates carry their own ``source``.
 FIGURES = ("form_factor", "release_year", "memory_gb", "memory_type", "memory_bw_gbs", "peak_tflops", "tdp_w",
-           "interconnect", "interconnect_gbs", "devices_per_node")
+           "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "licence")
 SOURCE_KEYS = ("record",) + FIGURES + tuple(f"peak_tflops.{p}" for p in PRECISIONS)
 
 
@@ -141,7 +141,10 @@ class Device:
     """One device. ``peak_tflops`` maps a precision (PRECISIONS) to its dense peak; a precision that is missing
     is not supported. ``memory_gb`` may be None only for a CPU (its memory is the server's DIMMs).
     ``devices_per_node``: devices in the usual server (GB200: the 72-GPU NVLink domain); ``interconnect_gbs``
-    is per device, as its source prints it (often bidirectional; notes say which).
+    is per device, as its source prints it (often bidirectional; notes say which). ``family_default``: the part a
+    family name means when it matches several devices (``find_device``); ``discontinued``: the vendor has ended
+    the part's sale (True needs ``sources['discontinued']``), None when unknown; ``licence``: terms a buyer must
+    know (GeForce cards: no data-centre deployment under the driver licence).
     Fields are in the order of a YAML record (hwdb/README.md); build one with keywords."""
     id: str
     vendor: str
@@ -157,6 +160,9 @@ class Device:
     interconnect: str | None = None
     interconnect_gbs: float | None = None
     devices_per_node: int = 1
+    family_default: bool = False
+    discontinued: bool | None = None
+    licence: str | None = None
     price: Price | None = None
     node_price: Price | None = None
     cloud: tuple = ()
@@ -169,7 +175,7 @@ class Device:
                                        "'_'; e.g. h100-sxm)")
         for name in ("vendor", "model"):
             _check_text((name,), getattr(self, name), optional=False)
-        for name in ("memory_type", "form_factor", "interconnect", "notes"):
+        for name in ("memory_type", "form_factor", "interconnect", "licence", "notes"):
             _check_text((name,), getattr(self, name))
         _check_choice(("kind",), self.kind, KINDS)
         if self.memory_gb is None and self.kind != "cpu":
@@ -181,6 +187,10 @@ class Device:
         for name in ("release_year", "devices_per_node"):
             if getattr(self, name) is not None:
                 _check_number((name,), getattr(self, name), _RANGES[name], integer=True)
+        for name, optional in (("family_default", False), ("discontinued", True)):
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (optional and value is None):
+                raise RecordError((name,), f"must be true or false, got {value!r}")
         if not isinstance(self.peak_tflops, dict) or not self.peak_tflops:
             raise RecordError(("peak_tflops",), f"must map at least one precision ({', '.join(PRECISIONS)}) to "
                                                 "its dense peak in TFLOP/s")
@@ -196,6 +206,9 @@ class Device:
         for name in FIGURES:
             if getattr(self, name) is not None and self.source_of(name) is None:
                 raise RecordError(("sources",), f"no source for {name}: add sources.record or sources.{name}")
+        if self.discontinued and "discontinued" not in self.sources:
+            raise RecordError(("sources",), "discontinued: true needs sources.discontinued (who announced the end "
+                                            "of life)")
         for name in ("price", "node_price"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), Price):
                 raise RecordError((name,), "must be a Price")
@@ -241,7 +254,8 @@ class Device:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or value == () or (f.name == "devices_per_node" and value == 1):
+            if (value is None or value == () or (f.name == "devices_per_node" and value == 1)
+                    or (f.name == "family_default" and value is False)):
                 continue
             if f.name == "peak_tflops":
                 value = {p: value[p] for p in self.precisions()}
@@ -467,11 +481,32 @@ def match_devices(db: dict[str, Device], name: str) -> list[Device]:
     return []
 
 
-def find_device(db: dict[str, Device], name: str) -> Device:
-    """The one device ``name`` means (``match_devices``); SizingError when none or several match."""
+def family_default(hits: list[Device]) -> Device | None:
+    """The one device of ``hits`` (the devices a loose name matches, its family) marked ``family_default``, the
+    part the family name means; None when there are fewer than two hits or not exactly one is marked."""
+    marked = [d for d in hits if d.family_default]
+    return marked[0] if len(hits) > 1 and len(marked) == 1 else None
+
+
+def family_note(name: str, chosen: Device, hits: list[Device]) -> str:
+    """The one line that says which part a family name was taken to mean."""
+    others = ", ".join(d.id for d in hits if d is not chosen)
+    return (f"note: '{name}' names a family of {len(hits)} devices; using {chosen.id} ({chosen.name}), its most "
+            f"common part (name another by its id: {others})")
+
+
+def find_device(db: dict[str, Device], name: str, say=None) -> Device:
+    """The one device ``name`` means (``match_devices``). A name that matches several devices of which exactly one
+    is marked ``family_default`` (a family name: 'h100', 'a100') means that one, and ``say`` (when given) gets
+    ``family_note``; any other several, or none: SizingError."""
     hits = match_devices(db, name)
     if len(hits) == 1:
         return hits[0]
+    chosen = family_default(hits)
+    if chosen is not None:
+        if say:
+            say(family_note(name, chosen, hits))
+        return chosen
     if hits:
         raise SizingError(f"'{name}' matches {len(hits)} devices: "
                           + ", ".join(f"{d.id} ({d.name})" for d in hits) + "; name one by its id")

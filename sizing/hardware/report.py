@@ -2,6 +2,7 @@
 source). They format the Device records they are given."""
 from __future__ import annotations
 
+from ..common.table import Column, fill, table
 from ..common.text import csv_cell, terminal
 from .devices import CSV_FIELDS, PRECISIONS, Device, Price
 
@@ -41,27 +42,42 @@ def _usd(x) -> str:
     return f"${x:,.0f}" if float(x).is_integer() else f"${x:,.2f}"
 
 
-def devices_table(devices, sort: str | None = None) -> str:
-    """A compact table of dense peaks in TFLOP/s (int8 in TOP/s): the precisions any listed device has, less
-    fp64_tensor (the JSON and CSV carry it) unless it is the ``sort`` key."""
-    from tabulate import tabulate
+# Columns of `hw list`: (sort key, header, alignment, fold width, drop priority: the highest is left out first)
+LIST_COLUMNS = (("id", "id", "left", None, 0), ("vendor", "device", "left", 16, 3), ("kind", "kind", "left", None, 5),
+                ("release_year", "year", "right", None, 4), ("memory_gb", "mem GB", "right", None, 0),
+                ("memory_bw_gbs", "GB/s", "right", None, 0))
+PRECISION_DROP = {"fp64": 9, "fp64_tensor": 9, "int8": 8, "fp16": 7, "tf32": 6, "fp32": 2, "bf16": 0, "fp8": 0}
+LIST_TAIL = (("tdp_w", "TDP W", "right", None, 1), ("price", "price $", "right", None, 0))
 
+
+def devices_table(devices, sort: str | None = None, width: int | None = 80) -> str:
+    """A compact table of dense peaks in TFLOP/s (int8 in TOP/s): the precisions any listed device has, less
+    fp64_tensor (the JSON and CSV carry it) unless it is the ``sort`` key; fitted to ``width`` columns by leaving
+    out the columns of LIST_COLUMNS' and PRECISION_DROP's priorities (never the ``sort`` key's)."""
     precs = [p for p in PRECISIONS if any(p in d.peak_tflops for d in devices)
              and (p != "fp64_tensor" or sort == p)]
-    head = ["id", "device", "kind", "year", "mem GB", "GB/s", *precs, "TDP W", "price $"]
+    specs = [*LIST_COLUMNS, *((p, p, "right", None, PRECISION_DROP[p]) for p in precs), *LIST_TAIL]
+    columns = [Column(head, align, fold, 0 if key == sort else drop) for key, head, align, fold, drop in specs]
     rows = [[terminal(d.id), terminal(d.name), d.kind, d.release_year or "", _num(d.memory_gb), _num(d.memory_bw_gbs),
              *(_num(d.peak_tflops.get(p)) for p in precs), _num(d.tdp_w), _num(d.price and d.price.usd)]
             for d in devices]
-    return tabulate(rows, head, tablefmt="simple", disable_numparse=True,
-                    colalign=("left", "left", "left", "right") + ("right",) * (len(head) - 4))
+    return table(rows, columns, width)
 
 
-def device_text(d: Device) -> str:
-    """Every figure of one device with a numbered reference to its source, then the sources and the notes."""
-    import textwrap
+def family_text(name: str, chosen: Device, members, width: int | None = 80) -> str:
+    """The devices a family name matches, one a line, the part it means (``chosen``) marked, fitted to ``width``."""
+    lines = [fill(terminal(f"'{name}' is a family of {len(members)} devices; shown below: {chosen.id} (its "
+                           "family_default)"), width)]
+    lines += [fill(terminal(f"  {'*' if d is chosen else ' '} {d.id}: {d.name}"), width, "      ") for d in members]
+    return "\n".join(lines)
 
-    from tabulate import tabulate
 
+SHOW_COLUMNS = (Column("", fold=12), Column("", fold=24), Column(""))       # figure, value, [source]
+
+
+def device_text(d: Device, width: int | None = 80) -> str:
+    """Every figure of one device with a numbered reference to its source, then the sources and the notes, fitted
+    to ``width`` columns (None: values on one line)."""
     refs: list[str] = []
 
     def ref(text):
@@ -86,7 +102,8 @@ def device_text(d: Device) -> str:
         rows.append([f"peak {p} (dense)", f"{d.peak_tflops[p]:,} {unit}", ref(d.source_of(f"peak_tflops.{p}"))])
     for f, label, fmt in (("tdp_w", "TDP", "{:,} W"), ("interconnect", "interconnect", "{}"),
                           ("interconnect_gbs", "interconnect bandwidth", "{:,} GB/s"),
-                          ("devices_per_node", "devices per node", "{}")):
+                          ("devices_per_node", "devices per node", "{}"), ("discontinued", "discontinued", "{}"),
+                          ("licence", "licence", "{}")):
         if getattr(d, f) is not None:
             rows.append([label, terminal(fmt.format(getattr(d, f))), ref(d.source_of(f))])
     if d.price:
@@ -97,9 +114,9 @@ def device_text(d: Device) -> str:
         rows.append([terminal(f"cloud {c.provider}"), terminal(f"{_usd(c.usd_per_hour)}/device-hour, {c.offer} "
                                                                f"({c.date})" + (f"; {c.note}" if c.note else "")),
                      ref(c.source)])
-    table = tabulate([[a, "\n".join(textwrap.wrap(str(b), 70)) or b, c] for a, b, c in rows], tablefmt="plain")
-    out = [terminal(f"{d.id}: {d.name}"), "", table, "", "sources:"]
-    out += [textwrap.fill(f"[{i}] {s}", 110, subsequent_indent="    ") for i, s in enumerate(refs, 1)]
+    out = [fill(terminal(f"{d.id}: {d.name}"), width), "", table(rows, SHOW_COLUMNS, width, header=False), "",
+           "sources:"]
+    out += [fill(f"[{i}] {s}", width, "    ") for i, s in enumerate(refs, 1)]
     if d.notes:
-        out += ["", textwrap.fill("notes: " + terminal(d.notes), 110, subsequent_indent="  ")]
+        out += ["", fill("notes: " + terminal(d.notes), width)]
     return "\n".join(out)

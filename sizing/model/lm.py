@@ -43,17 +43,18 @@ def fit_quadratic(flops_at: Callable[[int], int]) -> tuple[Fraction, Fraction, F
 
 
 def kv_cache_elems_per_token(graph: Graph) -> int:
-    """Elements of k and v one token adds to the cache: 2 * kv_heads * head_dim per causal attention layer."""
+    """Elements of k and v one token adds to the cache: kv_heads * (head_dim + v head_dim) per causal attention
+    layer (2 * kv_heads * head_dim where they are equal)."""
     elems = 0
     for n in graph.nodes:
         if n.op not in ATTENTION or not n.kwargs["causal"]:
             continue
         if n.op == "scaled_dot_product_attention":
-            width = n.in_types[1].shape[-1]
+            width = n.in_types[1].shape[-1] + n.in_types[2].shape[-1]
         else:
             a, e = n.kwargs, n.in_types[0].shape[-1]
-            width = (a["num_kv_heads"] or a["num_heads"]) * (e // a["num_heads"])
-        elems += 2 * width * n.repeat
+            width = 2 * (a["num_kv_heads"] or a["num_heads"]) * (e // a["num_heads"])
+        elems += width * n.repeat
     return elems
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-from ..common.units import iec
+from ..common.units import duration, iec
 from ..model.memory import Memory
 from .comm import INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
 from .fit import divisors
@@ -79,8 +79,8 @@ def predict_inference(est, workload, device, setup: Setup, factors: Factors) -> 
         why = (f"needs {iec(mem.total)} per device (weights {iec(mem.weights)}, activations {iec(mem.activations)}) "
                f"on {t} {device.id} with tensor parallelism {t}; each has {iec(device.memory_bytes)}")
     elif not meets:
-        why = (f"a request batch takes {latency * 1e3:.3g} ms on {t} {device.id} (tensor parallelism up to the node "
-               f"size {node}); the target is {workload.latency_s * 1e3:.3g} ms: use a smaller batch or a faster device")
+        why = (f"a request batch takes {duration(latency)} on {t} {device.id} (tensor parallelism up to the node "
+               f"size {node}); the target is {duration(workload.latency_s)}: use a smaller batch or a faster device")
     compute_bound = sum(l.seconds for l in layers if l.bound == "compute")
     total = sum(l.seconds for l in layers)
     power = facility_kw(device.tdp_w, devices, factors.pue)

@@ -2,26 +2,27 @@
 ``Prediction.to_dict()`` holds; the JSON output carries that dict whole as ``prediction``."""
 from __future__ import annotations
 
-import textwrap
-
-from tabulate import tabulate
-
+from ..common.table import Column, fill, table
 from ..common.text import terminal
 from ..common.units import duration, iec, si
 
 SLOWEST = 10      # layers listed, slowest first
-WIDTH = 80        # terminal columns the tables and notes fit in
+FIGURES = (Column(""), Column("", fold=10), Column("", fold=24))     # name, figure, what it is made of
+ALTERNATIVES = (Column("layout", fold=24), Column("step", "right"), Column("MFU", "right"),
+                Column("memory", "right"))
+LAYERS = (Column("layer", fold=16), Column("op", fold=20), Column("time", "right"), Column("bound", drop=1),
+          Column("FLOPs", "right"), Column("bytes", "right", drop=2))
 
 
-def _notes(prefix: str, lines) -> list[str]:
-    """Each line as ``prefix: text``, wrapped to WIDTH with a hanging indent."""
-    return [textwrap.fill(f"{prefix}: {line}", WIDTH, subsequent_indent="  ") for line in lines]
+def _notes(prefix: str, lines, width: int | None) -> list[str]:
+    """Each line as ``prefix: text``, wrapped to ``width`` with a hanging indent."""
+    return [fill(f"{prefix}: {line}", width) for line in lines]
 
 
-def prediction_table(p: dict) -> str:
+def prediction_table(p: dict, width: int | None = 80) -> str:
+    """The prediction of ``sizing estimate --device``, fitted to ``width`` columns (None: full width)."""
     t = p["time_seconds"]
-    layout = textwrap.fill(f"prediction: {p['devices']} x {p['device']}, {p['precision']}: {p['layout']}", WIDTH,
-                           subsequent_indent="  ")
+    layout = fill(f"prediction: {p['devices']} x {terminal(p['device'])}, {p['precision']}: {p['layout']}", width)
     m = p["memory_per_device"]
     cap = p["device_memory_bytes"]
     rows = [
@@ -48,25 +49,21 @@ def prediction_table(p: dict) -> str:
     alternatives = [[a["layout"], duration(a["step_seconds"]), f"{a['mfu']:.1%}", iec(a["memory_per_device_bytes"])]
                     for a in p["alternatives"]]
     return "\n".join([
-        layout, "",
-        tabulate(rows, tablefmt="plain", disable_numparse=True, maxcolwidths=[None, None, 50]), "",
-        *(["next best layouts:", tabulate(alternatives, ["layout", "step", "MFU", "memory"], tablefmt="simple",
-                                          disable_numparse=True, maxcolwidths=[48, None, None, None]), ""]
-          if alternatives else []),
-        *_notes("left out", p["pruned"]), *([""] if p["pruned"] else []),
-        "slowest layers (one device, one micro-batch, before the framework efficiency):",
-        tabulate(layers, ["layer", "op", "time", "bound", "FLOPs", "bytes"], tablefmt="simple",
-                 disable_numparse=True, colalign=("left", "left", "right", "left", "right", "right")), "",
-        *_notes("assumption", p["assumptions"])])
+        layout, "", table(rows, FIGURES, width, header=False), "",
+        *(["next best layouts:", table(alternatives, ALTERNATIVES, width), ""] if alternatives else []),
+        *_notes("left out", p["pruned"], width), *([""] if p["pruned"] else []),
+        fill("slowest layers (one device, one micro-batch, before the framework efficiency):", width),
+        table(layers, LAYERS, width), "",
+        *_notes("assumption", p["assumptions"], width)])
 
 
-def serving_table(p: dict) -> str:
-    """The ``inference`` block of ``sizing estimate --inference`` as a table."""
+def serving_table(p: dict, width: int | None = 80) -> str:
+    """The ``inference`` block of ``sizing estimate --inference`` as a table fitted to ``width`` columns."""
     lay, m, t = p["layout"], p["memory_bytes"], p["targets"]
     cap = p["device_memory_bytes"]
     target = ", ".join(f"{k[:-2].upper()} <= {duration(v)}" for k, v in t.items() if v is not None)
     rows = [
-        ["layout", f"{p['devices']} x {p['device']}", f"tensor parallel {lay['tensor_parallel']}, pipeline "
+        ["layout", f"{p['devices']} x {terminal(p['device'])}", f"tensor parallel {lay['tensor_parallel']}, pipeline "
          f"{lay['pipeline_parallel']}, {lay['replicas']} replica(s); weights {p['weights']}, KV cache "
          f"{p['kv_cache']}, matmuls {p['precision']}"],
         ["request", f"{p['concurrency']:,} in flight", f"{p['prompt_tokens']:,} prompt + {p['output_tokens']:,} output "
@@ -80,6 +77,5 @@ def serving_table(p: dict) -> str:
         ["max concurrency", f"{p['max_concurrency']:,}", "sequences of this length whose KV cache fits"],
     ]
     status = "meets the targets" if p["meets_targets"] else "does NOT meet the targets"
-    return "\n".join([f"serving: {status}", "", tabulate(rows, tablefmt="plain", disable_numparse=True,
-                                                     maxcolwidths=[None, None, 48]), "",
-                      *_notes("assumption", p["assumptions"])])
+    return "\n".join([f"serving: {status}", "", table(rows, FIGURES, width, header=False), "",
+                      *_notes("assumption", p["assumptions"], width)])

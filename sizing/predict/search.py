@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..common.errors import SizingError
-from ..common.units import iec
+from ..common.units import duration, iec
 from .fit import activations, device_memory, divisors, stages
 from .roofline import require_work
 from .setup import RECOMPUTE, Factors, Layout
@@ -399,7 +399,7 @@ def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devic
             fastest = min((found[c] for c in tried), key=lambda q: q.total_seconds)
             raise SizingError(f"{name} cannot train within the deadline on up to {max(counts)} {device.id}: the "
                               f"fastest tried, {fastest.devices} devices ({fastest.layout.describe()}), takes "
-                              f"{fastest.total_seconds / 3600:.3g} h at global batch {global_batch}; allow more time, more "
+                              f"{duration(fastest.total_seconds)} at global batch {global_batch}; allow more time, more "
                               f"devices (--max-devices) or a larger --global-batch")
         raise does_not_fit(at, counts or [1], global_batch, workload, device, factors, pins, name)
     return at_count(i)

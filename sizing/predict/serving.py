@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..common.errors import SizingError
-from ..common.units import iec
+from ..common.units import duration, iec
 from ..model.lm import KV_ITEMSIZE
 from ..model.ops import REGISTRY, numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
@@ -323,7 +323,7 @@ def plan_serving(model: Model, request: Request, device, factors: Factors, effic
         what = (f"{request.concurrency} sequences of {request.prompt} + {request.output} tokens need "
                 f"{iec(one.kv_cache_bytes)} of KV cache per device beside {iec(one.weights_bytes)} of weights"
                 if not one.fits else f"the targets (TTFT {request.ttft_s}, TPOT {request.tpot_s} s) are not met: "
-                f"TTFT {one.ttft_s:.3g} s, TPOT {one.tpot_s:.3g} s at best")
+                f"TTFT {duration(one.ttft_s)}, TPOT {duration(one.tpot_s)} at best")
         where = f"on {devices} {device.id}" if devices is not None else f"on any count of {device.id}"
         raise SizingError(f"{model.name} cannot be served {where}: {what}; a {device.id} has "
                           f"{iec(device.memory_bytes or 0)} (try --weights int4, --kv-cache fp8, a lower "

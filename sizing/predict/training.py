@@ -168,7 +168,7 @@ class StepTerms:
 def kv_elements(row) -> int:
     """Elements of the keys and values of one copy of an attention row: batch x tokens x 2 x key/value width."""
     if row.node.op == "scaled_dot_product_attention":
-        return 2 * numel(row.node.in_types[1].shape)
+        return numel(row.node.in_types[1].shape) + numel(row.node.in_types[2].shape)
     b, t, e = row.node.in_types[0].shape
     heads = row.node.kwargs["num_heads"]
     return 2 * b * t * (row.node.kwargs.get("num_kv_heads") or heads) * (e // heads)

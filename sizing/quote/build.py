@@ -2,6 +2,8 @@
 writers in writers.py only format the Quote this returns)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..common.errors import SizingError
 from .core import Quote
 
@@ -42,7 +44,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
                 currency, fx, candidates, prices, horizon, pue, kwh_price, node_cost, max_devices, hwdb_files,
                 progress, global_batch=None, finetune=None, lora_rank=None, lora_targets=None, concurrency=None,
                 prompt_tokens=None, output_tokens=None, weights=None, kv_cache=None, ttft_ms=None,
-                tpot_ms=None) -> Quote:
+                tpot_ms=None, tax_rate=None) -> Quote:
     """The Quote for `sizing quote`'s options (every bad value: SizingError, one line): parse, estimate, load the
     devices and prices, recommend."""
     import datetime
@@ -53,10 +55,12 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     from ..common.units import parse_duration
     from .core import DEFAULT_HORIZON, MAX_DEVICES, apply_prices
     from .recommend import Terms, recommend
+    from .tco import parse_tax_rate
     from ..predict.workload import Workload, parse_count
     from ..predict.training import samples_of
 
     money = exchange(currency, fx)
+    tax = parse_tax_rate(tax_rate)
     lm_options = {"--concurrency": concurrency, "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens,
                   "--weights": weights, "--kv-cache": kv_cache, "--ttft-ms": ttft_ms, "--tpot-ms": tpot_ms}
     llm = any(v is not None for v in lm_options.values())
@@ -106,11 +110,43 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
         max_devices=MAX_DEVICES if max_devices is None else parse_count("--max-devices", max_devices),
         deadline_s=None if deadline is None else parse_duration("--deadline", deadline), given=frozenset(given),
         qps=None if not (llm and qps) else float(decimal("--qps", qps)),
-        tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3)
-    return recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
-                     datetime.date.today().isoformat(), at=at,
-                     global_batch=parse_count("--global-batch", global_batch) or parse_count("--batch", batch),
-                     llm=job)
+        tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3,
+        tax_rate=tax)
+    quote = recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
+                      datetime.date.today().isoformat(), at=at,
+                      global_batch=parse_count("--global-batch", global_batch) or parse_count("--batch", batch),
+                      llm=job)
+    return replace(quote, assumptions=quote.assumptions + device_terms(quote, db))
+
+
+def price_age(price_date: str, on: str) -> tuple[str, int]:
+    """('years' | 'months', n): how old a price of ``price_date`` (YYYY, YYYY-MM or YYYY-MM-DD) is on the ISO date
+    ``on``, counted in whole months (a year-only date counts from its January): n years from 12 months on."""
+    months = (int(on[:4]) - int(price_date[:4])) * 12 + int(on[5:7]) - int((price_date + "-01")[5:7])
+    return ("years", months // 12) if months >= 12 else ("months", max(months, 0))
+
+
+def device_terms(quote: Quote, db: dict) -> tuple:
+    """Assumption lines a buyer must see for each recommended device (the pick, then the alternatives): the age of
+    each price the quote uses, and the database's discontinued and licence flags."""
+    from .core import Assumption, Message
+
+    out, seen = [], set()
+    for option in (o for o in (quote.pick, *quote.alternatives.values()) if o):
+        if option.device_id in seen:
+            continue
+        seen.add(option.device_id)
+        d = db[option.device_id]
+        for item in option.items or ():
+            if item.item in ("devices", "node") and item.date:
+                unit, n = price_age(item.date, quote.date)
+                out.append(Assumption(Message(f"price_age_{unit}", {"device": d.id, "date": item.date, "n": n}),
+                                      item.source))
+        if d.discontinued:
+            out.append(Assumption(Message("dev_discontinued", {"device": d.id}), d.sources["discontinued"]))
+        if d.licence:
+            out.append(Assumption(Message("dev_licence", {"device": d.id, "terms": d.licence}), d.source_of("licence")))
+    return tuple(out)
 
 
 def _llm_job(spec, est, dtype, concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, qps):

@@ -21,6 +21,8 @@ from ..predict.inference import predict_inference
 from ..predict.roofline import facility_kw, peaks, require_work
 from ..predict.search import Pins, default_global_batch, search
 from ..predict.setup import Setup
+from .tco import (CHECKPOINTS_KEPT, Cluster, assumptions as tco_assumptions, checkpoint_bytes, dataset_bytes,
+    nics_per_node, ownership_items)
 from .core import (KWH_SOURCE, KWH_USD, MAX_DEVICES, SERVER_SOURCE, SERVER_USD_PER_SLOT, TCO_REFERENCE, Assumption,
     Bytes, Exclusion, Message, Money, Option, Quote, Roofline, Seconds, cloud_cost, energy_cost, buyable_counts, pareto_front, purchase_items, server_slots, status)
 
@@ -43,6 +45,7 @@ class Terms:
     qps: float | None = None              # language-model serving: requests per second to serve
     tpot_s: float | None = None           # language-model serving: the time-per-output-token target
     given: frozenset = frozenset()        # option names the user set ('horizon', 'pue', 'kwh_price', 'prices')
+    tax_rate: Decimal | None = None       # percent on every purchase line (--tax-rate); None: no tax
 
     @property
     def kwh(self) -> Decimal:
@@ -84,9 +87,12 @@ def _planned(at, workload, device, factors, global_batch, devices=None):
         return None
 
 
-def _costs(device, count: int, seconds_running: float, terms: Terms, pue: float):
-    """(purchase lines, power kW, horizon kWh, horizon energy cost, kWh and cost while ``seconds_running``)."""
+def _costs(device, count: int, seconds_running: float, terms: Terms, pue: float, cluster: Cluster):
+    """(purchase lines, power kW, horizon kWh, horizon energy cost, kWh and cost while ``seconds_running``); the
+    lines hold the cluster's network, storage, racks, installation, support and tax (sizing/quote/tco.py)."""
     items = purchase_items(device, count, terms.exchange, terms.node_cost)
+    if items is not None:
+        items = ownership_items(items, cluster, terms.exchange, terms.horizon_s, terms.tax_rate)
     kw = facility_kw(device.tdp_w, count, pue)
     if kw is None:
         return items, None, None, None, None, None
@@ -125,7 +131,8 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
     fewer = run(k - 1) if k - 1 >= lo else None
     nodes, slots = server_slots(pred.devices, unit)
-    items, kw, h_kwh, h_cost, j_kwh, j_cost = _costs(device, pred.devices, pred.total_seconds, terms, factors.pue)
+    items, kw, h_kwh, h_cost, j_kwh, j_cost = _costs(device, pred.devices, pred.total_seconds, terms, factors.pue,
+                                                     _train_cluster(at, workload, device, pred, nodes, slots))
     return Option(
         device_id=device.id, device_name=device.name, count=pred.devices, nodes=nodes, per_node=slots,
         precision=pred.precision, zero=pred.zero, tensor_parallel=pred.tensor_parallel, replicas=pred.data_parallel,
@@ -136,6 +143,35 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
         steps=pred.steps, model_flops_per_step=pred.model_flops_per_step,
         fewer_seconds=fewer.total_seconds if fewer is not None else None,
         fewer_count=fewer.devices if fewer is not None else None, prediction=pred)
+
+
+def _train_cluster(at, workload, device, pred, nodes: int, slots: int) -> Cluster:
+    """What a training cluster's network, storage and racks are sized from (sizing/quote/tco.py): the NICs per
+    node that keep the layout's step time (its traffic re-predicted at fewer NICs), one epoch's data and the
+    checkpoints."""
+    from dataclasses import replace
+
+    from ..model.ops import numel
+    from ..predict.training import evaluate
+
+    if nodes < 2:
+        return Cluster(nodes, slots, None, device.tdp_w, None)
+    est = at(pred.layout.micro_batch)
+
+    def step_at(gbs):
+        return evaluate(est, pred.layout, workload, device, replace(pred.factors, network_gbs=gbs)).step_seconds
+    one = at(1)
+    samples = (pred.steps_per_epoch or 0) * pred.global_batch
+    stored = (dataset_bytes(samples, numel(one.graph.input.shape[1:]), one.graph.input.ids)
+              + CHECKPOINTS_KEPT * checkpoint_bytes(one.memory.weights, one.memory.optimizer))
+    return Cluster(nodes, slots, nics_per_node(step_at, slots, pred.factors.network_gbs), device.tdp_w, stored)
+
+
+def _serve_cluster(device, nodes: int, slots: int, replica: int) -> Cluster:
+    """A serving fleet's cluster: one NIC per node for requests and responses where a replica of ``replica``
+    devices sits inside a node, one per device where it spans nodes; no shared storage (each server holds the
+    weights)."""
+    return Cluster(nodes, slots, slots if replica > slots else 1, device.tdp_w, None)
 
 
 def _fleet_count(device, needed: int, terms: Terms) -> int | Exclusion:
@@ -159,7 +195,8 @@ def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Excl
                              factors)
     mat = peaks(device, pred.precision)[0]
     flops = est.totals.flops
-    items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue)
+    items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue,
+                                            _serve_cluster(device, nodes, slots, pred.tensor_parallel))
     meets = pred.meets_target and (workload.throughput is None or pred.throughput >= workload.throughput)
     return Option(
         device_id=device.id, device_name=device.name, count=count, nodes=nodes, per_node=slots,
@@ -226,7 +263,8 @@ def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Op
     mat = peaks(device, precision)[0]
     context = request.prompt + request.output / 2
     flops = model.decode_flops(context)
-    items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue)
+    items, kw, h_kwh, h_cost, _, _ = _costs(device, count, terms.horizon_s, terms, factors.pue, _serve_cluster(
+        device, nodes, slots, pred.tensor_parallel * pred.pipeline_parallel))
     meets = pred.meets and (terms.qps is None or pred.requests_per_s >= terms.qps * (1 - 1e-9))
     return Option(
         device_id=device.id, device_name=device.name, count=count, nodes=nodes, per_node=slots,
@@ -283,6 +321,7 @@ def _assumptions(kind, workload, terms: Terms, pue: float, pue_source: str, glob
         Assumption(Message("as_prices"), "--prices" if "prices" in given else "hwdb/*.yaml (hwdb/README.md)"),
         Assumption(Message("as_search", {"max": terms.max_devices}), "sizing/quote/recommend.py"),
         Assumption(Message("as_model"), "sizing/predict/training.py, sizing/predict/calibration.yaml"),
+        *tco_assumptions(terms.tax_rate),
     ]
     if kind == "training":
         out.append(Assumption(Message("as_batch", {"batch": global_batch}), "--global-batch" if "batch" in given

@@ -5,6 +5,9 @@ each value for the language and currency. tests/test_quote.py checks that both l
 """
 from __future__ import annotations
 
+import re
+import string
+
 LANGS = ("en", "ko")
 
 STRINGS = {
@@ -65,16 +68,36 @@ STRINGS = {
     "item_server": ("Server for {name} device(s) (chassis, host CPUs, memory, network), devices not included",
                     "장치 {name}개용 서버 (섀시, 호스트 CPU, 메모리, 네트워크; 장치 제외)"),
     "item_node": ("{name} server, devices included", "{name} 서버 (장치 포함)"),
+    "item_nic": ("Network adapters, {name} Gb/s (ConnectX-7 class), for the cluster network",
+                 "클러스터 네트워크용 {name} Gb/s 네트워크 어댑터 (ConnectX-7급)"),
+    "item_switch": ("Network switch, {name} ports of 400 Gb/s", "네트워크 스위치 (400 Gb/s 포트 {name}개)"),
+    "item_switch_leaf": ("Leaf switches, {name} ports of 400 Gb/s (fat tree)",
+                         "리프 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_switch_spine": ("Spine switches, {name} ports of 400 Gb/s (fat tree)",
+                          "스파인 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_switch_aggregation": ("Aggregation switches, {name} ports of 400 Gb/s (fat tree)",
+                                "집선 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_switch_core": ("Core switches, {name} ports of 400 Gb/s (fat tree)",
+                         "코어 스위치 (400 Gb/s 포트 {name}개, 팻 트리)"),
+    "item_optics": ("Optical transceivers, {name} Gb/s (two per link)", "{name} Gb/s 광 트랜시버 (링크당 2개)"),
+    "item_storage": ("Shared storage, TB (data set and {name} checkpoints)",
+                     "공유 스토리지, TB 단위 (데이터셋과 체크포인트 {name}개)"),
+    "item_rack": ("Racks ({name} kW each)", "랙 (랙당 {name} kW)"),
+    "item_installation": ("Installation and integration ({name} of the hardware)", "설치 및 통합 (하드웨어의 {name})"),
+    "item_support": ("Support and maintenance, years ({name} of the hardware a year after the first)",
+                     "지원 및 유지보수, 연 단위 (첫해 이후 매년 하드웨어의 {name})"),
+    "item_tax": ("Tax / VAT ({name} of the lines above)", "세금/부가가치세 (위 항목의 {name})"),
     "kind_list": ("list", "정가"),
     "kind_msrp": ("MSRP", "권장 소비자가"),
     "kind_street": ("street", "시장가"),
     "kind_estimate": ("estimate", "추정가"),
     "kind_quote": ("quote", "견적가"),
+    "kind_given": ("as given", "입력값"),
     # TCO
     "h_tco": ("Cost of ownership", "소유 비용"),
     "tco_purchase": ("Purchase", "구매"),
     "tco_energy": ("Electricity over {horizon}: {kw} kW x {hours} h = {kwh} kWh at {price}/kWh",
-                   "{horizon} 전기료: {kw} kW x {hours} 시간 = {kwh} kWh, kWh당 {price}"),
+                   "{horizon} 전기료: {kw} kW x {hours}시간 = {kwh} kWh, kWh당 {price}"),
     "tco_total": ("Total cost of ownership over {horizon}", "{horizon} 총소유비용"),
     "job_energy": ("Electricity for this job alone: {kwh} kWh", "이 작업만의 전기료: {kwh} kWh"),
     "cloud_job": ("Renting the same devices for this job: {hours} device-hours at {rate}/device-hour ({provider}, "
@@ -101,7 +124,7 @@ STRINGS = {
                    "replica(s)); bound: {bound}",
                    "장치당 메모리: {capacity} 중 {memory} (텐서 병렬 {tp}, ZeRO-{zero}, 복제 {replicas}개); 병목: {bound}"),
     "why_fewer": ("The next smaller purchase ({count} devices) would take {time}, past the deadline {deadline}.",
-                  "한 단계 적은 구성({count}대)은 {time}이 걸려 기한 {deadline}을 넘깁니다."),
+                  "한 단계 적은 구성({count}대)은 {time}이(가) 걸려 기한 {deadline}을(를) 넘깁니다."),
     "why_least": ("This is the fewest devices the model fits on.", "모델이 들어가는 가장 적은 장치 수입니다."),
     "why_serve_flops": ("FLOPs per request batch of {batch}: {flops}", "요청 배치 {batch}당 FLOPs: {flops}"),
     "why_serve_latency": ("On {tp} device(s) at {util} utilization a request batch takes {latency}",
@@ -149,10 +172,14 @@ STRINGS = {
     "front_mark": ("Pareto front", "파레토 최적"),
     # charts
     "h_charts": ("Charts", "차트"),
-    "chart_cost": ("Cost of ownership against time (options that meet the target; the Pareto front joined)",
-                   "총소유비용 대 시간 (목표를 충족하는 구성; 파레토 최적선 연결)"),
+    "chart_cost": ("Cost of ownership against time to train (options that meet the target; the Pareto front "
+                   "joined)", "학습 시간별 총소유비용 (목표를 충족하는 구성; 파레토 최적선 연결)"),
+    "chart_cost_serve": ("Cost of ownership against latency per request batch (options that meet the target; the "
+                         "Pareto front joined)", "요청 배치당 지연 시간별 총소유비용 (목표를 충족하는 구성; 파레토 최적선 연결)"),
     "chart_cost_llm": ("Cost of ownership against time per output token (options that meet the targets; the Pareto "
-                       "front joined)", "총소유비용 대 출력 토큰당 시간 (목표를 충족하는 구성; 파레토 최적선 연결)"),
+                       "front joined)", "출력 토큰당 시간별 총소유비용 (목표를 충족하는 구성; 파레토 최적선 연결)"),
+    "legend_deadline": ("deadline {time}", "기한 {time}"),
+    "legend_target": ("target {time}", "목표 {time}"),
     "axis_time_train": ("time to train", "학습 시간"),
     "axis_latency": ("latency per request batch", "요청 배치당 지연 시간"),
     "axis_tpot": ("time per output token", "출력 토큰당 시간"),
@@ -182,7 +209,7 @@ STRINGS = {
     # findings
     "short_deadline": ("No option meets the deadline {deadline}. The closest is {count} x {device} at {time} "
                        "({ratio}x the deadline): it needs a deadline of at least {time}, or faster devices.",
-                       "기한 {deadline}을 충족하는 구성이 없습니다. 가장 가까운 것은 {device} {count}대로 {time} "
+                       "기한 {deadline}을(를) 충족하는 구성이 없습니다. 가장 가까운 것은 {device} {count}대로 {time} "
                        "(기한의 {ratio}배)이며, 기한을 {time} 이상으로 늘리거나 더 빠른 장치가 필요합니다."),
     "short_saturated": ("Adding devices past {count} does not shorten it: the step is bound by communication, or "
                         "the global batch already covers the data in few steps.",
@@ -192,14 +219,14 @@ STRINGS = {
                   "장치 한도 {max}대(--max-devices)에 이르렀습니다. 장치를 더 쓰면 빨라집니다."),
     "short_latency": ("No device meets the latency target {target}; the fastest, {device}, takes {latency} per "
                       "request batch: use a smaller batch or relax the target.",
-                      "지연 시간 목표 {target}를 충족하는 장치가 없습니다. 가장 빠른 {device}도 요청 배치당 {latency}가 "
+                      "지연 시간 목표 {target}을(를) 충족하는 장치가 없습니다. 가장 빠른 {device}도 요청 배치당 {latency}이(가) "
                       "걸립니다. 배치를 줄이거나 목표를 완화하십시오."),
     "over_budget_all": ("Nothing that meets the target is within the budget {budget}: the cheapest, {device}, costs "
                         "{purchase} to buy. Raise the budget or relax the target.",
                         "목표를 충족하는 구성 중 예산 {budget} 안의 것이 없습니다. 가장 싼 {device}의 구매가는 "
                         "{purchase}입니다. 예산을 늘리거나 목표를 완화하십시오."),
     "over_budget_some": ("{n} option(s) over the budget {budget} are left out of the pick (marked in the table).",
-                         "예산 {budget}을 넘는 구성 {n}개는 추천에서 제외했습니다 (표에 표시)."),
+                         "예산 {budget}을(를) 넘는 구성 {n}개는 추천에서 제외했습니다 (표에 표시)."),
     "unpriced": ("{n} option(s) meet the target but have no price in the database ({devices}): give prices with "
                  "--prices FILE.",
                  "구성 {n}개는 목표를 충족하지만 데이터베이스에 가격이 없습니다 ({devices}). --prices FILE로 "
@@ -244,11 +271,48 @@ STRINGS = {
                  "(rounded up where the data-parallel degree does not divide it).",
                  "전체 클러스터의 옵티마이저 스텝당 전체 배치 {batch}, 장치 수와 관계없이 같음 (데이터 병렬 수로 나누어 "
                  "떨어지지 않으면 올림)."),
+    "as_network": ("A cluster of two or more nodes gets its network: {gbps} Gb/s NICs per node, the fewest (1, 2, 4 "
+                   "... one per device) that keep the layout's step time within {tolerance} (its data-parallel, "
+                   "pipeline and expert traffic re-predicted; serving: one per node unless a replica spans nodes), "
+                   "and a full-bisection fat tree of {radix}-port switches: one switch up to {radix} ports, else "
+                   "ceil(ports / {radix}/2) leaves and spines for their uplinks, two transceivers a link. NICs are "
+                   "priced apart from the servers (a server price that includes them, as DGX systems do, counts them "
+                   "twice: give --node-cost or --prices). A single server or workstation has no network, storage, rack or "
+                   "installation lines.",
+                   "노드 2개 이상의 클러스터에는 네트워크를 넣습니다: 노드당 {gbps} Gb/s NIC을 레이아웃의 스텝 시간을 "
+                   "{tolerance} 안에서 유지하는 가장 적은 수(1, 2, 4 ... 장치당 1개)로 정하고 (데이터 병렬·파이프라인·"
+                   "전문가 트래픽을 다시 예측; 서빙은 복제가 노드를 넘지 않으면 노드당 1개), {radix}포트 스위치의 "
+                   "완전 이분 대역폭 팻 트리를 씁니다: {radix}포트까지 스위치 1대, 그 이상은 리프 ceil(포트 / "
+                   "{radix}/2)대와 업링크를 받는 스파인, 링크당 트랜시버 2개. NIC은 서버와 따로 "
+                   "셉니다 (DGX처럼 NIC이 포함된 서버 가격이면 두 번 세므로 --node-cost나 --prices를 주십시오). 서버 1대나 워크스테이션에는 네트워크, 스토리지, 랙, 설치 항목이 없습니다."),
+    "as_storage": ("Training clusters: shared all-flash storage for one epoch's data (token ids 4 bytes, other "
+                   "inputs 1 byte per element) and {kept} checkpoints of weights and optimizer state, in whole TB.",
+                   "학습 클러스터: 한 에폭의 데이터(토큰 ID 4바이트, 그 밖의 입력은 요소당 1바이트)와 가중치·옵티마이저 "
+                   "상태 체크포인트 {kept}개를 담는 공유 올플래시 스토리지, TB 단위."),
+    "as_rack": ("Racks of {kw} kW: nodes per rack = {kw} kW / (TDP x devices per node x {overhead}), at least one.",
+                "랙당 {kw} kW: 랙당 노드 수 = {kw} kW / (TDP x 노드당 장치 수 x {overhead}), 최소 1개."),
+    "as_install": ("Installation and integration of a cluster: {share} of its hardware.",
+                   "클러스터 설치 및 통합: 하드웨어의 {share}."),
+    "as_support": ("Support: {share} of the hardware a year for every year of the horizon after the first (the "
+                   "first is under warranty).",
+                   "지원: 첫해(보증 기간) 이후 기간의 매년 하드웨어의 {share}."),
+    "as_tax": ("Tax / VAT {rate} on every purchase line (hardware, installation, support); electricity as priced.",
+               "모든 구매 항목(하드웨어, 설치, 지원)에 세금/부가가치세 {rate}; 전기료는 주어진 가격 그대로."),
+    "as_tax_none": ("No tax or VAT is included (--tax-rate PCT adds it).",
+                    "세금이나 부가가치세는 포함하지 않았습니다 (--tax-rate PCT로 추가)."),
     "as_fx": ("Exchange rate {rate}; the database's prices are US dollars.",
               "환율 {rate}; 데이터베이스 가격은 미국 달러입니다."),
     "as_budget": ("The budget {budget} applies to the purchase price; electricity is an operating cost shown apart.",
-                  "예산 {budget}은 구매가에 적용하며 전기료는 운영비로 따로 보입니다."),
-    "h_notes": ("Performance model notes (as the model states them)", "성능 모델 설명 (모델이 낸 그대로, 영어)"),
+                  "예산 {budget}은(는) 구매가에 적용하며 전기료는 운영비로 따로 보입니다."),
+    "price_age_years": ("{device}: price of {date}, {n} year(s) old at the quote's date.",
+                        "{device}: {date} 기준 가격으로, 견적일 기준 {n}년 지났습니다."),
+    "price_age_months": ("{device}: price of {date}, {n} month(s) old at the quote's date.",
+                         "{device}: {date} 기준 가격으로, 견적일 기준 {n}개월 지났습니다."),
+    "dev_discontinued": ("{device} is discontinued (end of life): new units, support and spares may be hard to get.",
+                         "{device}: 단종(판매 종료) 제품입니다. 신품, 기술 지원, 예비 부품을 구하기 어려울 수 있습니다."),
+    "dev_licence": ("{device}: licence terms apply, as the database states them: {terms}",
+                    "{device}: 사용 허가 조건이 있습니다 (데이터베이스 원문 그대로): {terms}"),
+    "h_notes": ("Performance model notes (as the model states them)", "성능 모델 설명 (모델이 밝힌 그대로)"),
     "h_validity": ("Validity", "유효성"),
     "validity": ("Prices are list, street or estimated prices from the hardware database as of the dates shown, not "
                  "offers; a vendor's quote replaces them (sizing quote ... --prices FILE, format in hwdb/README.md). "
@@ -258,7 +322,9 @@ STRINGS = {
                  "전력은 측정값이 아닌 모델 예측입니다."),
     # durations
     "unit_years": ("years", "년"),
+    "unit_year": ("year", "년"),
     "unit_days": ("days", "일"),
+    "unit_day": ("day", "일"),
     "unit_h": ("h", "시간"),
     "unit_min": ("min", "분"),
     "unit_s": ("s", "초"),
@@ -267,6 +333,131 @@ STRINGS = {
 }
 
 
+_FORMATTER = string.Formatter()
+
+
 def text(lang: str, key: str, **params) -> str:
-    """The string ``key`` in ``lang`` with its fields filled."""
-    return STRINGS[key][LANGS.index(lang)].format(**params)
+    """The string ``key`` in ``lang`` with its fields filled; in Korean, a particle written in both forms right
+    after a field (``{time}이(가)``) takes the form that the filled value's last sound calls for (``particle``)."""
+    template = STRINGS[key][LANGS.index(lang)]
+    if lang != "ko":
+        return template.format(**params)
+    out, value = [], None
+    for literal, name, spec, conv in _FORMATTER.parse(template):
+        out.append(literal if value is None else particle(value, literal))
+        value = None
+        if name is not None:
+            value = _FORMATTER.format_field(_FORMATTER.convert_field(params[name], conv), spec or "")
+            out.append(value)
+    return "".join(out)
+
+
+# A particle's two forms: after a final consonant, after a vowel (and for (으)로, after ㄹ too)
+PARTICLES = {"이(가)": ("이", "가"), "을(를)": ("을", "를"), "은(는)": ("은", "는"), "과(와)": ("과", "와"),
+             "(으)로": ("으로", "로")}
+_RIEUL = 8                                                  # the final-consonant index of ㄹ
+# Sino-Korean readings of a last digit (영 일 이 삼 사 오 육 칠 팔 구) and of a run of trailing zeros (십 백 천 만)
+_DIGIT_FINAL = (21, _RIEUL, 0, 16, 0, 0, 1, _RIEUL, _RIEUL, 0)
+_ZEROS_FINAL = {1: 17, 2: 1, 3: 0, 0: 4}                    # zeros % 4: 십 (ㅂ), 백 (ㄱ), 천, 만/억 (ㄴ/ㄱ)
+_MONEY_FINAL = {"₩": 4, "$": 0}                              # an amount reads ...원 (ㄴ), ...달러
+_LETTER_FINAL = {"l": _RIEUL, "m": 16, "n": 4, "r": _RIEUL}  # English letter names: 엘 엠 엔 알; others end open
+
+
+def final_consonant(word: str) -> int:
+    """The final consonant (jongseong index, 0 for none) of ``word`` as read aloud in Korean: a Hangul syllable's
+    own (Unicode: (code - 0xAC00) % 28); a number read in Sino-Korean (1.09 -> 구, 100 -> 백, 5,000 -> 천);
+    Latin letters by their names (h100-sxm -> 엠, ms and GiB end open); an amount in won or dollars by its
+    currency (원, 달러). Closing brackets and spaces are skipped."""
+    w = word.rstrip(" )]}\"'")
+    if not w:
+        return 0
+    c, token = w[-1], w.split()[-1]
+    for symbol, final in _MONEY_FINAL.items():
+        if symbol in token:
+            return final
+    if "가" <= c <= "힣":
+        return (ord(c) - 0xAC00) % 28
+    if c.isdigit():
+        digits = w[len(w.rstrip("0123456789,.")):].replace(",", "")
+        if "." in digits or not digits.endswith("0"):
+            return _DIGIT_FINAL[int(c)]
+        zeros = len(digits) - len(digits.rstrip("0"))
+        return _DIGIT_FINAL[0] if zeros == len(digits) else _ZEROS_FINAL[zeros % 4]
+    return _LETTER_FINAL.get(c.lower(), 0)
+
+
+def particle(word: str, literal: str) -> str:
+    """``literal`` (the text after ``word``) with a two-form particle at its start resolved for ``word``."""
+    for both, (closed, open_) in PARTICLES.items():
+        if literal.startswith(both):
+            final = final_consonant(word)
+            closed_form = final and not (both == "(으)로" and final == _RIEUL)
+            return (closed if closed_form else open_) + literal[len(both):]
+    return literal
+
+
+# The performance model's notes (sizing/predict: calibration, setup, search, serving) in Korean: (pattern,
+# template of its groups). A note no pattern matches is shown as the model wrote it; tests/test_quote_html.py
+# checks every note the model writes for the shipped examples has its pattern.
+_RECOMPUTE = {"none": "없음", "selective": "선택", "full": "전체"}
+NOTES_KO = (
+    (r"(compute|memory) fraction ([\d.]+) measured on (.+)",
+     lambda m: f"{_FRACTION[m[1]]} {m[2]}: {m[3]}에서 측정"),
+    (r"(compute|memory) fraction ([\d.]+): median of all devices measured \(none for (.+)\)",
+     lambda m: f"{_FRACTION[m[1]]} {m[2]}: 측정된 전체 장치의 중앙값 ({m[3]} 측정값 없음)"),
+    (r"(compute|memory) fraction ([\d.]+): median of (.+) devices measured \(none for (.+)\)",
+     lambda m: f"{_FRACTION[m[1]]} {m[2]}: 측정된 {m[3]} 장치의 중앙값 ({m[4]} 측정값 없음)"),
+    (r"device 'local': the bench profile's figures are measured, used as they are",
+     lambda m: "장치 'local': 벤치 프로파일의 수치는 측정값이므로 그대로 씀"),
+    (r"framework efficiency ([\d.]+), fitted on published training runs",
+     lambda m: f"프레임워크 효율 {m[1]}, 공개된 학습 사례에 맞춤"),
+    (r"matrix products at the precision's peak \(tensor cores where the device has them\); other ops at the "
+     r"vector peak", lambda m: "행렬곱은 그 정밀도의 최대 성능(장치에 텐서 코어가 있으면 텐서 코어), 나머지 연산은 벡터 최대 성능"),
+    (r"layout (.+) \(global batch (\d+)\); tensor parallelism within nodes of (\d+)(, 1F1B pipeline)?",
+     lambda m: f"병렬 구성 {_layout_ko(m[1])} (전체 배치 {m[2]}); 텐서 병렬은 장치 {m[3]}대 노드 안에서"
+               + (", 1F1B 파이프라인" if m[4] else "")),
+    (r"interconnect (\S+) GB/s per device \(half each way\), network (\S+) GB/s per device each way; gradient "
+     r"communication overlaps (\d+%) of the last micro-batch's backward \(all compute under ZeRO-3\)",
+     lambda m: f"장치당 인터커넥트 {m[1]} GB/s (방향마다 절반), 네트워크 방향마다 장치당 {m[2]} GB/s; 기울기 통신은 "
+               f"마지막 마이크로 배치 역전파의 {m[3]}와 겹침 (ZeRO-3에서는 모든 연산과 겹침)"),
+    (r"energy: TDP (\S+) W per device for the whole run x PUE (\S+)",
+     lambda m: f"에너지: 실행 내내 장치당 TDP {m[1]} W x PUE {m[2]}"),
+    (r"energy: (.+) has no TDP in the hardware database", lambda m: f"에너지: 하드웨어 데이터베이스에 {m[1]}의 TDP 없음"),
+    (r"global batch (\d+) sequences of (\d+) tokens \(([\d.]+)M tokens per step: 4M as Llama 2 trained, at least "
+     r"one sequence per 8 devices; set --global-batch\)",
+     lambda m: f"전체 배치 시퀀스 {m[1]}개, 시퀀스당 토큰 {m[2]}개 (스텝당 토큰 {m[3]}M개: Llama 2 학습과 같은 4M, "
+               "장치 8대당 시퀀스 최소 1개; --global-batch로 바꿈)"),
+    (r"global batch (\d+) samples \(ResNet-50's reference batch of 256, at least one per device; set "
+     r"--global-batch\)",
+     lambda m: f"전체 배치 샘플 {m[1]}개 (ResNet-50의 기준 배치 256, 장치당 최소 1개; --global-batch로 바꿈)"),
+    (r"global batch (\d+) rounded up to (\d+): no data-parallel degree on (\d+) devices divides it",
+     lambda m: f"전체 배치 {m[1]} → {m[2]} 올림: 장치 {m[3]}대에서 나누어 떨어지는 데이터 병렬 수가 없음"),
+    (r"serving efficiency ([\d.]+), fitted on published serving runs \(apart from training's\)",
+     lambda m: f"서빙 효율 {m[1]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
+    (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
+     r"16 bits\))?; KV cache (\S+); matmuls in (\S+)",
+     lambda m: f"가중치 {m[1]}" + (f" ({m[2]}비트, fp16 스케일과 영점을 둔 {m[3]}개 단위 그룹; 임베딩과 정규화는 16비트)"
+                                  if m[2] else "") + f"; KV 캐시 {m[4]}; 행렬곱 {m[5]}"),
+    (r"(continuous|static) batching: (\d+) sequence\(s\) per replica at an average context of (\S+) tokens"
+     r"(; each request's prefill interleaves with the decode steps \(TPOT = T_d \+ c T_p / O\))?",
+     lambda m: f"{'연속' if m[1] == 'continuous' else '정적'} 배칭: 복제당 시퀀스 {m[2]}개, 평균 컨텍스트 토큰 "
+               f"{m[3]}개" + ("; 요청마다 프리필이 디코드 스텝 사이에 끼어듦 (TPOT = T_d + c T_p / O)" if m[4] else "")),
+)
+_FRACTION = {"compute": "연산 효율", "memory": "메모리 효율"}
+_NOTES_KO = tuple((re.compile(p), f) for p, f in NOTES_KO)
+
+
+def _layout_ko(layout: str) -> str:
+    """'TP 1 x PP 2 (interleaved 2) x DP 4, ZeRO-1, recompute selective, SP, micro-batch 2 x 128' in Korean."""
+    out = re.sub(r"recompute (\w+)", lambda m: "재계산 " + _RECOMPUTE.get(m[1], m[1]), layout)
+    return out.replace("(interleaved ", "(인터리브 ").replace("micro-batch", "마이크로 배치")
+
+
+def model_note(lang: str, note: str) -> str:
+    """One of the performance model's notes in ``lang`` (English as written)."""
+    if lang == "ko":
+        for pattern, template in _NOTES_KO:
+            m = pattern.fullmatch(note)
+            if m:
+                return template(m)
+    return note

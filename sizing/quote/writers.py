@@ -1,10 +1,13 @@
 """Writers of a ``Quote`` (sizing/quote.py): md, html, json and csv.
 
 md and html render one document (``document``): sections of paragraphs, tables and charts, every string from
-sizing/quote_text.py in the report's language. The HTML is self-contained (inline CSS and SVG, no script, no
-network), laid out for A4 paper (CSS @page), and every text is escaped with ``html.escape``: model names, file
-names and sources come from users. json holds everything the report states, raw figures beside the rendered
-text; csv holds the purchase lines of every priced option, for a spreadsheet.
+sizing/quote/text.py in the report's language. The HTML is self-contained (inline CSS and SVG, no script, no
+network) and every text is escaped with ``html.escape``: model names, file names and sources come from users. It
+lays out on any screen (a viewport meta; tables scroll sideways in their own box, the page never; charts scale
+with the page) and on A4 paper (CSS @page with its page number at the foot, wide tables in smaller type that
+wraps); the Korean page keeps words whole (``word-break: keep-all``). tests/test_quote_html.py checks both in
+chromium. json holds everything the report states, raw figures beside the rendered text; csv holds the purchase
+lines of every priced option with the option's totals, for a spreadsheet.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from html import escape
 
 from .money import fmt_rate, major
 from .core import Bytes, Message, Money, Option, Quote, Seconds, status
-from .text import text
+from .text import model_note, text
 from .svg import Point, Roof, cost_time_chart, roofline_chart
 from ..common.text import csv_cell, markdown
 from ..common.units import duration, iec, si
@@ -27,6 +30,14 @@ ROLES = ("fastest", "cheapest", "lowest_power")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Values in the report's language and currency
+
+def trim_zeros(figure: str) -> str:
+    """A figure's leading number without trailing decimal zeros: '3.00 years' -> '3 years', '1.50' -> '1.5'."""
+    number, space, rest = figure.partition(" ")
+    if "." in number:
+        number = number.rstrip("0").rstrip(".")
+    return number + space + rest
+
 
 class Render:
     """Formats values and messages for one quote's language and currency."""
@@ -56,12 +67,25 @@ class Render:
         return str(v)
 
     def duration(self, seconds: float) -> str:
-        """units.duration with the unit in the report's language."""
+        """units.duration with the unit in the report's language, without trailing zeros ('3 years', '1.5 h',
+        '1 day'); Korean writes its unit words after the number without a space ('3년', '2.67일')."""
         number, unit = duration(seconds).rsplit(" ", 1)
-        return f"{number} {self.t('unit_' + unit)}"
+        number = trim_zeros(number)
+        name = self.t("unit_" + (unit[:-1] if number == "1" and unit in ("years", "days") else unit))
+        return f"{number}{'' if name[-1] >= '가' else ' '}{name}"
 
     def money(self, minor: int | None) -> str:
         return "-" if minor is None else self.x.fmt(minor)
+
+    def money_tick(self, minor: float) -> str:
+        """A round amount, short, for a chart's axis: '$2M', '$500k'; in Korean by 만, 억 and 조 ('₩3억')."""
+        cur = self.x.currency
+        v = minor / 10 ** cur.decimals
+        words = ((1e12, "조"), (1e8, "억"), (1e4, "만")) if self.lang == "ko" else \
+            ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
+        scale, word = next(((s, w) for s, w in words if v >= s), (1, ""))
+        n = v / scale
+        return f"{cur.symbol}{n:,.0f}{word}" if n >= 100 or n == round(n) else f"{cur.symbol}{n:.3g}{word}"
 
     def pct(self, share: float) -> str:
         return f"{share:.1%}"
@@ -96,7 +120,8 @@ class Table:
 @dataclass
 class Chart:
     svg: str
-    caption: str
+    title: str
+    caption: str = ""
 
 
 @dataclass
@@ -270,11 +295,15 @@ def _charts(r: Render) -> list:
     priced = [(i, o) for i, o in enumerate(q.options) if o.meets and o.tco is not None and o.tco > 0]
     if priced:
         points = [Point(o.seconds, o.tco, f"{o.count} x {o.device_id}", i in q.front, o is q.pick) for i, o in priced]
-        title = r.t("chart_cost_llm" if q.kind == "llm" else "chart_cost")
+        kind = {"training": "train", "llm": "llm"}.get(q.kind, "serve")
+        title = r.t({"train": "chart_cost", "llm": "chart_cost_llm", "serve": "chart_cost_serve"}[kind])
+        target = {"train": q.deadline_s, "llm": q.workload.get("tpot_s"), "serve": q.workload.get("latency_s")}[kind]
         out.append(Chart(cost_time_chart(
-            points, title, r.t({"training": "axis_time_train", "llm": "axis_tpot"}.get(q.kind, "axis_latency")),
-            r.t("axis_tco"),
-            r.duration, lambda v: q.exchange.fmt_whole(round(v)), (r.t("front_mark"), r.t("legend_pick"))), title))
+            points, title, r.t({"train": "axis_time_train", "llm": "axis_tpot", "serve": "axis_latency"}[kind]),
+            r.t("axis_tco"), r.duration, r.money_tick,
+            (r.t("front_mark"), r.t("legend_pick")),
+            target and (target, r.t("legend_deadline" if kind == "train" else "legend_target",
+                                    time=Seconds(target)))), title))
     rl = q.roofline
     if rl is not None and rl.layers:
         title = r.t("chart_roofline", device=rl.device_name, precision=rl.precision)
@@ -284,9 +313,9 @@ def _charts(r: Render) -> list:
             Roof(peak, rl.bandwidth, f"{r.t(key)} {si(peak)}FLOP/s", False),
             Roof(peak * rl.compute_fraction, rl.bandwidth * rl.memory_fraction, "", True))]
         svg = roofline_chart(list(rl.layers), roofs, title, r.t("axis_intensity"), r.t("axis_attained"),
-                             lambda v: si(round(v)) if v >= 1 else f"{v:g}",
+                             lambda v: trim_zeros(si(round(v))) if v >= 1 else f"{v:g}",
                              {b: r.t(f"bound_{b}") for b in ("compute", "memory")})
-        out.append(Chart(svg, r.t("roofline_caption", bandwidth=si(rl.bandwidth, "B/s"),
+        out.append(Chart(svg, title, r.t("roofline_caption", bandwidth=si(rl.bandwidth, "B/s"),
                                   compute=f"{rl.compute_fraction:.2f}", memory=f"{rl.memory_fraction:.2f}")))
     return out
 
@@ -312,7 +341,7 @@ def document(q: Quote, lang: str) -> tuple[str, list[Section]]:
     sections.append(Section(r.t("h_assumptions"), [Table([r.t("col_assumption"), r.t("col_source")],
                                                          [[r.msg(a.message), a.source] for a in q.assumptions])]))
     if q.model_notes:
-        sections.append(Section(r.t("h_notes"), [list(q.model_notes)]))
+        sections.append(Section(r.t("h_notes"), [[model_note(lang, n) for n in q.model_notes]]))
     sections.append(Section(r.t("h_validity"), [r.t("validity")]))
     return r.t("title", model=q.model), sections
 
@@ -355,31 +384,45 @@ def quote_md(q: Quote, lang: str) -> str:
 # html
 
 CSS = """
-@page { size: A4; margin: 14mm 12mm; }
+@page { size: A4 portrait; margin: 14mm 12mm 16mm;
+        @bottom-center { content: counter(page) " / " counter(pages); font-size: 8pt; color: #666; } }
 * { box-sizing: border-box; }
-body { font-family: "Noto Sans CJK KR", "Noto Sans KR", "Malgun Gothic", "Apple SD Gothic Neo", "Helvetica Neue",
-       Arial, sans-serif; font-size: 10pt; line-height: 1.4; color: #222; max-width: 186mm; margin: 8mm auto; }
+html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
+body { font-family: "Helvetica Neue", Arial, "Liberation Sans", sans-serif; font-size: 10pt; line-height: 1.4; color: #222; max-width: 186mm;
+       margin: 0 auto; padding: 8mm 16px; overflow-wrap: anywhere; }
+html:lang(ko) body { word-break: keep-all; font-family: "Noto Sans CJK KR", "Noto Sans KR", "NanumGothic",
+                      "Malgun Gothic", "Apple SD Gothic Neo", sans-serif; }
 h1 { font-size: 16pt; margin: 0 0 6pt; }
 h2 { font-size: 12pt; margin: 14pt 0 4pt; border-bottom: 1px solid #bbb; break-after: avoid; }
 table { border-collapse: collapse; width: 100%; margin: 2pt 0 8pt; }
-th, td { border-bottom: 1px solid #e2e2e2; padding: 2.5pt 4pt; text-align: left; vertical-align: top; }
+th, td { border-bottom: 1px solid #e2e2e2; padding: 2.5pt 4pt; text-align: left; vertical-align: top;
+         overflow-wrap: normal; }
 th { background: #f3f4f6; font-weight: 600; }
 table.kv th { background: none; font-weight: normal; color: #555; width: 32%; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-td.src { font-size: 7.5pt; color: #555; }
+td.src { font-size: 7.5pt; color: #555; overflow-wrap: anywhere; min-width: 9em; }
 table.wide { font-size: 8pt; }
 tr { break-inside: avoid; }
 tr.total td { font-weight: bold; border-top: 1.5px solid #444; }
 tr.pick td { background: #fff4e6; }
 p.finding { border-left: 3px solid #d9480f; background: #fff8f3; padding: 3pt 8pt; }
-figure { margin: 6pt 0 10pt; break-inside: avoid; }
-figcaption { font-size: 8.5pt; color: #555; }
+figure { margin: 8pt 0 12pt; break-inside: avoid; }
+figure svg { display: block; max-width: 560px; height: auto; }
+figcaption { font-weight: 600; margin-bottom: 2pt; }
+p.caption { font-size: 8.5pt; color: #555; margin: 2pt 0 0; }
 ul { margin: 2pt 0 8pt; padding-left: 16pt; }
-div.scroll { overflow-x: auto; }
-@media screen { body { padding: 0 12px; } }
-@media screen and (max-width: 600px) { body { margin: 4mm auto; font-size: 11pt; } table.wide { font-size: 9pt; }
-  table.kv th { width: 40%; } }
-@media print { div.scroll { overflow: visible; } }
+div.scroll { overflow-x: auto; max-width: 100%; }
+@media screen and (max-width: 600px) { body { padding: 12px 14px; font-size: 11pt; } table.wide { font-size: 9pt; }
+  table.kv th { width: 40%; } h1 { font-size: 15pt; } div.scroll > table:not(.kv) { width: max(100%, 36em); }
+  div.scroll > table.wide { width: max(100%, 46em); } div.scroll > table:not(.kv) td:first-child { min-width: 8em; } }
+@media print {
+  body { padding: 0; max-width: none; }
+  div.scroll { overflow: visible; }
+  table.wide { font-size: 7pt; }
+  table.wide th, table.wide td { padding: 1.5pt 2pt; white-space: normal; overflow-wrap: anywhere; }
+  table.wide td.num { white-space: nowrap; }
+  figure svg { max-width: 140mm; }
+}
 """
 
 
@@ -414,7 +457,8 @@ def quote_html(q: Quote, lang: str) -> str:
                 src = (len(b.head) - 1) if b.head and b.head[-1] == text(lang, "col_source") else None
                 body.append(_html_table(b, src))
             elif isinstance(b, Chart):
-                body.append(f"<figure>{b.svg}<figcaption>{escape(b.caption)}</figcaption></figure>")
+                caption = f'<p class="caption">{escape(b.caption)}</p>' if b.caption else ""
+                body.append(f"<figure><figcaption>{escape(b.title)}</figcaption>{b.svg}{caption}</figure>")
             elif isinstance(b, list):
                 body.append("<ul>" + "".join(f"<li>{escape(x)}</li>" for x in b) + "</ul>")
             else:
@@ -481,11 +525,13 @@ def quote_json(q: Quote, lang: str) -> str:
 
 
 CSV_FIELDS = ("option", "role", "device", "count", "item", "unit_price", "quantity", "total", "currency",
-              "price_kind", "price_date", "source")
+              "price_kind", "price_date", "source", "time_seconds", "time", "power_kw", "tco")
 
 
 def quote_csv(q: Quote, lang: str) -> str:
-    """The purchase lines of every priced option, the pick first, with a total line per option."""
+    """The purchase lines of every priced option, the pick first, with a total line per option that carries the
+    option's totals beside the purchase: its time (seconds, and as the report writes it), facility power and
+    cost of ownership. Korean starts with a UTF-8 byte-order mark, which Excel needs to read UTF-8."""
     r = Render(q, lang)
     roles = {id(o): k for k, o in q.alternatives.items()}
     if q.pick is not None:
@@ -498,10 +544,13 @@ def quote_csv(q: Quote, lang: str) -> str:
         head = [n, roles.get(id(o), ""), o.device_id, o.count]
         for i in o.items:
             w.writerow([csv_cell(c) for c in head + [r.item(i), major(i.unit, cur), i.quantity,
-                                                     major(i.total, cur), cur.code, i.kind, i.date, i.source]])
+                                                     major(i.total, cur), cur.code, i.kind, i.date, i.source,
+                                                     "", "", "", ""]])
+        totals = [o.seconds, r.time(o), "" if o.power_kw is None else round(o.power_kw, 3),
+                  "" if o.tco is None else major(o.tco, cur)]
         w.writerow([csv_cell(c) for c in head + [r.t("total_row"), "", "", major(o.purchase, cur), cur.code,
-                                                 "", "", ""]])
-    return buf.getvalue()
+                                                 "", "", "", *totals]])
+    return ("\ufeff" if lang == "ko" else "") + buf.getvalue()
 
 
 WRITERS = {"md": quote_md, "html": quote_html, "json": quote_json, "csv": quote_csv}

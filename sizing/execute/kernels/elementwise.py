@@ -367,6 +367,17 @@ def _select_backward(node, saved, gy, need, p, grads, cnt):
 KERNELS["select"] = KERNELS["narrow"] = OpKernel(_select_forward, _select_backward)
 
 
+def _expand_forward(node, xs, p, cnt, seed):
+    return _expanded(xs[0], node.out.shape).reshape(node.out.shape), None
+
+
+def _expand_backward(node, saved, gy, need, p, grads, cnt):
+    return [_reduced(gy, node.in_types[0].shape, cnt)]
+
+
+KERNELS["expand"] = OpKernel(_expand_forward, _expand_backward)
+
+
 def _view_forward(node, xs, p, cnt, seed):
     return xs[0].reshape(node.out.shape), None
 

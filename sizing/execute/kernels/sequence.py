@@ -15,81 +15,149 @@ import math
 import numpy as np
 from numba import njit
 
-from .common import BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, matmul2, mm, mul_into, scale_into
+from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, count_product, dot, matmul2, mm,
+    mul_into, scale_into)
 from .elementwise import dropout_mask, masked, softmax_backward, softmax_forward, unmasked
 
 
 # ---------------------------------------------------------------- multi-head attention
 
 @njit(cache=True)
-def attention_forward(qkv, heads, kv_heads, causal, scale, probs, dropped, mask, has_drop, o, cnt):
-    """qkv (B, T, E + 2*kv*d) -> o (B, T, E); keeps the probabilities (and, with dropout, the dropped ones)."""
+def _band_start(i, nt, w):
+    """First key of query i's band of w keys: 0 while i < w, then i - w + 1 (the w keys ending at i)."""
+    return max(0, i - w + 1)
+
+
+@njit(cache=True)
+def band_product(a, b, w, out, cnt, backward):
+    """out (T, w) = a (T, d) @ b (T, d)^T over each row's band of keys (out[i, c] pairs row i with key
+    _band_start(i) + c); with w = T one product of the full matrix. Counts T*w*d MACs."""
+    nt = a.shape[0]
+    if w == nt:
+        mm(a, b.T, out, cnt, backward)
+        return
+    work = 0
+    for i in range(nt):
+        j0 = _band_start(i, nt, w)
+        work += dot(a[i:i + 1], b[j0:j0 + w].T, out[i:i + 1], 0.0)
+    count_product(cnt, work, backward)
+
+
+@njit(cache=True)
+def band_apply(p, b, w, out, cnt, backward):
+    """out (T, d) = p (T, w) @ b over each row's band (P @ V, dS @ K). Counts T*w*d MACs."""
+    nt = p.shape[0]
+    if w == nt:
+        mm(p, b, out, cnt, backward)
+        return
+    work = 0
+    for i in range(nt):
+        j0 = _band_start(i, nt, w)
+        work += dot(p[i:i + 1], b[j0:j0 + w], out[i:i + 1], 0.0)
+    count_product(cnt, work, backward)
+
+
+@njit(cache=True)
+def band_apply_t(p, b, w, out, cnt):
+    """out (T, d) = p^T @ b over the bands (P^T dO, dS^T Q): each key's rows summed over the queries whose band
+    holds it, one accumulated product (backward). Counts T*w*d MACs."""
+    nt = p.shape[0]
+    if w == nt:
+        mm(p.T, b, out, cnt, True)
+        return
+    out[:] = 0
+    work = 0
+    for i in range(nt):
+        j0 = _band_start(i, nt, w)
+        work += dot(p[i:i + 1].T, b[i:i + 1], out[j0:j0 + w], 1.0)
+    count_product(cnt, work, True)
+
+
+@njit(cache=True)
+def attention_forward(qkv, heads, kv_heads, dh, dv, w, causal, scale, softcap, probs, capped, dropped, mask,
+                      has_drop, o, cnt):
+    """qkv (B, T, H*dh + kv*dh + kv*dv) -> o (B, T, H*dv), each query scoring its band of w keys; keeps the
+    probabilities (B, H, T, w), the soft-capped scores' tanh (with ``softcap`` > 0) and, with dropout, the
+    dropped probabilities."""
     nb, nt = qkv.shape[0], qkv.shape[1]
-    dh = o.shape[2] // heads
     e, group = heads * dh, heads // kv_heads
-    q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype)
-    s, ob = np.empty((nt, nt), qkv.dtype), np.empty((nt, dh), qkv.dtype)
+    vo = e + kv_heads * dh
+    q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
+    s, ob = np.empty((nt, w), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     for b in range(nb):
         for h in range(heads):
             kh = h // group
             q[:] = qkv[b, :, h * dh:(h + 1) * dh]
             k[:] = qkv[b, :, e + kh * dh:e + (kh + 1) * dh]
-            v[:] = qkv[b, :, e + (kv_heads + kh) * dh:e + (kv_heads + kh + 1) * dh]
-            mm(q, k.T, s, cnt, False)
+            v[:] = qkv[b, :, vo + kh * dv:vo + (kh + 1) * dv]
+            band_product(q, k, w, s, cnt, False)
             for i in range(nt):
-                for j in range(nt):
-                    s[i, j] *= scale                                   # 1
+                j0 = _band_start(i, nt, w)
+                for c in range(w):
+                    s[i, c] *= scale                                   # 1
+                    if softcap > 0:
+                        t = math.tanh(s[i, c] / softcap)               # / cap 1, tanh 1
+                        capped[b, h, i, c] = t
+                        s[i, c] = t * softcap                          # * cap 1
                     if causal:
-                        s[i, j] += -np.inf if j > i else 0.0           # 1
+                        s[i, c] += -np.inf if j0 + c > i else 0.0      # 1
             p = probs[b, h]
-            softmax_forward(s.reshape(nt, nt, 1), p.reshape(nt, nt, 1), cnt)
+            softmax_forward(s.reshape(nt, w, 1), p.reshape(nt, w, 1), cnt)
             if has_drop:
                 pd = dropped[b, h]
                 pd[:] = p
                 mul_into(pd.reshape(-1), mask[b, h].reshape(-1), cnt, FLOPS)
-                mm(pd, v, ob, cnt, False)
+                band_apply(pd, v, w, ob, cnt, False)
             else:
-                mm(p, v, ob, cnt, False)
-            o[b, :, h * dh:(h + 1) * dh] = ob
-    cnt[FLOPS] += nb * heads * nt * nt * (1 + causal)
+                band_apply(p, v, w, ob, cnt, False)
+            o[b, :, h * dv:(h + 1) * dv] = ob
+    cnt[FLOPS] += nb * heads * nt * w * (1 + causal + (3 if softcap > 0 else 0))
 
 
 @njit(cache=True)
-def attention_backward(qkv, probs, dropped, mask, has_drop, do, heads, kv_heads, scale, need, dqkv, cnt):
-    """dqkv (B, T, E + 2*kv*d) from do (B, T, E); need = (q, k, v) says which parts to compute (the rest of
-    dqkv is left unset): dP and the softmax only for q or k, each product only for the part that needs it."""
+def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, kv_heads, dh, dv, w, scale,
+                       softcap, need, dqkv, cnt):
+    """dqkv (B, T, H*dh + kv*dh + kv*dv) from do (B, T, H*dv); need = (q, k, v) says which parts to compute (the
+    rest of dqkv is left unset): dP, the softmax and the soft-capping only for q or k, each product only for the
+    part that needs it."""
     nb, nt = qkv.shape[0], qkv.shape[1]
-    dh = do.shape[2] // heads
     e, group = heads * dh, heads // kv_heads
+    vo = e + kv_heads * dh
     need_q, need_k, need_v = need
-    q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype)
-    dob, dq = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype)
-    dk, dv = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype)
-    dp, ds = np.empty((nt, nt), qkv.dtype), np.empty((nt, nt), qkv.dtype)
+    q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
+    dob, dq = np.empty((nt, dv), qkv.dtype), np.empty((nt, dh), qkv.dtype)
+    dk, dvb = np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
+    dp, ds = np.empty((nt, w), qkv.dtype), np.empty((nt, w), qkv.dtype)
     for b in range(nb):
         for h in range(heads):
             kh = h // group
-            kc, vc = e + kh * dh, e + (kv_heads + kh) * dh
+            kc, vc = e + kh * dh, vo + kh * dv
             q[:] = qkv[b, :, h * dh:(h + 1) * dh]
             k[:] = qkv[b, :, kc:kc + dh]
-            v[:] = qkv[b, :, vc:vc + dh]
-            dob[:] = do[b, :, h * dh:(h + 1) * dh]
+            v[:] = qkv[b, :, vc:vc + dv]
+            dob[:] = do[b, :, h * dv:(h + 1) * dv]
             p = probs[b, h]
             if need_v:
-                mm((dropped[b, h] if has_drop else p).T, dob, dv, cnt, True)
-                _into_kv(dqkv, b, vc, dv, h % group == 0, cnt)
+                band_apply_t(dropped[b, h] if has_drop else p, dob, w, dvb, cnt)
+                _into_kv(dqkv, b, vc, dvb, h % group == 0, cnt)
             if not (need_q or need_k):
                 continue
-            mm(dob, v.T, dp, cnt, True)
+            band_product(dob, v, w, dp, cnt, True)
             if has_drop:
                 mul_into(dp.reshape(-1), mask[b, h].reshape(-1), cnt, BACK)
-            softmax_backward(p.reshape(nt, nt, 1), dp.reshape(nt, nt, 1), ds.reshape(nt, nt, 1), cnt)
+            softmax_backward(p.reshape(nt, w, 1), dp.reshape(nt, w, 1), ds.reshape(nt, w, 1), cnt)
+            if softcap > 0:
+                t = capped[b, h]
+                for i in range(nt):
+                    for c in range(w):                                 # * cap 1, * (1 - t*t) 3, / cap 1
+                        ds[i, c] = ds[i, c] * softcap * (1.0 - t[i, c] * t[i, c]) / softcap
+                cnt[BACK] += 5 * nt * w
             scale_into(ds.reshape(-1), scale, cnt, BACK)
             if need_q:
-                mm(ds, k, dq, cnt, True)
+                band_apply(ds, k, w, dq, cnt, True)
                 dqkv[b, :, h * dh:(h + 1) * dh] = dq
             if need_k:
-                mm(ds.T, q, dk, cnt, True)
+                band_apply_t(ds, q, w, dk, cnt)
                 _into_kv(dqkv, b, kc, dk, h % group == 0, cnt)
 
 
@@ -136,8 +204,9 @@ def _attn_forward(node, xs, p, cnt, seed):
     if has_drop:
         dropout_mask(mask.reshape(-1), a["dropout"], seed)
     o = np.empty((nb, nt, e), x.dtype)
-    attention_forward(qkv, heads, kv, a["causal"], 1.0 / math.sqrt(e // heads), probs, dropped, mask, has_drop,
-                      o, cnt)
+    dh = e // heads
+    attention_forward(qkv, heads, kv, dh, dh, nt, a["causal"], 1.0 / math.sqrt(dh), 0.0, probs, probs[:0],
+                      dropped, mask, has_drop, o, cnt)
     o2 = o.reshape(nb * nt, e)
     y = matmul2(o2, p["out_proj.weight"].T, cnt, False)
     if a["bias"]:
@@ -157,8 +226,9 @@ def _attn_backward(node, saved, gy, need, p, grads, cnt):
             grads["out_proj.bias"].put(bias_grad(g2, cnt))
     do = matmul2(g2, p["out_proj.weight"], cnt, True).reshape(gy.shape)
     dqkv = np.empty(qkv.shape, gy.dtype)
-    attention_backward(qkv, probs, dropped, mask, a["dropout"] > 0, do, heads, kv,
-                       1.0 / math.sqrt(gy.shape[2] // heads), (True, True, True), dqkv, cnt)
+    dh = gy.shape[2] // heads
+    attention_backward(qkv, probs, probs[:0], dropped, mask, a["dropout"] > 0, do, heads, kv, dh, dh, qkv.shape[1],
+                       1.0 / math.sqrt(dh), 0.0, (True, True, True), dqkv, cnt)
     d2 = dqkv.reshape(x2.shape[0], -1)
     if grads is not None:
         dw = matmul2(d2.T, x2, cnt, True)

@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .common import BACK, FLOPS, KERNELS, OpKernel, added, matmul2, mul_into
-from .elementwise import (SILU, activation_backward, activation_forward, dropout_mask, softmax_backward,
+from .common import BACK, FLOPS, KERNELS, OpKernel, added, matmul2, mul_into, scale_into
+from .elementwise import (SIGMOID, SILU, activation_backward, activation_forward, dropout_mask, softmax_backward,
     softmax_forward)
 from .sequence import attention_backward, attention_forward
 
@@ -70,30 +70,41 @@ KERNELS["rotary_embedding"] = OpKernel(_rotary_forward, _rotary_backward)
 
 # ---------------------------------------------------------------- scaled dot-product attention
 
+def _sdpa_dims(node):
+    """(heads, kv heads, qk head_dim, v head_dim, keys per query, scale, soft cap) of an SDPA node."""
+    a = node.kwargs
+    q, k, v = (t.shape for t in node.in_types)
+    heads = a["num_heads"]
+    kv = a["num_kv_heads"] or heads
+    dh = q[2] // heads
+    return heads, kv, dh, v[2] // kv, min(q[1], a["window"] or q[1]), 1.0 / math.sqrt(dh), a["softcap"] or 0.0
+
+
 def _sdpa_forward(node, xs, p, cnt, seed):
     a = node.kwargs
     q, k, v = xs
-    nb, nt, e = q.shape
-    heads = a["num_heads"]
+    nb, nt, _ = q.shape
+    heads, kv, dh, dv, w, scale, cap = _sdpa_dims(node)
     qkv = np.concatenate([q, k, v], axis=2)                      # side by side: a copy
     has_drop = a["dropout"] > 0
-    probs = np.empty((nb, heads, nt, nt), q.dtype)
+    probs = np.empty((nb, heads, nt, w), q.dtype)
+    capped = np.empty_like(probs) if cap else probs[:0]
     dropped, mask = (np.empty_like(probs), np.empty_like(probs)) if has_drop else (probs[:0], probs[:0])
     if has_drop:
         dropout_mask(mask.reshape(-1), a["dropout"], seed)
-    o = np.empty_like(q)
-    attention_forward(qkv, heads, a["num_kv_heads"] or heads, a["causal"], 1.0 / math.sqrt(e // heads), probs,
-                      dropped, mask, has_drop, o, cnt)
-    return o, (qkv, probs, dropped, mask)
+    o = np.empty((nb, nt, heads * dv), q.dtype)
+    attention_forward(qkv, heads, kv, dh, dv, w, a["causal"], scale, cap, probs, capped, dropped, mask, has_drop,
+                      o, cnt)
+    return o, (qkv, probs, capped, dropped, mask)
 
 
 def _sdpa_backward(node, saved, gy, need, p, grads, cnt):
     a = node.kwargs
-    qkv, probs, dropped, mask = saved
-    heads = a["num_heads"]
+    qkv, probs, capped, dropped, mask = saved
+    heads, kv, dh, dv, w, scale, cap = _sdpa_dims(node)
     dqkv = np.empty_like(qkv)
-    attention_backward(qkv, probs, dropped, mask, a["dropout"] > 0, gy, heads, a["num_kv_heads"] or heads,
-                       1.0 / math.sqrt(gy.shape[2] // heads), tuple(need), dqkv, cnt)
+    attention_backward(qkv, probs, capped, dropped, mask, a["dropout"] > 0, gy, heads, kv, dh, dv, w, scale, cap,
+                       tuple(need), dqkv, cnt)
     ends = np.cumsum([t.shape[2] for t in node.in_types])
     parts = np.split(dqkv, ends[:-1], axis=2)
     return [np.ascontiguousarray(g) if n else None for g, n in zip(parts, need)]
@@ -105,26 +116,60 @@ KERNELS["scaled_dot_product_attention"] = OpKernel(_sdpa_forward, _sdpa_backward
 # ---------------------------------------------------------------- mixture of experts
 
 @njit(cache=True)
-def route(probs, k, norm, chosen, weights, cnt):
-    """Per token: the k largest router probabilities (k passes of n - 1 comparisons), with ``norm``
-    renormalised to sum 1 ((k - 1) adds and k divides)."""
-    nt, n = probs.shape
+def _best(values, allowed, taken, lo, hi):
+    """Index and value of the largest values[j], lo <= j < hi, not yet taken and allowed (one pass)."""
+    best, arg = -np.inf, lo
+    for j in range(lo, hi):
+        if allowed[j] and not taken[j] and values[j] > best:
+            best, arg = values[j], j
+    return arg, best
+
+
+@njit(cache=True)
+def route(scores, choice, k, norm, n_group, topk_group, group_top, factor, chosen, normed, weights, cnt):
+    """Per token: with groups, each group scored by the sum of its group_top best ``choice`` values (group_top
+    passes of m - 1 comparisons, group_top - 1 adds) and the topk_group best groups kept (topk_group passes of
+    n_group - 1); then the k largest ``choice`` values among the kept groups' experts (k passes of n - 1
+    comparisons), weighted by their ``scores``, with ``norm`` renormalised to sum 1 ((k - 1) adds and k
+    divides) and scaled by ``factor`` when it is not 1 (k multiplies); ``normed`` keeps the weights before the
+    scaling (what the renormalisation's backward reads)."""
+    nt, n = scores.shape
+    m = n // n_group
     for t in range(nt):
+        allowed = np.ones(n, np.bool_)
+        if n_group > 1:
+            group_score = np.empty(n_group)
+            for g in range(n_group):
+                taken = np.zeros(n, np.bool_)
+                total = 0.0
+                for i in range(group_top):
+                    arg, best = _best(choice[t], allowed, taken, g * m, (g + 1) * m)
+                    taken[arg] = True
+                    total = best if i == 0 else total + best
+                group_score[g] = total
+            kept = np.zeros(n_group, np.bool_)
+            for i in range(topk_group):
+                arg, best = _best(group_score, np.ones(n_group, np.bool_), kept, 0, n_group)
+                kept[arg] = True
+            for j in range(n):
+                allowed[j] = kept[j // m]
         taken = np.zeros(n, np.bool_)
         total = 0.0
         for i in range(k):
-            best, arg = -1.0, -1
-            for j in range(n):
-                if not taken[j] and probs[t, j] > best:
-                    best, arg = probs[t, j], j
+            arg, best = _best(choice[t], allowed, taken, 0, n)
             taken[arg] = True
             chosen[t, i] = arg
-            weights[t, i] = best
-            total += best
+            weights[t, i] = scores[t, arg]
+            total += scores[t, arg]
         if norm:
             for i in range(k):
                 weights[t, i] /= total
-    cnt[FLOPS] += nt * (k * (n - 1) + (2 * k - 1 if norm else 0))
+        normed[t] = weights[t]
+        if factor != 1.0:
+            for i in range(k):
+                weights[t, i] *= factor
+    groups = n_group * (group_top * (m - 1) + group_top - 1) + topk_group * (n_group - 1) if n_group > 1 else 0
+    cnt[FLOPS] += nt * (groups + k * (n - 1) + (2 * k - 1 if norm else 0) + (k if factor != 1.0 else 0))
 
 
 @njit(cache=True)
@@ -205,9 +250,18 @@ def _moe_forward(node, xs, p, cnt, seed):
     x2 = x.reshape(-1, x.shape[-1])
     logits = matmul2(x2, p["gate.weight"].T, cnt, False)
     probs = np.empty_like(logits)
-    softmax_forward(logits.reshape(-1, n, 1), probs.reshape(-1, n, 1), cnt)
+    if a["scoring"] == "sigmoid":
+        activation_forward(logits.reshape(-1), probs.reshape(-1), SIGMOID, cnt)
+    else:
+        softmax_forward(logits.reshape(-1, n, 1), probs.reshape(-1, n, 1), cnt)
+    choice = probs
+    if a["score_bias"]:                         # the correction bias steers the choice, not the weights
+        choice = probs + p["gate.e_score_correction_bias"]
+        cnt[FLOPS] += probs.size
     chosen, weights = np.empty((len(x2), k), np.int64), np.empty((len(x2), k), x.dtype)
-    route(probs, k, a["norm_topk_prob"], chosen, weights, cnt)
+    normed = np.empty_like(weights)
+    route(probs, choice, k, a["norm_topk_prob"], a["n_group"], a["topk_group"], a["group_top"],
+          a["routed_scaling_factor"], chosen, normed, weights, cnt)
     y, filled = np.empty_like(x2), np.zeros(len(x2), np.bool_)
     experts = []
     for j, (tokens, slots) in enumerate(_plan(chosen, n)):
@@ -221,11 +275,11 @@ def _moe_forward(node, xs, p, cnt, seed):
         out = matmul2(m, p["experts.w2.weight"][j].T, cnt, False)
         combine(out, tokens, slots, weights, y, filled, cnt)
         experts.append((tokens, slots, xj, h1, h3, act, m, out))
-    return y.reshape(x.shape), (x2, probs, chosen, weights, experts)
+    return y.reshape(x.shape), (x2, probs, chosen, normed, weights, experts)
 
 
 def _moe_backward(node, saved, gy, need, p, grads, cnt):
-    x2, probs, chosen, weights, experts = saved
+    x2, probs, chosen, normed, weights, experts = saved
     g2 = gy.reshape(x2.shape)
     d_weight = np.empty_like(weights)
     parts = []
@@ -239,14 +293,21 @@ def _moe_backward(node, saved, gy, need, p, grads, cnt):
         dh1 = np.empty_like(h1)
         activation_backward(h1.reshape(-1), d_act.reshape(-1), dh1.reshape(-1), SILU, cnt)
         parts.append((dh1, dh3, d_out))
+    a = node.kwargs
+    factor = a["routed_scaling_factor"]
+    if factor != 1.0:                       # through the scaling
+        scale_into(d_weight.reshape(-1), factor, cnt, BACK)
     d_probs = np.zeros_like(probs)
-    if node.kwargs["norm_topk_prob"]:
-        route_backward(probs, chosen, weights, d_weight, d_probs, cnt)
+    if a["norm_topk_prob"]:
+        route_backward(probs, chosen, normed, d_weight, d_probs, cnt)
     else:                                   # the weights are the chosen probabilities themselves: no arithmetic
         np.put_along_axis(d_probs, chosen, d_weight, axis=1)
     d_logits = np.empty_like(probs)
-    softmax_backward(probs.reshape(-1, probs.shape[1], 1), d_probs.reshape(-1, probs.shape[1], 1),
-                     d_logits.reshape(-1, probs.shape[1], 1), cnt)
+    if a["scoring"] == "sigmoid":
+        activation_backward(probs.reshape(-1), d_probs.reshape(-1), d_logits.reshape(-1), SIGMOID, cnt)
+    else:
+        softmax_backward(probs.reshape(-1, probs.shape[1], 1), d_probs.reshape(-1, probs.shape[1], 1),
+                         d_logits.reshape(-1, probs.shape[1], 1), cnt)
     if grads is not None:
         grads["gate.weight"].put(matmul2(d_logits.T, x2, cnt, True))
         dw = {"w1": [], "w3": [], "w2": []}

@@ -20,7 +20,10 @@ Each family is written as its transformers modeling file builds it, so params eq
   params; the E adds of 1 + w per call (on the weight, not per token) are not counted.
 - phi3 (fused qkv_proj and gate_up_proj split by views), phi (Phi-2's parallel layer) and falcon (fused
   query_key_value, both decoder architectures): see their builders.
-Sliding-window attention (mistral, phi3) is counted dense, as the causal mask is.
+- gemma2 and gemma3_text (four norms a layer, local and global layers, soft-capping), deepseek_v2 and
+  deepseek_v3 (multi-head latent attention, DeepSeekMoE, dense first layers): see their builders.
+A sliding window (mistral, mixtral, phi3, the Gemma 2/3 local layers) bounds each query's keys; within it the
+causal mask is counted dense.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ from ...common.errors import SizingError
 from ...common.files import read_bounded
 from ..ops.registry import REQUIRED, ArgError, any_int, boolean, pos_float, pos_int, probability
 from ...common.yamlsafe import MAX_FILE_BYTES
+from ..counting import count
+from ..graph import build
 from .loaded import Loaded
 
 # hidden_act / activation_function -> our activation layer
@@ -45,6 +50,7 @@ class Config:
 
     def __init__(self, data: dict, path: str, family: str):
         self.data, self.path, self.family = data, path, family
+        self.notes: list[str] = []          # what the import leaves out, said as warnings
 
     def get(self, key: str, check: Callable[[Any], Any], default: Any = REQUIRED):
         value = self.data.get(key)
@@ -106,10 +112,11 @@ def _head_norms(q: str, k: str, heads: tuple[int, int, int], eps: float) -> list
 
 def _rotary_attention(norm: str, hidden: int, heads: tuple[int, int, int], biases: tuple[bool, bool],
                       rotary_dim: int | None, dropout: float, names: tuple[str, str, str, str],
-                      head_norm_eps: float | None = None) -> list[dict]:
+                      head_norm_eps: float | None = None, window: int | None = None,
+                      softcap: float | None = None) -> list[dict]:
     """q, k, v projections of the norm's output, rotary on q and k (``rotary_dim`` of each head; None: all of it,
-    0: none, as transformers' int(head_dim x rotary_pct) rounds a tiny share to), causal attention, output
-    projection."""
+    0: none, as transformers' int(head_dim x rotary_pct) rounds a tiny share to), causal attention (over a
+    sliding ``window``, with Gemma 2's score ``softcap`` where given), output projection."""
     h, kv, d = heads
     qkv_bias, out_bias = biases
     q, k, v, out = names
@@ -127,7 +134,8 @@ def _rotary_attention(norm: str, hidden: int, heads: tuple[int, int, int], biase
         *normed,
         *rotary,
         {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "num_kv_heads": kv, "causal": True,
-         "dropout": dropout, "inputs": [*qk, v]},
+         "dropout": dropout, **({"window": window} if window else {}), **({"softcap": softcap} if softcap else {}),
+         "inputs": [*qk, v]},
         {"op": "linear", "name": out, "out_features": hidden, "bias": out_bias},
     ]
 
@@ -158,11 +166,25 @@ def _head(c: Config, name: str, vocab: int, bias: bool, embedding: str, tied_by_
     return head
 
 
-def _lm_spec(c: Config, embed: list[dict], block: list[dict], layers: int, final_norm: dict, head: dict,
-             seq_len: int) -> dict:
+def _lm_spec(c: Config, embed: list[dict], block, layers, final_norm: dict, head: dict, seq_len: int,
+             tail: tuple[dict, ...] = ()) -> dict:
+    """The spec of a decoder: the embedding layers, the decoder layers, the final norm, the head and ``tail``
+    (layers after the head). ``block`` is the decoder layer and ``layers`` how many; or ``block`` maps each kind of
+    layer to its layers and ``layers`` lists every layer's kind (DeepSeek's dense first layers, Gemma 2's
+    alternating sliding windows): each run of one kind is one repeated use, named layers_<its first index>."""
+    if isinstance(block, dict):
+        blocks, uses, start = {kind: {"layers": body} for kind, body in block.items()}, [], 0
+        while start < len(layers):
+            end = start
+            while end < len(layers) and layers[end] == layers[start]:
+                end += 1
+            uses.append({"block": layers[start], "name": f"layers_{start}", "repeat": end - start})
+            start = end
+    else:
+        blocks, uses = {"decoder_layer": {"layers": block}}, [{"block": "decoder_layer", "name": "layers",
+                                                                "repeat": layers}]
     return {"name": _name(c), "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": _defaults(c, seq_len),
-            "blocks": {"decoder_layer": {"layers": block}},
-            "layers": [*embed, {"block": "decoder_layer", "name": "layers", "repeat": layers}, final_norm, head]}
+            "blocks": blocks, "layers": [*embed, *uses, final_norm, head, *tail]}
 
 
 def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
@@ -181,16 +203,32 @@ def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
             {"op": "add", "name": "experts_sum", "inputs": ["mlp", "shared_expert"]}]
 
 
-def _rms_decoder(c: Config, hidden: int, vocab: int, eps: float, block: list[dict]) -> dict:
-    """embed_tokens, the decoder layers, an RMSNorm and lm_head (tied to the embedding when the config says):
-    the frame of LLaMA-style models. Gemma ties by default and scales the embedding by sqrt(hidden_size)
-    (GemmaModel's normalizer: one multiply per element)."""
-    gemma = c.family == "gemma"
+GEMMA = ("gemma", "gemma2", "gemma3_text")
+
+
+def _rms_decoder(c: Config, hidden: int, vocab: int, eps: float, block, kinds: list[str] | None = None,
+                 tail: tuple[dict, ...] = ()) -> dict:
+    """embed_tokens, the decoder layers (``kinds``: each layer's kind of ``block``, see _lm_spec), an RMSNorm and
+    lm_head (tied to the embedding when the config says): the frame of LLaMA-style models. The Gemmas tie by
+    default and scale the embedding by sqrt(hidden_size) (GemmaModel's normalizer: one multiply per element)."""
+    gemma = c.family in GEMMA
     head = _head(c, "lm_head", vocab, False, "embed_tokens", gemma)
     embed = [{"op": "embedding", "name": "embed_tokens", "num_embeddings": vocab, "embedding_dim": hidden},
              *([{"op": "pointwise", "name": "normalizer", "fn": "mul_scalar"}] if gemma else [])]
-    return _lm_spec(c, embed, block, c.get("num_hidden_layers", pos_int), {"op": "rmsnorm", "name": "norm", "eps": eps},
-                    head, c.get("max_position_embeddings", pos_int))
+    return _lm_spec(c, embed, block, kinds or c.get("num_hidden_layers", pos_int),
+                    {"op": "rmsnorm", "name": "norm", "eps": eps}, head, c.get("max_position_embeddings", pos_int), tail)
+
+
+def _window(c: Config) -> int | None:
+    """The sliding window of every layer's attention: Mistral's and Mixtral's ``sliding_window`` (null: none);
+    Qwen's applies only with ``use_sliding_window`` and only past ``max_window_layers``, which is not imported:
+    such a config is counted dense and says so."""
+    if c.family in ("mistral", "mixtral", "phi3"):
+        return c.get("sliding_window", pos_int, None)
+    if c.family.startswith("qwen") and c.get("use_sliding_window", boolean, False):
+        c.notes.append("use_sliding_window: counted dense (the window of the layers past max_window_layers is not "
+                       "imported)")
+    return None
 
 
 def _llama(c: Config) -> dict:
@@ -209,7 +247,7 @@ def _llama(c: Config) -> dict:
     block = [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps},
              *_rotary_attention("input_layernorm", hidden, heads, biases, None, c.dropout("attention_dropout"),
                                 ("q_proj", "k_proj", "v_proj", "o_proj"),
-                                eps if c.family in ("qwen3", "qwen3_moe") else None),
+                                eps if c.family in ("qwen3", "qwen3_moe") else None, _window(c)),
              {"op": "add", "name": "attn_add", "inputs": ["o_proj", "input"]},
              {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps}]
     inter = c.get("intermediate_size", pos_int)
@@ -261,6 +299,7 @@ def _phi3(c: Config) -> dict:
                  {"op": "rotary_embedding", "name": "k_rotary", "num_heads": kv, **rot, "inputs": ["k"]}]),
              {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "num_kv_heads": kv,
               "causal": True, "dropout": c.dropout("attention_dropout"),
+              **({"window": _window(c)} if _window(c) else {}),
               "inputs": ["q", "k", "v"] if rotary_dim == 0 else ["q_rotary", "k_rotary", "v"]},
              {"op": "linear", "name": "o_proj", "out_features": hidden, "bias": False},
              *_dropout("resid_attn_dropout", resid)]
@@ -395,6 +434,204 @@ def _olmo2(c: Config) -> dict:
     return _rms_decoder(c, hidden, vocab, eps, block)
 
 
+def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, prefix: str = "") -> list[dict]:
+    """LLaMA's gated MLP on the norm's output: down(act(gate x) * up x), its layers named <prefix>gate_proj ..."""
+    return [{"op": "linear", "name": f"{prefix}gate_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
+            {"op": "linear", "name": f"{prefix}up_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
+            {**act, "name": f"{prefix}act", "inputs": [f"{prefix}gate_proj"]},
+            {"op": "mul", "name": f"{prefix}gated", "inputs": [f"{prefix}act", f"{prefix}up_proj"]},
+            {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias}]
+
+
+def _layer_kinds(c: Config, layers: int, default_sliding: Callable[[int], bool]) -> list[str]:
+    """Each layer's attention, 'sliding' or 'full': the config's ``layer_types`` where it has them, else the
+    family's rule (Gemma 2: even layers slide; Gemma 3: all but every ``sliding_window_pattern``-th)."""
+    types = c.data.get("layer_types")
+    if types is None:
+        return ["sliding" if default_sliding(i) else "full" for i in range(layers)]
+    if not isinstance(types, list) or len(types) != layers or any(
+            t not in ("sliding_attention", "full_attention") for t in types):
+        raise SizingError(f"'layer_types': a list of {layers} entries, each 'sliding_attention' or 'full_attention'",
+                          c.path)
+    return ["sliding" if t == "sliding_attention" else "full" for t in types]
+
+
+def _gemma2(c: Config) -> dict:
+    """Gemma 2 and Gemma 3 (text) (Gemma Team 2024, arXiv:2408.00118; 2025, arXiv:2503.19786; transformers
+    Gemma2DecoderLayer, Gemma3DecoderLayer): Gemma's layer with a norm after each sublayer as well as before
+    (input, post_attention, pre_feedforward, post_feedforward), local layers attending over a sliding window
+    (``sliding_window``) and global ones over the whole sequence (Gemma 2 alternates, Gemma 3 keeps one global
+    layer in ``sliding_window_pattern``), the attention scores soft-capped (``attn_logit_softcapping``: cap *
+    tanh(s / cap)) and so the logits (``final_logit_softcapping``: a divide, tanh and multiply per logit after
+    lm_head); Gemma 3 adds q_norm and k_norm over each head and drops the attention soft-capping."""
+    hidden = c.get("hidden_size", pos_int)
+    heads = c.heads(hidden)
+    eps = c.get("rms_norm_eps", pos_float, 1e-6)
+    layers = c.get("num_hidden_layers", pos_int)
+    gemma3 = c.family == "gemma3_text"
+    if gemma3:
+        pattern = c.get("sliding_window_pattern", pos_int, 6)
+        kinds = _layer_kinds(c, layers, lambda i: (i + 1) % pattern != 0)
+    else:
+        kinds = _layer_kinds(c, layers, lambda i: i % 2 == 0)
+    window = c.get("sliding_window", pos_int, 4096)
+    softcap = c.get("attn_logit_softcapping", pos_float, None if gemma3 else 50.0)
+    bias = c.get("attention_bias", boolean, False)
+    act = c.activation("hidden_activation", "gelu_pytorch_tanh")
+    inter = c.get("intermediate_size", pos_int)
+
+    def layer(w: int | None) -> list[dict]:
+        return [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps},
+                *_rotary_attention("input_layernorm", hidden, heads, (bias, bias), None, c.dropout("attention_dropout"),
+                                   ("q_proj", "k_proj", "v_proj", "o_proj"), eps if gemma3 else None, w, softcap),
+                {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps},
+                {"op": "add", "name": "attn_add", "inputs": ["post_attention_layernorm", "input"]},
+                {"op": "rmsnorm", "name": "pre_feedforward_layernorm", "eps": eps},
+                *_swiglu("pre_feedforward_layernorm", inter, hidden, act),
+                {"op": "rmsnorm", "name": "post_feedforward_layernorm", "eps": eps},
+                {"op": "add", "name": "mlp_add", "inputs": ["post_feedforward_layernorm", "attn_add"]}]
+
+    final_cap = c.get("final_logit_softcapping", pos_float, None if gemma3 else 30.0)
+    tail = () if final_cap is None else (
+        {"op": "pointwise", "name": "logits_scaled", "fn": "mul_scalar"}, {"op": "tanh", "name": "logits_tanh"},
+        {"op": "pointwise", "name": "logits_capped", "fn": "mul_scalar"})
+    blocks = {kind: layer(window if kind == "sliding" else None) for kind in sorted(set(kinds))}
+    return _rms_decoder(c, hidden, c.get("vocab_size", pos_int), eps, blocks, kinds, tail)
+
+
+def _mla(c: Config, hidden: int, eps: float) -> list[dict]:
+    """DeepSeek's multi-head latent attention (DeepSeek-AI 2024, arXiv:2405.04434, section 2.1; transformers
+    DeepseekV3Attention): queries through a low-rank q_a_proj (``q_lora_rank``; RMSNorm) and q_b_proj, or one
+    q_proj without it; keys and values through one kv_a_proj_with_mqa to the latent (``kv_lora_rank``, RMSNorm)
+    plus a rotary key of ``qk_rope_head_dim`` shared by every head, and kv_b_proj up to each head's no-rope key
+    (``qk_nope_head_dim``) and value (``v_head_dim``). Each head's query and key are its no-rope part and its
+    rotary part side by side (views, a concat and the shared key expanded over the heads); attention of
+    head_dim nope + rope with values of v_head_dim; o_proj."""
+    h = c.get("num_attention_heads", pos_int)
+    nope, rope, dv = (c.get(k, pos_int) for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"))
+    latent = c.get("kv_lora_rank", pos_int)
+    q_rank = c.get("q_lora_rank", pos_int, None)
+    bias = c.get("attention_bias", boolean, False)
+    d = nope + rope
+    norm = "input_layernorm"
+    query = ([{"op": "linear", "name": "q_a_proj", "out_features": q_rank, "bias": bias, "inputs": [norm]},
+              {"op": "rmsnorm", "name": "q_a_layernorm", "eps": eps},
+              {"op": "linear", "name": "q_b_proj", "out_features": h * d, "bias": False}] if q_rank else
+             [{"op": "linear", "name": "q_proj", "out_features": h * d, "bias": False, "inputs": [norm]}])
+    return [*query,
+            {"op": "reshape", "name": "q_heads", "shape": [-1, h, d]},
+            {"op": "narrow", "name": "q_nope", "dim": -1, "start": 0, "length": nope},
+            {"op": "narrow", "name": "q_pe", "inputs": ["q_heads"], "dim": -1, "start": nope, "length": rope},
+            {"op": "reshape", "name": "q_pe_flat", "shape": [-1, h * rope]},
+            {"op": "rotary_embedding", "name": "q_rotary", "num_heads": h},
+            {"op": "reshape", "name": "q_rotary_heads", "shape": [-1, h, rope]},
+            {"op": "concat", "name": "q_full", "dim": -1, "inputs": ["q_nope", "q_rotary_heads"]},
+            {"op": "reshape", "name": "query", "shape": [-1, h * d]},
+            {"op": "linear", "name": "kv_a_proj_with_mqa", "out_features": latent + rope, "bias": bias,
+             "inputs": [norm]},
+            *_split("kv_a_proj_with_mqa", ("compressed_kv", latent), ("k_pe", rope)),
+            {"op": "rmsnorm", "name": "kv_a_layernorm", "eps": eps, "inputs": ["compressed_kv"]},
+            {"op": "linear", "name": "kv_b_proj", "out_features": h * (nope + dv), "bias": False},
+            {"op": "reshape", "name": "kv_heads", "shape": [-1, h, nope + dv]},
+            {"op": "narrow", "name": "k_nope", "dim": -1, "start": 0, "length": nope},
+            {"op": "narrow", "name": "v_heads", "inputs": ["kv_heads"], "dim": -1, "start": nope, "length": dv},
+            {"op": "reshape", "name": "value", "shape": [-1, h * dv]},
+            {"op": "rotary_embedding", "name": "k_rotary", "num_heads": 1, "inputs": ["k_pe"]},
+            {"op": "reshape", "name": "k_rotary_head", "shape": [-1, 1, rope]},
+            {"op": "expand", "name": "k_shared", "shape": [-1, h, -1]},
+            {"op": "concat", "name": "k_full", "dim": -1, "inputs": ["k_nope", "k_shared"]},
+            {"op": "reshape", "name": "key", "shape": [-1, h * d]},
+            {"op": "scaled_dot_product_attention", "name": "attn", "num_heads": h, "causal": True,
+             "dropout": c.dropout("attention_dropout"), "inputs": ["query", "key", "value"]},
+            {"op": "linear", "name": "o_proj", "out_features": hidden, "bias": bias}]
+
+
+ROUTERS = {"greedy", "group_limited_greedy", "noaux_tc"}
+
+
+def _deepseek_moe(c: Config, hidden: int, act: dict) -> list[dict]:
+    """DeepSeekMoE (Dai et al. 2024, arXiv:2401.06066; V2 and V3 reports): ``n_routed_experts`` SwiGLU experts of
+    ``moe_intermediate_size``, ``num_experts_per_tok`` per token, and ``n_shared_experts`` always-on experts
+    (one SwiGLU of n_shared x moe_intermediate_size, as transformers builds them), added. The router
+    (``topk_method``): greedy top k of the softmax; V2's group_limited_greedy keeps the ``topk_group`` of
+    ``n_group`` groups with the best expert; V3's noaux_tc scores by sigmoid, adds the correction bias (a
+    buffer) for the choice and ranks groups by their two best. The weights are renormalised with
+    ``norm_topk_prob`` and scaled by ``routed_scaling_factor`` (V2 only when not renormalised, V3 always)."""
+    method = c.get("topk_method", str, "greedy")
+    if method not in ROUTERS:
+        raise SizingError(f"'topk_method': one of {', '.join(sorted(ROUTERS))}, got {method!r}", c.path)
+    scoring = c.get("scoring_func", str, "sigmoid" if method == "noaux_tc" else "softmax")
+    if scoring not in ("softmax", "sigmoid"):
+        raise SizingError(f"'scoring_func': 'softmax' or 'sigmoid', got {scoring!r}", c.path)
+    norm = c.get("norm_topk_prob", boolean, False)
+    factor = c.get("routed_scaling_factor", pos_float, 1.0)
+    grouped = method != "greedy"
+    moe = {"op": "mixture_of_experts", "name": "mlp", "num_experts": c.get("n_routed_experts", pos_int),
+           "top_k": c.get("num_experts_per_tok", pos_int), "intermediate_size": c.get("moe_intermediate_size", pos_int),
+           "norm_topk_prob": norm, "scoring": scoring, "score_bias": method == "noaux_tc",
+           "n_group": c.get("n_group", pos_int, 1) if grouped else 1,
+           "topk_group": c.get("topk_group", pos_int, 1) if grouped else 1, "group_top": 2 if method == "noaux_tc" else 1,
+           "routed_scaling_factor": factor if (method == "noaux_tc" or not norm) else 1.0,
+           "inputs": ["post_attention_layernorm"]}
+    shared = c.get("n_shared_experts", any_int, 0)
+    if shared < 0:
+        raise SizingError(f"'n_shared_experts': an integer >= 0, got {shared}", c.path)
+    if not shared:
+        return [moe]
+    width = shared * moe["intermediate_size"]
+    return [moe, *_swiglu("post_attention_layernorm", width, hidden, act, prefix="shared_experts_"),
+            {"op": "add", "name": "experts_sum", "inputs": ["mlp", "shared_experts_down_proj"]}]
+
+
+def _mtp_params(c: Config, hidden: int, moe_layer: list[dict]) -> int:
+    """Params of DeepSeek-V3's multi-token-prediction modules (arXiv:2412.19437, section 2.2), counted apart as
+    the published 671B does: per module two RMSNorms (enorm, hnorm) and the projection M (hidden x 2 hidden)
+    before one decoder layer, and the shared head's RMSNorm; the embedding and output head are the main model's
+    (the checkpoint stores copies of them, 2 x vocab x hidden more)."""
+    spec = {"input": [2, hidden], "defaults": {"batch": 1}, "blocks": {"layer": {"layers": moe_layer}},
+            "layers": [{"block": "layer", "name": "mtp_layer"}]}
+    rows, _ = count(build(spec, {}, c.path))            # the layer's params as the graph counts them
+    return 3 * hidden + 2 * hidden * hidden + sum(r.cost.params for r in rows)
+
+
+def _deepseek(c: Config) -> dict:
+    """DeepSeek-V2 and V3 (arXiv:2405.04434, arXiv:2412.19437; transformers DeepseekV2/V3DecoderLayer): LLaMA's
+    frame (RMSNorms, SwiGLU, an untied lm_head) with multi-head latent attention (_mla), dense MLPs in the first
+    ``first_k_dense_replace`` layers and DeepSeekMoE (_deepseek_moe) in every ``moe_layer_freq``-th layer after;
+    V3's multi-token-prediction modules (``num_nextn_predict_layers``) are reported apart, not counted."""
+    hidden = c.get("hidden_size", pos_int)
+    eps = c.get("rms_norm_eps", pos_float, 1e-6)
+    layers = c.get("num_hidden_layers", pos_int)
+    act = c.activation("hidden_act", "silu")
+    first_dense = c.get("first_k_dense_replace", any_int, 0)
+    freq = c.get("moe_layer_freq", pos_int, 1)
+    routed = c.data.get("n_routed_experts") is not None
+    attention = [{"op": "rmsnorm", "name": "input_layernorm", "eps": eps}, *_mla(c, hidden, eps),
+                 {"op": "add", "name": "attn_add", "inputs": ["o_proj", "input"]},
+                 {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps}]
+    dense = [*attention, *_swiglu("post_attention_layernorm", c.get("intermediate_size", pos_int), hidden, act)]
+    dense.append({"op": "add", "name": "mlp_add", "inputs": ["down_proj", "attn_add"]})
+    kinds = ["moe_layer" if routed and i >= first_dense and i % freq == 0 else "dense_layer" for i in range(layers)]
+    blocks = {"dense_layer": dense}
+    if "moe_layer" in kinds:
+        moe = [*attention, *_deepseek_moe(c, hidden, act)]
+        moe.append({"op": "add", "name": "mlp_add", "inputs": [moe[-1]["name"], "attn_add"]})
+        blocks["moe_layer"] = moe
+    blocks = {k: v for k, v in blocks.items() if k in kinds}
+    spec = _rms_decoder(c, hidden, c.get("vocab_size", pos_int), eps, blocks, kinds)
+    latent = c.get("kv_lora_rank", pos_int) + c.get("qk_rope_head_dim", pos_int)
+    c.notes.append(f"KV cache counted as every head's keys and values, as transformers caches them; engines that "
+                   f"cache MLA's latent (vLLM, SGLang) keep {latent} values per token and layer")
+    mtp = c.get("num_nextn_predict_layers", any_int, 0)
+    if mtp > 0:
+        per = _mtp_params(c, hidden, blocks[kinds[-1]])
+        vocab = c.get("vocab_size", pos_int)
+        c.notes.append(f"multi-token prediction: {mtp} module(s) of {per:,} params not counted (DeepSeek's published "
+                       f"total leaves them out; the checkpoint adds {mtp * (per + 2 * vocab * hidden):,} with its "
+                       f"copies of the embedding and head); training with them adds their forward and backward")
+    return spec
+
+
 def _gpt2(c: Config) -> dict:
     hidden = c.get("n_embd", pos_int)
     heads = c.get("n_head", pos_int)
@@ -485,7 +722,8 @@ def _bert(c: Config) -> dict:
 FAMILIES: dict[str, Callable[[Config], dict]] = {
     "llama": _llama, "mistral": _llama, "qwen2": _llama, "mixtral": _llama, "qwen2_moe": _llama, "qwen3": _llama,
     "qwen3_moe": _llama,
-    "gemma": _llama, "olmo2": _olmo2, "falcon": _falcon, "phi3": _phi3, "phi": _phi, "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
+    "gemma": _llama, "gemma2": _gemma2, "gemma3_text": _gemma2, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
+    "olmo2": _olmo2, "falcon": _falcon, "phi3": _phi3, "phi": _phi, "gpt2": _gpt2, "gpt_neox": _gpt_neox, "bert": _bert,
 }
 
 
@@ -508,8 +746,9 @@ def _name(c: Config) -> str:
     return os.path.basename(folder) if base == "config.json" and folder else os.path.splitext(base)[0]
 
 
-def spec_from_config(data: Any, path: str) -> dict:
-    """Spec data of a parsed config.json. Errors name the key, or the supported families."""
+def spec_from_config(data: Any, path: str) -> Loaded:
+    """Spec data of a parsed config.json, with what the import leaves out as warnings. Errors name the key, or
+    the supported families."""
     supported = ", ".join(sorted(FAMILIES))
     if not isinstance(data, dict):
         raise SizingError("a config.json is a JSON object with 'model_type'", path)
@@ -518,7 +757,9 @@ def spec_from_config(data: Any, path: str) -> dict:
         raise SizingError(f"missing key 'model_type'; not a Hugging Face config.json? (supported: {supported})", path)
     if not isinstance(family, str) or family not in FAMILIES:
         raise SizingError(f"model_type {family!r} is not supported (supported: {supported})", path)
-    return FAMILIES[family](Config(data, path, family))
+    c = Config(data, path, family)
+    spec = FAMILIES[family](c)
+    return Loaded(spec, warnings=tuple(c.notes), origin=f"Hugging Face config, model_type {family}")
 
 
 def load(path: str) -> Loaded:
@@ -534,4 +775,4 @@ def load(path: str) -> Loaded:
         raise SizingError("invalid JSON: nested too deeply", path) from None
     except ValueError as e:             # an integer past Python's 4300-digit limit
         raise SizingError(f"invalid JSON: {str(e).split(';')[0]}", path) from None
-    return Loaded(spec_from_config(data, path), origin=f"Hugging Face config, model_type {data['model_type']}")
+    return spec_from_config(data, path)

@@ -184,6 +184,31 @@ def _narrow_shape(a, s):
     return x[:d] + (a["length"],) + x[d + 1:]
 
 
+def _expand_shape(a, s):
+    x, target = s[0], a["shape"]
+    if len(target) != len(x) - 1:
+        raise ShapeError(f"shape {list(target)} must give all {len(x) - 1} non-batch dims of {list(x)}")
+    out = [x[0]]
+    for have, want in zip(x[1:], target):
+        if want == -1:
+            want = have
+        elif want <= 0 or have not in (1, want):
+            raise ShapeError(f"shape {list(target)}: each size must be -1 (kept), or a positive size where {list(x)} "
+                             f"has that size or 1")
+        out.append(want)
+    return tuple(out)
+
+
+@register("expand", Arg("shape", int_list), shape=_expand_shape)
+def _expand(call: Call) -> Cost:
+    """torch.Tensor.expand: size-1 dims repeated to ``shape`` (per sample; -1 keeps a dim) as a view, zero cost
+    forward. Backward sums the gradient back to the input's shape, 1 add per output element when a dim was
+    expanded (as add's broadcast input; autograd's sum_to_size). DeepSeek's MLA expands its one rotary key head
+    over the heads."""
+    back = call.out_elems if call.grad_inputs[0] and call.inputs[0] != call.output else 0
+    return Cost(backward_flops=back)
+
+
 # torch.narrow(x, dim, start, length): a view of ``length`` entries of one dim (the parts of a fused projection,
 # as Phi-3's qkv_proj and gate_up_proj are split); zero cost by rule
 register("narrow", Arg("dim", any_int), Arg("start", nonneg_int), Arg("length", pos_int), shape=_narrow_shape)(view)

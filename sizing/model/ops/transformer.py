@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from ..cost import Cost
 from .elementwise import ACTIVATIONS
-from .registry import Arg, Call, ShapeError, boolean, io_bytes, optional, pos_int, probability, register
-from .sequence import _SOFTMAX_BWD, _SOFTMAX_FWD, _causal_note
+from .registry import (Arg, Call, ShapeError, boolean, choice, io_bytes, optional, pos_float, pos_int, probability,
+    register)
+from .sequence import _SOFTMAX_BWD, _SOFTMAX_FWD
 
 ROTATION_FLOPS = 3      # per rotated element, forward and backward (see _rotary)
 
@@ -54,59 +55,95 @@ def _rotary(call: Call) -> Cost:
 
 # ---------------------------------------------------------------- scaled dot-product attention
 
-def _sdpa_dims(a, s) -> tuple[int, int, int, int, int]:
-    """(batch, seq_len, num_heads, num_kv_heads, head_dim) of q, k, v inputs."""
+_TANH_FWD, _TANH_BWD = ACTIVATIONS["tanh"][:2]
+SOFTCAP_FWD = 2 + _TANH_FWD         # per score: / cap, tanh, * cap
+SOFTCAP_BWD = 2 + _TANH_BWD         # per score: * cap, tanh's g * (1 - y*y), / cap
+
+
+def _sdpa_dims(a, s) -> tuple[int, int, int, int, int, int]:
+    """(batch, seq_len, num_heads, num_kv_heads, qk head_dim, v head_dim) of q, k, v inputs."""
     q, k, v = s
-    if len(q) != 3 or k != v or len(k) != 3 or q[:2] != k[:2]:
-        raise ShapeError(f"needs q (B, T, heads * head_dim) and k, v of one shape (B, T, kv_heads * head_dim), "
-                         f"got {list(q)}, {list(k)}, {list(v)}")
+    if len(q) != 3 or len(k) != 3 or len(v) != 3 or not q[:2] == k[:2] == v[:2]:
+        raise ShapeError(f"needs q (B, T, heads * head_dim), k (B, T, kv_heads * head_dim) and v (B, T, kv_heads * "
+                         f"v_head_dim), got {list(q)}, {list(k)}, {list(v)}")
     h = a["num_heads"]
     kv = a["num_kv_heads"] or h
     if q[-1] % h or h % kv:
         raise ShapeError(f"q features {q[-1]} must divide into num_heads {h}, and num_heads into num_kv_heads {kv}")
     d = q[-1] // h
     if k[-1] != kv * d:
-        raise ShapeError(f"k and v need num_kv_heads * head_dim = {kv} * {d} = {kv * d} features, got {k[-1]}")
-    return q[0], q[1], h, kv, d
+        raise ShapeError(f"k needs num_kv_heads * head_dim = {kv} * {d} = {kv * d} features, got {k[-1]}")
+    if v[-1] % kv:
+        raise ShapeError(f"v features {v[-1]} must divide into num_kv_heads {kv}")
+    if a["window"] is not None and not a["causal"]:
+        raise ShapeError("window (a sliding window over past keys) needs causal: true")
+    return q[0], q[1], h, kv, d, v[-1] // kv
+
+
+def band(a, t: int) -> int:
+    """Keys each query scores: min(T, window), the whole sequence without a window."""
+    return min(t, a["window"] or t)
 
 
 def _sdpa_shape(a, s):
-    _sdpa_dims(a, s)
-    return s[0]
+    b, t, h, kv, d, dv = _sdpa_dims(a, s)
+    return (b, t, h * dv)
+
+
+def _sdpa_note(call: Call) -> str | None:
+    a = call.args
+    if not a["causal"]:
+        return None
+    b, t, h, kv, d, dv = _sdpa_dims(a, call.inputs)
+    w = band(a, t)
+    masked = b * h * (w * (w - 1) // 2)
+    window = f"sliding window {a['window']}: {w} keys per query; " if a["window"] and w < t else ""
+    return (f"causal: {window}counted dense; a kernel that skips the {masked} masked scores would save "
+            f"{masked * (d + dv)} MACs forward")
 
 
 @register("scaled_dot_product_attention", Arg("num_heads", pos_int), Arg("num_kv_heads", optional(pos_int), None),
-          Arg("causal", boolean, False), Arg("dropout", probability, 0.0),
-          shape=_sdpa_shape, arity=(3, 3), saves=("inputs",), note=_causal_note, matrix=True)
+          Arg("causal", boolean, False), Arg("dropout", probability, 0.0), Arg("window", optional(pos_int), None),
+          Arg("softcap", optional(pos_float), None),
+          shape=_sdpa_shape, arity=(3, 3), saves=("inputs",), note=_sdpa_note, matrix=True)
 def _sdpa(call: Call) -> Cost:
     """softmax(q k^T / sqrt(d)) v per head, kv head j serving the num_heads / num_kv_heads query heads of its
-    group (GQA). With S = B*H*T*T scores: MACs = 2 * S * d (q k^T and P @ v), the full T x T matrix as dense
-    kernels compute it; other forward FLOPs per score: scale 1, softmax 5, mask 1 if causal, dropout 1 if
-    p > 0 (the multihead_attention accounting without the projections).
-    Backward: dP = dO v^T and dS through softmax (4 per score), scale (1) and dropout (1) when q or k needs a
-    gradient; dQ = dS k, dK = dS^T q, dV = P^T dO, each 2 * S * d FLOPs when its input needs a gradient; dK
-    and dV summed over each group's heads, (H - kv) * B * T * d adds each.
-    Kept: q, k, v (inputs) and the probabilities (plus the dropout mask, 1 byte per score).
-    Source: Vaswani et al. 2017; torch.nn.functional.scaled_dot_product_attention; Ainslie et al. 2023."""
+    group (GQA); v's head_dim dv may differ from q and k's d (DeepSeek's multi-head latent attention: d 192, dv
+    128), and the output is (B, T, H * dv). Each query scores w = min(T, window) keys: all T (dense, as kernels
+    compute the full matrix and mask it), or with a sliding ``window`` (Mistral, Gemma 2) the band of the w keys
+    ending at the query (the first w - 1 queries score keys 0..w-1, the later ones masked), as a banded kernel
+    computes it: S = B*H*T*w scores. MACs = S * (d + dv) (q k^T and P @ v). Other forward FLOPs per score:
+    scale 1, soft-capping (Gemma 2: cap * tanh(s / cap)) 3 when ``softcap``, softmax 5, mask 1 if causal,
+    dropout 1 if p > 0 (the multihead_attention accounting without the projections).
+    Backward: dP = dO v^T (2 S dv) and dS through dropout (1), softmax (4), soft-capping (5: * cap, tanh's
+    g (1 - y^2), / cap) and scale (1) when q or k needs a gradient; dQ = dS k and dK = dS^T q (2 S d each), dV
+    = P^T dO (2 S dv), each when its input needs a gradient; dK and dV summed over each group's heads,
+    (H - kv) * B * T * d (dv) adds.
+    Kept: q, k, v (inputs) and the probabilities (plus the dropout mask, 1 byte per score, and the capped
+    scores' tanh).
+    Source: Vaswani et al. 2017; torch.nn.functional.scaled_dot_product_attention; Ainslie et al. 2023 (GQA);
+    DeepSeek-AI 2024, arXiv:2405.04434 (MLA), section 2.1; Gemma Team 2024, arXiv:2408.00118 (soft-capping,
+    local attention)."""
     a = call.args
-    b, t, h, kv, d = _sdpa_dims(a, call.inputs)
-    scores = b * h * t * t
-    macs = 2 * scores * d
+    b, t, h, kv, d, dv = _sdpa_dims(a, call.inputs)
+    scores = b * h * t * band(a, t)
+    macs = scores * (d + dv)
     drop = 1 if a["dropout"] else 0
-    fwd = 2 * macs + (1 + _SOFTMAX_FWD + (1 if a["causal"] else 0) + drop) * scores
+    cap = 1 if a["softcap"] else 0
+    fwd = 2 * macs + (1 + _SOFTMAX_FWD + cap * SOFTCAP_FWD + (1 if a["causal"] else 0) + drop) * scores
     gq, gk, gv = call.grad_inputs
-    group_sum = (h - kv) * b * t * d
-    product = 2 * scores * d                            # FLOPs of one of dP, dQ, dK, dV
-    back = product * (gq + gk + gv) + group_sum * (gk + gv)
+    back = 2 * scores * (d * (gq + gk) + dv * gv) + (h - kv) * b * t * (d * gk + dv * gv)
     if gq or gk:
-        back += product + (_SOFTMAX_BWD + 1 + drop) * scores
-    saved = scores * call.itemsize + drop * scores
+        back += 2 * scores * dv + (_SOFTMAX_BWD + 1 + drop + cap * SOFTCAP_BWD) * scores
+    saved = scores * (1 + cap) * call.itemsize + drop * scores
     return Cost(macs=macs, flops=fwd, backward_flops=back, saved_bytes=saved, **io_bytes(call))
 
 
 # ---------------------------------------------------------------- mixture of experts
 
 _SILU_FWD, _SILU_BWD = ACTIVATIONS["silu"][:2]
+# router scoring: (forward, backward) FLOPs per expert logit, from the softmax op and the activation table
+SCORING = {"softmax": (_SOFTMAX_FWD, _SOFTMAX_BWD), "sigmoid": ACTIVATIONS["sigmoid"][:2]}
 
 
 def expert_params(a, hidden: int) -> int:
@@ -118,8 +155,13 @@ def _moe_shape(a, s):
     x = s[0]
     if len(x) < 2:
         raise ShapeError(f"needs (batch, ..., hidden), got {list(x)}")
-    if a["top_k"] > a["num_experts"]:
-        raise ShapeError(f"top_k {a['top_k']} is more than num_experts {a['num_experts']}")
+    n, g = a["num_experts"], a["n_group"]
+    if a["top_k"] > n:
+        raise ShapeError(f"top_k {a['top_k']} is more than num_experts {n}")
+    if n % g or a["topk_group"] > g or a["group_top"] > n // g or a["top_k"] > a["topk_group"] * (n // g):
+        raise ShapeError(f"n_group {g} must divide num_experts {n}, topk_group {a['topk_group']} be at most n_group, "
+                         f"group_top {a['group_top']} at most the {n // g if n % g == 0 else '?'} experts of a group, "
+                         f"and the chosen groups hold at least top_k {a['top_k']} experts")
     return x
 
 
@@ -129,6 +171,10 @@ def _moe_weights(a, s):
             "experts.w2.weight": (n, e, f)}
 
 
+def _moe_buffers(a, s):
+    return {"gate.e_score_correction_bias": (a["num_experts"],)} if a["score_bias"] else {}
+
+
 def _moe_note(call: Call) -> str:
     a, e = call.args, call.inputs[0][-1]
     inactive = (a["num_experts"] - a["top_k"]) * expert_params(a, e)
@@ -136,22 +182,47 @@ def _moe_note(call: Call) -> str:
             f"{call.weight_elems} params active")
 
 
+def router_flops(a) -> tuple[int, int]:
+    """(forward, backward) FLOPs per token of the router past its logits. Forward: scoring (softmax 5 or sigmoid
+    4 per expert), the correction bias added for the choice (``score_bias``: 1 per expert), with groups
+    (``n_group`` > 1) each group's score as the sum of its ``group_top`` best (group_top passes of m - 1
+    comparisons over its m experts, group_top - 1 adds) and the ``topk_group`` best groups (topk_group passes of
+    n_group - 1), then the top k of the n experts (k passes of n - 1: the masked ones still compared), the
+    renormalisation (k - 1 adds, k divides) with ``norm_topk_prob``, and the scaling (k multiplies) when
+    ``routed_scaling_factor`` is not 1. Backward: scaling k, renormalisation 4k - 1, scoring (softmax 4, sigmoid
+    3 per expert); the choice has no gradient. DeepSeek's 1e-20 guard on the renormalising sum is not counted (1
+    add per token). Source: DeepSeek-AI 2024, arXiv:2405.04434 (V2, device-limited routing) and
+    arXiv:2412.19437 (V3, sigmoid gating, section 2.1.2); transformers DeepseekV3TopkRouter."""
+    n, k, g = a["num_experts"], a["top_k"], a["n_group"]
+    fwd_score, bwd_score = SCORING[a["scoring"]]
+    scale = 1 if a["routed_scaling_factor"] != 1 else 0
+    norm = a["norm_topk_prob"]
+    groups = g * (a["group_top"] * (n // g - 1) + a["group_top"] - 1) + a["topk_group"] * (g - 1) if g > 1 else 0
+    fwd = fwd_score * n + a["score_bias"] * n + groups + k * (n - 1) + norm * (2 * k - 1) + scale * k
+    return fwd, bwd_score * n + norm * (4 * k - 1) + scale * k
+
+
 @register("mixture_of_experts", Arg("num_experts", pos_int), Arg("top_k", pos_int), Arg("intermediate_size", pos_int),
-          Arg("norm_topk_prob", boolean, True), shape=_moe_shape, weights=_moe_weights, saves=("inputs",), note=_moe_note, matrix=True)
+          Arg("norm_topk_prob", boolean, True), Arg("scoring", choice(*SCORING), "softmax"),
+          Arg("score_bias", boolean, False), Arg("n_group", pos_int, 1), Arg("topk_group", pos_int, 1),
+          Arg("group_top", pos_int, 1), Arg("routed_scaling_factor", pos_float, 1.0),
+          shape=_moe_shape, weights=_moe_weights, buffers=_moe_buffers, saves=("inputs",), note=_moe_note,
+          matrix=True)
 def _moe(call: Call) -> Cost:
-    """Sparse mixture of SwiGLU experts (Mixtral's block): router logits x G^T (G: num_experts x hidden),
-    p = softmax over the n experts, the top k kept and renormalised to sum 1 (``norm_topk_prob``; Qwen2-MoE
-    keeps the raw probabilities: no renormalisation forward or backward), each chosen expert computing
-    w2 (silu(w1 x) * w3 x), the outputs summed weighted by p. Every token goes to exactly k experts, so with
+    """Sparse mixture of SwiGLU experts (Mixtral's block; DeepSeek's routed experts): router logits x G^T (G:
+    num_experts x hidden), scores (softmax over the n experts, or DeepSeek-V3's sigmoid), the top k kept (within
+    the best groups for DeepSeek's group-limited routing) and renormalised to sum 1 (``norm_topk_prob``;
+    Qwen2-MoE keeps the raw probabilities), optionally scaled, each chosen expert computing
+    w2 (silu(w1 x) * w3 x), the outputs summed weighted. Every token goes to exactly k experts, so with
     N tokens, hidden e and expert width F (no capacity limit, no token dropped, whatever the balance):
     MACs = N * (e*n + 3*k*e*F).
-    Other forward FLOPs per token: softmax 5n, top-k selection k(n - 1) comparisons, renormalisation
-    (k - 1) + k, silu 5 and the product 1 per expert unit (6kF), weighting k*e and summing (k - 1)*e.
+    Other forward FLOPs per token: the router's (``router_flops``), silu 5 and the product 1 per expert unit
+    (6kF), weighting k*e and summing (k - 1)*e.
     Backward per token, when anything needs a gradient: d(expert output) k*e and d(weight) 2*k*e, down
-    projection dx 2kFe, product 2kF, silu 9kF, renormalisation 4k - 1 and softmax 4n; weight gradients
+    projection dx 2kFe, product 2kF, silu 9kF and the router's; weight gradients
     (trainable) 2 * (3kFe + e*n); input gradient: gate and up dx 4kFe plus their sum k*e, the sum over
     experts (k - 1)*e, router dx 2*e*n and its add e.
-    Kept per token: router probabilities n, the k routing weights and ids (int64), and per chosen expert the
+    Kept per token: router scores n, the k routing weights and ids (int64), and per chosen expert the
     gate and up projections, their product (3F) and the output (e); plus the input.
     Traffic: the input, every expert's weights once (a batch large enough to reach every expert) and the output.
     Source: Jiang et al. 2024, arXiv:2401.04088 (Mixtral), section 2.1; transformers MixtralSparseMoeBlock;
@@ -161,11 +232,11 @@ def _moe(call: Call) -> Cost:
     e = call.inputs[0][-1]
     tokens = call.in_elems() // e
     macs = tokens * (e * n + 3 * k * e * f)
-    norm = a["norm_topk_prob"]
-    per_token = (_SOFTMAX_FWD * n + k * (n - 1) + norm * (2 * k - 1) + (_SILU_FWD + 1) * k * f + (2 * k - 1) * e)
+    route_fwd, route_bwd = router_flops(a)
+    per_token = route_fwd + (_SILU_FWD + 1) * k * f + (2 * k - 1) * e
     back = 0
     if call.grad_inputs[0] or call.trainable:
-        back += tokens * (3 * k * e + 2 * k * f * e + (2 + _SILU_BWD) * k * f + norm * (4 * k - 1) + _SOFTMAX_BWD * n)
+        back += tokens * (3 * k * e + 2 * k * f * e + (2 + _SILU_BWD) * k * f + route_bwd)
     if call.trainable:
         back += 2 * tokens * (3 * k * f * e + e * n)
     if call.grad_inputs[0]:

@@ -1,0 +1,54 @@
+"""The quote states, for each recommended device, the age of the price it uses and the database's discontinued and
+licence flags (sizing/quote/build.py device_terms), in English and Korean."""
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sizing.cli import main
+from sizing.quote.build import price_age
+
+
+@pytest.mark.parametrize("price_date, on, want", [
+    ("2022-10", "2026-12-02", ("years", 4)),
+    ("2022-10-12", "2026-10-01", ("years", 4)),
+    ("2026-05", "2026-12-02", ("months", 7)),
+    ("2024", "2026-01-15", ("years", 2)),          # a year-only date counts from its January
+    ("2025-12-20", "2026-12-01", ("years", 1)),
+    ("2026-12", "2026-12-31", ("months", 0)),
+])
+def test_price_age_in_whole_months(price_date, on, want):
+    y, m = int(price_date[:4]), int(price_date[5:7] or 1) if len(price_date) > 4 else 1
+    d = datetime.date.fromisoformat(on)
+    months = (d.year - y) * 12 + d.month - m                   # independent: calendar months between the two
+    assert want == (("years", months // 12) if months >= 12 else ("months", months))
+    assert price_age(price_date, on) == want
+
+
+def quote(*args):
+    r = CliRunner().invoke(main, ["quote", "mnist_mlp", "--samples", "1e5", "--deadline", "1h", *args])
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def test_the_pick_states_its_price_age_and_discontinued_flag():
+    out = json.loads(quote("--candidates", "tesla-p40", "--format", "json"))
+    lines = {a["key"]: a for a in out["assumptions"]}
+    today = datetime.date.today()
+    months = (today.year - 2016) * 12 + today.month - 9                    # the P40's price is of 2016-09
+    assert lines["price_age_years"]["params"] == {"device": "tesla-p40", "date": "2016-09", "n": months // 12}
+    assert "End-of-life" in lines["dev_discontinued"]["source"]
+    assert "dev_licence" not in lines
+
+
+@pytest.mark.parametrize("lang, age, licence", [
+    ("en", "rtx-4090: price of 2022-10-12", "rtx-4090: licence terms apply"),
+    ("ko", "rtx-4090: 2022-10-12 기준 가격으로", "rtx-4090: 사용 허가 조건이 있습니다"),
+])
+def test_a_geforce_pick_carries_the_driver_licence_in_both_languages(lang, age, licence):
+    md = quote("--candidates", "rtx-4090", "--format", "md", "--lang", lang)
+    assert age in md and licence in md and "No Datacenter Deployment" in md
+    assert "geforce-license" in md                                       # the licence's source is cited
