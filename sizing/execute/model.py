@@ -202,17 +202,19 @@ class Model:
                     grads[key] = gi
 
     def loss_and_gradients(self, timed: bool = True) -> float:
-        """One forward and backward at the current weights; gradients end in each weight's Grad."""
+        """One forward and backward at the current weights; gradients end in each weight's Grad. Every step
+        draws the same dropout masks (seed 0): with the batch fixed too, the loss is a function of the weights
+        alone, so a step that works lowers it (fresh masks each step move it by more than one step's fall)."""
         for _, _, grad in self.weights():
             grad.reset()
-        y, tape = self.forward(self.x, self.step_index, timed)
+        y, tape = self.forward(self.x, 0, timed)
         loss, gy = loss_and_grad(self.loss_kind, y, self.target)
         self.backward(tape, gy, timed)
         return loss
 
     def loss_at(self) -> float:
         """The loss at the current weights (forward only, the same dropout masks as the step)."""
-        y, _ = self.forward(self.x, self.step_index, timed=False)
+        y, _ = self.forward(self.x, 0, timed=False)
         return loss_and_grad(self.loss_kind, y, self.target)[0]
 
     def step(self, lr, choose=None) -> tuple[float, float]:
