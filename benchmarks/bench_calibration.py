@@ -9,7 +9,8 @@ For each: both sides as model FLOPs utilisation and the relative error of the pr
 - 1: the error of the throughput, inversely of the time), the layout the planner chose, and the median and worst
 absolute error over the `validate` runs (targets: median <= 10%, worst <= 25%) and, apart, over the `calibrate`
 runs the framework efficiency was fitted on; then the efficiency re-fitted from the calibrate runs against the
-stored one, and the achieved fractions each device gets.
+stored one, and the achieved fractions and SM counts (wave quantization) each device gets. The causes below peak
+(wave quantization, the kernel issue floor, the usable share of memory) are stated in calibration.yaml, not fitted.
 
     python benchmarks/bench_calibration.py
 """
@@ -43,12 +44,13 @@ def runs_table(cal, db) -> dict[tuple[str, str], list[float]]:
 
 def fractions_table(cal, db) -> None:
     seen = list(dict.fromkeys(r.device for r in cal.runs))
-    print(f"\n{'device':16} {'precision':9} {'compute':>8} {'memory':>7}  where from")
+    print(f"\n{'device':16} {'precision':9} {'compute':>8} {'memory':>7} {'SMs':>4}  where from")
     for device_id in seen:
         run = next(r for r in cal.runs if r.device == device_id)
         precision = run_workload(run).compute_precision
         f = cal.factors(cal.device(device_id, db), precision, db)
-        print(f"{device_id:16} {precision:9} {f.compute_fraction:8.3f} {f.memory_fraction:7.3f}  " + "; ".join(f.notes))
+        print(f"{device_id:16} {precision:9} {f.compute_fraction:8.3f} {f.memory_fraction:7.3f} "
+              f"{f.compute_units or '-':>4}  " + "; ".join(f.notes))
 
 
 def main() -> int:

@@ -492,5 +492,19 @@ def quote(spec, **options):
         click.echo(report.rstrip("\n"))
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; another than this machine's own prints a warning.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+@_clean_errors
+def web(host, port, open_browser):
+    """A local web app: the quote form and page, and POST /api/quote and /api/estimate (docs/web.md); needs
+    Flask (pip install -e '.[web]')."""
+    from .web import serve
+
+    serve(host, port, open_browser, {"estimate": estimate, "quote": quote})
+
+
 if __name__ == "__main__":
     main()

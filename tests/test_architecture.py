@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "sizing"
 # stage -> its rank; a module may import a module of the same or a lower rank only
-STAGES = {"common": 0, "model": 1, "hardware": 2, "predict": 3, "execute": 4, "quote": 5, "cli": 6, "__init__": 6}
+STAGES = {"common": 0, "model": 1, "hardware": 2, "predict": 3, "execute": 4, "quote": 5, "web": 6, "cli": 7, "__init__": 7}
 DATA = {"zoo", "hwdb"}          # data packages: YAML only
 
 

@@ -73,6 +73,66 @@ def test_linear_layer_time_by_hand():
     assert act.memory_s == 2 * 2 * b * o / 1000e9 and act.bound == "memory"
 
 
+def test_wave_quantization_by_hand():
+    """NVIDIA's guide (section 3.2): 256 x 128 tiles, one per SM a wave; the last partial wave costs a whole one.
+    Worked by hand: 108 tiles on 108 SMs fill one wave; 109 take two (109 / 216); a 2048 x 6144 output is
+    8 x 48 = 384 tiles = 4 waves of 108 (384 / 432)."""
+    from sizing.predict.roofline import wave_efficiency
+    assert wave_efficiency(256 * 12, 128 * 9, 108) == 1.0
+    assert wave_efficiency(256 * 109, 128, 108) == 109 / 216
+    assert wave_efficiency(2048, 6144, 108) == 384 / 432
+    assert wave_efficiency(1, 1, 108) == 1 / 108            # one tile on a 108-SM device
+    assert wave_efficiency(10 ** 7, 10 ** 5, 108) > 0.999    # many waves: the partial one no longer matters
+
+
+def test_wave_quantization_slows_a_layer_by_its_tile_count():
+    """A linear's compute time at 108 SMs is the plain roofline over the wave efficiency of its (tokens, out)
+    output, worked by hand: 300 tokens x 4096 out = 2 x 32 = 64 tiles, one wave of 108 (64 / 108 busy); tensor
+    parallelism of 2 splits a column-parallel output (32 tiles: 32 / 108) but keeps a row-parallel one whole."""
+    est = est_of(linear_spec(1024, 4096), batch=300, dtype="bf16")
+    plain = layer_times(est, device(), "bf16", UNIT, training=False)[0]
+    waved = layer_times(est, device(), "bf16", replace(UNIT, compute_units=108), training=False)[0]
+    assert waved.compute_s == pytest.approx(plain.compute_s * 108 / 64, rel=1e-12)
+    split = layer_times(est, device(), "bf16", replace(UNIT, compute_units=108), t=2, training=False)[0]
+    assert split.compute_s == pytest.approx(plain.compute_s / 2 * 108 / 32, rel=1e-12)
+    down = est_of(linear_spec(4096, 1024), batch=300, dtype="bf16")     # narrows its input: row-parallel
+    d1 = layer_times(down, device(), "bf16", UNIT, t=2, training=False)[0]
+    d2 = layer_times(down, device(), "bf16", replace(UNIT, compute_units=108), t=2, training=False)[0]
+    assert d2.compute_s == pytest.approx(d1.compute_s * 108 / (2 * 8), rel=1e-12)   # 300 x 1024: 2 x 8 tiles
+
+
+def test_kernel_issue_time_is_a_floor_per_kernel():
+    """The limits of the launch term: a tiny layer takes (kernels) x (issue time), counted by hand (a weighted
+    linear in training: forward, input gradient, weight gradient; relu: forward, backward; once more each with
+    full recomputation); a large layer's time is its roofline, the floor far below it."""
+    tiny = est_of(linear_spec(4, 4), batch=1, dtype="bf16")
+    f = replace(UNIT, launch_seconds=5e-6)
+    fc, act = layer_times(tiny, device(), "bf16", f, training=True)
+    assert (fc.seconds, act.seconds) == (3 * 5e-6, 2 * 5e-6)
+    fc, act = layer_times(tiny, device(), "bf16", f, training=True, recompute="full")
+    assert (fc.seconds, act.seconds) == (4 * 5e-6, 3 * 5e-6)
+    assert layer_times(tiny, device(), "bf16", f, training=False)[0].seconds == 5e-6
+    big = est_of(linear_spec(8192, 8192), batch=4096, dtype="bf16")
+    a, b = (layer_times(big, device(), "bf16", x, training=True)[0] for x in (UNIT, f))
+    assert b.seconds == a.seconds == max(a.compute_s, a.memory_s)
+
+
+def test_usable_memory_bounds_what_fits():
+    """A layout fits when its bytes are within the usable share of the device's memory: at a share of 0.9, memory
+    between 90% and 100% of the device no longer fits (why_not says so)."""
+    from sizing.predict.fit import capacity
+    est = est_of(linear_spec(4096, 4096), batch=8, dtype="bf16")
+    layout = Layout(micro_batch=8)
+    need = device_memory(est, layout).total
+    dev = device(memory_gb=need / 0.95 / 1e9)
+    work = workload_of(est)
+    assert evaluate(est, layout, work, dev, UNIT).fits
+    tight = replace(UNIT, usable_memory=0.9)
+    assert capacity(dev, tight) == int(dev.memory_bytes * 0.9)
+    pred = evaluate(est, layout, work, dev, tight)
+    assert not pred.fits and "a framework can use" in pred.why
+
+
 def test_training_adds_backward_and_recomputation():
     est = est_of(linear_spec(), batch=32, dtype="bf16")
     fwd = layer_times(est, device(), "bf16", UNIT, training=False)
@@ -308,6 +368,30 @@ def test_published_figures_convert_to_the_same_mfu():
                                ("device_hours", hours, {"tokens": 10 ** 12})):
         again = compare(replace(run, published=kind, value=value, **extra), cal, db)
         assert again.published_mfu == pytest.approx(mfu, rel=1e-9), kind
+
+
+def test_calibrated_causes_reach_the_devices_they_are_stated_for():
+    """The table's SM counts reach their devices only (an A100 has 108, NVIDIA's GEMM guide; a TPU has none
+    listed, so no wave model); the CUDA kernel issue time reaches GPUs only; the usable share of memory every
+    device."""
+    cal, db = shipped(), load_hwdb(environ={})
+    a100 = cal.factors(cal.device("a100-sxm-80gb", db), "bf16", db)
+    tpu = cal.factors(cal.device("tpu-v4", db), "bf16", db)
+    assert (a100.compute_units, a100.launch_seconds, a100.usable_memory) == (108, 5e-6, 0.9)
+    assert (tpu.compute_units, tpu.launch_seconds, tpu.usable_memory) == (None, 0.0, 0.9)
+
+
+def test_a_run_published_in_device_hours_is_compared_at_the_goodput():
+    """Device-hours over a whole run include its interruptions; throughput figures do not. The same run published
+    as MFU is predicted at the step's MFU, as device-hours at that x the table's goodput (0.9: Llama 3's 'higher
+    than 90% effective training time')."""
+    cal, db = shipped(), load_hwdb(environ={})
+    run = next(r for r in cal.runs if r.published == "device_hours")
+    whole = compare(run, cal, db)
+    running = compare(replace(run, published="mfu", value=0.5), cal, db)
+    assert cal.goodput == 0.9
+    assert whole.predicted_mfu == pytest.approx(running.predicted_mfu * 0.9, rel=1e-12)
+    assert running.predicted_mfu == running.prediction.mfu
 
 
 def test_calibration_table_errors_are_located(tmp_path):

@@ -125,6 +125,20 @@ def test_memory_pressure_turns_on_sharding_and_recomputation():
     assert any("memory" in line for line in tight.pruned)
 
 
+def test_a_framework_without_zero_3_or_pipelines_is_planned_within_what_it_has():
+    """A software profile's limits (sizing/predict/calibration.yaml ``software``) bound the search: under memory
+    pressure the unlimited search shards weights (ZeRO-3) or pipelines; without them it must find another way
+    (tensor parallelism, recomputation) and is never faster than the unlimited search."""
+    at = model(layers=8, d=1024, heads=8, seq=2048)
+    dev = gpu(memory_gb=1.2)
+    free = search(at, WORK, dev, UNIT, devices=8, global_batch=64)
+    low = search(at, WORK, dev, UNIT, Pins(max_zero=1), devices=8, global_batch=64)
+    flat = search(at, WORK, dev, UNIT, Pins(pipeline=False), devices=8, global_batch=64)
+    assert low.zero <= 1 and all(a["zero"] <= 1 for a in (x.summary() for x in low.alternatives))
+    assert flat.pipeline_parallel == 1 and all(a.pipeline_parallel == 1 for a in flat.alternatives)
+    assert free.step_seconds <= min(low.step_seconds, flat.step_seconds)
+
+
 def test_pins_fix_their_dimension_and_impossible_pins_say_what_is_valid():
     at = model()
     pred = search(at, WORK, gpu(), UNIT, Pins(zero=3, recompute="full", micro_batch=2), devices=8, global_batch=64)

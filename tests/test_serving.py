@@ -15,7 +15,8 @@ from sizing.model.estimate import estimator
 from sizing.model.lm import figures
 from sizing.predict.calibration import shipped
 from sizing.predict.published import fit_serving_efficiency, lm_model
-from sizing.predict.serving import Request, plan_serving, predict_serving, serving_model, tensor_options
+from sizing.predict.serving import (Engine, Request, plan_serving, predict_serving, serving_model,
+    tensor_options)
 from sizing.predict.setup import Factors
 
 UNIT = Factors(compute_fraction=1.0, memory_fraction=1.0, framework_efficiency=1.0, network_gbs=50, overlap=0.9,
@@ -63,6 +64,36 @@ def test_decode_of_one_sequence_reads_the_weights_by_hand():
     assert p.kv_cache_bytes == (512 + 64) * m.kv_bytes_per_token("bf16")
     prefill = (m.prefill_flops(512) - m.per_pair_flops * 512 * 511 / 2) / 500e12    # causal: half the pairs run
     assert p.ttft_s == pytest.approx(max(prefill, m.weight_bytes("bf16") / 2000e9) + p.tpot_s)
+
+
+def test_an_engine_reading_kv_per_query_head_reads_the_cache_group_times():
+    """Llama 3 70B (64 query heads over 8 key/value heads): a decode kernel run per query head (TensorRT-LLM before
+    XQA) reads each cached key and value 8 times; the step, memory bound, costs exactly the 7 extra reads of the
+    cache. Llama 2 7B (no grouping) reads it once either way."""
+    m = config_model("tests/data/hf/llama-3-70b.json")
+    per_head = Engine("old", kv_per_query_head=True)
+    assert per_head.kv_reads(m) == 8 and Engine().kv_reads(m) == 1
+    req = Request(8, 2048, 64, "bf16", "bf16", mode="static")
+    new, old = (predict_serving(m, req, gpu(memory_gb=1000), UNIT, 1.0, t=1, engine=e) for e in (Engine(), per_head))
+    assert new.bound_decode == old.bound_decode == "memory"
+    cache = 8 * (2048 + 32) * m.kv_bytes_per_token("bf16")
+    assert old.tpot_s - new.tpot_s == pytest.approx(7 * cache / 2000e9)
+    assert any("once per query head (8 times)" in a for a in old.assumptions)
+    small = config_model()
+    assert per_head.kv_reads(small) == 1
+
+
+def test_serving_runs_name_their_engine(tmp_path):
+    """TensorRT-LLM 0.5's rows read the cache per query head; NIM's do not; an engine the table does not define is
+    an error naming the run."""
+    from sizing.predict import calibration
+    engines = {r.id: r.engine.kv_per_query_head for r in shipped().serving_runs}
+    assert engines["trt05-llama70b-128-2048"] and not engines["nim-llama33-70b-c5-tpot"]
+    text = open(calibration.shipped_path()).read().replace("engine: nim18", "engine: nim99", 1)
+    bad = tmp_path / "cal.yaml"
+    bad.write_text(text)
+    with pytest.raises(SizingError, match="engine must be one of trt05, nim18"):
+        calibration.load(str(bad))
 
 
 def test_continuous_batching_pays_the_prefills_between_decode_steps():

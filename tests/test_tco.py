@@ -126,9 +126,16 @@ def test_the_cluster_quote_buys_the_nics_the_rule_gives(cluster_json):
         assert [s["item"] for s in switches] == ["switch"] and switches[0]["quantity"] == 1
         links = ports
     else:
-        leaves, spines = two_tier(ports, SWITCH_RADIX)
-        assert [s["quantity"] for s in switches] == [leaves, spines]
-        links = ports + leaves * SWITCH_RADIX // 2
+        counts = [s["quantity"] for s in switches]
+        half = SWITCH_RADIX // 2
+        if len(counts) == 2:
+            assert counts == list(two_tier(ports, SWITCH_RADIX))
+        else:                   # a full-bisection tree of L tiers holds (2L - 1) P / k switches (P a multiple of k/2)
+            tiers = next(n for n in range(3, 8) if ports <= 2 * half ** n)
+            assert len(counts) == tiers and counts[0] == -(-ports // half)
+            if ports % half ** (tiers - 1) == 0:
+                assert sum(counts) == (2 * tiers - 1) * ports // SWITCH_RADIX
+        links = ports + half * sum(counts[:-1])
     assert next(i for i in o["line_items"] if i["item"] == "optics")["quantity"] == 2 * links
 
 

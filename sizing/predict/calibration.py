@@ -14,6 +14,7 @@ from statistics import median
 from ..common import yamlsafe
 from ..hardware.devices import device_from_record, shipped_devices
 from ..common.errors import SizingError, closest
+from .serving import CURRENT_ENGINE, Engine
 from .setup import Factors
 from .workload import COMPUTE
 
@@ -22,12 +23,14 @@ PUBLISHED = ("mfu", "hfu_tflops", "tflops", "tokens_per_s", "samples_per_s", "st
 RUN_KEYS = ("id", "use", "transformer", "zoo", "device", "devices", "dtype", "optimizer", "batch", "micro_batch",
             "tensor_parallel", "pipeline_parallel", "zero", "recompute", "network_gbs", "node_size", "tokens",
             "published", "source", "note", "software")
-TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "norm", "vocab", "seq_len", "tied")
+TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "norm", "vocab", "seq_len", "tied",
+                    "dropout")
 TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "software", "runs", "serving")
 SERVING_KEYS = ("id", "use", "model", "device", "tensor_parallel", "weights", "kv_cache", "mode", "concurrency",
-                "prompt", "output", "published", "source", "note")
+                "prompt", "output", "published", "source", "note", "engine")
+ENGINE_KEYS = ("kv_per_query_head", "note")
 SERVING_PUBLISHED = ("tokens_per_s", "tpot_ms", "ttft_ms")
-SOFTWARE_KEYS = ("note", "fused_attention", "sequence_parallel", "selective")
+SOFTWARE_KEYS = ("note", "fused_attention", "sequence_parallel", "selective", "max_zero", "pipeline")
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class ServingRun:
     published: str
     value: float
     source: str
+    engine: Engine = CURRENT_ENGINE     # what the engine's kernels did (serving.engines)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,10 @@ class Calibration:
     software: dict = None               # profile name -> what that framework can do (SOFTWARE_KEYS)
     serving_efficiency: float = 1.0
     serving_runs: tuple = ()
+    usable_memory: float = 1.0          # share of a device's memory a framework can fill
+    launch_seconds: float = 0.0         # time to issue one kernel
+    units: dict = None                  # device id -> streaming multiprocessors (wave quantization)
+    goodput: float = 1.0                # share of a long run's wall clock spent training (published.compare)
 
     def device(self, device_id: str, db: dict):
         """A run's device: the hardware database's record, else the table's own (retired devices)."""
@@ -120,7 +128,8 @@ class Calibration:
     def factors(self, device, precision: str, db: dict, network_gbs=None, overlap=None, pue=None) -> Factors:
         """The calibrated factors for ``device`` at ``precision`` (matmul rows at that precision on the device,
         else its bf16 rows, else other devices'); the bench profile (device 'local') holds measured sustained
-        figures already, so its fractions are 1. None keeps the table's default."""
+        figures already, so its fractions are 1. The kernel issue time is the CUDA runtime's, so GPUs only (XLA
+        runs a TPU step as one compiled program). None keeps the table's default."""
         if device.id == "local":
             cf, mf, notes = 1.0, 1.0, ("device 'local': the bench profile's figures are measured, used as they are",)
         else:
@@ -131,7 +140,9 @@ class Calibration:
             notes = (cnote, mnote)
         return Factors(cf, mf, self.framework_efficiency,
                        self.network_gbs if network_gbs is None else network_gbs,
-                       self.overlap if overlap is None else overlap, self.pue if pue is None else pue, notes)
+                       self.overlap if overlap is None else overlap, self.pue if pue is None else pue, notes,
+                       (self.units or {}).get(device.id),
+                       self.launch_seconds if device.kind == "gpu" else 0.0, self.usable_memory)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -156,7 +167,10 @@ def _software(path, lines, data) -> dict:
             if key not in SOFTWARE_KEYS:
                 raise _err(path, lines, ("software", name, key), f"software '{name}': unknown key '{key}'"
                            f"{closest(key, SOFTWARE_KEYS)}")
-            if key != "note" and not isinstance(value, bool):
+            if key == "max_zero":
+                if value not in (0, 1, 2, 3) or isinstance(value, bool):
+                    raise _err(path, lines, ("software", name, key), f"software '{name}': max_zero is 0, 1, 2 or 3")
+            elif key != "note" and not isinstance(value, bool):
                 raise _err(path, lines, ("software", name, key), f"software '{name}': {key} is true or false")
     return {name: {k: v for k, v in (prof or {}).items() if k != "note"} for name, prof in profiles.items()}
 
@@ -164,6 +178,14 @@ def _software(path, lines, data) -> dict:
 def _serving(path, lines, data, known) -> tuple[float, tuple]:
     block = data.get("serving") or {}
     models, sources = block.get("models") or {}, block.get("sources") or {}
+    engines = {}
+    for name, rec in (block.get("engines") or {}).items():
+        where = ("serving", "engines", name)
+        if not isinstance(rec, dict) or any(k not in ENGINE_KEYS for k in rec) or \
+                not isinstance(rec.get("kv_per_query_head", False), bool):
+            raise _err(path, lines, where, f"serving engine '{name}': keys {', '.join(ENGINE_KEYS)} "
+                       "(kv_per_query_head: true or false)")
+        engines[name] = Engine(name, rec.get("kv_per_query_head", False))
     runs = []
     for i, rec in enumerate(block.get("runs") or []):
         where = ("serving", "runs", i)
@@ -171,18 +193,20 @@ def _serving(path, lines, data, known) -> tuple[float, tuple]:
             if key not in SERVING_KEYS:
                 raise _err(path, lines, where, f"serving run {i + 1}: unknown key '{key}'{closest(key, SERVING_KEYS)}")
         rid = _need(path, lines, where, rec, "id", str)
-        checks = (("use", USES), ("model", tuple(models)), ("device", tuple(known)), ("source", tuple(sources)))
+        checks = (("use", USES), ("model", tuple(models)), ("device", tuple(known)), ("source", tuple(sources)),
+                  ("engine", tuple(engines)))
         for key, allowed in checks:
-            if rec.get(key) not in allowed:
+            if (key != "engine" or key in rec) and rec.get(key) not in allowed:
                 raise _err(path, lines, where, f"serving run '{rid}': {key} must be one of {', '.join(allowed)}")
         pub = rec.get("published")
         if not isinstance(pub, dict) or len(pub) != 1 or next(iter(pub)) not in SERVING_PUBLISHED:
             raise _err(path, lines, where, f"serving run '{rid}': published must be one of "
                        f"{', '.join(SERVING_PUBLISHED)}")
         (kind, value), = pub.items()
-        fields = {k: v for k, v in rec.items() if k not in ("published", "model", "source", "note")}
+        fields = {k: v for k, v in rec.items() if k not in ("published", "model", "source", "note", "engine")}
         runs.append(ServingRun(published=kind, value=value, model=models[rec["model"]],
-                               source=sources[rec["source"]], **fields))
+                               source=sources[rec["source"]], engine=engines.get(rec.get("engine"), CURRENT_ENGINE),
+                               **fields))
     fitted = block.get("fitted") or {}
     return (_need(path, lines, ("serving", "fitted"), fitted, "serving_efficiency", (int, float)) if block
             else 1.0), tuple(runs)
@@ -258,6 +282,13 @@ def load(path: str) -> Calibration:
             raise _err(path, lines, where, f"memory row {i + 1}: unknown device '{m.get('device')}'")
         mem.append(Measurement(m["device"], _need(path, lines, where, m, "gbs", (int, float)), None,
                                _need(path, lines, where, m, "source", str)))
+    units = {}
+    for i, u in enumerate(gemm.get("units") or []):
+        where = ("gemm", "units", i)
+        if u.get("device") not in known:
+            raise _err(path, lines, where, f"gemm unit row {i + 1}: unknown device '{u.get('device')}'")
+        units[u["device"]] = _need(path, lines, where, u, "sms", int)
+        _need(path, lines, where, u, "source", str)
     software = _software(path, lines, data)
     serving = _serving(path, lines, data, known)
     runs = tuple(_run(path, lines, i, r, known, software) for i, r in enumerate(data.get("runs") or []))
@@ -272,7 +303,10 @@ def load(path: str) -> Calibration:
         overlap=_need(path, lines, ("defaults",), defaults, "overlap", (int, float)),
         sources={k: v for k, v in defaults.items() if k.endswith("_source")},
         gemm=tuple(rows), memory=tuple(mem), devices=retired, runs=runs, software=software,
-        serving_efficiency=serving[0], serving_runs=serving[1])
+        serving_efficiency=serving[0], serving_runs=serving[1],
+        usable_memory=_need(path, lines, ("defaults",), defaults, "usable_memory", (int, float)),
+        launch_seconds=_need(path, lines, ("defaults",), defaults, "launch_us", (int, float)) / 1e6, units=units,
+        goodput=_need(path, lines, ("defaults",), defaults, "goodput", (int, float)))
 
 
 def shipped_path() -> str:

@@ -207,6 +207,13 @@ def optimizer_bytes(est) -> int:
     return est.trainable_params * (2 * w + g + 2 * o)
 
 
+def capacity(device, factors) -> int | None:
+    """Bytes of a device's memory a training framework can fill: its memory x ``factors.usable_memory`` (the rest
+    holds the CUDA context, library workspaces, communication buffers and the allocator's fragmentation;
+    sizing/predict/calibration.yaml states the figure and its source); None for a device without a fixed memory."""
+    return None if device.memory_bytes is None else int(device.memory_bytes * factors.usable_memory)
+
+
 def divisors(n: int) -> list[int]:
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return sorted(set(small + [n // d for d in small]))

@@ -122,7 +122,10 @@ def published_mfu(run: Run, est, peak: int, recompute_ratio: float) -> float:
 def compare(run: Run, cal: Calibration, db: dict, efficiency: float | None = None, typed: str = "user"
             ) -> Comparison:
     """Predict ``run`` with the planner (framework efficiency ``efficiency``, default the fitted one), told what
-    ``typed`` says (``run_pins``): by default only what a user knows, so the planner finds the layout."""
+    ``typed`` says (``run_pins``): by default only what a user knows, so the planner finds the layout. A run
+    published as device-hours over its whole training is compared at the predicted MFU x the table's goodput:
+    its hours include interruptions and restarts, which the prediction (time while training) leaves out; the other
+    figures are throughput while training."""
     device = cal.device(run.device, db)
     workload = run_workload(run)
     at = run_estimator(run)
@@ -135,7 +138,10 @@ def compare(run: Run, cal: Calibration, db: dict, efficiency: float | None = Non
     t = est.totals
     ratio = (t.flops + t.backward_flops) / (2 * t.flops + t.backward_flops) if run.recompute else 1.0
     mat, _ = peaks(device, workload.compute_precision)
-    return Comparison(run, published_mfu(run, est, mat, ratio), pred.mfu, pred)
+    # device-hours over a whole run count its interruptions and restarts (the goodput); the other figures are
+    # throughput while training
+    mfu = pred.mfu * (cal.goodput if run.published == "device_hours" else 1.0)
+    return Comparison(run, published_mfu(run, est, mat, ratio), mfu, pred)
 
 
 def fit_efficiency(cal: Calibration, db: dict) -> float:
@@ -183,7 +189,7 @@ def compare_serving(run, cal: Calibration, db: dict, efficiency: float | None = 
     request = Request(run.concurrency, run.prompt, run.output, run.weights, run.kv_cache, run.mode)
     factors = cal.factors(device, "fp8" if run.weights == "fp8" else "bf16", db)
     eff = cal.serving_efficiency if efficiency is None else efficiency
-    pred = predict_serving(model, request, device, factors, eff, run.tensor_parallel)
+    pred = predict_serving(model, request, device, factors, eff, run.tensor_parallel, engine=run.engine)
     figure = {"tokens_per_s": pred.tokens_per_s, "tpot_ms": pred.tpot_s * 1e3, "ttft_ms": pred.ttft_s * 1e3}
     return ServingComparison(run, figure[run.published], pred)
 

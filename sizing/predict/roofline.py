@@ -4,12 +4,16 @@ the smallest feasible device count, energy; and latency, throughput and devices 
 Per layer (the roofline, Williams, Waterman and Patterson 2009, CACM 52(4)):
     compute time = FLOPs / (peak for the op class at the precision x achieved compute fraction)
     memory time  = bytes moved / (memory bandwidth x achieved memory fraction)
-    layer time   = max(compute, memory); the larger names the layer's bound.
+    layer time   = max(compute, memory, kernel issue); the larger of the first two names the layer's bound.
 Matrix products (linear, convolutions, matmul, attention, recurrent cells: ops registered with ``matrix=True``) run at the device's
 peak for the compute precision, tensor cores included (tf32, bf16, fp16, fp8, int8, fp64_tensor); every other op
 runs at the vector peak (fp32, or fp64 for fp64), as tensor cores only multiply matrices. Backward does the layer's
 backward FLOPs and moves twice its forward bytes (it reads the output gradient and the saved inputs and writes the
-input and weight gradients); full recomputation (``recompute``) runs the forward pass once more."""
+input and weight gradients); full recomputation (``recompute``) runs the forward pass once more.
+
+Two causes below the peak, each off unless the calibration gives its figure (sizing/predict/setup.py ``Factors``):
+a matrix product's output tiles run in waves over the device's multiprocessors (``wave_efficiency``), and no
+kernel takes less than the time to issue it (``launch_bound``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,10 +56,11 @@ class LayerTime:
     bytes: int
     compute_s: float
     memory_s: float
+    launch_s: float = 0.0               # the kernels' issue time (``launch_bound``)
 
     @property
     def seconds(self) -> float:
-        return max(self.compute_s, self.memory_s)
+        return max(self.compute_s, self.memory_s, self.launch_s)
 
     @property
     def bound(self) -> str:
@@ -131,6 +136,58 @@ def unfused_score_bytes(row, itemsize: int) -> int:
     return scores * per * row.node.repeat
 
 
+# A GEMM's output is computed in thread-block tiles of 256 x 128 (the tile NVIDIA's guide uses for the A100: one
+# such block per SM, so a wave is as many tiles as the device has SMs). NVIDIA, Matrix Multiplication Background
+# User's Guide (DU-09799-001, 2023), sections 2.3 and 3.2.
+WAVE_TILE = (256, 128)
+
+
+def wave_efficiency(m: int, n: int, units: int, tile: tuple[int, int] = WAVE_TILE) -> float:
+    """Share of the device a matrix product with an m x n output keeps busy when its tiles run in waves over
+    ``units`` multiprocessors (wave quantization; NVIDIA's Matrix Multiplication Background guide, section 3.2):
+    tiles = ceil(m / 256) ceil(n / 128), waves = ceil(tiles / units), efficiency = tiles / (waves x units). The
+    last, partly filled wave takes a whole wave's time, so 109 tiles on 108 SMs take two waves (50.5%). Tile
+    quantization (a dimension not a multiple of the tile) is left out: the libraries pick a tile that fits."""
+    tiles = -(-m // tile[0]) * -(-n // tile[1])
+    return tiles / (-(-tiles // units) * units)
+
+
+def gemm_output(row, k: int, context_parallel: int = 1) -> tuple[int, int] | None:
+    """(m, n) of the output of one copy of the row's matrix product on one device, None for a row that is no
+    weighted product: a linear's (tokens, out features); a convolution's (batch x output positions, out
+    channels); an attention row's output projection (tokens, model width; row-parallel). Tensor parallelism of
+    degree k splits a column-parallel product's columns (a row-parallel one, ``row_parallel``, splits its inner
+    dimension and keeps its output whole); context parallelism splits the tokens. Backward's products are taken at
+    the forward's shape (a stated simplification: their tiles cover the same output and input sizes)."""
+    op, out = row.node.op, row.node.out.shape
+    if op == "linear" or op in ATTENTION:
+        m, n = numel(out[:-1]), out[-1]
+    elif op.startswith("conv") and len(out) >= 3:
+        m, n = out[0] * numel(out[2:]), out[1]
+    else:
+        return None
+    return -(-m // context_parallel), n if row_parallel(row) else -(-n // k)
+
+
+def kernels(row, training: bool, recomputed: bool) -> int:
+    """Kernels one step launches for the row, over its copies: one forward, in training two backward for a
+    weighted matrix product (input and weight gradients) or one for another op with a backward pass, one more
+    when recomputed; none for a row that moves and computes nothing (a view)."""
+    c = row.cost
+    if not (c.flops or c.bytes_read or c.bytes_written):
+        return 0
+    backward = (2 if REGISTRY[row.node.op].matrix and c.params else 1) if training and c.backward_flops else 0
+    return row.node.repeat * (1 + backward + (1 if recomputed else 0))
+
+
+def launch_bound(row, training: bool, recomputed: bool, launch_seconds: float) -> float:
+    """Seconds the row's kernels take at least: kernels x the time to issue one (the start-up term of Hockney's
+    r_inf / n_1/2 model, t = t0 + n / r_inf, taken as a floor as kernels are issued ahead of the device: a kernel
+    shorter than its issue time waits for the next one). The time to issue one kernel through the CUDA runtime
+    is 4-6 us (measured on an RTX 5070 Ti, susun-blog.com 'pegainfer (3): From Launch Overhead to CUDA Graph')."""
+    return kernels(row, training, recomputed) * launch_seconds
+
+
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
                 recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
                 grouped=None, fused_attention: bool = True, expert_parallel: int = 1,
@@ -155,16 +212,20 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
             weights = min(fwd_bytes, c.params * size)
             fwd_bytes = weights + (fwd_bytes - weights) // context_parallel
         flops, nbytes = c.flops, fwd_bytes
+        again = recompute_flops(r, recompute, grouped) if training else 0
         if training:
-            again = recompute_flops(r, recompute, grouped)
             flops += c.backward_flops + again
             nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
         k = t if sequence_parallel or tp_split(r, width) else 1
         run = flops - causal_skipped_flops(r, training, fused_attention)
         flops, nbytes = -(-flops // (k * context_parallel)), -(-nbytes // k)
-        peak = mat if REGISTRY[r.node.op].matrix else vec
+        matrix = REGISTRY[r.node.op].matrix
+        peak = mat if matrix else vec
+        shape = gemm_output(r, k, context_parallel) if matrix and factors.compute_units else None
+        wave = wave_efficiency(*shape, factors.compute_units) if shape else 1.0
         out.append(LayerTime(r.node.name, r.node.op, flops, nbytes,
-                             run / (k * context_parallel) / (peak * factors.compute_fraction), nbytes / bw))
+                             run / (k * context_parallel) / (peak * factors.compute_fraction * wave), nbytes / bw,
+                             launch_bound(r, training, bool(again), factors.launch_seconds)))
     return tuple(out)
 
 

@@ -30,7 +30,7 @@ from typing import Callable
 
 from ..common.errors import SizingError
 from ..common.units import duration, iec
-from .fit import activations, device_memory, divisors, stages
+from .fit import activations, capacity, device_memory, divisors, stages
 from .roofline import require_work
 from .setup import RECOMPUTE, Factors, Layout
 from .training import Prediction, evaluate, step_terms, tokens_per_sample
@@ -58,6 +58,8 @@ class Pins:
     fused_attention: bool = True                # the framework's attention keeps no score matrix (FlashAttention)
     sequence_parallel: bool | None = None       # None: on whenever t > 1
     selective: bool = True                      # the framework can recompute the attention core alone
+    max_zero: int = 3                           # the highest ZeRO stage the framework has
+    pipeline: bool = True                       # the framework can pipeline (False: one stage unless pinned)
 
     def __post_init__(self):
         for name in ("tensor_parallel", "pipeline_parallel", "interleave", "expert_parallel", "context_parallel",
@@ -113,12 +115,14 @@ def tensor_candidates(est, node: int, devices: int, pins: Pins) -> list[int]:
 
 def pipeline_candidates(units: int, pins: Pins, per_tensor_group: int) -> list[int]:
     """Pipeline degrees: the divisors of devices / t up to the repeated layers (the fullest stage takes
-    ceil(L / p) of them), or the pin."""
+    ceil(L / p) of them), or the pin; 1 for a framework that cannot pipeline."""
     if pins.pipeline_parallel is not None:
         if pins.pipeline_parallel > max(1, units):
             raise SizingError(f"--pipeline-parallel {pins.pipeline_parallel}: more stages than the {units} repeated "
                               f"layers the model has (at most {max(1, units)})")
         return [pins.pipeline_parallel]
+    if not pins.pipeline:
+        return [1]
     return [p for p in divisors(per_tensor_group) if p <= max(1, units)]
 
 
@@ -237,18 +241,20 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
                       step_terms(est, device, precision, factors, t, r, sp, stage, pins.fused_attention, e, node,
                                  cp))
     kept, terms = cache[key]
-    zeros = [pins.zero] if pins.zero is not None else ([0, 1, 2, 3] if p == 1 else [0, 1])
+    zeros = [pins.zero] if pins.zero is not None else [z for z in (0, 1, 2, 3) if z <= pins.max_zero
+                                                           and (p == 1 or z <= 1)]
+    room = capacity(device, factors)
     last = None
     for z in zeros:
         layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp)
         mem = device_memory(est, layout, stage, kept)
-        if device.memory_bytes is None or mem.total <= device.memory_bytes:
+        if room is None or mem.total <= room:
             tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage))
             return
         last = (layout, mem)
     layout, mem = last
-    over = mem.total / device.memory_bytes
-    tally.miss(f"needs more memory than the {iec(device.memory_bytes)} of a {device.id}")
+    over = mem.total / room
+    tally.miss(f"needs more memory than the {iec(room)} a framework can use of a {device.id}")
     if tally.closest is None or over < tally.closest[0]:
         tally.closest = (over, evaluate(est, layout, workload, device, factors, node, terms, stage))
 
@@ -266,7 +272,7 @@ def pruned_lines(tally: _Tally, limit: int = 6) -> tuple[str, ...]:
     if tally.closest is not None:
         over, pred = tally.closest
         lines.append(f"closest that does not fit: {pred.layout.describe()} needs {iec(pred.memory.total)} per device "
-                     f"({over:.2f}x the device's {iec(pred.device_memory_bytes)})")
+                     f"({over:.2f}x what a framework can use of the device)")
     return tuple(lines)
 
 
@@ -302,8 +308,9 @@ def does_not_fit(at, counts, global_batch: int, workload, device, factors, pins,
                 f"{name} does not fit on {devices} {device.id} at global batch {global_batch}: the closest layout, "
                 f"{pred.layout.describe()}, needs {iec(pred.memory.total)} per device (weights "
                 f"{iec(pred.memory.weights)}, gradients {iec(pred.memory.gradients)}, optimizer "
-                f"{iec(pred.memory.optimizer)}, activations {iec(pred.memory.activations)}) and a {device.id} has "
-                f"{iec(device.memory_bytes)}" + (": use more devices" if len(counts) == 1 else ""))
+                f"{iec(pred.memory.optimizer)}, activations {iec(pred.memory.activations)}) and a framework can "
+                f"use {iec(capacity(device, factors))} of a {device.id}"
+                + (": use more devices" if len(counts) == 1 else ""))
     tally = layouts_on(at, max(counts), global_batch, workload, device, factors, pins)
     reason = tally.reasons.most_common(1)[0][0] if tally.reasons else "no layout in the space"
     return SizingError(f"{name}: no layout on {max(counts)} {device.id} at global batch {global_batch}: {reason}")

@@ -16,7 +16,9 @@ also runs c prefills: time per output token (TPOT) = T_d + c T_p / O, output tok
 first token (TTFT) = T_p + T_d (the decode iteration in flight) + the wait behind other prompts, the M/D/1
 queue's rho T_p / (2 (1 - rho)) with rho = c T_p / (O TPOT) the share of time spent prefilling. A static batch
 of c runs one prefill of c prompts, then O steps. Every time is divided by the serving efficiency fitted on published serving runs
-(sizing/predict/calibration.yaml ``serving``), apart from training's.
+(sizing/predict/calibration.yaml ``serving``), apart from training's. What an engine's kernels do is a stated fact
+(``Engine``): a decode kernel run per query head reads a grouped-query model's cache once per query head (the
+published runs say which engine ran them); a user's prediction assumes a current engine, which reads it once.
 """
 from __future__ import annotations
 
@@ -116,6 +118,27 @@ class Model:
         return sum(w for _, _, w in self.experts)
 
 
+@dataclass(frozen=True)
+class Engine:
+    """What a serving engine's kernels do that the model's time depends on (a stated fact per engine, never a
+    fitted constant). ``kv_per_query_head``: its decode attention reads each key/value head's cache once for every
+    query head of the group (a masked multi-head kernel run per query head, as TensorRT-LLM before its XQA kernel
+    in v0.8: NVIDIA's XQA blog gives 1.9-2.4x Llama-70B throughput at 128/2048 tokens from reading it once per
+    group); otherwise once per key/value head (XQA, FlashInfer, FlashDecoding: vLLM, SGLang, TensorRT-LLM >= 0.8)."""
+    name: str = "current"
+    kv_per_query_head: bool = False
+
+    def kv_reads(self, model: "Model") -> float:
+        """How many times a decode step reads each cached key and value: the query heads per key/value head
+        (over all attention layers) for a per-query-head kernel, else 1."""
+        if not self.kv_per_query_head or not model.heads:
+            return 1.0
+        return sum(q for q, _ in model.heads) / sum(kv for _, kv in model.heads)
+
+
+CURRENT_ENGINE = Engine()
+
+
 def serving_model(est, fig) -> Model:
     """The serving figures of ``est`` (a causal LM at batch 1) and its ``fig`` (sizing.model.lm.LMFigures)."""
     from ..model.lm import kv_cache_elems_per_token
@@ -204,7 +227,8 @@ def _phase(flops, dequant, nbytes, mat, vec, bw, factors) -> tuple[float, str]:
 
 
 def predict_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, t: int, p: int = 1,
-                    replicas: int = 1, dtype: str = "bf16", node_size: int | None = None) -> ServingPrediction:
+                    replicas: int = 1, dtype: str = "bf16", node_size: int | None = None,
+                    engine: Engine = CURRENT_ENGINE) -> ServingPrediction:
     """The steady state of ``request`` on ``replicas`` x (tensor ``t`` x pipeline ``p``) ``device``s (module
     docstring)."""
     precision = matmul_precision(device, request.weights, dtype)
@@ -236,7 +260,8 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency
     unread = (1 - model.routed_share(c)) * model.expert_params() * WEIGHTS[request.weights][0] / 8
     t_d, bound_d = _phase(c * model.decode_flops(context) / t, dequant_flops / t,
-                          (weights - unread + c * context * kv_tok) / t, mat, vec, bw, factors)
+                          (weights - unread + c * context * kv_tok * engine.kv_reads(model)) / t, mat, vec, bw,
+                          factors)
     t_d = (t_d + allreduce(c) + hops) / efficiency
     if request.mode == "static":
         tpot = t_d
@@ -266,7 +291,11 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
              f"{request.mode} batching: {c} sequence(s) per replica at an average context of {context:g} tokens"
              + ("; each request's prefill interleaves with the decode steps (TPOT = T_d + c T_p / O)"
                 if request.mode == "continuous" else ""),
-             *factors.notes)
+             *factors.notes,
+             *([f"engine {engine.name}: decode attention reads each key/value head's cache once per query head "
+                f"({engine.kv_reads(model):g} times)"] if engine.kv_per_query_head else
+               ["decode attention reads each key/value head's cache once for its query heads (XQA, FlashInfer, "
+                "FlashDecoding kernels)"] if any(q != kv for q, kv in model.heads) else []))
     return ServingPrediction(
         device=device.id, devices=per_device * replicas, tensor_parallel=t, pipeline_parallel=p, replicas=replicas,
         request=request, precision=precision, ttft_s=ttft, tpot_s=tpot, tokens_per_s=tokens_per_s,

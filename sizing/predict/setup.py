@@ -112,7 +112,12 @@ def _number(name: str, v, lo: float, hi: float, low_open: bool = False):
 class Factors:
     """The calibrated and assumed numbers one prediction uses (sizing/predict/calibration.yaml), with notes on where the
     fractions came from. ``network_gbs``: inter-node bandwidth per device, each way; ``overlap``: share of the
-    backward pass that gradient communication hides behind; ``pue``: facility power / IT power."""
+    backward pass that gradient communication hides behind; ``pue``: facility power / IT power.
+    The causes the calibration names (sizing/predict/calibration.yaml; the defaults leave each out):
+    ``compute_units``: the device's streaming multiprocessors, over which a matrix product's output tiles run in
+    waves (sizing/predict/roofline.py ``wave_efficiency``; None: no wave model); ``launch_seconds``: the time to
+    issue one kernel, below which no kernel runs (``launch_bound``); ``usable_memory``: the share of the
+    device's memory a framework can fill (sizing/predict/fit.py ``capacity``)."""
     compute_fraction: float
     memory_fraction: float
     framework_efficiency: float
@@ -120,10 +125,16 @@ class Factors:
     overlap: float
     pue: float
     notes: tuple[str, ...] = ()
+    compute_units: int | None = None
+    launch_seconds: float = 0.0
+    usable_memory: float = 1.0
 
     def __post_init__(self):
         for name in ("compute_fraction", "memory_fraction", "framework_efficiency"):
             _number(name, getattr(self, name), 0, 1.5, low_open=True)
+        _number("usable_memory", self.usable_memory, 0, 1, low_open=True)
+        _number("launch_seconds", self.launch_seconds, 0, 1)
+        _positive_ints(self, ("compute_units",))
         _number("--network-gbs", self.network_gbs, 0, 1e6, low_open=True)
         _number("overlap", self.overlap, 0, 1)
         _number("--pue", self.pue, 1, 10)
@@ -133,7 +144,14 @@ def assumptions(device, factors, layout: Layout, node: int, training: bool) -> t
     out = list(factors.notes) + [
         f"framework efficiency {factors.framework_efficiency:.3f}, fitted on published training runs",
         "matrix products at the precision's peak (tensor cores where the device has them); other ops at the "
-        "vector peak"]
+        "vector peak"
+        + (f"; matrix products' 256 x 128 tiles in waves over {factors.compute_units} SMs"
+           if factors.compute_units else "")
+        + (f"; no kernel shorter than its {factors.launch_seconds * 1e6:g} us issue time"
+           if factors.launch_seconds else "")]
+    if factors.usable_memory < 1:
+        out.append(f"a framework fills at most {factors.usable_memory:.0%} of each device's memory (the rest: CUDA "
+                   f"context, workspaces, communication buffers, fragmentation)")
     if training:
         out.append(f"layout {layout.describe()} (global batch {layout.global_batch}); tensor parallelism within "
                    f"nodes of {node}" + (", 1F1B pipeline" if layout.pipeline_parallel > 1 else ""))

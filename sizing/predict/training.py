@@ -19,8 +19,10 @@ compute.
 
 Step time = (stage time x (micro-batches + (p - 1) / v) + tensor-parallel communication + pipeline transfers +
 exposed data-parallel communication + optimizer) / framework efficiency, the one factor fitted on published
-training runs (sizing/predict/calibration.yaml). Every formula is closed form over the folded graph: a layout of
-10^12 parameters on 10^5 devices costs what a small model does.
+training runs (sizing/predict/calibration.yaml) for what the causes modelled leave out; the layer times carry the
+causes below peak (wave quantization of matrix products, the kernel issue floor: sizing/predict/roofline.py), and
+a layout fits in the share of memory a framework can fill (sizing/predict/fit.py ``capacity``). Every formula is
+closed form over the folded graph: a layout of 10^12 parameters on 10^5 devices costs what a small model does.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from ..model.graph import DTYPES
 from ..model.memory import Memory
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
-from .fit import Stages, device_memory, expert_share, optimizer_bytes, stage_params_share, stages
+from .fit import Stages, capacity, device_memory, expert_share, optimizer_bytes, stage_params_share, stages
 from .roofline import (ATTENTION, BOUNDS, LayerTime, backward_share, facility_kw, itemsize, layer_times, peaks,
     row_parallel)
 from .setup import Factors, Layout, assumptions
@@ -230,12 +232,12 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
                      sum(l.seconds for l in layers if l.bound == "compute"), a2a_in, a2a_out)
 
 
-def why_not(mem: Memory, capacity: int | None, layout: Layout, device) -> str | None:
-    if capacity is None or mem.total <= capacity:
+def why_not(mem: Memory, room: int | None, layout: Layout, device) -> str | None:
+    if room is None or mem.total <= room:
         return None
     return (f"needs {iec(mem.total)} per device (weights {iec(mem.weights)}, gradients {iec(mem.gradients)}, "
             f"optimizer {iec(mem.optimizer)}, activations {iec(mem.activations)}) with {layout.describe()}; "
-            f"a {device.id} has {iec(capacity)}")
+            f"a framework can use {iec(room)} of a {device.id}")
 
 
 def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size: int | None = None,
@@ -295,7 +297,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     step = (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency
 
     memory = device_memory(est, layout, stage)
-    why = why_not(memory, device.memory_bytes, layout, device)
+    why = why_not(memory, capacity(device, factors), layout, device)
     devices, global_batch = layout.devices, layout.global_batch
     model_flops = (est.totals.flops + est.totals.backward_flops) * n * d
     samples = samples_of(est, workload)

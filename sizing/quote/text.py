@@ -412,7 +412,14 @@ NOTES_KO = (
     (r"framework efficiency ([\d.]+), fitted on published training runs",
      lambda m: f"프레임워크 효율 {m[1]}, 공개된 학습 사례에 맞춤"),
     (r"matrix products at the precision's peak \(tensor cores where the device has them\); other ops at the "
-     r"vector peak", lambda m: "행렬곱은 그 정밀도의 최대 성능(장치에 텐서 코어가 있으면 텐서 코어), 나머지 연산은 벡터 최대 성능"),
+     r"vector peak(; matrix products' 256 x 128 tiles in waves over (\d+) SMs)?(; no kernel shorter than its (\S+) us "
+     r"issue time)?",
+     lambda m: "행렬곱은 그 정밀도의 최대 성능(장치에 텐서 코어가 있으면 텐서 코어), 나머지 연산은 벡터 최대 성능"
+               + (f"; 행렬곱의 256 x 128 타일은 SM {m[2]}개에 웨이브 단위로 실행" if m[1] else "")
+               + (f"; 어떤 커널도 실행 개시 시간 {m[4]} us보다 짧지 않음" if m[3] else "")),
+    (r"a framework fills at most (\d+)% of each device's memory \(the rest: CUDA context, workspaces, communication "
+     r"buffers, fragmentation\)",
+     lambda m: f"프레임워크는 장치 메모리의 최대 {m[1]}%만 씀 (나머지: CUDA 컨텍스트, 작업 공간, 통신 버퍼, 단편화)"),
     (r"layout (.+) \(global batch (\d+)\); tensor parallelism within nodes of (\d+)(, 1F1B pipeline)?",
      lambda m: f"병렬 구성 {_layout_ko(m[1])} (전체 배치 {m[2]}); 텐서 병렬은 장치 {m[3]}대 노드 안에서"
                + (", 1F1B 파이프라인" if m[4] else "")),
@@ -432,6 +439,11 @@ NOTES_KO = (
      lambda m: f"전체 배치 샘플 {m[1]}개 (ResNet-50의 기준 배치 256, 장치당 최소 1개; --global-batch로 바꿈)"),
     (r"global batch (\d+) rounded up to (\d+): no data-parallel degree on (\d+) devices divides it",
      lambda m: f"전체 배치 {m[1]} → {m[2]} 올림: 장치 {m[3]}대에서 나누어 떨어지는 데이터 병렬 수가 없음"),
+    (r"decode attention reads each key/value head's cache once for its query heads \(XQA, FlashInfer, FlashDecoding "
+     r"kernels\)", lambda m: "디코드 어텐션은 키/값 헤드의 캐시를 그 쿼리 헤드들을 위해 한 번 읽음 (XQA, FlashInfer, "
+                             "FlashDecoding 커널)"),
+    (r"engine (\S+): decode attention reads each key/value head's cache once per query head \(([\d.]+) times\)",
+     lambda m: f"엔진 {m[1]}: 디코드 어텐션이 키/값 헤드의 캐시를 쿼리 헤드마다 읽음 ({m[2]}번)"),
     (r"serving efficiency ([\d.]+), fitted on published serving runs \(apart from training's\)",
      lambda m: f"서빙 효율 {m[1]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
