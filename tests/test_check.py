@@ -87,7 +87,7 @@ layers:
   - {op: positional_embedding, name: wpe, num_embeddings: 7}
   - {op: token_type_embedding, name: tte, num_embeddings: 2}
   - {block: layer, name: h, repeat: 3}
-  - {op: multihead_attention, name: plain, num_heads: 2, bias: false}
+  - {op: multihead_attention, name: plain, num_heads: 2, bias: false, separate_qkv: true}
   - {op: lstm, name: lstm, hidden_size: 6, num_layers: 2, bidirectional: true, dropout: 0.2}
   - {op: gru, name: gru, hidden_size: 5, bias: false}
   - {op: linear, name: a, out_features: 6}

@@ -9,12 +9,13 @@ reported per step; the step is timed. ``to_dict()`` is the JSON.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..model.counting import count
+from ..model.counting import count, updated_params
 from ..common.errors import SizingError
 from ..model.estimate import load_graph
 
@@ -135,6 +136,8 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
 
     import numpy as np
 
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise SizingError(f"--lr: must be a finite number above 0, got {lr}")
     say = progress or (lambda done, total, label: None)
 
     def load(**size):
@@ -143,6 +146,7 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
     instance = plan(load, batch, seq_len, steps, full)
     graph = instance.graph
     small = gradient_instance(load, batch, seq_len, shrink)
+    require_training(graph)
     require_memory(graph, small.graph)
     try:
         model = Model(graph, np.float32, seed, loss)
@@ -179,6 +183,15 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
                        instance.describe(), layers, tuple(losses), sum(times[-timed:]) / timed, times[0], grad,
                        {"batch": small.graph.settings["batch"], "seq_len": small.graph.settings["seq_len"],
                         "reduced": small.describe()}, predicted_step_seconds(graph), graph.warnings)
+
+
+def require_training(graph) -> None:
+    """SizingError when no trainable weight would receive a gradient (views, activations or frozen layers only):
+    a training step changes nothing, so no loss could fall and there is no backward to compare."""
+    if not updated_params(count(graph)[0]):
+        raise SizingError("cannot check: no trainable weight receives a gradient (the layers are views, "
+                          "activations or frozen), so a training step changes nothing; `sizing estimate` counts "
+                          "its forward", graph.source)
 
 
 def require_memory(graph, small) -> None:

@@ -74,6 +74,7 @@ class Model:
         self.schedule = Schedule(graph)
         self.index = self.schedule.index
         self.layers: list[Layer] = []
+        self.tied_grads: dict[str, Grad] = {}      # top-level layer -> its weight's Grad, which ties share
         for n in graph.nodes:
             self.layers.append(self._layer(n, rng))
         self.needs = self._needs_grad()
@@ -93,20 +94,22 @@ class Model:
         weights = weight_shapes(node)
         buffers = REGISTRY[node.op].buffers(node.kwargs, tuple(t.shape for t in node.in_types))
         tied = self.layers[self.index[node.tie]] if node.tie else None
-        shared = {"weight"} if tied is not None else set()      # the tied layer's array and gradient
+        cnt = counter()
         params, grads = [], []
         for _ in range(node.repeat):
-            p = {name: tied.params[0][name] if name in shared else _init(node.op, name, shape, weights, rng,
-                                                                          self.dtype)
+            p = {name: tied.params[0][name] if tied and name == "weight" else _init(node.op, name, shape, weights,
+                                                                                  rng, self.dtype)
                  for name, shape in weights.items()}
             p.update({name: np.full(shape, 1.0 if name == "running_var" else 0.0, self.dtype)
                       for name, shape in buffers.items()})
-            g = {name: tied.grads[0][name] if name in shared and tied.grads else Grad(shape, self.dtype)
+            g = {name: self.tied_grads[node.tie] if tied and name == "weight" else Grad(shape, self.dtype, cnt)
                  for name, shape in weights.items()}
             params.append(p)
             grads.append(g)
+        if node.group is None and "weight" in weights:     # ties join top-level layers only
+            self.tied_grads[node.name] = grads[0]["weight"]
         trainable = node.trainable and bool(weights)
-        return Layer(node, KERNELS[node.op], params, grads if trainable else None)
+        return Layer(node, KERNELS[node.op], params, grads if trainable else None, cnt)
 
     def _needs_grad(self) -> dict[str, bool]:
         """Tensor name -> whether backward must compute its gradient (a trainable weight upstream)."""
@@ -199,17 +202,19 @@ class Model:
                     grads[key] = gi
 
     def loss_and_gradients(self, timed: bool = True) -> float:
-        """One forward and backward at the current weights; gradients end in each weight's Grad."""
+        """One forward and backward at the current weights; gradients end in each weight's Grad. Every step
+        draws the same dropout masks (seed 0): with the batch fixed too, the loss is a function of the weights
+        alone, so a step that works lowers it (fresh masks each step move it by more than one step's fall)."""
         for _, _, grad in self.weights():
             grad.reset()
-        y, tape = self.forward(self.x, self.step_index, timed)
+        y, tape = self.forward(self.x, 0, timed)
         loss, gy = loss_and_grad(self.loss_kind, y, self.target)
         self.backward(tape, gy, timed)
         return loss
 
     def loss_at(self) -> float:
         """The loss at the current weights (forward only, the same dropout masks as the step)."""
-        y, _ = self.forward(self.x, self.step_index, timed=False)
+        y, _ = self.forward(self.x, 0, timed=False)
         return loss_and_grad(self.loss_kind, y, self.target)[0]
 
     def step(self, lr, choose=None) -> tuple[float, float]:

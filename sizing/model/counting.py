@@ -8,6 +8,9 @@ complete the per-op formulas (docs/conventions.md):
   gradient, so it has no backward and keeps nothing for it (autograd's rule);
 - fan-out: a tensor read by k layers that all send back a gradient gets k - 1 gradient additions
   (numel each), counted on the layer that produced it;
+- tied weights: a weight shared by k layers that all compute a gradient for it (live and trainable) gets
+  k - 1 dense additions of numel(weight) each, as autograd's input buffer sums the k gradients before
+  AccumulateGrad, counted on the layer that owns the weight (the one the others tie to);
 - activations kept for backward: every tensor some consumer keeps (its inputs) or whose producer keeps
   it (its output), once per distinct tensor, plus the op-internal tensors each op reports.
 """
@@ -85,7 +88,35 @@ def count(graph: Graph, dtype: str | None = None) -> tuple[list[LayerCost], int]
         c = replace(c, backward_flops=c.backward_flops + adds, saved_bytes=c.saved_bytes + kept)
         rows.append(LayerCost(n, c, op.note(call), backward))
     input_kept, _ = kept_and_accumulated("input")
-    return rows, input_kept
+    return _tied_gradient_sums(rows), input_kept
+
+
+def _owner(nodes: dict[str, Node], node: Node) -> str:
+    """The layer that owns the weight ``node`` uses: the end of its chain of ties (itself when untied)."""
+    while node.tie:
+        node = nodes[node.tie]
+    return node.name
+
+
+def _tied_gradient_sums(rows: list[LayerCost]) -> list[LayerCost]:
+    """Add, on each owner of a tied weight, (k - 1) * numel(weight) backward FLOPs, k the layers sharing it
+    that compute its gradient (receive a gradient and are trainable). Each layer's gradient of the weight is a
+    dense tensor of its shape (an embedding's too: torch's embedding_dense_backward scatters into zeros), and
+    autograd's InputBuffer adds the k of them before AccumulateGrad stores the sum (torch/csrc/autograd)."""
+    nodes = {r.node.name: r.node for r in rows}
+    users: dict[str, int] = {}
+    for r in rows:
+        if r.backward and r.node.trainable:
+            owner = _owner(nodes, r.node)
+            users[owner] = users.get(owner, 0) + 1
+    out = []
+    for r in rows:
+        k = users.get(r.node.name, 0)
+        if k > 1:
+            extra = (k - 1) * numel(weight_shapes(r.node)["weight"])
+            r = replace(r, cost=replace(r.cost, backward_flops=r.cost.backward_flops + extra))
+        out.append(r)
+    return out
 
 
 def updated_params(rows: list[LayerCost]) -> int:

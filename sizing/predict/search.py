@@ -23,6 +23,7 @@ Every candidate costs a closed form over cached per-(micro-batch, t, recomputati
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -210,7 +211,7 @@ def expert_candidates(est, d: int, pins: Pins) -> list[int]:
             n % pins.expert_parallel == 0 for n in counts) else []
     if not counts:
         return [1]
-    return [e for e in divisors(min(counts)) if d % e == 0 and all(n % e == 0 for n in counts)]
+    return divisors(math.gcd(d, *counts))           # O(sqrt d) whatever the expert counts
 
 
 def context_candidates(est, pins: Pins) -> list[int]:

@@ -140,7 +140,8 @@ def tokens_per_sample(est) -> int | None:
     return numel(shape[1:]) if est.graph.input.ids else None
 
 
-def _samples(est, workload) -> int | None:
+def samples_of(est, workload) -> int | None:
+    """Samples per epoch: --samples, or --tokens over the tokens per sample (refused for a model without token ids)."""
     if workload.tokens is not None:
         per = tokens_per_sample(est)
         if per is None:
@@ -300,7 +301,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     why = why_not(memory, capacity(device, factors), layout, device)
     devices, global_batch = layout.devices, layout.global_batch
     model_flops = (est.totals.flops + est.totals.backward_flops) * n * d
-    samples = _samples(est, workload)
+    samples = samples_of(est, workload)
     steps_per_epoch = None if samples is None else -(-samples // global_batch)
     steps = None if steps_per_epoch is None else steps_per_epoch * workload.epochs
     total = None if steps is None else steps * step

@@ -57,6 +57,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     from .recommend import Terms, recommend
     from .tco import parse_tax_rate
     from ..predict.workload import Workload, parse_count
+    from ..predict.training import samples_of
 
     money = exchange(currency, fx)
     tax = parse_tax_rate(tax_rate)
@@ -94,6 +95,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     else:
         workload = Workload(samples=parse_count("--samples", samples), tokens=parse_count("--tokens", tokens),
                             epochs=parse_count("--epochs", epochs), **common)
+        samples_of(est, workload)       # --tokens for a model without token ids: refused here, not per device
     db = load_hwdb(hwdb_files)
     if prices:
         db = apply_prices(db, prices)

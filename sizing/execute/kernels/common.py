@@ -268,12 +268,12 @@ KERNELS: dict[str, OpKernel] = {}
 
 class Grad:
     """The gradient of one weight tensor in one step. The first kernel to write it sets it; a later one (a
-    weight tied to another layer's) adds to it, and the adds are counted."""
+    layer that ties to the weight) adds its dense gradient to it, numel adds counted in ``cnt``, the counter
+    of the layer that owns the weight (autograd's InputBuffer sum before AccumulateGrad)."""
 
-    def __init__(self, shape, dtype):
-        self.shape, self.dtype = tuple(shape), dtype
+    def __init__(self, shape, dtype, cnt):
+        self.shape, self.dtype, self.cnt = tuple(shape), dtype, cnt
         self.array = None              # set by the first kernel that writes it in a step
-        self.buffer = None             # kept across steps for scatter-adds (embedding tables)
         self.fresh = True
 
     def reset(self):
@@ -284,19 +284,14 @@ class Grad:
         """The gradient of this step: zeros when no kernel wrote one (a layer no gradient reached)."""
         return np.zeros(self.shape, self.dtype) if self.fresh else self.array
 
-    def put(self, value, cnt):
+    def put(self, value):
         value = np.ascontiguousarray(value).reshape(self.shape)
         if self.fresh:
             self.array, self.fresh = value, False
         else:
-            add_into(self.array.reshape(-1), value.reshape(-1), cnt, BACK)
+            add_into(self.array.reshape(-1), value.reshape(-1), self.cnt, BACK)
 
-    def accumulator(self):
-        """An array to scatter-add into: zeros when fresh, else what earlier kernels wrote."""
-        if self.fresh:
-            if self.buffer is None:
-                self.buffer = np.zeros(self.shape, self.dtype)
-            else:
-                self.buffer[...] = 0
-            self.array, self.fresh = self.buffer, False
-        return self.array
+    def zeros(self) -> np.ndarray:
+        """A dense zero array of this gradient's shape, for a kernel to scatter-add into and then ``put`` (as
+        torch's embedding_dense_backward does: the gradient of a table is a dense tensor)."""
+        return np.zeros(self.shape, self.dtype)

@@ -33,9 +33,9 @@ def _linear_forward(node, xs, p, cnt, seed):
 def _linear_backward(node, x2, gy, need, p, grads, cnt):
     g2 = gy.reshape(-1, gy.shape[-1])
     if grads is not None:
-        grads["weight"].put(matmul2(g2.T, x2, cnt, True), cnt)
+        grads["weight"].put(matmul2(g2.T, x2, cnt, True))
         if "bias" in grads:
-            grads["bias"].put(bias_grad(g2, cnt), cnt)
+            grads["bias"].put(bias_grad(g2, cnt))
     if not need[0]:
         return [None]
     return [matmul2(g2, p["weight"], cnt, True).reshape(gy.shape[:-1] + (x2.shape[1],))]
@@ -433,7 +433,7 @@ def _conv_backward(node, x4, gy, need, p, grads, cnt):
     want_db = grads is not None and "bias" in grads
     to_channel_major(g3, gt, db, want_db, cnt)
     if want_db:
-        grads["bias"].put(db, cnt)
+        grads["bias"].put(db)
     dw = np.empty(w2.shape, gy.dtype)
     dx = np.empty(x4.shape, gy.dtype) if need[0] else x4[:0]
     if _depthwise(node):
@@ -451,7 +451,7 @@ def _conv_backward(node, x4, gy, need, p, grads, cnt):
             grouped_mm(w2, gt, col, groups, True, False, cnt, True)      # col now holds dcol
             col2im(col, dx, geo)
     if grads is not None:
-        grads["weight"].put(dw, cnt)
+        grads["weight"].put(dw)
     return [dx.reshape(node.in_types[0].shape) if need[0] else None]
 
 
@@ -499,10 +499,10 @@ def _convt_backward(node, xt, gy, need, p, grads, cnt):
         if "bias" in grads:
             db = np.empty(gy.shape[1], gy.dtype)
             channel_sums(gy.reshape(nb, gy.shape[1], -1), db, cnt)
-            grads["bias"].put(db, cnt)
+            grads["bias"].put(db)
         dw = np.empty(w2.shape, gy.dtype)
         grouped_mm(xt, col, dw, groups, False, True, cnt, True)
-        grads["weight"].put(dw, cnt)
+        grads["weight"].put(dw)
     if not need[0]:
         return [None]
     dxt = np.empty(xt.shape, gy.dtype)

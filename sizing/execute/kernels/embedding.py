@@ -38,7 +38,9 @@ def _embedding_backward(node, ids, gy, need, p, grads, cnt):
     if grads is not None:
         pad = node.kwargs["padding_idx"]
         skip = -1 if pad is None else pad % node.kwargs["num_embeddings"]
-        scatter_add(ids, gy.reshape(ids.size, -1), grads["weight"].accumulator(), skip, cnt)
+        acc = grads["weight"].zeros()
+        scatter_add(ids, gy.reshape(ids.size, -1), acc, skip, cnt)
+        grads["weight"].put(acc)
     return [None]
 
 
@@ -83,7 +85,9 @@ def _table_forward(node, xs, p, cnt, seed):
 
 def _table_backward(node, saved, gy, need, p, grads, cnt):
     if grads is not None:
-        table_grad(gy, node.op == "positional_embedding", grads["weight"].accumulator(), cnt)
+        acc = grads["weight"].zeros()
+        table_grad(gy, node.op == "positional_embedding", acc, cnt)
+        grads["weight"].put(acc)
     return [gy if need[0] else None]
 
 

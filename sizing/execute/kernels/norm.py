@@ -109,8 +109,8 @@ def _bn_backward(node, saved, gy, need, p, grads, cnt):
     w = p["weight"] if affine else dw
     batchnorm_backward(gy.reshape(xhat.shape), xhat, w, affine, rstd, need[0], grads is not None, gx, dw, db, cnt)
     if grads is not None:
-        grads["weight"].put(dw, cnt)
-        grads["bias"].put(db, cnt)
+        grads["weight"].put(dw)
+        grads["bias"].put(db)
     return [gx.reshape(gy.shape) if need[0] else None]
 
 
@@ -226,7 +226,7 @@ def _rownorm_backward(node, saved, gy, need, p, grads, cnt):
     if grads is not None:
         for name, value in (("weight", dw), ("bias", db)):
             if name in grads:
-                grads[name].put(value, cnt)
+                grads[name].put(value)
     return [gx.reshape(gy.shape) if need[0] else None]
 
 

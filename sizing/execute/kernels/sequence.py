@@ -2,7 +2,8 @@
 
 Attention: one GEMM projects q, k and v together; per (sample, head) the scores q k^T, scale, mask, softmax,
 dropout and P @ v; one GEMM projects the output. Backward mirrors it with one fused GEMM for the q, k, v
-weight gradient and one for the input gradient; heads that share a kv head add their dK, dV.
+weight gradient and one for the input gradient (with separate_qkv, three summed: HF BERT's query, key and
+value linears); heads that share a kv head add their dK, dV.
 LSTM / GRU run time-major: one GEMM for the input projection of all steps (and both directions), one
 (batch, hidden) @ (hidden, gates*hidden) GEMM per step, a cell loop, and in backward one GEMM each for the
 weight gradients over all steps. Gate order as PyTorch: LSTM (i, f, g, o), GRU (r, z, n).
@@ -14,8 +15,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .common import (BACK, FLOPS, KERNELS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm, mul_into,
-    scale_into)
+from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, count_product, dot, matmul2, mm,
+    mul_into, scale_into)
 from .elementwise import dropout_mask, masked, softmax_backward, softmax_forward, unmasked
 
 
@@ -176,6 +177,15 @@ def _into_kv(dqkv, b, col, part, first, cnt):
 _QKV = ("q_proj", "k_proj", "v_proj")
 
 
+def _qkv_columns(p):
+    """(name, first, end) of q, k and v among the columns of the fused qkv projection."""
+    start = 0
+    for n in _QKV:
+        rows = p[f"{n}.weight"].shape[0]
+        yield n, start, start + rows
+        start += rows
+
+
 def _attn_forward(node, xs, p, cnt, seed):
     a = node.kwargs
     x = xs[0]
@@ -211,9 +221,9 @@ def _attn_backward(node, saved, gy, need, p, grads, cnt):
     kv = a["num_kv_heads"] or heads
     g2 = gy.reshape(o2.shape)
     if grads is not None:
-        grads["out_proj.weight"].put(matmul2(g2.T, o2, cnt, True), cnt)
+        grads["out_proj.weight"].put(matmul2(g2.T, o2, cnt, True))
         if a["bias"]:
-            grads["out_proj.bias"].put(bias_grad(g2, cnt), cnt)
+            grads["out_proj.bias"].put(bias_grad(g2, cnt))
     do = matmul2(g2, p["out_proj.weight"], cnt, True).reshape(gy.shape)
     dqkv = np.empty(qkv.shape, gy.dtype)
     dh = gy.shape[2] // heads
@@ -223,16 +233,22 @@ def _attn_backward(node, saved, gy, need, p, grads, cnt):
     if grads is not None:
         dw = matmul2(d2.T, x2, cnt, True)
         db = bias_grad(d2, cnt) if a["bias"] else None
-        start = 0
-        for n in _QKV:
-            rows = p[f"{n}.weight"].shape[0]
-            grads[f"{n}.weight"].put(dw[start:start + rows], cnt)
+        for n, lo, hi in _qkv_columns(p):
+            grads[f"{n}.weight"].put(dw[lo:hi])
             if db is not None:
-                grads[f"{n}.bias"].put(db[start:start + rows], cnt)
-            start += rows
+                grads[f"{n}.bias"].put(db[lo:hi])
     if not need[0]:
         return [None]
-    return [matmul2(d2, wqkv, cnt, True).reshape(gy.shape)]
+    if not a["separate_qkv"]:
+        return [matmul2(d2, wqkv, cnt, True).reshape(gy.shape)]
+    dx = None                                           # three linears: dx_q + dx_k + dx_v
+    for n, lo, hi in _qkv_columns(p):
+        part = matmul2(np.ascontiguousarray(d2[:, lo:hi]), p[f"{n}.weight"], cnt, True)
+        if dx is None:
+            dx = part
+        else:
+            add_into(dx.reshape(-1), part.reshape(-1), cnt, BACK)
+    return [dx.reshape(gy.shape)]
 
 
 KERNELS["multihead_attention"] = OpKernel(_attn_forward, _attn_backward)
@@ -427,12 +443,12 @@ def _rnn_backward(node, saved, gy, need, p, grads, cnt):
             d_ih.append(dg_ih.reshape(nt * nb, -1))
             if grads is not None:
                 s = f"_l{layer}{suffixes[d]}"
-                grads[f"weight_ih{s}"].put(matmul2(d_ih[-1].T, x.reshape(nt * nb, -1), cnt, True), cnt)
+                grads[f"weight_ih{s}"].put(matmul2(d_ih[-1].T, x.reshape(nt * nb, -1), cnt, True))
                 grads[f"weight_hh{s}"].put(matmul2(dg_hh.reshape(nt * nb, -1).T, hprev.reshape(nt * nb, -1),
-                                                   cnt, True), cnt)
+                                                   cnt, True))
                 if f"bias_ih{s}" in grads:
-                    grads[f"bias_ih{s}"].put(bias_grad(d_ih[-1], cnt), cnt)
-                    grads[f"bias_hh{s}"].put(bias_grad(dg_hh.reshape(nt * nb, -1), cnt), cnt)
+                    grads[f"bias_ih{s}"].put(bias_grad(d_ih[-1], cnt))
+                    grads[f"bias_hh{s}"].put(bias_grad(dg_hh.reshape(nt * nb, -1), cnt))
         if layer == 0 and not need[0]:
             return [None]
         both = d_ih[0] if dirs == 1 else np.concatenate(d_ih, axis=1)

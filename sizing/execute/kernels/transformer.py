@@ -309,14 +309,14 @@ def _moe_backward(node, saved, gy, need, p, grads, cnt):
         softmax_backward(probs.reshape(-1, probs.shape[1], 1), d_probs.reshape(-1, probs.shape[1], 1),
                          d_logits.reshape(-1, probs.shape[1], 1), cnt)
     if grads is not None:
-        grads["gate.weight"].put(matmul2(d_logits.T, x2, cnt, True), cnt)
+        grads["gate.weight"].put(matmul2(d_logits.T, x2, cnt, True))
         dw = {"w1": [], "w3": [], "w2": []}
         for (tokens, slots, xj, h1, h3, act, m, out), (dh1, dh3, d_out) in zip(experts, parts):
             dw["w1"].append(matmul2(dh1.T, xj, cnt, True))
             dw["w3"].append(matmul2(dh3.T, xj, cnt, True))
             dw["w2"].append(matmul2(d_out.T, m, cnt, True))
         for name, mats in dw.items():
-            grads[f"experts.{name}.weight"].put(np.stack(mats), cnt)
+            grads[f"experts.{name}.weight"].put(np.stack(mats))
     if not need[0]:
         return [None]
     dx = matmul2(d_logits, p["gate.weight"], cnt, True)          # the router's term, then each expert's rows

@@ -22,7 +22,7 @@ def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_
     saved on stderr; save the profile (unless ``no_save``) and, with ``save_to``, a record to that file."""
     from ..devices import local_profile_path, read_records
     from .measure import BenchConfig, run_bench, this_machine
-    from .profile import check_profile, device_id_for, to_device, write_device
+    from .profile import check_profile, device_id_for, require_writable, to_device, write_device
     from ...common.progress import progress_bar
     from .report import table, to_dict
 
@@ -31,6 +31,8 @@ def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_
                           "drop --no-save")
     if save_to and os.path.exists(save_to):
         read_records(save_to)            # a file that is not a hardware file is refused before measuring
+    for path in ([] if no_save else [local_profile_path()]) + ([save_to] if save_to else []):
+        require_writable(path)           # and a place no record can be written
     machine = this_machine()
     result = run_bench(BenchConfig.for_machine(machine, quick=quick, threads=threads), machine,
                        progress_bar(sys.stderr))

@@ -16,6 +16,7 @@ import yaml
 
 from ..devices import LOCAL_ID, Device, device_from_record, local_profile_path, read_records, to_yaml
 from ...common.errors import SizingError
+from ...common.files import write_text
 from .cpu import vendor_name
 from .measure import PRECISIONS, STREAM_KERNELS, BenchConfig, BenchResult, Machine, run_bench, this_machine
 
@@ -66,9 +67,25 @@ def device_id_for(path: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or LOCAL_ID
 
 
+def require_writable(path: str) -> None:
+    """SizingError, one line, before anything is measured, when a record could not be written at ``path``: a
+    directory, a pipe or a device is there, or its folder can be neither found nor made (a file in the way, no
+    write permission)."""
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise SizingError("is not a regular file (a directory, pipe or device); give a file to write", path)
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise SizingError(f"cannot write: {folder} is a file, not a folder", path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SizingError(f"cannot write: the folder {folder} is not writable", path)
+
+
 def write_device(device: Device, path: str, keep_others: bool) -> None:
-    """Write ``device`` as a hardware file at ``path``. With ``keep_others`` an existing hardware file keeps
-    its other records (the one with the same id is replaced); a file that is not one is refused."""
+    """Write ``device`` as a hardware file at ``path`` (its folder made when missing), through a temporary file
+    renamed into place (none is left behind when a write fails). With ``keep_others`` an existing hardware file
+    keeps its other records (the one with the same id is replaced); a file that is not one is refused."""
     records = []
     if keep_others and os.path.exists(path):
         records = [rec for rec, _, _ in read_records(path) if rec["id"] != device.id]
@@ -76,14 +93,12 @@ def write_device(device: Device, path: str, keep_others: bool) -> None:
     if records:
         text = yaml.safe_dump({"devices": records + [device.to_record()]}, sort_keys=False, allow_unicode=True,
                               width=110)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
+    require_writable(path)
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     except OSError as e:
         raise SizingError(f"cannot write: {e.strerror}", path) from None
+    write_text(path, text, force=True, what="sizing bench")
 
 
 def check_profile(path: str, machine: Machine) -> tuple[Device | None, str | None]:
@@ -131,6 +146,7 @@ def local_device(quick: bool = True, say=None) -> Device:
     device, problem = check_profile(path, machine)
     if device:
         return device
+    require_writable(path)
     say(f"{path}: {problem}; measuring this machine again" if problem
         else f"no bench profile yet ({path}); measuring this machine")
     device = to_device(run_bench(BenchConfig.for_machine(machine, quick=quick), machine))

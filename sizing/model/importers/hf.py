@@ -14,7 +14,7 @@ Each family is written as its transformers modeling file builds it, so params eq
 - gpt_neox (``GPTNeoXForCausalLM``, Pythia): LayerNorm, fused biased q/k/v (three linears here: the same
   params), partial rotary (``rotary_pct``), parallel residual, untied ``embed_out``.
 - bert (``BertModel``, with the pooler): word, position and token-type embeddings, post-LayerNorm encoder
-  layers, the pooler on the first token.
+  layers (query, key and value are three linears: ``separate_qkv``), the pooler on the first token.
 - gemma (``GemmaForCausalLM``): llama's layer with an explicit head_dim, a GeGLU MLP (``hidden_activation``),
   the embedding scaled by sqrt(hidden_size) and lm_head tied by default. Its RMSNorm scales by (1 + w): the same
   params; the E adds of 1 + w per call (on the weight, not per token) are not counted.
@@ -693,7 +693,7 @@ def _bert(c: Config) -> dict:
     eps = c.get("layer_norm_eps", pos_float, 1e-12)
     drop = c.dropout("hidden_dropout_prob")
     block = [{"op": "multihead_attention", "name": "attention", "num_heads": c.get("num_attention_heads", pos_int),
-              "dropout": c.dropout("attention_probs_dropout_prob")},
+              "dropout": c.dropout("attention_probs_dropout_prob"), "separate_qkv": True},
              *_dropout("attention_dropout", drop),
              {"op": "add", "name": "attention_add", "inputs": ["attention_dropout" if drop else "attention", "input"]},
              {"op": "layernorm", "name": "attention_ln", "eps": eps},

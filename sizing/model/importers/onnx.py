@@ -153,7 +153,9 @@ class Importer:
             self.map_node(node, index)
         out = g.output[0].name if g.output else None
         if out not in self.layer_of or self.layer_of[out] == "input":
-            raise SizingError(f"the graph's output {out!r} does not depend on its input {inputs[0].name!r}", self.path)
+            why = f" except through nodes with no mapping yet: {_listed(self.unmapped)}" if self.unmapped else ""
+            raise SizingError(f"the graph's output {out!r} does not depend on its input {inputs[0].name!r}{why}",
+                              self.path)
         name = g.name if g.name and g.name.isprintable() else os.path.splitext(os.path.basename(self.path))[0]
         spec = {"name": name, "input": spec_input, "defaults": {"batch": batch}, "layers": self.layers}
         if self.layer_of[out] != self.layers[-1]["name"]:
@@ -229,7 +231,11 @@ class Importer:
         inputs = [i for i in self.data_inputs(node) if self.layer_of[i] != "input" or not self.input_ids]
         shape = self.shapes.get(node.output[0])
         if shape is not None and inputs:
-            self.add_layer(node, index, {"op": "unmapped", "onnx_op": node.op_type, "shape": list(shape[1:])}, inputs)
+            try:
+                self.add_layer(node, index, {"op": "unmapped", "onnx_op": node.op_type, "shape": list(shape[1:])},
+                               inputs)
+            except Unmapped:        # a shape no placeholder holds (a scalar, a changed batch dim): the node is
+                return              # listed as unmapped already, and what reads it is unmapped too
 
     # ------------------------------------------------------------ helpers for handlers
     def weight(self, node, k: int) -> tuple:
@@ -288,6 +294,7 @@ def _gemm(imp: Importer, node):
         raise Unmapped("transA, alpha or beta")
     w = imp.weight(node, 1)
     out = w[0] if a.get("transB", 0) else w[1]
+    _weight_rows(imp, node, w[1] if a.get("transB", 0) else w[0])
     if imp.has(node, 2) and math.prod(imp.weight(node, 2)) != out:
         raise Unmapped("a bias C that is not one value per output")
     return {"op": "linear", "out_features": out, "bias": imp.has(node, 2)}
@@ -298,7 +305,18 @@ def _matmul(imp: Importer, node):
         return {"op": "matmul"}
     if node.input[0] not in imp.layer_of or len(imp.weight(node, 1)) != 2:
         raise Unmapped("a constant left operand, or a constant of other than 2 dims")
+    _weight_rows(imp, node, imp.weight(node, 1)[0])
     return {"op": "linear", "out_features": imp.weight(node, 1)[1], "bias": False}
+
+
+def _weight_rows(imp: Importer, node, rows: int):
+    """A weight whose input dimension differs from its input's features makes an invalid model (shape inference,
+    not strict, lets it pass): refused, since the linear would count the input's features, not the weight's."""
+    x = imp.shapes.get(node.input[0])
+    if x and x[-1] != rows:
+        who = repr(node.name) if node.name else f"making {node.output[0]!r}"
+        raise SizingError(f"{node.op_type} node {who}: weight {node.input[1]!r} has {rows} input features, its input "
+                          f"{node.input[0]!r} has {x[-1]}: not a valid model", imp.path)
 
 
 def _const_operand(imp: Importer, node) -> tuple[str, str]:
@@ -522,14 +540,19 @@ def load(path: str, allow_unmapped: bool = False) -> Loaded:
                           path) from None
     imp = Importer(model, path)
     spec = imp.run()
-    listed = ", ".join(f"{op} '{name}'" + (f" ({why})" if why else "") for op, name, why in imp.unmapped[:6])
-    more = f" and {len(imp.unmapped) - 6} more" if len(imp.unmapped) > 6 else ""
+    listed = _listed(imp.unmapped)
     if imp.unmapped and not allow_unmapped:
-        raise SizingError(f"{len(imp.unmapped)} ONNX nodes have no mapping yet: {listed}{more}; "
+        raise SizingError(f"{len(imp.unmapped)} ONNX nodes have no mapping yet: {listed}; "
                           "--allow-unmapped counts the rest (partial totals)", path)
-    warnings = (f"{path}: partial totals: {len(imp.unmapped)} ONNX nodes not mapped, counted as zero: {listed}{more}",
+    warnings = (f"{path}: partial totals: {len(imp.unmapped)} ONNX nodes not mapped, counted as zero: {listed}",
                 ) if imp.unmapped else ()
     return Loaded(spec, warnings=warnings, origin=f"ONNX graph, opset {imp.opset}")
+
+
+def _listed(unmapped: list[tuple[str, str, str]]) -> str:
+    """The first six unmapped nodes as "Op 'name' (why)", and how many more (an empty op type shown as '')."""
+    listed = ", ".join(f"{op or repr(op)} '{name}'" + (f" ({why})" if why else "") for op, name, why in unmapped[:6])
+    return listed + (f" and {len(unmapped) - 6} more" if len(unmapped) > 6 else "")
 
 
 def _bound_ranges(model, onnx, path):

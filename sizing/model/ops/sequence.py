@@ -60,7 +60,8 @@ def _causal_note(call: Call) -> str | None:
 
 @register("multihead_attention", Arg("num_heads", pos_int), Arg("num_kv_heads", optional(pos_int), None),
           Arg("causal", boolean, False), Arg("bias", boolean, True), Arg("dropout", probability, 0.0),
-          shape=_attn_shape, weights=_attn_weights, saves=("inputs",), note=_causal_note, matrix=True)
+          Arg("separate_qkv", boolean, False), shape=_attn_shape, weights=_attn_weights, saves=("inputs",),
+          note=_causal_note, matrix=True)
 def _attention(call: Call) -> Cost:
     """Self-attention: q, k, v projections of x (k, v with num_kv_heads * head_dim outputs, GQA), scores
     q k^T / sqrt(d) per head, softmax, probabilities @ v, output projection.
@@ -68,7 +69,9 @@ def _attention(call: Call) -> Cost:
     matrix as dense kernels compute it (causal adds the mask, 1 FLOP per score, and saves nothing).
     Other forward FLOPs per score element: scale 1, softmax 5, mask 1 if causal, dropout 1 if p > 0;
     bias adds per projected element.
-    Backward: out-projection dx, its MACs again; q/k/v dx (fused, one product) when the input needs it;
+    Backward: out-projection dx, its MACs again; q/k/v dx when the input needs it: one fused product
+    (torch.nn.MultiheadAttention's packed in_proj_weight), or with separate_qkv three products (Hugging Face
+    BERT's query, key and value linears) whose sums add 2 FLOPs per element of x;
     weight gradients 2x the projection MACs when trainable; scores and P@V 2x each (dQ, dK,
     dP, dV); softmax 4, scale 1, dropout 1 per score; GQA sums dK, dV over the heads that share a kv head.
     Saved: q, k, v, probabilities (and the dropout mask, 1 byte per score). Source: Vaswani et al. 2017;
@@ -87,7 +90,9 @@ def _attention(call: Call) -> Cost:
         back += (_SOFTMAX_BWD + 1 + (1 if a["dropout"] else 0)) * scores
         back += 2 * (h - kv) * b * t * d                  # GQA: sum dK and dV over each group's heads
         if call.grad_inputs[0]:
-            back += 2 * (proj - out_proj)                 # dx through the fused q, k, v projection
+            back += 2 * (proj - out_proj)                 # dx through the q, k, v projections
+            if a["separate_qkv"]:
+                back += 2 * b * t * e                     # dx_q + dx_k + dx_v: two adds per element
         if call.trainable:
             back += 2 * proj + bias                       # all four weight gradients and bias sums
     qkv = b * t * (e + 2 * kv * d)
