@@ -459,3 +459,12 @@ def test_a_model_with_dropout_passes_the_check_in_two_steps(seed):
     from sizing.execute.check import LOSS_MARGIN, check
     r = check("mnist_mlp", steps=2, seed=seed)
     assert r.ok and r.loss[0] - r.loss[1] >= 3 * LOSS_MARGIN * r.loss[0], r.loss
+
+
+def test_a_config_key_given_twice_is_refused(tmp_path):
+    """json keeps the last of a repeated key silently; a config that says hidden_size twice is ambiguous."""
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type": "llama", "hidden_size": 64, "hidden_size": 4096}')
+    r = CliRunner().invoke(main, ["estimate", str(path)])
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert r.output == f"error: {path}: key 'hidden_size' is given twice (each key once)\n"

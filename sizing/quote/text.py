@@ -113,13 +113,13 @@ STRINGS = {
                   "데이터베이스에 {device}의 TDP가 없어 전기료를 계산하지 않았습니다."),
     # why this many
     "h_why": ("Why this many", "이 수량의 근거"),
-    "why_flops": ("Model FLOPs per step (forward and backward, global batch {batch}) {per_step} x {steps} steps = "
-                  "{total} FLOPs",
-                  "스텝당 모델 FLOPs (순전파와 역전파, 전체 배치 {batch}) {per_step} x {steps} 스텝 = {total} FLOPs"),
-    "why_effective": ("{count} devices x {peak}FLOP/s peak ({precision}) x {util} utilization = {effective}FLOP/s "
+    "why_flops": ("Model FLOPs per step (forward and backward, global batch {batch}) {per_step}FLOPs x {steps} steps "
+                  "= {total}FLOPs",
+                  "스텝당 모델 FLOPs (순전파와 역전파, 전체 배치 {batch}) {per_step}FLOPs x {steps} 스텝 = {total}FLOPs"),
+    "why_effective": ("{count} device(s) x {peak}FLOP/s peak ({precision}) x {util} utilization = {effective}FLOP/s "
                       "effective",
                       "장치 {count}대 x 최대 {peak}FLOP/s ({precision}) x 활용률 {util} = 실효 {effective}FLOP/s"),
-    "why_time": ("{total} FLOPs / {effective}FLOP/s = {time}", "{total} FLOPs / {effective}FLOP/s = {time}"),
+    "why_time": ("{total}FLOPs / {effective}FLOP/s = {time}", "{total}FLOPs / {effective}FLOP/s = {time}"),
     "why_memory": ("Memory per device: {memory} of {capacity} (tensor parallel {tp}, ZeRO-{zero}, {replicas} "
                    "replica(s)); bound: {bound}",
                    "장치당 메모리: {capacity} 중 {memory} (텐서 병렬 {tp}, ZeRO-{zero}, 복제 {replicas}개); 병목: {bound}"),

@@ -762,17 +762,33 @@ def spec_from_config(data: Any, path: str) -> Loaded:
     return Loaded(spec, warnings=tuple(c.notes), origin=f"Hugging Face config, model_type {family}")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are unique: json would keep the last of a repeated key silently."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def load(path: str) -> Loaded:
-    """Spec data of a local config.json file."""
+    """Spec data of a local config.json file (a key given twice is an error, not the last one silently)."""
     raw = read_bounded(path, MAX_FILE_BYTES, "a config.json")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as e:
         raise SizingError(f"not UTF-8 text (byte {e.start})", path) from None
     except json.JSONDecodeError as e:
         raise SizingError(f"invalid JSON: {e.msg} (column {e.colno})", path, e.lineno) from None
     except RecursionError:
         raise SizingError("invalid JSON: nested too deeply", path) from None
+    except _DuplicateKey as e:
+        raise SizingError(f"key '{e}' is given twice (each key once)", path) from None
     except ValueError as e:             # an integer past Python's 4300-digit limit
         raise SizingError(f"invalid JSON: {str(e).split(';')[0]}", path) from None
     return spec_from_config(data, path)
