@@ -516,3 +516,11 @@ def test_lm_serving_decode_reads_weights_and_kv_cache_prefill_is_compute():
     assert out["decode"]["tokens_per_second"] == pytest.approx(4 / 2.4e-3)
     assert out["prefill"]["seconds"] == pytest.approx(4 * 10 ** 13 / 1e14)
     assert out["fits"] and not lm_serving(fig, device(memory_gb=2), "bf16", UNIT)["fits"]
+
+
+def test_the_calibration_table_defines_only_devices_the_hardware_database_lacks():
+    """The table's own device records are for retired parts; a record the database also has would be shadowed by
+    the database's (Calibration.device prefers it), so a run's figures could change with an unrelated hwdb edit."""
+    from sizing.predict.calibration import shipped
+    db = load_hwdb(environ={})
+    assert not set(shipped().devices) & set(db)
