@@ -262,8 +262,8 @@ def test_deepseek_v3_attention_scores_192_and_mixes_128():
 @pytest.mark.parametrize("name", ["tiny-deepseek-v3.json", "tiny-gemma2.json"])
 def test_check_runs_the_new_architectures_exactly(name):
     """DeepSeek-V3's layer (MLA with a low-rank q, the shared rotary key expanded over heads, v head_dim 6 against
-    q/k's 8, sigmoid routing in 2 of 4 groups, a shared expert, a dense first layer) and Gemma 2's (a 5-key
-    window at 16 tokens, soft-capped scores and logits) at toy widths: `sizing check` executes every layer with
+    q/k's 8, sigmoid routing in 2 of 4 groups, a shared expert, a dense first layer) and Gemma 2's (a 4-key
+    window at 12 tokens, soft-capped scores and logits) at toy widths: `sizing check` executes every layer with
     the analytic counts and finite-difference gradients."""
     r = CliRunner().invoke(main, ["check", HF + name, "--steps", "2", "--format", "json"])
     assert r.exit_code == 0, r.output

@@ -216,13 +216,30 @@ def add_rows(y, b, cnt):
     cnt[FLOPS] += y.size
 
 
+@njit(cache=True)
+def _finite_serial(x):
+    for i in range(x.size):
+        if not np.isfinite(x[i]):
+            return False
+    return True
+
+
 @njit(cache=True, parallel=True)
-def all_finite(x):
+def _finite_parallel(x):
     bad = 0
     for i in prange(x.size):
         if not np.isfinite(x[i]):
             bad += 1
     return bad == 0
+
+
+FINITE_PARALLEL_MIN = 1 << 16   # elements from which the check is split over the threads
+
+
+def all_finite(x) -> bool:
+    """Whether every element of a flat array is finite (not a layer's work: uncounted). Small arrays are checked
+    on one thread: waking the thread pool costs more than the loop (milliseconds per call on a busy machine)."""
+    return bool(_finite_parallel(x) if x.size >= FINITE_PARALLEL_MIN else _finite_serial(x))
 
 
 @njit(cache=True)
