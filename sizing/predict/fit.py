@@ -66,6 +66,7 @@ class Stages:
     peeled: dict                    # row name -> its repeat's group name, for unfolded first iterations
     grouped_params: int = 0         # params of the rows inside iterations (the same at every micro-batch)
     before_params: int = 0          # params of the rows before the first iteration
+    expert_share: float = 0.0       # expert_share of the graph
 
     def share(self, p: int) -> float:
         """Share of the repeated layers on the fullest stage: ceil(U / p) / U."""
@@ -93,7 +94,7 @@ def stages(est) -> Stages:
     before = frozenset(r.node.name for r in est.layers[:first])
     return Stages(units, max(widths) if widths else None, before, grouped, peeled,
                   sum(r.cost.params for r in est.layers if r.node.name in grouped),
-                  sum(r.cost.params for r in est.layers if r.node.name in before))
+                  sum(r.cost.params for r in est.layers if r.node.name in before), expert_share(est))
 
 
 def kept_bytes(row, size: int, recompute: str, fused: bool) -> int:
@@ -104,11 +105,11 @@ def kept_bytes(row, size: int, recompute: str, fused: bool) -> int:
     return kept if scores_kept else kept - attention_scores_bytes(row, size)
 
 
-def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float]:
+def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float, float]:
     """Bytes kept on one device for one micro-batch of ``est``, before the pipeline's stage share: (repeated
-    layers, rows outside the repeats, working bytes held once). Full recomputation (Chen et al. 2016) keeps each
-    iteration's input (the checkpoint) for every micro-batch in flight, and one iteration's own activations once,
-    while it is recomputed."""
+    layers, rows outside the repeats, working bytes held once, the first stage's share of the outside rows). Full
+    recomputation (Chen et al. 2016) keeps each iteration's input (the checkpoint) for every micro-batch in
+    flight, and one iteration's own activations once, while it is recomputed."""
     size, t, sp = itemsize(est), layout.tensor_parallel, layout.sequence_parallel
 
     def on_device(row, nbytes):
@@ -117,8 +118,9 @@ def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float
                                    for r in est.layers if r.node.name not in stage.grouped)
     inside = [(r, on_device(r, kept_bytes(r, size, layout.recompute, layout.fused_attention)))
               for r in est.layers if r.node.name in stage.grouped]
+    first = _first_stage_outside(est, stage)
     if layout.recompute != "full":
-        return sum(b for _, b in inside), outside, 0.0
+        return sum(b for _, b in inside), outside, 0.0, first
     per_iteration: dict[str, float] = {}
     for r, b in inside:
         key = r.node.group or f"first of {stage.iteration(r)}"
@@ -126,7 +128,7 @@ def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float
     peeled = set(stage.peeled.values())
     checkpoints = sum((g.repeat + (g.name in peeled)) * numel(est.graph.node(g.output).out.shape) * size
                       for g in est.graph.groups)
-    return checkpoints / (t if sp else 1), outside, max(per_iteration.values(), default=0)
+    return checkpoints / (t if sp else 1), outside, max(per_iteration.values(), default=0), first
 
 
 def in_flight(layout: Layout) -> float:
@@ -156,7 +158,7 @@ def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple 
     m = est.memory
     t, p, e, cp = layout.tensor_parallel, layout.pipeline_parallel, layout.expert_parallel, layout.context_parallel
     f = stage_params_share(est, stage, p) / t
-    experts = expert_share(est)
+    experts = stage.expert_share
     ranks = layout.data_parallel * cp          # context-parallel ranks hold the same weights: ZeRO shards over them
     w, g, o = zero_memory(math.ceil(m.weights * f * (1 - experts)), math.ceil(m.gradients * f * (1 - experts)),
                           math.ceil(m.optimizer * f * (1 - experts)), layout.zero, ranks)
@@ -166,8 +168,8 @@ def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple 
         w, g, o = w + ew, g + eg, o + eo
     if layout.zero == 3 and layout.data_parallel > 1:
         w += 2 * largest_layer_weights(est, stage) // t      # gathered for compute, and the next one prefetched
-    inside, outside, working = kept or activations(est, layout, stage)
-    act = inside * stage.share(p) + (outside if p == 1 else outside * _first_stage_outside(est, stage))
+    inside, outside, working, first = kept or activations(est, layout, stage)
+    act = inside * stage.share(p) + (outside if p == 1 else outside * first)
     return Memory(w, g, o, math.ceil((act * in_flight(layout) + working) / cp))
 
 

@@ -35,7 +35,7 @@ from ..model.graph import DTYPES
 from ..model.memory import Memory
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
-from .fit import Stages, capacity, device_memory, expert_share, optimizer_bytes, stage_params_share, stages
+from .fit import Stages, capacity, device_memory, optimizer_bytes, stage_params_share, stages
 from .roofline import (ATTENTION, BOUNDS, LayerTime, backward_share, facility_kw, itemsize, layer_times, peaks,
     row_parallel)
 from .setup import Factors, Layout, assumptions
@@ -278,7 +278,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
         link, hop = (network_bps, INTER_HOP_SECONDS) if t * p > node else (intra, INTRA_HOP_SECONDS)
         pp_comm = 2 * n * v * (boundary / link + hop)
     params_share = stage_params_share(est, stage, p) / t
-    experts = expert_share(est)
+    experts = stage.expert_share
     grad_bytes = math.ceil(est.trainable_params * params_share * (1 - experts)) * DTYPES[workload.dtype]
     ar = allreduce_seconds(grad_bytes, d * cp, max(1, node // t), intra, network_bps, INTRA_HOP_SECONDS,
                            INTER_HOP_SECONDS)
