@@ -309,6 +309,12 @@ def tensor_options(model: Model, node: int) -> list[int]:
     return [t for t in divisors(node) if all(q % t == 0 and (kv % t == 0 or t % kv == 0) for q, kv in model.heads)]
 
 
+def _targets(request: Request) -> str:
+    """The latency targets given, as durations ('TTFT 500 ms, TPOT 50 ms')."""
+    given = [(name, v) for name, v in (("TTFT", request.ttft_s), ("TPOT", request.tpot_s)) if v is not None]
+    return ", ".join(f"{name} {duration(v)}" for name, v in given)
+
+
 def plan_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, *,
                  devices: int | None = None, dtype: str = "bf16", max_devices: int = 131072) -> ServingPrediction:
     """The deployment: on ``devices`` (the best replica shape that fits them), else the fewest devices whose
@@ -351,7 +357,7 @@ def plan_serving(model: Model, request: Request, device, factors: Factors, effic
             one = on(shapes[-1][0], shapes[-1][1], 1)
         what = (f"{request.concurrency} sequences of {request.prompt} + {request.output} tokens need "
                 f"{iec(one.kv_cache_bytes)} of KV cache per device beside {iec(one.weights_bytes)} of weights"
-                if not one.fits else f"the targets (TTFT {request.ttft_s}, TPOT {request.tpot_s} s) are not met: "
+                if not one.fits else f"the targets ({_targets(request)}) are not met: "
                 f"TTFT {duration(one.ttft_s)}, TPOT {duration(one.tpot_s)} at best")
         where = f"on {devices} {device.id}" if devices is not None else f"on any count of {device.id}"
         raise SizingError(f"{model.name} cannot be served {where}: {what}; a {device.id} has "
