@@ -468,3 +468,13 @@ def test_a_config_key_given_twice_is_refused(tmp_path):
     r = CliRunner().invoke(main, ["estimate", str(path)])
     assert r.exit_code == 2 and r.output.count("\n") == 1
     assert r.output == f"error: {path}: key 'hidden_size' is given twice (each key once)\n"
+
+
+def test_a_tie_between_a_trainable_and_a_frozen_layer_is_refused(tmp_path):
+    spec = tmp_path / "tied.yaml"
+    spec.write_text("input: {shape: [4], dtype: int64}\nlayers:\n"
+                    "  - {op: embedding, name: wte, num_embeddings: 10, embedding_dim: 6, trainable: false}\n"
+                    "  - {op: linear, name: head, out_features: 10, bias: false, tie: wte}\n")
+    r = CliRunner().invoke(main, ["estimate", str(spec)])
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert "(linear 'head').tie: 'wte' is trainable: false and this layer trainable: true" in r.output

@@ -359,7 +359,7 @@ class Builder:
         trainable = item.get("trainable", True)
         if not isinstance(trainable, bool):
             raise self.error(where + ("trainable",), f"{label}.trainable: must be true or false")
-        tie = self.tie(item, where, label, top, op, args, shapes)
+        tie = self.tie(item, where, label, top, op, args, shapes, trainable)
         gname = scope.prefix + name
         node = Node(gname, op_name, tuple(args.items()), tuple(s for s, _ in sources),
                     tuple(t for _, t in sources), out, scope.repeat, scope.group, tie, trainable,
@@ -369,7 +369,9 @@ class Builder:
         scope.tensors[name] = (gname, out)
         scope.last = name
 
-    def tie(self, item, where, label, top, op, args, shapes):
+    def tie(self, item, where, label, top, op, args, shapes, trainable: bool):
+        """The node whose weight this layer shares: an earlier top-level layer with a weight of the same shape and the
+        same ``trainable`` (one shared tensor either trains or not)."""
         if "tie" not in item:
             return None
         target = item["tie"]
@@ -383,6 +385,10 @@ class Builder:
         if mine is None or mine != theirs:
             raise self.error(where + ("tie",), f"{label}.tie: weight shape {list(mine or [])} differs from "
                              f"'{target}' weight {list(theirs or [])}")
+        if trainable != node.trainable:
+            raise self.error(where + ("tie",), f"{label}.tie: '{target}' is trainable: {str(node.trainable).lower()} "
+                             f"and this layer trainable: {str(trainable).lower()}; a shared weight either trains "
+                             "or not: give both the same trainable")
         return node.name
 
 
