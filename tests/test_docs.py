@@ -49,3 +49,35 @@ def test_ci_runs_the_readme_quick_start():
     ci = (ROOT / ".ci/run").read_text().splitlines()
     for command in block:
         assert command in ci, f"CI does not run the README command: {command}"
+
+
+def _readme_commands():
+    """The `sizing ...` commands README.md shows, a synopsis's placeholders filled (SPEC: a zoo model, lenet5 for a
+    check; CONFIG: a shipped test config) and its [optional] parts left out; fragments that name no model (`sizing estimate
+    --format json`), the measuring `sizing bench` and the server `sizing web` are not run here."""
+    import re
+    text = (ROOT / "README.md").read_text().replace("\n  ", " ")
+    out = []
+    for span in re.findall(r"`(sizing [^`]+)`", text):
+        words = re.sub(r"\[[^\]]*\]", "", span).split()[1:]
+        if words[0] in ("bench", "web") or len(words) < 2 or words[1].startswith("--"):
+            continue
+        tokens = "--tokens" in words or "--concurrency" in words
+        checks = words[0] == "check" or "--check" in words          # a real training run: the zoo's smallest CNN
+        spec = "lenet5" if checks else "gpt2_small" if tokens else "resnet50"
+        out.append([{"SPEC": spec, "CONFIG": "tests/data/hf/llama-2-7b.json"}.get(w, w) for w in words])
+    return out
+
+
+def test_every_readme_example_runs(tmp_path, monkeypatch):
+    """Each command README.md shows runs as written (with its placeholders filled) and exits 0."""
+    from click.testing import CliRunner
+    from sizing.cli import main
+    commands = _readme_commands()
+    assert len(commands) >= 6, commands
+    monkeypatch.chdir(ROOT)
+    for words in commands:
+        words = [str(tmp_path / w) if w.endswith((".html", ".md", ".csv", ".json")) and "/" not in w else w
+                 for w in words]
+        r = CliRunner().invoke(main, words)
+        assert r.exit_code == 0, (words, r.output[-500:])
