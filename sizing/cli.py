@@ -418,9 +418,10 @@ def bench(quick, threads, fmt, save_to, no_save):
 
     Every figure is min / median / best over its repeats (three rounds of the whole sequence, pooled); peaks
     report the best, GEMM and STREAM the median."""
+    from .execute.calls import call_chain
     from .hardware.bench import command
 
-    command(quick, threads, fmt, save_to, no_save, click.echo)
+    command(quick, threads, fmt, save_to, no_save, click.echo, call_chain())
 
 
 @main.command()

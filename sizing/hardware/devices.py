@@ -42,6 +42,8 @@ _RANGES = {
     "devices_per_node": (1, 100_000),
     "usd": (0.01, 100_000_000),
     "usd_per_hour": (0.0001, 100_000),
+    "call_overhead_us": (0.001, 100_000),   # a GPU's kernel launch (5 us) .. a slow interpreter's layer call
+    "step_overhead_us": (0.001, 10_000_000),
 }
 
 
@@ -132,7 +134,8 @@ class CloudRate:
 # Figures that need a source: either ``sources[<field>]`` (``sources['peak_tflops.<precision>']`` for one
 # precision) or the record-wide ``sources['record']``. Prices and cloud rates carry their own ``source``.
 FIGURES = ("form_factor", "release_year", "memory_gb", "memory_type", "memory_bw_gbs", "peak_tflops", "tdp_w",
-           "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "licence")
+           "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "licence", "call_overhead_us",
+           "step_overhead_us")
 SOURCE_KEYS = ("record",) + FIGURES + tuple(f"peak_tflops.{p}" for p in PRECISIONS)
 
 
@@ -144,7 +147,10 @@ class Device:
     is per device, as its source prints it (often bidirectional; notes say which). ``family_default``: the part a
     family name means when it matches several devices (``find_device``); ``discontinued``: the vendor has ended
     the part's sale (True needs ``sources['discontinued']``), None when unknown; ``licence``: terms a buyer must
-    know (GeForce cards: no data-centre deployment under the driver licence).
+    know (GeForce cards: no data-centre deployment under the driver licence). ``call_overhead_us`` and
+    ``step_overhead_us``: the fixed cost of one kernel call and of one training step beside their work, as
+    ``sizing bench`` measures them for our executor (sizing/hardware/bench/measure.py ``call_overhead``); None:
+    not measured (the prediction then has no such term).
     Fields are in the order of a YAML record (hwdb/README.md); build one with keywords."""
     id: str
     vendor: str
@@ -166,6 +172,8 @@ class Device:
     price: Price | None = None
     node_price: Price | None = None
     cloud: tuple = ()
+    call_overhead_us: float | None = None
+    step_overhead_us: float | None = None
     sources: dict
     notes: str | None = None
 
@@ -181,7 +189,7 @@ class Device:
         if self.memory_gb is None and self.kind != "cpu":
             raise RecordError(("memory_gb",), f"is required for a {self.kind} (only a CPU may leave it out)")
         for name, unit in (("memory_gb", "GB"), ("memory_bw_gbs", "GB/s"), ("tdp_w", "W"),
-                           ("interconnect_gbs", "GB/s")):
+                           ("interconnect_gbs", "GB/s"), ("call_overhead_us", "us"), ("step_overhead_us", "us")):
             if getattr(self, name) is not None:
                 _check_number((name,), getattr(self, name), _RANGES[name], unit)
         for name in ("release_year", "devices_per_node"):

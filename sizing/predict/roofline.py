@@ -13,7 +13,9 @@ input and weight gradients); full recomputation (``recompute``) runs the forward
 
 Two causes below the peak, each off unless the calibration gives its figure (sizing/predict/setup.py ``Factors``):
 a matrix product's output tiles run in waves over the device's multiprocessors (``wave_efficiency``), and no
-kernel takes less than the time to issue it (``launch_bound``)."""
+kernel takes less than the time to issue it (``launch_bound``). On a host that runs each call to its end (our Numba
+executor on the CPU: ``Factors.launch_serial``), the calls' fixed cost, measured by ``sizing bench``, adds to the
+layer's time instead: time = max(compute, memory) + kernels x call cost."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,9 +59,13 @@ class LayerTime:
     compute_s: float
     memory_s: float
     launch_s: float = 0.0               # the kernels' issue time (``launch_bound``)
+    launch_serial: bool = False         # the issue time adds to the work (Factors.launch_serial)
 
     @property
     def seconds(self) -> float:
+        """max(compute, memory, issue); with ``launch_serial``, max(compute, memory) + issue."""
+        if self.launch_serial:
+            return max(self.compute_s, self.memory_s) + self.launch_s
         return max(self.compute_s, self.memory_s, self.launch_s)
 
     @property
@@ -225,7 +231,8 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
         wave = wave_efficiency(*shape, factors.compute_units) if shape else 1.0
         out.append(LayerTime(r.node.name, r.node.op, flops, nbytes,
                              run / (k * context_parallel) / (peak * factors.compute_fraction * wave), nbytes / bw,
-                             launch_bound(r, training, bool(again), factors.launch_seconds)))
+                             launch_bound(r, training, bool(again), factors.launch_seconds),
+                             factors.launch_serial))
     return tuple(out)
 
 
