@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 
 import numpy as np
 import pytest
@@ -344,6 +345,10 @@ def test_cli_json_save_and_profile(tmp_path, monkeypatch):
     local = load_hwdb()[LOCAL_ID]
     assert local.call_overhead_us == pytest.approx(d["call_overhead_us"]["kernel"], rel=1e-3)
     assert local.call_overhead_us > 0 and local.step_overhead_us >= 0
+    # and the GEMM sweep: each timed shape with its median rate
+    assert [row[:3] for row in local.gemm_sweep["fp32"]] == [[64, 64, 64]]
+    assert local.gemm_sweep["fp32"][0][3] == pytest.approx(
+        statistics.median(d["runs"]["gemm_fp32_n64"]), rel=2e-3)
 
 
 @pytest.mark.parametrize("args, fragment", [

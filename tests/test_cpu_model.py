@@ -13,7 +13,7 @@ from sizing.hardware.bench.measure import BenchConfig, BenchResult, Series, chai
 from sizing.hardware.devices import Device
 from sizing.model.estimate import estimate_graph
 from sizing.predict.calibration import shipped
-from sizing.predict.roofline import kernels, layer_times
+from sizing.predict.roofline import gemm_rate, kernels, layer_times, smallest_dim
 from sizing.predict.search import Pins, search
 from sizing.predict.setup import Layout, assumptions
 from sizing.predict.workload import Workload
@@ -91,3 +91,45 @@ def test_a_profile_without_the_key_predicts_the_plain_roofline_and_says_so():
         compute = (c.flops + c.backward_flops) / mat          # fp32 CPU: one peak for every op
         memory = 3 * (c.bytes_read + c.bytes_written) / device.memory_bw_bytes_per_s
         assert lt.seconds == pytest.approx(max(compute, memory))
+
+
+# ---------------------------------------------------------------- GEMM rate by shape
+
+SWEEP = [[8, 4096, 4096, 40.0], [256, 256, 256, 160.0], [1568, 2304, 256, 200.0], [1024, 1024, 1024, 190.0]]
+
+
+@pytest.mark.parametrize("smallest, gflops", [
+    (1, 40.0), (8, 40.0),                                   # held at the thinnest shape's rate
+    (64, 40.0 + (180.0 - 40.0) * 3 / 5),                    # log2(64 / 8) / log2(256 / 8) = 3 / 5
+    (256, 180.0),                                           # the two shapes whose smallest dimension is 256, averaged
+    (512, 185.0), (4096, 190.0)])                           # half way (in log) from 256 to 1024; beyond: held
+def test_gemm_rate_is_log_linear_in_the_smallest_dimension(smallest, gflops):
+    assert gemm_rate(SWEEP, smallest) == pytest.approx(gflops * 1e9)
+
+
+def test_a_conv_reads_the_sweep_at_its_smallest_dimension():
+    """lenet-like: a 5 x 5 conv from 1 to 6 channels at batch 8 on 32 x 32: (m, n, inner) = (8 x 28 x 28, 6, 25),
+    so its smallest dimension is 6 and it runs at the thinnest rate; without a sweep, at the one peak."""
+    from sizing.model.graph import build
+
+    spec = {"name": "c", "input": [1, 32, 32], "defaults": {"batch": 8, "dtype": "fp32"},
+            "layers": [{"op": "conv2d", "name": "c1", "out_channels": 6, "kernel_size": 5}]}
+    est = estimate_graph(build(spec, {}, "c"))
+    row = est.layers[0]
+    assert smallest_dim(row, 1) == 6
+    device = cpu(gemm_sweep={"fp32": SWEEP, "fp64": SWEEP})
+    lt = layer_times(est, device, "fp32", shipped().factors(device, "fp32", {}))[0]
+    c = row.cost
+    assert lt.compute_s == pytest.approx((c.flops + c.backward_flops) / 40e9)
+    plain = layer_times(est, cpu(), "fp32", shipped().factors(cpu(), "fp32", {}))[0]
+    assert plain.compute_s == pytest.approx((c.flops + c.backward_flops) / cpu().peak_per_s("fp32"))
+
+
+def test_profile_keeps_the_sweep_and_the_costs(tmp_path):
+    from sizing.hardware.bench.profile import write_device
+    from sizing.hardware.devices import load_hwdb
+
+    device = cpu(call_overhead_us=11.0, step_overhead_us=120.0, gemm_sweep={"fp32": SWEEP})
+    path = str(tmp_path / "box.yaml")
+    write_device(replace(device, id="box"), path, keep_others=False)
+    assert load_hwdb([path])["box"] == replace(device, id="box")

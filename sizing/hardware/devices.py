@@ -89,6 +89,20 @@ def _check_date(path, value):
         raise RecordError(path, f"must be a date YYYY, YYYY-MM or YYYY-MM-DD, got {value!r}")
 
 
+def _check_sweep(sweep) -> None:
+    what = "must map a precision to a list of [m, k, n, GFLOP/s] rows (the shapes `sizing bench` timed)"
+    if not isinstance(sweep, dict) or not sweep:
+        raise RecordError(("gemm_sweep",), what)
+    for prec, rows in sweep.items():
+        _check_choice(("gemm_sweep", prec), prec, PRECISIONS)
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and len(r) == 4 for r in rows):
+            raise RecordError(("gemm_sweep", prec), what)
+        for i, (m, k, n, rate) in enumerate(rows):
+            for j, dim in enumerate((m, k, n)):
+                _check_number(("gemm_sweep", prec, i, j), dim, (1, 10 ** 9), integer=True)
+            _check_number(("gemm_sweep", prec, i, 3), rate, (0.001, 100_000_000), "GFLOP/s")
+
+
 def exact(figure: float, scale: int) -> int:
     """``figure * scale`` as an exact int, reading the figure as the decimal it was written as (repr)."""
     return int(Decimal(repr(figure)) * scale)
@@ -135,7 +149,7 @@ class CloudRate:
 # precision) or the record-wide ``sources['record']``. Prices and cloud rates carry their own ``source``.
 FIGURES = ("form_factor", "release_year", "memory_gb", "memory_type", "memory_bw_gbs", "peak_tflops", "tdp_w",
            "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "licence", "call_overhead_us",
-           "step_overhead_us")
+           "step_overhead_us", "gemm_sweep")
 SOURCE_KEYS = ("record",) + FIGURES + tuple(f"peak_tflops.{p}" for p in PRECISIONS)
 
 
@@ -150,7 +164,9 @@ class Device:
     know (GeForce cards: no data-centre deployment under the driver licence). ``call_overhead_us`` and
     ``step_overhead_us``: the fixed cost of one kernel call and of one training step beside their work, as
     ``sizing bench`` measures them for our executor (sizing/hardware/bench/measure.py ``call_overhead``); None:
-    not measured (the prediction then has no such term).
+    not measured (the prediction then has no such term). ``gemm_sweep``: precision -> [m, k, n, GFLOP/s] rows,
+    the rate measured for each product shape (``sizing bench``), from which a matrix product's rate is read by
+    its shape (sizing/predict/roofline.py ``gemm_rate``); None: every product at ``peak_tflops``.
     Fields are in the order of a YAML record (hwdb/README.md); build one with keywords."""
     id: str
     vendor: str
@@ -174,6 +190,7 @@ class Device:
     cloud: tuple = ()
     call_overhead_us: float | None = None
     step_overhead_us: float | None = None
+    gemm_sweep: dict | None = None
     sources: dict
     notes: str | None = None
 
@@ -206,6 +223,8 @@ class Device:
             _check_choice(("peak_tflops", prec), prec, PRECISIONS)
             _check_number(("peak_tflops", prec), value, _RANGES["peak_tflops"],
                           "TOP/s" if prec == "int8" else "TFLOP/s (omit a precision the device lacks)")
+        if self.gemm_sweep is not None:
+            _check_sweep(self.gemm_sweep)
         if not isinstance(self.sources, dict):
             raise RecordError(("sources",), "must map 'record' or a field name to the source of that figure")
         for key, text in self.sources.items():

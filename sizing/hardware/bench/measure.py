@@ -131,13 +131,14 @@ class BenchConfig:
 
     @classmethod
     def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
-        """The default run (about 20 s: 3 rounds of 3 repeats, 9 per figure) or ``quick`` (under 5 s); STREAM
+        """The default run (about 20 s: 3 rounds of 3 repeats, 9 per figure) or ``quick`` (under 5 s; a thin
+        product beside the big ones, so the GEMM sweep spans a small and a large smallest dimension); STREAM
         arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
         elements = max(4 * llc, 64 * 1024 ** 2) // 8
         threads = machine.check_threads(threads or len(machine.cpus))
         if quick:
-            return cls(threads, repeats=3, sample_s=0.03, gemm=(square(1024), CONV3X3),
+            return cls(threads, repeats=3, sample_s=0.03, gemm=(square(1024), CONV3X3, LINEAR_B8),
                        stream_elements=elements)
         return cls(threads, repeats=3, sample_s=0.06, rounds=3, stream_elements=elements)
 
@@ -218,6 +219,10 @@ class BenchResult:
     def gemm_best(self, precision: str) -> float:
         """Sustained GEMM: the best median over the square sizes."""
         return max(self.gemm_series(precision, s).median for s in self.config.gemm if s.square)
+
+    def gemm_sweep(self, precision: str) -> list:
+        """[m, k, n, median GFLOP/s] of every shape timed."""
+        return [[s.m, s.k, s.n, self.gemm_series(precision, s).median] for s in self.config.gemm]
 
     def stream_gbs(self, kernel: str) -> float:
         """Sustained bandwidth: the median rate. (McCalpin's STREAM prints the best; on a shared or virtual
