@@ -133,3 +133,29 @@ def test_profile_keeps_the_sweep_and_the_costs(tmp_path):
     path = str(tmp_path / "box.yaml")
     write_device(replace(device, id="box"), path, keep_others=False)
     assert load_hwdb([path])["box"] == replace(device, id="box")
+
+
+def test_an_old_profile_file_loads_without_the_new_keys(tmp_path):
+    """A profile written before `sizing bench` timed the executor: no call_overhead_us, no gemm_sweep."""
+    from sizing.hardware.devices import load_hwdb
+
+    path = tmp_path / "old.yaml"
+    path.write_text("devices:\n  - {id: box, vendor: Intel, model: Xeon (2 cores), kind: cpu, memory_bw_gbs: 8.1, "
+                    "peak_tflops: {fp64: 0.038, fp32: 0.067}, sources: {record: sizing bench}}\n")
+    db = load_hwdb([str(path)])
+    old = db["box"]
+    assert (old.call_overhead_us, old.step_overhead_us, old.gemm_sweep) == (None, None, None)
+    factors = shipped().factors(old, "fp32", db)
+    assert factors.launch_seconds == 0 and not factors.launch_serial
+
+
+def test_no_chain_lengths_means_no_layer_call_figures():
+    from sizing.execute.calls import call_chain
+    from sizing.hardware.bench.measure import run_bench, square
+    from sizing.hardware.bench.profile import to_device
+
+    config = BenchConfig(threads=1, repeats=2, sample_s=0.002, gemm=(square(64),), stream_elements=4096,
+                         chains=(8,), chain_pairs=())
+    r = run_bench(config, chain=call_chain())
+    assert r.call_overhead() is None and not any(name.startswith("executor_step") for name in r.runs)
+    assert to_device(r).call_overhead_us is None

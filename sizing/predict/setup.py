@@ -147,8 +147,10 @@ class Factors:
 def assumptions(device, factors, layout: Layout, node: int, training: bool) -> tuple[str, ...]:
     out = list(factors.notes) + [
         f"framework efficiency {factors.framework_efficiency:.3f}, fitted on published training runs",
-        "matrix products at the precision's peak (tensor cores where the device has them); other ops at the "
-        "vector peak"
+        ("matrix products at the rate the bench's GEMM sweep gives for their smallest dimension"
+         if getattr(device, "gemm_sweep", None) else
+         "matrix products at the precision's peak (tensor cores where the device has them)")
+        + "; other ops at the vector peak"
         + (f"; matrix products' 256 x 128 tiles in waves over {factors.compute_units} SMs"
            if factors.compute_units else "")
         + (f"; no kernel shorter than its {factors.launch_seconds * 1e6:g} us issue time"

@@ -232,9 +232,10 @@ class BenchResult:
 
     def call_overhead(self) -> CallOverhead | None:
         """The line through the chains' step times (the best repeat of each length: interference only adds),
-        t = step + pairs x kernels_per_pair x kernel; None when the chains were not timed. A negative intercept
+        t = step + pairs x kernels_per_pair x kernel; None when the chains were not timed (no ``chain``, or
+        fewer than two ``chain_pairs`` lengths). A negative intercept
         (noise) is read as no step overhead."""
-        if self.kernels_per_pair is None:
+        if self.kernels_per_pair is None or len(self.config.chain_pairs) < 2:
             return None
         a, b = fit_line([(n, 1 / self.runs[chain_name(n)].best) for n in self.config.chain_pairs])
         return CallOverhead(max(0.0, a), b / self.kernels_per_pair)
@@ -525,7 +526,7 @@ def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | 
                     [fma_job(f"peak_{p}_all", p, lanes, chains(p), config.threads)], r, t, calibrated))]
     out += [(f"GEMM {p}", lambda p=p: measure([gemm_job(p, s) for s in config.gemm], r, t, calibrated))
             for p in PRECISIONS]
-    if chain is not None:
+    if chain is not None and len(config.chain_pairs) >= 2:
         built = {}          # the chains' models, made once (inside the run's thread settings), kept for later rounds
 
         def calls():
@@ -567,4 +568,5 @@ def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None
             pool(runs, fn())
         blas = blas_info()
     progress(total, total, "done")
-    return BenchResult(machine, config, runs, blas, None if chain is None else chain.kernels_per_pair)
+    timed = chain is not None and len(config.chain_pairs) >= 2
+    return BenchResult(machine, config, runs, blas, chain.kernels_per_pair if timed else None)
