@@ -15,7 +15,7 @@ PyTorch is not a dependency of sizing: give a python whose `import torch` works 
 environment needs numpy and pyyaml; this checkout is put on its PYTHONPATH). Without one, the script says so
 and prints our figures alone.
 
-    python benchmarks/bench_check.py [--models mnist_mlp lenet5 resnet18] [--batch 8] [--steps 5] [--rounds 2]
+    python benchmarks/bench_check.py [--models lenet5 resnet18 ...] [--batch 1 8] [--steps 5] [--rounds 2]
         [--torch-python /path/to/venv/bin/python] [--cache-model lenet5 | --no-cache-run]
 """
 from __future__ import annotations
@@ -34,15 +34,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---------------------------------------------------------------- ours (run in a fresh process)
 
+CHECK_STEPS = 3         # `sizing check`'s default --steps: the instance it plans for them
+
+
+def instance(spec: str, batch: int):
+    """The graph `sizing check SPEC --batch B` runs at its default steps (sizing/execute/reduce.py ``plan``: cut
+    down, batch first, when the full size would not fit in memory or would run past about a minute)."""
+    from sizing.execute.reduce import plan
+    from sizing.model.estimate import load_graph
+
+    return plan(lambda **size: load_graph(spec, **size), batch, None, CHECK_STEPS, False)
+
+
 def ours_worker(spec: str, batch: int, steps: int) -> None:
     import sizing.execute  # noqa: F401  (its BLAS settings before numpy loads BLAS)
 
     import numpy as np
 
-    from sizing.model.estimate import load_graph
     from sizing.execute.model import Model
 
-    model = Model(load_graph(spec, batch=batch), np.float32)
+    model = Model(instance(spec, batch).graph, np.float32)
     model.step(0.01)
     times = []
     for _ in range(steps):
@@ -147,10 +158,8 @@ def torch_worker(spec: str, batch: int, steps: int, kind: str) -> None:
     import torch
     import torch.nn.functional as F
 
-    from sizing.model.estimate import load_graph
-
     torch.manual_seed(0)
-    graph = load_graph(spec, batch=batch)
+    graph = instance(spec, batch).graph
     net = torch_model(graph)
     x = torch.randn(graph.input.shape)
     out_shape = graph.node(graph.output).out.shape
@@ -202,9 +211,11 @@ def cache_run(spec: str) -> None:
 
 
 def main() -> None:
+    from sizing.model.estimate import zoo_names
+
     p = argparse.ArgumentParser()
-    p.add_argument("--models", nargs="+", default=["mnist_mlp", "lenet5", "resnet18"])
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--models", nargs="+", default=list(zoo_names()))
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--torch-python")
@@ -215,9 +226,9 @@ def main() -> None:
     p.add_argument("--loss")
     a = p.parse_args()
     if a.torch_worker:
-        return torch_worker(a.torch_worker, a.batch, a.steps, a.loss)
+        return torch_worker(a.torch_worker, a.batch[0], a.steps, a.loss)
     if a.ours_worker:
-        return ours_worker(a.ours_worker, a.batch, a.steps)
+        return ours_worker(a.ours_worker, a.batch[0], a.steps)
     from sizing.execute.check import predicted_step_seconds
     from sizing.model.estimate import load_graph, resolve
     from sizing.execute import AVX512, cpu_flags
@@ -230,31 +241,39 @@ def main() -> None:
         settings["ours (OPENBLAS_CORETYPE=SkylakeX)"] = {"OPENBLAS_CORETYPE": "SkylakeX"}
     print("PyTorch: " + (f"{python}" if python else "not importable here and no --torch-python given: "
                                                        "our figures only"))
-    print("ratio = PyTorch step time / ours (our throughput as a share of PyTorch's; target >= 0.5)")
+    print("each model as `sizing check` runs it (its reduced instance where the full one is too big or slow); "
+          "ms per step, best of the rounds' medians; predicted: the performance model on this machine's bench "
+          "profile (device 'local'), a prediction of our step; torch/ours: PyTorch step time / ours (our "
+          "throughput as a share of PyTorch's)")
+    rows = []
     for spec in a.models:
         path, kind = resolve(spec), choose_loss(load_graph(spec))   # a path: the zoo is not on PYTHONPATH
-        best, note = {}, ""
-        for _ in range(a.rounds):
-            for name, env in settings.items():
-                t = worker(sys.executable, "--ours-worker", path, a.batch, a.steps, env)["step_seconds"]
-                best[name] = min(best.get(name, t), t)
-            if python:
-                try:
-                    t = worker(python, "--torch-worker", path, a.batch, a.steps, {}, "--loss", kind)
-                    best["torch"] = min(best.get("torch", t["step_seconds"]), t["step_seconds"])
-                    note = f"torch {t['version']}, {t['threads']} threads"
-                except RuntimeError as e:
-                    note = f"torch side failed: {e}"
-        print(f"\n{spec}, batch {a.batch}" + (f" ({note})" if note else ""))
-        for name in settings:
-            ratio = f"   ratio {best['torch'] / best[name]:.2f}" if "torch" in best else ""
-            print(f"  {name:38} {best[name] * 1e3:9.2f} ms/step{ratio}")
-        if "torch" in best:
-            print(f"  {'torch':38} {best['torch'] * 1e3:9.2f} ms/step")
-        predicted = predicted_step_seconds(load_graph(spec, batch=a.batch))
-        if predicted:
-            print(f"  {'performance model (local profile)':38} {predicted * 1e3:9.2f} ms/step   measured / predicted: "
-                  + ", ".join(f"{name.split(' ')[0]} {t / predicted:.2f}" for name, t in best.items()))
+        for batch in a.batch:
+            inst = instance(path, batch)
+            best, note = {}, ""
+            for _ in range(a.rounds):
+                for name, env in settings.items():
+                    t = worker(sys.executable, "--ours-worker", path, batch, a.steps, env)["step_seconds"]
+                    best[name] = min(best.get(name, t), t)
+                if python:
+                    try:
+                        t = worker(python, "--torch-worker", path, batch, a.steps, {}, "--loss", kind)
+                        best["torch"] = min(best.get("torch", t["step_seconds"]), t["step_seconds"])
+                        note = f"torch {t['version']}, {t['threads']} threads"
+                    except RuntimeError as e:
+                        note = f"torch side failed: {e}"
+            predicted = predicted_step_seconds(inst.graph)
+            reduced = inst.describe()
+            for name in settings:
+                rows.append((spec, batch, json.dumps(reduced) if reduced else "-", name, best[name], predicted,
+                             best.get("torch"), note))
+    print(f"\n{'model':13} {'batch':>5} {'side':38} {'measured':>9} {'predicted':>9} {'meas/pred':>9} "
+          f"{'torch':>9} {'torch/ours':>10}  reduced")
+    for spec, batch, reduced, name, t, predicted, torch, note in rows:
+        ratio = f"{t / predicted:9.2f}" if predicted else f"{'-':>9}"
+        pred = f"{predicted * 1e3:9.2f}" if predicted else f"{'-':>9}"
+        tor = f"{torch * 1e3:9.2f} {torch / t:10.2f}" if torch else f"{'-':>9} {'-':>10}"
+        print(f"{spec:13} {batch:5} {name:38} {t * 1e3:9.2f} {pred} {ratio} {tor}  {reduced} {note}")
     if not a.no_cache_run:
         cache_run(a.cache_model)
 

@@ -414,13 +414,14 @@ def check(spec, batch, seq_len, steps, lr, loss, full, shrink, seed, fmt, wide):
 @_clean_errors
 def bench(quick, threads, fmt, save_to, no_save):
     """This machine's measured FLOPS (FMA peak, GEMM) and memory bandwidth (STREAM) against its theoretical
-    peak; saved as the device 'local'.
+    peak, and our executor's fixed cost per layer call and per step; saved as the device 'local'.
 
     Every figure is min / median / best over its repeats (three rounds of the whole sequence, pooled); peaks
     report the best, GEMM and STREAM the median."""
+    from .execute.calls import call_chain
     from .hardware.bench import command
 
-    command(quick, threads, fmt, save_to, no_save, click.echo)
+    command(quick, threads, fmt, save_to, no_save, click.echo, call_chain())
 
 
 @main.command()

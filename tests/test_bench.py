@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 
 import numpy as np
 import pytest
@@ -315,7 +316,7 @@ def test_save_file_keeps_the_other_devices_and_names_the_record_after_the_file(t
 
 # ---------------------------------------------------------------- a real (tiny) run, library and CLI
 
-TINY = dict(repeats=2, sample_s=0.002, gemm=(square(64),), stream_elements=4096, chains=(8,))
+TINY = dict(repeats=2, sample_s=0.002, gemm=(square(64),), stream_elements=4096, chains=(8,), chain_pairs=(1, 16))
 
 
 def test_tiny_run_measures_every_series():
@@ -339,6 +340,15 @@ def test_cli_json_save_and_profile(tmp_path, monkeypatch):
     assert set(ISSUE_KEYS) <= set(d) and d["threads"] == 1
     assert "saved device 'box'" in res.stderr and os.path.exists(local_profile_path())
     assert load_hwdb([out])["box"].kind == "cpu" and LOCAL_ID in load_hwdb()
+    # the executor's layer calls were timed, and the profile keeps their fixed costs
+    assert {"executor_step_1pairs", "executor_step_16pairs"} <= set(d["runs"])
+    local = load_hwdb()[LOCAL_ID]
+    assert local.call_overhead_us == pytest.approx(d["call_overhead_us"]["kernel"], rel=1e-3)
+    assert local.call_overhead_us > 0 and local.step_overhead_us >= 0
+    # and the GEMM sweep: each timed shape with its median rate
+    assert [row[:3] for row in local.gemm_sweep["fp32"]] == [[64, 64, 64]]
+    assert local.gemm_sweep["fp32"][0][3] == pytest.approx(
+        statistics.median(d["runs"]["gemm_fp32_n64"]), rel=2e-3)
 
 
 @pytest.mark.parametrize("args, fragment", [

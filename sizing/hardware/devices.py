@@ -42,6 +42,8 @@ _RANGES = {
     "devices_per_node": (1, 100_000),
     "usd": (0.01, 100_000_000),
     "usd_per_hour": (0.0001, 100_000),
+    "call_overhead_us": (0.001, 100_000),   # a GPU's kernel launch (5 us) .. a slow interpreter's layer call
+    "step_overhead_us": (0.001, 10_000_000),
 }
 
 
@@ -85,6 +87,20 @@ def _check_date(path, value):
             ok = False
     if not ok:
         raise RecordError(path, f"must be a date YYYY, YYYY-MM or YYYY-MM-DD, got {value!r}")
+
+
+def _check_sweep(sweep) -> None:
+    what = "must map a precision to a list of [m, k, n, GFLOP/s] rows (the shapes `sizing bench` timed)"
+    if not isinstance(sweep, dict) or not sweep:
+        raise RecordError(("gemm_sweep",), what)
+    for prec, rows in sweep.items():
+        _check_choice(("gemm_sweep", prec), prec, PRECISIONS)
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and len(r) == 4 for r in rows):
+            raise RecordError(("gemm_sweep", prec), what)
+        for i, (m, k, n, rate) in enumerate(rows):
+            for j, dim in enumerate((m, k, n)):
+                _check_number(("gemm_sweep", prec, i, j), dim, (1, 10 ** 9), integer=True)
+            _check_number(("gemm_sweep", prec, i, 3), rate, (0.001, 100_000_000), "GFLOP/s")
 
 
 def exact(figure: float, scale: int) -> int:
@@ -132,7 +148,8 @@ class CloudRate:
 # Figures that need a source: either ``sources[<field>]`` (``sources['peak_tflops.<precision>']`` for one
 # precision) or the record-wide ``sources['record']``. Prices and cloud rates carry their own ``source``.
 FIGURES = ("form_factor", "release_year", "memory_gb", "memory_type", "memory_bw_gbs", "peak_tflops", "tdp_w",
-           "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "licence")
+           "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "licence", "call_overhead_us",
+           "step_overhead_us", "gemm_sweep")
 SOURCE_KEYS = ("record",) + FIGURES + tuple(f"peak_tflops.{p}" for p in PRECISIONS)
 
 
@@ -144,7 +161,12 @@ class Device:
     is per device, as its source prints it (often bidirectional; notes say which). ``family_default``: the part a
     family name means when it matches several devices (``find_device``); ``discontinued``: the vendor has ended
     the part's sale (True needs ``sources['discontinued']``), None when unknown; ``licence``: terms a buyer must
-    know (GeForce cards: no data-centre deployment under the driver licence).
+    know (GeForce cards: no data-centre deployment under the driver licence). ``call_overhead_us`` and
+    ``step_overhead_us``: the fixed cost of one kernel call and of one training step beside their work, as
+    ``sizing bench`` measures them for our executor (sizing/hardware/bench/measure.py ``call_overhead``); None:
+    not measured (the prediction then has no such term). ``gemm_sweep``: precision -> [m, k, n, GFLOP/s] rows,
+    the rate measured for each product shape (``sizing bench``), from which a matrix product's rate is read by
+    its shape (sizing/predict/roofline.py ``gemm_rate``); None: every product at ``peak_tflops``.
     Fields are in the order of a YAML record (hwdb/README.md); build one with keywords."""
     id: str
     vendor: str
@@ -166,6 +188,9 @@ class Device:
     price: Price | None = None
     node_price: Price | None = None
     cloud: tuple = ()
+    call_overhead_us: float | None = None
+    step_overhead_us: float | None = None
+    gemm_sweep: dict | None = None
     sources: dict
     notes: str | None = None
 
@@ -181,7 +206,7 @@ class Device:
         if self.memory_gb is None and self.kind != "cpu":
             raise RecordError(("memory_gb",), f"is required for a {self.kind} (only a CPU may leave it out)")
         for name, unit in (("memory_gb", "GB"), ("memory_bw_gbs", "GB/s"), ("tdp_w", "W"),
-                           ("interconnect_gbs", "GB/s")):
+                           ("interconnect_gbs", "GB/s"), ("call_overhead_us", "us"), ("step_overhead_us", "us")):
             if getattr(self, name) is not None:
                 _check_number((name,), getattr(self, name), _RANGES[name], unit)
         for name in ("release_year", "devices_per_node"):
@@ -198,6 +223,8 @@ class Device:
             _check_choice(("peak_tflops", prec), prec, PRECISIONS)
             _check_number(("peak_tflops", prec), value, _RANGES["peak_tflops"],
                           "TOP/s" if prec == "int8" else "TFLOP/s (omit a precision the device lacks)")
+        if self.gemm_sweep is not None:
+            _check_sweep(self.gemm_sweep)
         if not isinstance(self.sources, dict):
             raise RecordError(("sources",), "must map 'record' or a field name to the source of that figure")
         for key, text in self.sources.items():

@@ -129,7 +129,9 @@ class Calibration:
         """The calibrated factors for ``device`` at ``precision`` (matmul rows at that precision on the device,
         else its bf16 rows, else other devices'); the bench profile (device 'local') holds measured sustained
         figures already, so its fractions are 1. The kernel issue time is the CUDA runtime's, so GPUs only (XLA
-        runs a TPU step as one compiled program). None keeps the table's default."""
+        runs a TPU step as one compiled program), as a floor; a device whose record has a measured
+        ``call_overhead_us`` (a bench profile: our executor's cost per kernel call) has that instead, added to
+        each kernel's work. None keeps the table's default."""
         if device.id == "local":
             cf, mf, notes = 1.0, 1.0, ("device 'local': the bench profile's figures are measured, used as they are",)
         else:
@@ -138,11 +140,15 @@ class Calibration:
             cf, cnote = self._fraction(gemm, device, db, "compute", lambda d, m: d.peak_tflops[m.precision])
             mf, mnote = self._fraction(self.memory, device, db, "memory", lambda d, m: d.memory_bw_gbs)
             notes = (cnote, mnote)
+        measured = device.call_overhead_us
+        if measured is None and device.id == "local":
+            notes += ("device 'local': its bench profile has no measured call overhead (made before `sizing bench` "
+                      "timed it), so no per-call term: run `sizing bench` again",)
+        launch = measured * 1e-6 if measured is not None else self.launch_seconds if device.kind == "gpu" else 0.0
         return Factors(cf, mf, self.framework_efficiency,
                        self.network_gbs if network_gbs is None else network_gbs,
                        self.overlap if overlap is None else overlap, self.pue if pue is None else pue, notes,
-                       (self.units or {}).get(device.id),
-                       self.launch_seconds if device.kind == "gpu" else 0.0, self.usable_memory)
+                       (self.units or {}).get(device.id), launch, self.usable_memory, measured is not None)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,9 +13,14 @@ input and weight gradients); full recomputation (``recompute``) runs the forward
 
 Two causes below the peak, each off unless the calibration gives its figure (sizing/predict/setup.py ``Factors``):
 a matrix product's output tiles run in waves over the device's multiprocessors (``wave_efficiency``), and no
-kernel takes less than the time to issue it (``launch_bound``)."""
+kernel takes less than the time to issue it (``launch_bound``). A device with a measured GEMM sweep (a bench
+profile) runs each matrix product at the rate its shape's smallest dimension reads from the sweep
+(``gemm_rate``) instead of one peak. On a host that runs each call to its end (our Numba
+executor on the CPU: ``Factors.launch_serial``), the calls' fixed cost, measured by ``sizing bench``, adds to the
+layer's time instead: time = max(compute, memory) + kernels x call cost."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..common.errors import SizingError
@@ -35,6 +40,11 @@ def _vector_precision(device, precision: str) -> str:
     return "fp32" if "fp32" in device.peak_tflops else precision
 
 
+def _matrix_precision(device, precision: str) -> str:
+    """Matrix products run at the precision's peak, fp64 on tensor cores where the device has them."""
+    return "fp64_tensor" if precision == "fp64" and "fp64_tensor" in device.peak_tflops else precision
+
+
 def peaks(device, precision: str) -> tuple[int, int]:
     """(matrix peak, vector peak) in FLOP/s for ``precision`` on ``device``: matrix products at the precision's
     peak (fp64 on tensor cores where the device has them), other ops at the vector peak (``_vector_precision``).
@@ -42,8 +52,8 @@ def peaks(device, precision: str) -> tuple[int, int]:
     if precision not in device.peak_tflops:
         raise SizingError(f"device '{device.id}' ({device.name}) has no {precision} peak; it has "
                           f"{', '.join(device.precisions())}")
-    matrix = "fp64_tensor" if precision == "fp64" and "fp64_tensor" in device.peak_tflops else precision
-    return device.peak_per_s(matrix), device.peak_per_s(_vector_precision(device, precision))
+    return (device.peak_per_s(_matrix_precision(device, precision)),
+            device.peak_per_s(_vector_precision(device, precision)))
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,13 @@ class LayerTime:
     compute_s: float
     memory_s: float
     launch_s: float = 0.0               # the kernels' issue time (``launch_bound``)
+    launch_serial: bool = False         # the issue time adds to the work (Factors.launch_serial)
 
     @property
     def seconds(self) -> float:
+        """max(compute, memory, issue); with ``launch_serial``, max(compute, memory) + issue."""
+        if self.launch_serial:
+            return max(self.compute_s, self.memory_s) + self.launch_s
         return max(self.compute_s, self.memory_s, self.launch_s)
 
     @property
@@ -169,6 +183,37 @@ def gemm_output(row, k: int, context_parallel: int = 1) -> tuple[int, int] | Non
     return -(-m // context_parallel), n if row_parallel(row) else -(-n // k)
 
 
+def smallest_dim(row, k: int, context_parallel: int = 1) -> int | None:
+    """The smallest of (m, n, inner) of the row's product on one device (``gemm_output``), the inner dimension
+    being its forward MACs per output element (a convolution's in-channels per group x taps: 9 for a 3 x 3
+    depthwise one); None for a row that is no weighted product."""
+    shape, whole = gemm_output(row, k, context_parallel), gemm_output(row, 1)
+    if shape is None:
+        return None
+    inner = max(1, row.cost.macs // (row.node.repeat * whole[0] * whole[1]))
+    return max(1, min(shape[0], shape[1], inner))
+
+
+def gemm_rate(sweep, smallest: int) -> float:
+    """FLOP/s of a product whose smallest dimension is ``smallest`` on a device whose GEMM sweep (rows of
+    [m, k, n, GFLOP/s]: what ``sizing bench`` measured for each shape) is given: the rate, linear in
+    log(smallest dimension) between the sweep's points (shapes sharing a smallest dimension averaged), held at
+    the end points beyond them. A thin product (a batch-8 linear, a depthwise convolution's 9 taps) keeps its
+    units' pipelines less busy than a square one: BLAS packs and streams the long dimensions for few multiply-adds
+    on the short one."""
+    by: dict[int, list] = {}
+    for m, k, n, rate in sweep:
+        by.setdefault(min(m, k, n), []).append(rate)
+    points = sorted((d, sum(r) / len(r)) for d, r in by.items())
+    if smallest <= points[0][0]:
+        return points[0][1] * 1e9
+    for (d0, r0), (d1, r1) in zip(points, points[1:]):
+        if smallest <= d1:
+            w = math.log(smallest / d0) / math.log(d1 / d0)
+            return (r0 + w * (r1 - r0)) * 1e9
+    return points[-1][1] * 1e9
+
+
 def kernels(row, training: bool, recomputed: bool) -> int:
     """Kernels one step launches for the row, over its copies: one forward, in training two backward for a
     weighted matrix product (input and weight gradients) or one for another op with a backward pass, one more
@@ -201,6 +246,7 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
     recompute = recompute_mode(recompute)
     grouped = frozenset(r.node.name for r in est.layers) if grouped is None else grouped
     mat, vec = peaks(device, precision)
+    sweep = (getattr(device, "gemm_sweep", None) or {}).get(_matrix_precision(device, precision))
     bw = device.memory_bw_bytes_per_s * factors.memory_fraction
     size = itemsize(est)
     out = []
@@ -220,12 +266,14 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
         run = flops - causal_skipped_flops(r, training, fused_attention)
         flops, nbytes = -(-flops // (k * context_parallel)), -(-nbytes // k)
         matrix = REGISTRY[r.node.op].matrix
-        peak = mat if matrix else vec
+        thin = smallest_dim(r, k, context_parallel) if matrix and sweep else None
+        peak = gemm_rate(sweep, thin) if thin else mat if matrix else vec
         shape = gemm_output(r, k, context_parallel) if matrix and factors.compute_units else None
         wave = wave_efficiency(*shape, factors.compute_units) if shape else 1.0
         out.append(LayerTime(r.node.name, r.node.op, flops, nbytes,
                              run / (k * context_parallel) / (peak * factors.compute_fraction * wave), nbytes / bw,
-                             launch_bound(r, training, bool(again), factors.launch_seconds)))
+                             launch_bound(r, training, bool(again), factors.launch_seconds),
+                             factors.launch_serial))
     return tuple(out)
 
 

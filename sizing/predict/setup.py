@@ -116,8 +116,11 @@ class Factors:
     The causes the calibration names (sizing/predict/calibration.yaml; the defaults leave each out):
     ``compute_units``: the device's streaming multiprocessors, over which a matrix product's output tiles run in
     waves (sizing/predict/roofline.py ``wave_efficiency``; None: no wave model); ``launch_seconds``: the time to
-    issue one kernel, below which no kernel runs (``launch_bound``); ``usable_memory``: the share of the
-    device's memory a framework can fill (sizing/predict/fit.py ``capacity``)."""
+    issue one kernel, below which no kernel runs (``launch_bound``); ``launch_serial``: the issue time adds to
+    each kernel's work instead of bounding it from below (a host that runs each call to its end before issuing
+    the next, as our executor's Python does; a GPU's runtime issues kernels ahead of the device);
+    ``usable_memory``: the share of the device's memory a framework can fill (sizing/predict/fit.py
+    ``capacity``)."""
     compute_fraction: float
     memory_fraction: float
     framework_efficiency: float
@@ -128,6 +131,7 @@ class Factors:
     compute_units: int | None = None
     launch_seconds: float = 0.0
     usable_memory: float = 1.0
+    launch_serial: bool = False
 
     def __post_init__(self):
         for name in ("compute_fraction", "memory_fraction", "framework_efficiency"):
@@ -143,12 +147,16 @@ class Factors:
 def assumptions(device, factors, layout: Layout, node: int, training: bool) -> tuple[str, ...]:
     out = list(factors.notes) + [
         f"framework efficiency {factors.framework_efficiency:.3f}, fitted on published training runs",
-        "matrix products at the precision's peak (tensor cores where the device has them); other ops at the "
-        "vector peak"
+        ("matrix products at the rate the bench's GEMM sweep gives for their smallest dimension"
+         if getattr(device, "gemm_sweep", None) else
+         "matrix products at the precision's peak (tensor cores where the device has them)")
+        + "; other ops at the vector peak"
         + (f"; matrix products' 256 x 128 tiles in waves over {factors.compute_units} SMs"
            if factors.compute_units else "")
         + (f"; no kernel shorter than its {factors.launch_seconds * 1e6:g} us issue time"
-           if factors.launch_seconds else "")]
+           if factors.launch_seconds and not factors.launch_serial else "")
+        + (f"; each kernel call costs {factors.launch_seconds * 1e6:.3g} us beside its work (measured by `sizing "
+           f"bench` for our executor)" if factors.launch_serial else "")]
     if factors.usable_memory < 1:
         out.append(f"a framework fills at most {factors.usable_memory:.0%} of each device's memory (the rest: CUDA "
                    f"context, workspaces, communication buffers, fragmentation)")

@@ -17,9 +17,11 @@ import sys
 from ...common.errors import SizingError
 
 
-def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_save: bool, echo) -> None:
+def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_save: bool, echo,
+            chain=None) -> None:
     """What `sizing bench` does: measure, print the table or JSON with ``echo`` (stdout), progress and what was
-    saved on stderr; save the profile (unless ``no_save``) and, with ``save_to``, a record to that file."""
+    saved on stderr; save the profile (unless ``no_save``) and, with ``save_to``, a record to that file.
+    ``chain``: our executor's layer-call chains (measure.CallChain), timed when given."""
     from ..devices import local_profile_path, read_records
     from .measure import BenchConfig, run_bench, this_machine
     from .profile import check_profile, device_id_for, require_writable, to_device, write_device
@@ -35,7 +37,7 @@ def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_
         require_writable(path)           # and a place no record can be written
     machine = this_machine()
     result = run_bench(BenchConfig.for_machine(machine, quick=quick, threads=threads), machine,
-                       progress_bar(sys.stderr))
+                       progress_bar(sys.stderr), chain)
     echo(json.dumps(to_dict(result), indent=2) if fmt == "json" else table(result))
     if not no_save:
         path = local_profile_path()

@@ -14,6 +14,10 @@ a few repeats of every figure instead of every repeat of one, and the median sta
   once, one Python thread per core calling the same compiled kernel without the GIL (a ``prange`` version made
   LLVM inline the kernel and, for some chain counts, keep the accumulators in memory: half the peak).
 - GEMM: numpy's matmul (its BLAS) over square sizes and two layer-shaped products; work 2 m k n FLOPs.
+- layer calls: a training step of our executor over chains of tiny layers (``CallChain``, from sizing/execute/calls.py,
+  handed in by the CLI: this stage cannot import the executor) at ``chain_pairs`` lengths, steps per second;
+  the line through their best repeats, t = step overhead + pairs x pair cost (Hockney's t = t0 + n / r_inf with
+  the work per layer negligible), gives the fixed cost of one kernel call and of one step (``CallOverhead``).
 - STREAM: copy, scale, add, triad over three fp64 arrays of at least 4x the last-level cache each
   (McCalpin's rule); bytes counted as STREAM does (2, 2, 3, 3 arrays; no write-allocate traffic); twice the
   repeats of the other figures, and reported as the median (``BenchResult.stream_gbs``).
@@ -40,6 +44,31 @@ PRECISIONS = ("fp64", "fp32")
 STREAM_KERNELS = ("copy", "scale", "add", "triad")
 STREAM_ARRAYS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
 CHAIN_CANDIDATES = (8, 12, 16)
+CHAIN_PAIRS = (8, 64)           # layer-call chains: lengths in (linear, relu) pairs
+
+
+@dataclass(frozen=True)
+class CallChain:
+    """Our executor, as the bench times it: ``steps(pairs)`` returns ``run(reps)``, ``reps`` training steps of a
+    chain of ``pairs`` tiny (linear, relu) pairs; each pair runs ``kernels_per_pair`` kernels a step."""
+    steps: object
+    kernels_per_pair: int
+
+
+@dataclass(frozen=True)
+class CallOverhead:
+    """Fixed costs beside the work: of one training step, and of one kernel call within it (seconds)."""
+    step_s: float
+    kernel_s: float
+
+
+def fit_line(points) -> tuple[float, float]:
+    """Least-squares (a, b) of t = a + b n through ``points`` (n, t), closed form:
+    b = sum (n - mean n)(t - mean t) / sum (n - mean n)^2, a = mean t - b mean n."""
+    ns, ts = [n for n, _ in points], [t for _, t in points]
+    mn, mt = sum(ns) / len(ns), sum(ts) / len(ts)
+    b = sum((n - mn) * (t - mt) for n, t in points) / sum((n - mn) ** 2 for n in ns)
+    return mt - b * mn, b
 
 
 @dataclass(frozen=True)
@@ -98,16 +127,18 @@ class BenchConfig:
     gemm: tuple = (square(256), square(512), square(1024), square(2048), CONV3X3, LINEAR_B8)
     stream_elements: int = 1 << 24
     chains: tuple = CHAIN_CANDIDATES
+    chain_pairs: tuple = CHAIN_PAIRS
 
     @classmethod
     def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
-        """The default run (about 20 s: 3 rounds of 3 repeats, 9 per figure) or ``quick`` (under 5 s); STREAM
+        """The default run (about 20 s: 3 rounds of 3 repeats, 9 per figure) or ``quick`` (under 5 s; a thin
+        product beside the big ones, so the GEMM sweep spans a small and a large smallest dimension); STREAM
         arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
         elements = max(4 * llc, 64 * 1024 ** 2) // 8
         threads = machine.check_threads(threads or len(machine.cpus))
         if quick:
-            return cls(threads, repeats=3, sample_s=0.03, gemm=(square(1024), CONV3X3),
+            return cls(threads, repeats=3, sample_s=0.03, gemm=(square(1024), CONV3X3, LINEAR_B8),
                        stream_elements=elements)
         return cls(threads, repeats=3, sample_s=0.06, rounds=3, stream_elements=elements)
 
@@ -149,6 +180,7 @@ class BenchResult:
     config: BenchConfig
     runs: dict
     blas: dict
+    kernels_per_pair: int | None = None     # the layer-call chains' (None: not timed)
     date: str = field(default_factory=lambda: datetime.date.today().isoformat())
 
     @property
@@ -188,11 +220,25 @@ class BenchResult:
         """Sustained GEMM: the best median over the square sizes."""
         return max(self.gemm_series(precision, s).median for s in self.config.gemm if s.square)
 
+    def gemm_sweep(self, precision: str) -> list:
+        """[m, k, n, median GFLOP/s] of every shape timed."""
+        return [[s.m, s.k, s.n, self.gemm_series(precision, s).median] for s in self.config.gemm]
+
     def stream_gbs(self, kernel: str) -> float:
         """Sustained bandwidth: the median rate. (McCalpin's STREAM prints the best; on a shared or virtual
         machine the best is one lucky sample while the neighbours were quiet: measured 22-32% apart between
         two runs, against 6-8% for the median, benchmarks/bench_bench.py.)"""
         return self.runs[f"stream_{kernel}"].median
+
+    def call_overhead(self) -> CallOverhead | None:
+        """The line through the chains' step times (the best repeat of each length: interference only adds),
+        t = step + pairs x kernels_per_pair x kernel; None when the chains were not timed (no ``chain``, or
+        fewer than two ``chain_pairs`` lengths). A negative intercept
+        (noise) is read as no step overhead."""
+        if self.kernels_per_pair is None or len(self.config.chain_pairs) < 2:
+            return None
+        a, b = fit_line([(n, 1 / self.runs[chain_name(n)].best) for n in self.config.chain_pairs])
+        return CallOverhead(max(0.0, a), b / self.kernels_per_pair)
 
     def ridge(self, precision: str) -> float:
         """The roofline's ridge point, FLOPs per byte: measured peak (GFLOP/s) / triad bandwidth (GB/s)."""
@@ -311,6 +357,15 @@ def gemm_job(precision: str, shape: GemmShape) -> Job:
             np.matmul(a, b, out=out)
 
     return Job(f"gemm_{precision}_{shape.name}", "GFLOP/s", fn, shape.flops)
+
+
+def chain_name(pairs: int) -> str:
+    return f"executor_step_{pairs}pairs"
+
+
+def chain_jobs(chain: CallChain, lengths) -> list:
+    """A training step of each chain length; work 10**9 per step, so the figure reads in steps per second."""
+    return [Job(chain_name(n), "steps/s", chain.steps(n), 10 ** 9) for n in lengths]
 
 
 def stream_jobs(elements: int) -> list:
@@ -448,10 +503,10 @@ def best_chains(runs: dict, precision: str, candidates) -> int:
     return max(candidates, key=lambda c: runs[f"peak_{precision}_1core_{c}chains"].best)
 
 
-def steps(config: BenchConfig, machine: Machine, runs: dict) -> list:
+def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | None = None) -> list:
     """The run as (label, function) steps in order; each function returns {name: Series} of new repeats and may
     read the ``runs`` of the steps before it (the all-thread FMA runs the chain count that was best on one core
-    when it first ran, in every round)."""
+    when it first ran, in every round). The layer-call chains only with ``chain``."""
     r, t = config.repeats, config.sample_s
     calibrated, chosen = {}, {}
 
@@ -471,6 +526,15 @@ def steps(config: BenchConfig, machine: Machine, runs: dict) -> list:
                     [fma_job(f"peak_{p}_all", p, lanes, chains(p), config.threads)], r, t, calibrated))]
     out += [(f"GEMM {p}", lambda p=p: measure([gemm_job(p, s) for s in config.gemm], r, t, calibrated))
             for p in PRECISIONS]
+    if chain is not None and len(config.chain_pairs) >= 2:
+        built = {}          # the chains' models, made once (inside the run's thread settings), kept for later rounds
+
+        def calls():
+            if not built:
+                built["jobs"] = chain_jobs(chain, config.chain_pairs)
+            return measure(built["jobs"], r, t, calibrated)
+
+        out.append(("layer calls", calls))
     # memory bandwidth is the noisiest figure on a shared machine and its samples the cheapest: twice the repeats
     out.append(("STREAM", lambda: measure(stream_jobs(config.stream_elements), 2 * r, t, calibrated)))
     return out
@@ -483,14 +547,15 @@ def pool(runs: dict, new: dict) -> None:
         runs[name] = Series(name, series.unit, before + series.values)
 
 
-def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None) -> BenchResult:
+def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None,
+              chain: CallChain | None = None) -> BenchResult:
     """Every measurement of ``config``, its steps ``config.rounds`` times; ``progress(done, total, label)`` is
-    called before each step and at the end."""
+    called before each step and at the end. ``chain``: our executor, to time its layer calls (else not timed)."""
     machine = machine or this_machine()
     machine.check_threads(config.threads)
     prefer_wide_vectors(machine.simd)
     runs: dict[str, Series] = {}
-    first, *todo = steps(config, machine, runs)
+    first, *todo = steps(config, machine, runs, chain)
     todo = [(f"{label} (round {k + 1}/{config.rounds})" if config.rounds > 1 else label, fn)
             for k in range(config.rounds) for label, fn in todo]
     total = 1 + len(todo)
@@ -503,4 +568,5 @@ def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None
             pool(runs, fn())
         blas = blas_info()
     progress(total, total, "done")
-    return BenchResult(machine, config, runs, blas)
+    timed = chain is not None and len(config.chain_pairs) >= 2
+    return BenchResult(machine, config, runs, blas, chain.kernels_per_pair if timed else None)

@@ -54,10 +54,20 @@ def to_device(result: BenchResult, device_id: str = LOCAL_ID) -> Device:
                "memory_bw_gbs": f"STREAM triad over {r.config.stream_elements * 8 // 2 ** 20} MiB arrays, median"}
     if m.memory_bytes:
         sources["memory_gb"] = "/proc/meminfo MemTotal"
+    sources["gemm_sweep"] = "numpy matmul, median rate of each shape timed"
+    calls = r.call_overhead()
+    if calls:
+        lengths = ", ".join(map(str, r.config.chain_pairs))
+        sources["call_overhead_us"] = (f"our executor's training step over chains of {lengths} tiny (linear, relu) "
+                                       f"pairs: slope / {r.kernels_per_pair} kernels a pair")
+        sources["step_overhead_us"] = "the same line's intercept"
     return Device(id=device_id, vendor=vendor_name(m.cpu), model=profile_model(m, r.cores_used), kind="cpu",
                   memory_gb=_sig(m.memory_bytes / 1e9) if m.memory_bytes else None,
                   memory_bw_gbs=_sig(r.stream_gbs("triad")),
                   peak_tflops={p: _sig(r.gemm_best(p) / 1000) for p in PRECISIONS},
+                  call_overhead_us=_sig(calls.kernel_s * 1e6) if calls else None,
+                  step_overhead_us=_sig(max(calls.step_s * 1e6, 0.001)) if calls else None,
+                  gemm_sweep={p: [[m, k, n, _sig(g)] for m, k, n, g in r.gemm_sweep(p)] for p in PRECISIONS},
                   sources=sources, notes=notes)
 
 

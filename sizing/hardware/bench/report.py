@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .cpu import vendor_name
-from .measure import PRECISIONS, STREAM_KERNELS, BenchResult
+from .measure import PRECISIONS, STREAM_KERNELS, BenchResult, chain_name
 
 
 def _r(x: float, digits: int = 2) -> float:
@@ -44,9 +44,16 @@ def to_dict(r: BenchResult) -> dict:
         "sampling": {"rounds": r.config.rounds, "repeats_per_round": r.config.repeats, "sample_s": r.config.sample_s,
                      "statistic": {"peak_measured_gflops": "best", "gemm_gflops": "best median over the square sizes",
                                    "stream_gbs": "median"}},
+        "call_overhead_us": _overhead(r),
         "date": r.date,
         "runs": {name: [_r(v, 3) for v in s.values] for name, s in r.runs.items()},
     }
+
+
+def _overhead(r: BenchResult) -> dict | None:
+    """{'kernel': us per kernel call, 'step': us per step} of our executor; None when not timed."""
+    o = r.call_overhead()
+    return None if o is None else {"kernel": _r(o.kernel_s * 1e6, 3), "step": _r(o.step_s * 1e6, 1)}
 
 
 def _row(label: str, s, peak: float | None = None, value=None) -> list:
@@ -91,8 +98,14 @@ def table(r: BenchResult) -> str:
                              series.median))
     for k in STREAM_KERNELS:
         rows.append(_row(f"STREAM {k}", r.runs[f"stream_{k}"], value=r.stream_gbs(k)))
+    for n in (r.config.chain_pairs if r.kernels_per_pair else ()):
+        rows.append(_row(f"executor step, {n} (linear, relu) pairs", r.runs[chain_name(n)]))
     body = tabulate(rows, ["figure", "min", "median", "best", "unit", "of peak"], tablefmt="simple",
                     disable_numparse=True, colalign=("left", "right", "right", "right", "left", "right"))
     ridge = "; ".join(f"{p} {r.peak_measured(p):,.1f} GFLOP/s / {r.stream_gbs('triad'):,.1f} GB/s = "
                       f"{r.ridge(p):.1f} FLOP/byte" for p in PRECISIONS)
-    return "\n".join(head + ["", body, "", f"ridge point (measured peak / median triad): {ridge}"])
+    o = r.call_overhead()
+    calls = ([] if o is None else [f"executor overhead (line through the chains' best steps): "
+                                   f"{o.kernel_s * 1e6:.2f} us per kernel call ({r.kernels_per_pair} a pair), "
+                                   f"{o.step_s * 1e6:.0f} us per step"])
+    return "\n".join(head + ["", body, "", f"ridge point (measured peak / median triad): {ridge}"] + calls)

@@ -1,0 +1,161 @@
+"""The CPU step model's fixed costs (issue 17): ``sizing bench`` fits the executor's cost per kernel call and per
+step from chains of tiny layers, the profile keeps them, and the prediction for a device that has them adds
+kernels x call cost to each layer (the kernels counted as sizing/predict/roofline.py ``kernels`` counts them).
+A profile without them predicts as the plain roofline. No timing here: speed is in benchmarks/bench_check.py."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sizing.execute.calls import KERNELS_PER_PAIR, chain_graph
+from sizing.hardware.bench.measure import BenchConfig, BenchResult, Series, chain_name, fit_line
+from sizing.hardware.devices import Device
+from sizing.model.estimate import estimate_graph
+from sizing.predict.calibration import shipped
+from sizing.predict.roofline import gemm_rate, kernels, layer_times, smallest_dim
+from sizing.predict.search import Pins, search
+from sizing.predict.setup import Layout, assumptions
+from sizing.predict.workload import Workload
+
+
+def cpu(**extra) -> Device:
+    return Device(id="local", vendor="Intel", model="Xeon (2 cores)", kind="cpu", memory_gb=16.0,
+                  memory_bw_gbs=10.0, peak_tflops={"fp64": 0.04, "fp32": 0.08}, sources={"record": "a test"},
+                  **extra)
+
+
+def test_fit_line_recovers_a_known_intercept_and_slope():
+    step, per = 150e-6, 5 * 7e-6                     # t = 150 us + pairs x (5 kernels x 7 us)
+    a, b = fit_line([(n, step + n * per) for n in (8, 32, 64, 100)])
+    assert a == pytest.approx(step, rel=1e-9) and b == pytest.approx(per, rel=1e-9)
+
+
+def test_call_overhead_from_synthetic_step_rates():
+    """Steps per second as the bench records them (best repeat = least interference): the line through
+    1 / best gives the per-kernel and per-step costs."""
+    step, kernel = 200e-6, 9e-6
+    pairs = (8, 64)
+    rates = {n: 1 / (step + n * KERNELS_PER_PAIR * kernel) for n in pairs}
+    runs = {chain_name(n): Series(chain_name(n), "steps/s", (rates[n] / 3, rates[n], rates[n] / 2)) for n in pairs}
+    r = BenchResult(None, BenchConfig(threads=1, chain_pairs=pairs), runs, {}, KERNELS_PER_PAIR)
+    o = r.call_overhead()
+    assert o.kernel_s == pytest.approx(kernel, rel=1e-9) and o.step_s == pytest.approx(step, rel=1e-9)
+    assert replace(r, kernels_per_pair=None).call_overhead() is None     # chains not timed: no figure
+
+
+def test_chain_kernels_are_counted_as_the_roofline_counts_them():
+    est = estimate_graph(chain_graph(3))
+    assert sum(kernels(row, True, False) for row in est.layers) == 3 * KERNELS_PER_PAIR
+
+
+def _step(device, pairs: int) -> float:
+    est = estimate_graph(replace(chain_graph(pairs), settings={**chain_graph(pairs).settings, "optimizer": "sgd"}))
+    factors = shipped().factors(device, "fp32", {})
+    return search(lambda _: est, Workload(dtype="fp32", optimizer="sgd"), device, factors,
+                  Pins(micro_batch=1, zero=0, recompute="none"), devices=1, global_batch=1, name="chain").step_seconds
+
+
+def test_a_chain_of_tiny_layers_grows_by_its_calls_times_the_overhead():
+    """Each extra pair adds its 5 kernels x the measured cost (through the framework efficiency the step is
+    divided by, sizing/predict/training.py), beside the roofline's own tiny growth."""
+    us = 20.0
+    fe = shipped().framework_efficiency
+    plain, timed = cpu(), cpu(call_overhead_us=us)
+    for short, long in ((4, 12), (10, 50)):
+        grown = (_step(timed, long) - _step(timed, short)) - (_step(plain, long) - _step(plain, short))
+        assert grown == pytest.approx((long - short) * KERNELS_PER_PAIR * us * 1e-6 / fe, rel=1e-9)
+
+
+def test_calls_add_to_each_layer_rather_than_bound_it():
+    device = cpu(call_overhead_us=50.0)
+    factors = shipped().factors(device, "fp32", {})
+    assert factors.launch_serial and factors.launch_seconds == pytest.approx(50e-6)
+    est = estimate_graph(chain_graph(2))
+    for row, lt in zip(est.layers, layer_times(est, device, "fp32", factors)):
+        assert lt.seconds == pytest.approx(max(lt.compute_s, lt.memory_s) + kernels(row, True, False) * 50e-6)
+    lines = assumptions(device, factors, Layout(), 1, training=True)
+    assert any("each kernel call costs 50 us beside its work" in line for line in lines)
+    assert not any("issue time" in line for line in lines)        # not a floor
+
+
+def test_a_profile_without_the_key_predicts_the_plain_roofline_and_says_so():
+    device = cpu()
+    factors = shipped().factors(device, "fp32", {})
+    assert factors.launch_seconds == 0 and not factors.launch_serial
+    assert any("no measured call overhead" in n for n in factors.notes)
+    est = estimate_graph(chain_graph(2))
+    mat = device.peak_per_s("fp32")
+    for row, lt in zip(est.layers, layer_times(est, device, "fp32", factors)):
+        c = row.cost
+        compute = (c.flops + c.backward_flops) / mat          # fp32 CPU: one peak for every op
+        memory = 3 * (c.bytes_read + c.bytes_written) / device.memory_bw_bytes_per_s
+        assert lt.seconds == pytest.approx(max(compute, memory))
+
+
+# ---------------------------------------------------------------- GEMM rate by shape
+
+SWEEP = [[8, 4096, 4096, 40.0], [256, 256, 256, 160.0], [1568, 2304, 256, 200.0], [1024, 1024, 1024, 190.0]]
+
+
+@pytest.mark.parametrize("smallest, gflops", [
+    (1, 40.0), (8, 40.0),                                   # held at the thinnest shape's rate
+    (64, 40.0 + (180.0 - 40.0) * 3 / 5),                    # log2(64 / 8) / log2(256 / 8) = 3 / 5
+    (256, 180.0),                                           # the two shapes whose smallest dimension is 256, averaged
+    (512, 185.0), (4096, 190.0)])                           # half way (in log) from 256 to 1024; beyond: held
+def test_gemm_rate_is_log_linear_in_the_smallest_dimension(smallest, gflops):
+    assert gemm_rate(SWEEP, smallest) == pytest.approx(gflops * 1e9)
+
+
+def test_a_conv_reads_the_sweep_at_its_smallest_dimension():
+    """lenet-like: a 5 x 5 conv from 1 to 6 channels at batch 8 on 32 x 32: (m, n, inner) = (8 x 28 x 28, 6, 25),
+    so its smallest dimension is 6 and it runs at the thinnest rate; without a sweep, at the one peak."""
+    from sizing.model.graph import build
+
+    spec = {"name": "c", "input": [1, 32, 32], "defaults": {"batch": 8, "dtype": "fp32"},
+            "layers": [{"op": "conv2d", "name": "c1", "out_channels": 6, "kernel_size": 5}]}
+    est = estimate_graph(build(spec, {}, "c"))
+    row = est.layers[0]
+    assert smallest_dim(row, 1) == 6
+    device = cpu(gemm_sweep={"fp32": SWEEP, "fp64": SWEEP})
+    lt = layer_times(est, device, "fp32", shipped().factors(device, "fp32", {}))[0]
+    c = row.cost
+    assert lt.compute_s == pytest.approx((c.flops + c.backward_flops) / 40e9)
+    plain = layer_times(est, cpu(), "fp32", shipped().factors(cpu(), "fp32", {}))[0]
+    assert plain.compute_s == pytest.approx((c.flops + c.backward_flops) / cpu().peak_per_s("fp32"))
+
+
+def test_profile_keeps_the_sweep_and_the_costs(tmp_path):
+    from sizing.hardware.bench.profile import write_device
+    from sizing.hardware.devices import load_hwdb
+
+    device = cpu(call_overhead_us=11.0, step_overhead_us=120.0, gemm_sweep={"fp32": SWEEP})
+    path = str(tmp_path / "box.yaml")
+    write_device(replace(device, id="box"), path, keep_others=False)
+    assert load_hwdb([path])["box"] == replace(device, id="box")
+
+
+def test_an_old_profile_file_loads_without_the_new_keys(tmp_path):
+    """A profile written before `sizing bench` timed the executor: no call_overhead_us, no gemm_sweep."""
+    from sizing.hardware.devices import load_hwdb
+
+    path = tmp_path / "old.yaml"
+    path.write_text("devices:\n  - {id: box, vendor: Intel, model: Xeon (2 cores), kind: cpu, memory_bw_gbs: 8.1, "
+                    "peak_tflops: {fp64: 0.038, fp32: 0.067}, sources: {record: sizing bench}}\n")
+    db = load_hwdb([str(path)])
+    old = db["box"]
+    assert (old.call_overhead_us, old.step_overhead_us, old.gemm_sweep) == (None, None, None)
+    factors = shipped().factors(old, "fp32", db)
+    assert factors.launch_seconds == 0 and not factors.launch_serial
+
+
+def test_no_chain_lengths_means_no_layer_call_figures():
+    from sizing.execute.calls import call_chain
+    from sizing.hardware.bench.measure import run_bench, square
+    from sizing.hardware.bench.profile import to_device
+
+    config = BenchConfig(threads=1, repeats=2, sample_s=0.002, gemm=(square(64),), stream_elements=4096,
+                         chains=(8,), chain_pairs=())
+    r = run_bench(config, chain=call_chain())
+    assert r.call_overhead() is None and not any(name.startswith("executor_step") for name in r.runs)
+    assert to_device(r).call_overhead_us is None
