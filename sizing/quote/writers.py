@@ -415,6 +415,7 @@ div.scroll { overflow-x: auto; max-width: 100%; }
 @media screen and (max-width: 600px) { body { padding: 12px 14px; font-size: 11pt; } table.wide { font-size: 9pt; }
   table.kv th { width: 40%; } h1 { font-size: 15pt; } div.scroll > table:not(.kv) { width: max(100%, 36em); }
   div.scroll > table.wide { width: max(100%, 46em); } div.scroll > table:not(.kv) td:first-child { min-width: 8em; } }
+@media screen and (min-width: 1100px) { body { max-width: 1040px; } }
 @media print {
   body { padding: 0; max-width: none; }
   div.scroll { overflow: visible; }
