@@ -187,16 +187,21 @@ def _lm_spec(c: Config, embed: list[dict], block, layers, final_norm: dict, head
             "blocks": blocks, "layers": [*embed, *uses, final_norm, head, *tail]}
 
 
+def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, prefix: str = "") -> list[dict]:
+    """LLaMA's gated MLP on the norm's output: down(act(gate x) * up x), its layers named <prefix>gate_proj ..."""
+    return [{"op": "linear", "name": f"{prefix}gate_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
+            {"op": "linear", "name": f"{prefix}up_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
+            {**act, "name": f"{prefix}act", "inputs": [f"{prefix}gate_proj"]},
+            {"op": "mul", "name": f"{prefix}gated", "inputs": [f"{prefix}act", f"{prefix}up_proj"]},
+            {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias}]
+
+
 def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
     """Qwen2-MoE's shared expert beside the routed ones (transformers Qwen2MoeSparseMoeBlock): a SwiGLU MLP of
     ``shared_expert_intermediate_size`` on every token, scaled by sigmoid(shared_expert_gate x) (one output),
     added to the routed experts' sum."""
     norm = "post_attention_layernorm"
-    return [{"op": "linear", "name": "shared_gate_proj", "out_features": width, "bias": False, "inputs": [norm]},
-            {"op": "linear", "name": "shared_up_proj", "out_features": width, "bias": False, "inputs": [norm]},
-            {**act, "name": "shared_act", "inputs": ["shared_gate_proj"]},
-            {"op": "mul", "name": "shared_gated", "inputs": ["shared_act", "shared_up_proj"]},
-            {"op": "linear", "name": "shared_down_proj", "out_features": hidden, "bias": False},
+    return [*_swiglu(norm, width, hidden, act, prefix="shared_"),
             {"op": "linear", "name": "shared_expert_gate", "out_features": 1, "bias": False, "inputs": [norm]},
             {"op": "sigmoid", "name": "shared_expert_weight"},
             {"op": "mul", "name": "shared_expert", "inputs": ["shared_down_proj", "shared_expert_weight"]},
@@ -268,12 +273,7 @@ def _llama(c: Config) -> dict:
             block += _shared_expert(c.get("shared_expert_intermediate_size", pos_int), hidden, act)
     else:
         mlp_bias = c.get("mlp_bias", boolean, False)
-        block += [{"op": "linear", "name": "gate_proj", "out_features": inter, "bias": mlp_bias},
-                  {"op": "linear", "name": "up_proj", "out_features": inter, "bias": mlp_bias,
-                   "inputs": ["post_attention_layernorm"]},
-                  {**act, "name": "act", "inputs": ["gate_proj"]},
-                  {"op": "mul", "name": "gated", "inputs": ["act", "up_proj"]},
-                  {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": mlp_bias}]
+        block += _swiglu("post_attention_layernorm", inter, hidden, act, mlp_bias)
     block.append({"op": "add", "name": "mlp_add", "inputs": [block[-1]["name"], "attn_add"]})
     return _rms_decoder(c, hidden, vocab, eps, block)
 
@@ -424,23 +424,10 @@ def _olmo2(c: Config) -> dict:
              {"op": "linear", "name": "o_proj", "out_features": hidden, "bias": bias},
              {"op": "rmsnorm", "name": "post_attention_layernorm", "eps": eps},
              {"op": "add", "name": "attn_add", "inputs": ["post_attention_layernorm", "input"]},
-             {"op": "linear", "name": "gate_proj", "out_features": inter, "bias": False},
-             {"op": "linear", "name": "up_proj", "out_features": inter, "bias": False, "inputs": ["attn_add"]},
-             {**act, "name": "act", "inputs": ["gate_proj"]},
-             {"op": "mul", "name": "gated", "inputs": ["act", "up_proj"]},
-             {"op": "linear", "name": "down_proj", "out_features": hidden, "bias": False},
+             *_swiglu("attn_add", inter, hidden, act),
              {"op": "rmsnorm", "name": "post_feedforward_layernorm", "eps": eps},
              {"op": "add", "name": "mlp_add", "inputs": ["post_feedforward_layernorm", "attn_add"]}]
     return _rms_decoder(c, hidden, vocab, eps, block)
-
-
-def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, prefix: str = "") -> list[dict]:
-    """LLaMA's gated MLP on the norm's output: down(act(gate x) * up x), its layers named <prefix>gate_proj ..."""
-    return [{"op": "linear", "name": f"{prefix}gate_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
-            {"op": "linear", "name": f"{prefix}up_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
-            {**act, "name": f"{prefix}act", "inputs": [f"{prefix}gate_proj"]},
-            {"op": "mul", "name": f"{prefix}gated", "inputs": [f"{prefix}act", f"{prefix}up_proj"]},
-            {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias}]
 
 
 def _layer_kinds(c: Config, layers: int, default_sliding: Callable[[int], bool]) -> list[str]:
