@@ -518,7 +518,7 @@ def family_default(hits: list[Device]) -> Device | None:
 def family_note(name: str, chosen: Device, hits: list[Device]) -> str:
     """The one line that says which part a family name was taken to mean."""
     others = ", ".join(d.id for d in hits if d is not chosen)
-    return f"note: '{name}' names a family of {len(hits)} devices; using {chosen.id}, not {others}"
+    return f"note: '{name}' names a family of {len(hits)} devices; using {chosen.id} (or {others})"
 
 
 def find_device(db: dict[str, Device], name: str, say=None) -> Device:
