@@ -8,6 +8,7 @@ against the deadline search."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 
 import pytest
@@ -153,12 +154,21 @@ def test_pins_fix_their_dimension_and_impossible_pins_say_what_is_valid():
         Pins(zero=4)
 
 
-def test_the_global_batch_is_kept_or_rounded_up_with_a_note():
+def test_the_global_batch_is_kept_and_split_unevenly_with_a_note():
+    """60 samples over 8 replicas: each runs up to 8, so the step is the step of 64 while the model FLOPs, the
+    steps per epoch and the MFU are those of 60."""
     at = model()
     exact = search(at, WORK, gpu(), UNIT, devices=8, global_batch=64)
-    assert exact.global_batch == 64 and not any("rounded up" in a for a in exact.assumptions)
-    odd = search(at, WORK, gpu(), UNIT, Pins(tensor_parallel=1, pipeline_parallel=1), devices=8, global_batch=60)
-    assert odd.global_batch == 64 and any("rounded up to 64" in a for a in odd.assumptions)
+    assert exact.global_batch == 64 and not any("unevenly" in a for a in exact.assumptions)
+    pins = Pins(tensor_parallel=1, pipeline_parallel=1)
+    odd = search(at, WORK, gpu(), UNIT, pins, devices=8, global_batch=60)
+    full = search(at, WORK, gpu(), UNIT, replace(pins, micro_batch=odd.micro_batch), devices=8, global_batch=64)
+    assert odd.global_batch == 60 and any("split unevenly" in a and "up to 8 samples" in a for a in odd.assumptions)
+    assert odd.step_seconds == pytest.approx(full.step_seconds)
+    assert odd.model_flops_per_step * 64 == full.model_flops_per_step * 60
+    assert odd.mfu == pytest.approx(full.mfu * 60 / 64)
+    samples = -(-WORK.tokens // 512)                 # sequences of 512 tokens
+    assert odd.steps_per_epoch == -(-samples // 60) and full.steps_per_epoch == -(-samples // 64)
 
 
 def test_default_global_batch_rule():

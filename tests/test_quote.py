@@ -207,6 +207,9 @@ def test_smallest_meeting_equals_a_brute_force_walk(lo, span, threshold):
     assert k == walk and tried == calls
     # doubling: at most 1 + ceil(log2(hi / lo)) calls; bisection of the last interval (width <= lo x 2^j <= hi)
     assert len(calls) <= 2 + math.ceil(math.log2(hi / lo)) + math.ceil(math.log2(hi))
+    calls.clear()                                   # a slower growth (the quote doubles the device count)
+    k, tried = smallest_meeting(ok, lo, hi, lambda j: j + 1 + j // 3)
+    assert k == walk and tried == calls
 
 
 def dominated(p, q):

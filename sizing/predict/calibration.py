@@ -58,8 +58,8 @@ class Run:
     zoo: str | None = None
     optimizer: str = "adamw"
     micro_batch: int | None = None
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
+    tensor_parallel: int | None = None      # None: not published (searched even with the published layout pinned)
+    pipeline_parallel: int | None = None
     zero: int = 0
     recompute: bool = False
     network_gbs: float | None = None

@@ -68,13 +68,13 @@ def run_pins(run: Run, software: dict, typed: str = "user") -> Pins:
     """What the prediction of ``run`` is told beyond the model, device, count, precision and global batch:
     ``typed`` 'user' fixes only the system (its node size) and what its framework can do (``software``: the
     run's profile); 'published' also every layout flag the run published (tensor and pipeline parallel, ZeRO,
-    recomputation, micro-batch)."""
+    recomputation, micro-batch; a parallel degree the run did not publish is searched)."""
     system = Pins(node_size=run.node_size, **software)
     if typed == "user":
         return system
     return replace(system, tensor_parallel=run.tensor_parallel, pipeline_parallel=run.pipeline_parallel,
                    zero=run.zero, recompute="full" if run.recompute else "none",
-                   micro_batch=run.micro_batch or (1 if run.pipeline_parallel > 1 else None))
+                   micro_batch=run.micro_batch or (1 if (run.pipeline_parallel or 1) > 1 else None))
 
 
 def run_workload(run: Run) -> Workload:

@@ -7,8 +7,10 @@ The space (Calculon, Isaev et al. 2023, searches the same dimensions; Narayanan 
   the NVLink domain (``devices_per_node``: 8 for HGX, 72 for GB200 NVL72; a TPU pod's ICI domain);
 - pipeline parallel p: a divisor of the repeated layers or a power of two up to them (the fullest stage takes
   ceil(L / p) layers), 1F1B or interleaved with v chunks when v divides a stage's layers and p the micro-batches;
-- data parallel d = devices / (t p), which must divide the global batch B; each replica runs B / d samples as
-  micro-batches of m (a power of two dividing B / d, up to 64), so gradient accumulation is B / (d m);
+- data parallel d = devices / (t p), which divides the global batch B; each replica runs B / d samples as
+  micro-batches of m (a power of two dividing B / d, up to 64), so gradient accumulation is B / (d m). Where no
+  d divides B the replicas split it unevenly: each runs up to ceil(B / d), the slowest sets the step, and the
+  batch stays B (the waste shows in the step time, so the search prefers the degrees that split it best);
 - ZeRO 0-3 (0-1 with a pipeline, as Megatron's distributed optimizer): stages 1 and 2 move the bytes of plain data
   parallelism, so the lowest stage that fits is the fastest of them; stage 3 is tried when 0-2 do not fit;
 - recomputation none, selective (when attention keeps its scores: an unfused kernel) or full;
@@ -141,10 +143,10 @@ class _Tally:
 
 
 def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, workload, device, factors: Factors,
-               pins: Pins, cache: dict | None = None, round_batch: bool = False) -> _Tally:
+               pins: Pins, cache: dict | None = None, uneven_batch: bool = False) -> _Tally:
     """Every candidate layout on ``devices`` devices at ``global_batch``, predicted; see the module docstring.
-    ``round_batch``: a data-parallel degree that does not divide the global batch takes ceil(B / d) samples per
-    replica (the global batch rounds up to a multiple of d)."""
+    ``uneven_batch``: a data-parallel degree that does not divide the global batch takes up to ceil(B / d) samples
+    per replica (an uneven split: the layout's ``samples``)."""
     cache = {} if cache is None else cache
     node = pins.node_size or device.devices_per_node
     base = at(pins.micro_batch or 1)
@@ -165,11 +167,12 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
                            f"tensor {t} x pipeline {p} x context {cp}")
                 continue
             d = devices // (t * p * cp)
-            if global_batch % d and not round_batch:
+            if global_batch % d and not uneven_batch:
                 tally.miss(f"the global batch {global_batch} does not split over the data-parallel replicas",
                            f"{d} replicas with tensor {t} x pipeline {p}")
                 continue
             replica = -(-global_batch // d)
+            uneven = global_batch if global_batch % d else None
             if pins.micro_batch is not None:
                 if replica % pins.micro_batch:
                     tally.miss(f"--micro-batch {pins.micro_batch} does not divide the samples per replica",
@@ -198,7 +201,7 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
                                    f"mixture-of-experts layer and the data-parallel degree", f"{d} replicas")
                     for r, e in ((r, e) for r in modes for e in eps):
                         _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pins, stage,
-                                       node, precision, cache, tally)
+                                       node, precision, cache, tally, uneven)
     return tally
 
 
@@ -229,9 +232,9 @@ def context_candidates(est, pins: Pins) -> list[int]:
 
 
 def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pins, stage, node, precision, cache,
-                   tally):
+                   tally, samples=None):
     """The lowest ZeRO stage that fits for one layout (stages 0-2 move the same bytes; 3 only when they do not
-    fit), predicted and added to ``tally``; or the reason none does."""
+    fit), predicted and added to ``tally``; or the reason none does. ``samples``: an unevenly split global batch."""
     est = at(m)
     sp = t > 1 and pins.sequence_parallel is not False
     key = (m, t, r, e, cp)
@@ -246,7 +249,7 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
     room = capacity(device, factors)
     last = None
     for z in zeros:
-        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp)
+        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp, samples)
         mem = device_memory(est, layout, stage, kept)
         if room is None or mem.total <= room:
             tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
@@ -260,8 +263,8 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
 
 
 def rank_key(pred: Prediction):
-    """Fastest first (seconds per sample: a rounded-up global batch does more per step); ties: less memory per
-    device, then fewer pipeline stages and less recomputation."""
+    """Fastest first (seconds per sample of the global batch); ties: less memory per device, then fewer pipeline
+    stages and less recomputation."""
     return (pred.step_seconds / pred.global_batch, pred.memory.total, pred.pipeline_parallel,
             RECOMPUTE.index(pred.recompute))
 
@@ -277,13 +280,13 @@ def pruned_lines(tally: _Tally, limit: int = 6) -> tuple[str, ...]:
 
 
 def best_on(at, devices: int, global_batch: int, workload, device, factors: Factors, pins: Pins,
-            keep: int = 4, cache: dict | None = None, round_batch: bool = False) -> Prediction | None:
+            keep: int = 4, cache: dict | None = None, uneven_batch: bool = False) -> Prediction | None:
     """The fastest layout that fits on ``devices`` (its ``alternatives``: the next ``keep``; ``pruned``: why the
     rest fail), or None when nothing fits, with the reasons in the SizingError the caller raises.
-    ``round_batch``: when no data-parallel degree divides the global batch, round it up (``layouts_on``)."""
+    ``uneven_batch``: when no data-parallel degree divides the global batch, split it unevenly (``layouts_on``)."""
     tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, cache)
-    if not tally.fitting and round_batch:
-        tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, cache, round_batch=True)
+    if not tally.fitting and uneven_batch:
+        tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, cache, uneven_batch=True)
     if not tally.fitting:
         return None
     ranked = sorted(tally.fitting, key=rank_key)
@@ -301,7 +304,7 @@ def does_not_fit(at, counts, global_batch: int, workload, device, factors, pins,
     """The one-line error when nothing in the space fits: the closest layout on the largest of ``counts`` that has
     one, and its shortfall; else the most common reason on the largest count."""
     for devices in sorted(counts, reverse=True):
-        tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, round_batch=True)
+        tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, uneven_batch=True)
         if tally.closest is not None:
             over, pred = tally.closest
             return SizingError(
@@ -366,17 +369,18 @@ def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devic
         notes = (note,)
     cache = {} if cache is None else cache
 
-    def best(n, round_batch=False):
-        pred = best_on(at, n, global_batch, workload, device, factors, pins, cache=cache, round_batch=round_batch)
+    def best(n, uneven_batch=False):
+        pred = best_on(at, n, global_batch, workload, device, factors, pins, cache=cache, uneven_batch=uneven_batch)
         if pred is None:
             return None
-        rounded = () if pred.global_batch == global_batch else (
-            f"global batch {global_batch} rounded up to {pred.global_batch}: no data-parallel degree on {n} devices "
-            f"divides it",)
-        return replace(pred, assumptions=notes + rounded + pred.assumptions)
+        uneven = () if pred.layout.samples is None else (
+            f"global batch {global_batch} split unevenly: no data-parallel degree on {n} devices divides it, so each "
+            f"of the {pred.data_parallel} replicas runs up to {pred.layout.slots // pred.data_parallel} samples and "
+            f"the step costs what {pred.layout.slots} would",)
+        return replace(pred, assumptions=notes + uneven + pred.assumptions)
 
     if devices is not None:
-        pred = best(devices, round_batch=True)
+        pred = best(devices, uneven_batch=True)
         if pred is None and allow_overflow:
             closest = layouts_on(at, devices, global_batch, workload, device, factors, pins).closest
             if closest is not None:
@@ -395,7 +399,7 @@ def search(at, workload, device, factors: Factors, pins: Pins = Pins(), *, devic
 
     def at_count(i):
         if counts[i] not in found:
-            found[counts[i]] = best(counts[i], round_batch=True)
+            found[counts[i]] = best(counts[i], uneven_batch=True)
         return found[counts[i]]
     if deadline_s is None:
         i = fewest(lambda i: at_count(i) is not None, counts)

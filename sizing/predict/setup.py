@@ -61,7 +61,10 @@ class Layout:
     split along the sequence too (Korthikanti et al. 2022); ``expert_parallel``: the experts of a mixture of experts
     split that many ways across data-parallel ranks (Lepikhin et al. 2020, GShard), tokens sent to them and back
     by all-to-all; ``context_parallel``: each sequence split that many ways along its tokens, the keys and values
-    passed round a ring in attention (Liu et al. 2023, Ring Attention), so devices = t x p x cp x d."""
+    passed round a ring in attention (Liu et al. 2023, Ring Attention), so devices = t x p x cp x d. ``samples``: a
+    global batch B that the replicas do not divide evenly (None: B = m x micro-batches x d): each replica runs up to
+    m x micro-batches = ceil(B / d) of them and the slowest sets the step, so the step costs what the full
+    m x micro-batches x d would while it trains B (PyTorch DDP's uneven inputs; padding would cost the same)."""
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     data_parallel: int = 1
@@ -74,10 +77,14 @@ class Layout:
     fused_attention: bool = True
     expert_parallel: int = 1
     context_parallel: int = 1
+    samples: int | None = None
 
     def __post_init__(self):
         _positive_ints(self, ("tensor_parallel", "pipeline_parallel", "data_parallel", "micro_batch",
-                              "micro_batches", "interleave", "expert_parallel", "context_parallel"))
+                              "micro_batches", "interleave", "expert_parallel", "context_parallel", "samples"))
+        if self.samples is not None and self.samples > self.slots:
+            raise SizingError(f"a global batch of {self.samples} is more than the {self.slots} samples the layout's "
+                              f"replicas run per step")
         if self.data_parallel % self.expert_parallel:
             raise SizingError(f"expert parallel {self.expert_parallel} must divide the data-parallel degree "
                               f"{self.data_parallel} (experts are split across data-parallel ranks)")
@@ -88,8 +95,14 @@ class Layout:
         return self.tensor_parallel * self.pipeline_parallel * self.context_parallel * self.data_parallel
 
     @property
-    def global_batch(self) -> int:
+    def slots(self) -> int:
+        """Samples the replicas run per step: micro-batch x micro-batches x data parallel."""
         return self.micro_batch * self.micro_batches * self.data_parallel
+
+    @property
+    def global_batch(self) -> int:
+        """Samples trained per optimizer step."""
+        return self.slots if self.samples is None else self.samples
 
     def describe(self) -> str:
         """'TP 8 x PP 16 (interleaved 2) x DP 64, ZeRO-1, recompute selective, SP, micro-batch 1 x 32'."""

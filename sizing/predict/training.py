@@ -300,7 +300,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     memory = memory or device_memory(est, layout, stage)
     why = why_not(memory, capacity(device, factors), layout, device)
     devices, global_batch = layout.devices, layout.global_batch
-    model_flops = (est.totals.flops + est.totals.backward_flops) * n * d
+    model_flops = (est.totals.flops + est.totals.backward_flops) * n * d * global_batch // layout.slots
     samples = samples_of(est, workload)
     steps_per_epoch = None if samples is None else -(-samples // global_batch)
     steps = None if steps_per_epoch is None else steps_per_epoch * workload.epochs

@@ -4,8 +4,8 @@ model (sizing/predict/training.py); each such option costed (sizing/quote.py), r
 the budget; one pick and the fastest, cheapest and lowest-power alternatives.
 
 The count search is closed form for inference (replicas = ceil(target / throughput of one replica)) and for
-training a doubling then a bisection over whole nodes (``smallest_meeting``): about 2 log2(N) predictions for a
-count N, each one pass over the folded graph; never a loop over devices or steps. It assumes the time to train
+training a doubling of the device count then a bisection over the counts a buyer can order (``smallest_meeting``):
+about 2 log2(N) predictions for a count N, each one pass over the folded graph; never a loop over devices or steps. It assumes the time to train
 falls as nodes are added, which holds until the global batch covers an epoch in one step or communication
 dominates; past that point adding nodes no longer helps and the search stops at the fastest count it saw.
 """
@@ -52,16 +52,16 @@ class Terms:
         return self.kwh_price if self.kwh_price is not None else KWH_USD * self.exchange.per_usd
 
 
-def smallest_meeting(ok, lo: int, hi: int) -> tuple[int | None, list[int]]:
-    """The smallest k in [lo, hi] with ok(k), for ok false then true as k grows: try lo, then double until ok
-    (capped at hi), then bisect between the last failure and the first success. Returns (k or None, every k tried,
-    in order)."""
+def smallest_meeting(ok, lo: int, hi: int, grow=lambda k: 2 * k) -> tuple[int | None, list[int]]:
+    """The smallest k in [lo, hi] with ok(k), for ok false then true as k grows: try lo, then grow (double, or
+    ``grow(k)``, which must exceed k) until ok (capped at hi), then bisect between the last failure and the first
+    success. Returns (k or None, every k tried, in order)."""
     tried = [lo]
     if ok(lo):
         return lo, tried
     fail = lo
     while True:
-        nxt = min(2 * fail, hi)
+        nxt = min(max(grow(fail), fail + 1), hi)
         if nxt == fail:
             return None, tried
         tried.append(nxt)
@@ -103,6 +103,9 @@ def _costs(device, count: int, seconds_running: float, terms: Terms, pue: float,
             energy_cost(job_kwh, terms.kwh, terms.exchange))
 
 
+NEAR_FASTEST = 1.01      # counts whose time is within 1% of the fastest are as fast: the fewest of them is shown
+
+
 def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> Option | Exclusion:
     unit = device.devices_per_node
     cache: dict = {}
@@ -124,10 +127,15 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
         p = run(k)
         return p is not None and p.fits and p.total_seconds <= terms.deadline_s
 
+    def doubled(k):                         # the first count at least twice counts[k - 1]
+        return next((j for j in range(k + 1, len(counts) + 1) if counts[j - 1] >= 2 * counts[k - 1]), len(counts))
+
     lo += 1
-    k, tried = smallest_meeting(ok, lo, len(counts))
-    if k is None:         # the fastest count tried stands for the device
-        k = min((t for t in tried if run(t) is not None), key=lambda t: run(t).total_seconds, default=lo)
+    k, tried = smallest_meeting(ok, lo, len(counts), doubled)
+    if k is None:         # the fewest devices within 1% of the fastest count tried stand for the device
+        ran = [t for t in tried if run(t) is not None]
+        best = min((run(t).total_seconds for t in ran), default=None)
+        k = min((t for t in ran if run(t).total_seconds <= best * NEAR_FASTEST), default=lo)
     pred = run(k)
     if pred is None:
         return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))

@@ -268,9 +268,10 @@ STRINGS = {
                  "시간은 성능 모델의 예측입니다: 보정된 연산/메모리 효율과 공개 학습 사례로 맞춘 프레임워크 효율을 쓴 "
                  "레이어별 루프라인 (모델의 설명은 아래)."),
     "as_batch": ("Global batch {batch} per optimizer step over the whole cluster, the same on every device count "
-                 "(rounded up where the data-parallel degree does not divide it).",
+                 "(split unevenly where the data-parallel degree does not divide it: the slowest replica sets the "
+                 "step).",
                  "전체 클러스터의 옵티마이저 스텝당 전체 배치 {batch}, 장치 수와 관계없이 같음 (데이터 병렬 수로 나누어 "
-                 "떨어지지 않으면 올림)."),
+                 "떨어지지 않으면 고르지 않게 나눔: 가장 느린 복제본이 스텝 시간을 정함)."),
     "as_network": ("A cluster of two or more nodes gets its network: {gbps} Gb/s NICs per node, the fewest (1, 2, 4 "
                    "... one per device) that keep the layout's step time within {tolerance} (its data-parallel, "
                    "pipeline and expert traffic re-predicted; serving: one per node unless a replica spans nodes), "
@@ -437,8 +438,10 @@ NOTES_KO = (
     (r"global batch (\d+) samples \(ResNet-50's reference batch of 256, at least one per device; set "
      r"--global-batch\)",
      lambda m: f"전체 배치 샘플 {m[1]}개 (ResNet-50의 기준 배치 256, 장치당 최소 1개; --global-batch로 바꿈)"),
-    (r"global batch (\d+) rounded up to (\d+): no data-parallel degree on (\d+) devices divides it",
-     lambda m: f"전체 배치 {m[1]} → {m[2]} 올림: 장치 {m[3]}대에서 나누어 떨어지는 데이터 병렬 수가 없음"),
+    (r"global batch (\d+) split unevenly: no data-parallel degree on (\d+) devices divides it, so each of the "
+     r"(\d+) replicas runs up to (\d+) samples and the step costs what (\d+) would",
+     lambda m: f"전체 배치 {m[1]} 불균등 분할: 장치 {m[2]}대에서 나누어 떨어지는 데이터 병렬 수가 없어 복제본 "
+               f"{m[3]}개가 각각 최대 {m[4]}개 샘플을 처리하고, 스텝 시간은 {m[5]}개일 때와 같음"),
     (r"decode attention reads each key/value head's cache once for its query heads \(XQA, FlashInfer, FlashDecoding "
      r"kernels\)", lambda m: "디코드 어텐션은 키/값 헤드의 캐시를 그 쿼리 헤드들을 위해 한 번 읽음 (XQA, FlashInfer, "
                              "FlashDecoding 커널)"),
