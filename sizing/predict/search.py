@@ -257,7 +257,7 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
         last = (layout, mem)
     layout, mem = last
     over = mem.total / room
-    tally.miss(f"needs more memory than the {iec(room)} a framework can use of a {device.id}")
+    tally.miss(f"needs more memory than the {iec(room)} a framework can use of each {device.id}")
     if tally.closest is None or over < tally.closest[0]:
         tally.closest = (over, evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
 
@@ -312,7 +312,7 @@ def does_not_fit(at, counts, global_batch: int, workload, device, factors, pins,
                 f"{pred.layout.describe()}, needs {iec(pred.memory.total)} per device (weights "
                 f"{iec(pred.memory.weights)}, gradients {iec(pred.memory.gradients)}, optimizer "
                 f"{iec(pred.memory.optimizer)}, activations {iec(pred.memory.activations)}) and a framework can "
-                f"use {iec(capacity(device, factors))} of a {device.id}"
+                f"use {iec(capacity(device, factors))} of each {device.id}"
                 + (": use more devices" if len(counts) == 1 else ""))
     tally = layouts_on(at, max(counts), global_batch, workload, device, factors, pins)
     reason = tally.reasons.most_common(1)[0][0] if tally.reasons else "no layout in the space"

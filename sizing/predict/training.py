@@ -237,7 +237,7 @@ def why_not(mem: Memory, room: int | None, layout: Layout, device) -> str | None
         return None
     return (f"needs {iec(mem.total)} per device (weights {iec(mem.weights)}, gradients {iec(mem.gradients)}, "
             f"optimizer {iec(mem.optimizer)}, activations {iec(mem.activations)}) with {layout.describe()}; "
-            f"a framework can use {iec(room)} of a {device.id}")
+            f"a framework can use {iec(room)} of each {device.id}")
 
 
 def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size: int | None = None,
