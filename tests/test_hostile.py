@@ -329,6 +329,21 @@ def test_proc_files_as_outputs(tmp_path):
     one_line_error(invoke("estimate", "mnist_mlp", "--emit-yaml", "/proc/self/nope.yaml"), "cannot write")
 
 
+def test_force_into_a_folder_that_takes_no_new_files():
+    """--force replaces a regular file through a temporary file beside it; /proc takes none, so the error names the
+    path and that reason (not the temporary's 'No such file or directory'), and the check runs before the work."""
+    from sizing.common.errors import SizingError
+    from sizing.common.files import check_writable
+
+    args = ["quote", "mnist_mlp", "--samples", "1e4", "--deadline", "1h", "--candidates", "h100-sxm"]
+    r = invoke(*args, "-o", "/proc/version", "--force")
+    one_line_error(r, "--output: cannot write /proc/version", "temporary file", "/proc takes no new files",
+                   "another folder")
+    assert "No such file" not in r.stderr
+    with pytest.raises(SizingError, match="/proc takes no new files"):
+        check_writable("/proc/version", force=True)
+
+
 def test_two_writers_racing_for_one_name(tmp_path):
     """The check passes for both; the first creates the file; the second's exclusive create fails in one line
     and the first's file stays whole."""

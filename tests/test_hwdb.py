@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import subprocess
@@ -59,9 +60,9 @@ def test_every_reference_row_has_exactly_one_record():
     assert {r["vendor"] for r in ROWS} == {"NVIDIA", "AMD", "Intel", "Google"}
 
 
-CURRENT = ("b200", "b300", "gb200", "gb300", "h200-sxm", "h20", "rtx-pro-6000", "rtx-5090", "rtx-4090", "rtx-3090",
-           "a100-sxm-40gb", "mi300x", "mi325x", "mi355x", "gaudi3", "tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2",
-           "grace-superchip", "xeon-6980p")
+CURRENT = ("b200", "b300", "gb200", "gb300", "h200-sxm", "h200-nvl", "h20", "rtx-pro-6000", "rtx-5090", "rtx-4090",
+           "rtx-3090", "a100-sxm-40gb", "mi300x", "mi325x", "mi355x", "gaudi3", "tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2",
+           "grace-superchip", "xeon-6980p", "epyc-9755")
 
 
 def test_at_least_60_devices_with_the_current_parts():
@@ -100,6 +101,48 @@ def test_geforce_cards_carry_the_driver_licence_and_discontinued_parts_cite_it()
     assert load_hwdb(environ={})["t4"].discontinued is False
 
 
+README = Path(__file__).resolve().parents[1] / "hwdb" / "README.md"
+
+
+def readme_gaps(label: str) -> set[str]:
+    """The ids README.md lists after '- LABEL:' in its 'Coverage and gaps' section (they may wrap lines)."""
+    text = README.read_text().split("## Coverage and gaps", 1)[1]
+    item = re.search(rf"^- {re.escape(label)}:(.*?)(?=^- |^\S|\Z)", text, re.M | re.S)
+    assert item, label
+    return set(re.findall(r"`([a-z0-9.-]+)`", item[1]))
+
+
+def test_every_device_on_sale_has_a_price_and_every_rented_one_a_rate():
+    """A device is rented only (cloud_only: a cloud rate, no price), discontinued (sourced end of life: no price
+    needed) or on sale (a dated, sourced price). The devices for which no source gave a price or rate are exactly the
+    gaps README.md names, so a new unpriced device, or a gap filled without updating the README, fails."""
+    devices = shipped_devices()
+    for d in devices:
+        if d.cloud_only:
+            assert d.price is None and d.node_price is None and d.sources["cloud_only"], d.id
+        if d.discontinued:
+            assert d.sources["discontinued"], d.id
+    unpriced = {d.id for d in devices if not d.cloud_only and not d.discontinued and d.price is d.node_price is None}
+    unrented = {d.id for d in devices if d.cloud_only and not d.cloud}
+    assert unpriced == readme_gaps("Unpriced, on sale")
+    assert unrented == readme_gaps("Rented only, no on-demand rate found")
+    rented = {d.id for d in devices if d.cloud_only}
+    assert {"tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2", "inferentia2"} <= rented
+    assert not any(d.cloud_only for d in devices if d.kind != "accelerator")
+    assert len(unpriced) + len(unrented) < len(devices) // 3      # most devices are priced
+
+
+def test_cloud_only_needs_a_source_and_no_price(tmp_path):
+    rented = GOOD.replace("    kind: gpu", "    kind: gpu\n    cloud_only: true")
+    bad(tmp_path, rented.replace("      record: Acme datasheet", "      record: Acme datasheet\n      cloud_only: X rents it"),
+        10, "device 'acme-1': price: a cloud_only device is not sold: give its cloud rates, not a price")
+    unpriced = "\n".join(line for line in rented.splitlines() if "price:" not in line) + "\n"
+    bad(tmp_path, unpriced, 12, "sources: cloud_only: true needs sources.cloud_only")
+    ok = unpriced.replace("      record: Acme datasheet", "      record: Acme datasheet\n      cloud_only: X rents it")
+    d = load_hwdb([write(tmp_path, ok)], environ={})["acme-1"]
+    assert d.cloud_only is True and d.price is None and d.cloud[0].usd_per_hour == 1.5
+
+
 @pytest.mark.parametrize("row, d", by_row(), ids=[r["model"] for r in ROWS])
 def test_numbers_equal_the_reference_csv(row, d):
     for f in ("memory_gb", "memory_bw_gbs", "tdp_w", "interconnect_gbs"):
@@ -109,7 +152,10 @@ def test_numbers_equal_the_reference_csv(row, d):
     for f in ("kind", "form_factor", "memory_type", "interconnect"):
         assert row[f] == getattr(d, f), f
     assert int(row["release_year"]) == d.release_year
-    assert value(row["list_price_usd"]) == (d.price.usd if d.price else None)
+    if row["list_price_usd"]:
+        assert d.price is not None and value(row["list_price_usd"]) == d.price.usd
+    else:                       # priced from elsewhere: the price must not claim the reference as its source
+        assert d.price is None or "hwdb/reference" not in d.price.source, d.price
     assert row["source"] == d.sources["record"]
 
 
@@ -122,15 +168,64 @@ def test_every_figure_has_a_source_and_records_round_trip():
         assert device_from_record(yaml.safe_load(to_yaml([d]))["devices"][0]) == d
 
 
-def test_cloud_rates_are_those_of_the_reference_notes():
-    """Every cloud rate is a figure printed in cloud_and_tco.md, or the midpoint of a range printed there."""
-    text = (REFERENCE.parent / "cloud_and_tco.md").read_text()
-    printed = {float(x.replace(",", "")) for x in re.findall(r"\$([\d,]+\.\d\d)", text)}
-    ranges = {(float(a) + float(b)) / 2 for a, b in re.findall(r"\$(\d+\.\d\d)-(\d+\.\d\d)", text)}
-    rates = [c for d in shipped_devices() for c in d.cloud]
-    assert len(rates) >= 15
-    for c in rates:
-        assert c.usd_per_hour in printed or round(c.usd_per_hour, 3) in {round(r, 3) for r in ranges}, c
+REFERENCE_NOTES = REFERENCE.parent / "cloud_and_tco.md"
+
+
+def dollar_figures(text: str) -> set[float]:
+    """Every US-dollar amount printed in ``text`` ('$1,499', '$45k', '$2.5 million', '899 USD') and the midpoint of
+    every printed range ('$28,000 to $34,000', 'between $8,000 and $9,200', '$2-3 million')."""
+    scale = {"": 1, "k": 10 ** 3, " million": 10 ** 6}
+    num = r"(\d[\d,]*(?:\.\d+)?)"
+    def f(x):
+        return float(x.replace(",", ""))
+    found = {f(a) * scale[m] for a, m in re.findall(rf"\${num}(k| million|)", text)}
+    found |= {f(a) for a in re.findall(rf"{num} USD", text)}
+    for a, b, m in re.findall(rf"\${num}\s*(?:-|to|and)\s*\$?{num}(k| million|)", text):
+        found.add((f(a) + f(b)) / 2 * scale[m])
+    return found
+
+
+def test_dollar_figures_reads_amounts_and_ranges():
+    assert dollar_figures("'MSRP $45k'; $2.0k; 899 USD; $1,499") >= {45000, 2000, 899, 1499}
+    assert 2.5e6 in dollar_figures("Priced at $2-3 million per rack")
+    assert 8600 in dollar_figures("retailing between $8,000 and $9,200") and 31000 in dollar_figures("$28,000 to $34,000")
+    assert 12500 not in dollar_figures("$10,000 and more")
+
+
+def test_every_price_is_a_figure_its_source_prints():
+    """A price from the reference CSV equals it (test_numbers_equal_the_reference_csv); a node price compiled in
+    cloud_and_tco.md is a figure printed there; any other price cites a source outside the reference and is a dollar
+    figure (or the midpoint of a range) that its source or note prints, so a typo or an invented number fails."""
+    notes = dollar_figures(REFERENCE_NOTES.read_text())
+    in_csv = {(r["vendor"], r["model"]) for r in ROWS if r["list_price_usd"]}
+    checked = 0
+    for d in shipped_devices():
+        for p in (d.price, d.node_price):
+            if p is None or (p is d.price and (d.vendor, d.model) in in_csv):
+                continue
+            if "hwdb/reference/cloud_and_tco.md" in p.source:
+                assert p.usd in notes, (d.id, p)
+            else:
+                assert "hwdb/reference" not in p.source and p.date, (d.id, p)
+                assert p.usd in dollar_figures(f"{p.source} {p.note or ''}"), (d.id, p.usd, p.source)
+                checked += 1
+    assert checked >= 20
+
+
+def test_cloud_rates_are_those_their_sources_print():
+    """A rate compiled in cloud_and_tco.md is a figure printed there (or the midpoint of a printed range); any other
+    rate cites its own dated source and is a figure it prints, or an instance's printed rate divided by the chips the
+    offer names ('trn1.32xlarge (16 chips)')."""
+    notes = dollar_figures(REFERENCE_NOTES.read_text())
+    rates = [(d, c) for d in shipped_devices() for c in d.cloud]
+    assert len(rates) >= 20
+    for d, c in rates:
+        if "hwdb/reference/cloud_and_tco.md" in c.source:
+            assert any(math.isclose(c.usd_per_hour, x, abs_tol=5e-4) for x in notes), (d.id, c)
+            continue
+        printed = dollar_figures(f"{c.source} {c.note or ''}")
+        chips = [int(n) for n in re.findall(r"(\d+) chips", f"{c.offer} {c.note or ''}")] or [1]
+        assert any(math.isclose(c.usd_per_hour, x / n, abs_tol=1e-4) for x in printed for n in chips), (d.id, c)
 
 
 def test_exact_integer_conversions():

@@ -52,3 +52,16 @@ def test_a_geforce_pick_carries_the_driver_licence_in_both_languages(lang, age, 
     md = quote("--candidates", "rtx-4090", "--format", "md", "--lang", lang)
     assert age in md and licence in md and "No Datacenter Deployment" in md
     assert "geforce-license" in md                                       # the licence's source is cited
+
+
+@pytest.mark.parametrize("lang, said", [("en", "rented only, never sold (tpu-v5e)"), ("ko", "임대만 되는 장치입니다 (tpu-v5e)")])
+def test_a_rented_only_device_is_not_reported_as_a_missing_price(lang, said):
+    """A cloud_only device (hwdb/README.md) has no purchase price by nature: the quote says it is rented only and
+    keeps the 'give prices' finding for devices on sale that lack one (the H100 NVL has a cloud rate but no price); a
+    discontinued device without a price is said to be discontinued."""
+    out = json.loads(quote("--candidates", "tpu-v5e,h100-nvl,a100-pcie-40gb", "--precision", "bf16", "--format",
+                           "json", "--lang", lang))
+    found = {m["key"]: m for m in out["findings"]}
+    assert found["rented_only"]["params"]["devices"] == "tpu-v5e" and said in found["rented_only"]["text"]
+    assert found["unpriced"]["params"]["devices"] == "h100-nvl"
+    assert found["discontinued_unpriced"]["params"]["devices"] == "a100-pcie-40gb"

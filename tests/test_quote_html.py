@@ -12,6 +12,7 @@ Also here, without a browser: the chart's tick and label rules, the Korean parti
 model's notes in Korean, and the CSV (byte-order mark, totals, formula cells)."""
 from __future__ import annotations
 
+import collections
 import csv
 import html
 import io
@@ -58,17 +59,19 @@ def _quote(args):
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
-    """{name: path}: ResNet-50 in a week in English (USD) and Korean (KRW), as html and csv, and its serving quote
-    in html; each quote made once, with no bench profile or SIZING_HWDB of the machine."""
+    """{name: path}: ResNet-50 in a week in English (USD) and Korean (KRW), as html and csv, its serving quote
+    in html, and ("all") the English one over the whole database in html (whose comparison tables' long figures
+    squeeze the text columns in print); each quote made once, with no bench profile or SIZING_HWDB of the
+    machine."""
     tmp = tmp_path_factory.mktemp("quotes")
     out = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
         mp.delenv("SIZING_HWDB", raising=False)
         for name, args in (("en", TRAIN), ("ko", TRAIN + ["--lang", "ko", "--currency", "KRW", "--fx", "1400"]),
-                           ("serve", SERVE)):
+                           ("serve", SERVE), ("all", TRAIN[:7])):
             q, lang = _quote(args)
-            for fmt in ("html", "csv"):
+            for fmt in ("html", "csv") if name != "all" else ("html",):
                 out[f"{name}.{fmt}"] = tmp / f"{name}.{fmt}"
                 out[f"{name}.{fmt}"].write_bytes(WRITERS[fmt](q, lang).encode("utf-8"))
     return out
@@ -110,6 +113,8 @@ function measure(frame) {
       if (tops.size > 1) out.brokenWords.push(m[0]);
     }
   }
+  out.runs = [...d.querySelectorAll('span.nw')].map(e => [e.textContent,
+    new Set([...e.getClientRects()].map(c => Math.round(c.top))).size]);
   return out;
 }
 window.addEventListener('load', () => {
@@ -195,6 +200,31 @@ def test_korean_words_do_not_break(layout):
     assert layout[f"en-{PHONE}"]["wordBreak"] != "keep-all"
 
 
+@needs_chromium
+@pytest.mark.parametrize("name", ["en", "ko", "serve"])
+def test_option_names_dates_and_figures_with_units_stay_on_one_line(layout, name):
+    """On a phone a line once broke "--prices" into "-" and "-prices", a price date "2023-05" into "2023-"
+    and "05" and a device id rtx-a4000 into "rtx-" and "a4000": such runs are kept whole (span.nw), and each
+    lies on one line at both widths."""
+    for width in (PHONE, DESKTOP):
+        runs = layout[f"{name}-{width}"]["runs"]
+        assert any(re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", s) for s, _ in runs)    # the line items' price dates
+        assert [s for s, lines in runs if lines != 1] == []
+
+
+def test_runs_kept_whole():
+    from sizing.quote.writers import _text
+    assert _text("give --prices FILE; 4.42 kW x 26,298 h, of 2023-05 <b>") == (
+        'give <span class="nw">--prices</span> FILE; <span class="nw">4.42 kW</span> x 26,298 h, of '
+        '<span class="nw">2023-05</span> &lt;b&gt;')
+    assert _text("a-b--c 12 kWh 2024-07-09") == 'a-b--c <span class="nw">12 kWh</span> <span class="nw">2024-07-09</span>'
+    # device ids, but not in a source cell, whose long addresses must break where they can
+    assert _text("(mi325x, rtx-a4000, grace-superchip)") == (
+        '(mi325x, <span class="nw">rtx-a4000</span>, <span class="nw">grace-superchip</span>)')
+    assert _text("example.com/amd-stock-why 2024-07", ids=False) == (
+        'example.com/amd-stock-why <span class="nw">2024-07</span>')
+
+
 def _pdf(tmp, path):
     pdf = tmp / (path.stem + ".pdf")
     r = _chromium(str(tmp / "profile"), "--no-pdf-header-footer", f"--print-to-pdf={pdf}", path.as_uri())
@@ -204,7 +234,7 @@ def _pdf(tmp, path):
 
 @needs_chromium
 @needs_poppler
-@pytest.mark.parametrize("name", ["en", "ko"])
+@pytest.mark.parametrize("name", ["en", "ko", "all"])
 def test_print_is_a4_with_page_numbers_and_nothing_cut(reports, tmp_path, name):
     pdf = _pdf(tmp_path, reports[f"{name}.html"])
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
@@ -223,7 +253,18 @@ def test_print_is_a4_with_page_numbers_and_nothing_cut(reports, tmp_path, name):
         assert foot == f"{n} / {pages}", foot
     text_ = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     for key in ("col_cloud", "col_tco", "col_status"):      # the widest tables' last columns, whole
-        assert text(name, key) in text_
+        assert text("ko" if name == "ko" else "en", key) in text_
+    # Words are not broken inside: every word of the page's text (less its head, charts and source cells, which
+    # may break anywhere) is as often whole among the PDF's words as in the page: Korean print once broke
+    # 연산 and 병목 in the comparison table into 연/산 and 병/목, because its cells could break anywhere
+    page = re.sub(r"<head.*?</head>|<svg.*?</svg>|<td class=\"src\">.*?</td>", " ",
+                  reports[f"{name}.html"].read_text(encoding="utf-8"), flags=re.DOTALL)
+    word = r"[\uac00-\ud7a3]{2,}|[A-Za-z]{4,}"
+    want = collections.Counter(re.findall(word, html.unescape(re.sub(r"<[^>]+>", " ", page))))
+    got = collections.Counter(m for s in re.findall(r"<word [^>]*>(.*?)</word>", bbox)
+                              for m in re.findall(word, html.unescape(s)))
+    broken = {w: (n, got[w]) for w, n in want.items() if got[w] < n}
+    assert not broken, f"words broken in print (in the page, whole in the PDF): {broken}"
 
 
 # ---------------------------------------------------------------- charts, without a browser

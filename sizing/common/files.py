@@ -40,9 +40,21 @@ def read_bounded(path: str, limit: int, what: str) -> bytes:
     return raw
 
 
+def _temporary(path: str, what: str) -> tuple[int, str]:
+    """(fd, name) of a new temporary file beside ``path``, through which ``--force`` replaces a regular file;
+    SizingError, one line, when its folder takes no new files (/proc, a read-only mount, a full disk)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        return tempfile.mkstemp(prefix=".sizing-", suffix=".tmp", dir=folder)
+    except OSError:
+        raise SizingError(f"{what}: cannot write {path}: --force replaces a file through a new temporary file in "
+                          f"its folder, and {folder} takes no new files; write the output to another folder") from None
+
+
 def check_writable(path: str, force: bool, what: str = "--output") -> None:
     """SizingError, one line, when ``path`` could not be written: it exists (without ``force``), is a directory,
-    or its directory is missing or not writable."""
+    its directory is missing or not writable, or (``force`` on a regular file) no temporary file can be made
+    beside it."""
     if os.path.isdir(path):
         raise SizingError(f"{what}: {path} is a directory; give a file name")
     if os.path.lexists(path) and not force:
@@ -52,6 +64,10 @@ def check_writable(path: str, force: bool, what: str = "--output") -> None:
         raise SizingError(f"{what}: cannot write {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise SizingError(f"{what}: cannot write {path}: the folder {folder} is not writable")
+    if force and os.path.isfile(path):
+        fd, tmp = _temporary(path, what)
+        os.close(fd)
+        os.unlink(tmp)
 
 
 def write_text(path: str, text: str, force: bool, what: str = "--output") -> None:
@@ -67,8 +83,7 @@ def write_text(path: str, text: str, force: bool, what: str = "--output") -> Non
             with open(path, "w", encoding="utf-8") as f:        # a device or FIFO: written, never replaced
                 f.write(text)
             return
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".sizing-", suffix=".tmp", dir=folder)
+        fd, tmp = _temporary(path, what)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)

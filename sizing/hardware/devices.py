@@ -148,8 +148,8 @@ class CloudRate:
 # Figures that need a source: either ``sources[<field>]`` (``sources['peak_tflops.<precision>']`` for one
 # precision) or the record-wide ``sources['record']``. Prices and cloud rates carry their own ``source``.
 FIGURES = ("form_factor", "release_year", "memory_gb", "memory_type", "memory_bw_gbs", "peak_tflops", "tdp_w",
-           "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "licence", "call_overhead_us",
-           "step_overhead_us", "gemm_sweep")
+           "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "cloud_only", "licence",
+           "call_overhead_us", "step_overhead_us", "gemm_sweep")
 SOURCE_KEYS = ("record",) + FIGURES + tuple(f"peak_tflops.{p}" for p in PRECISIONS)
 
 
@@ -160,10 +160,11 @@ class Device:
     ``devices_per_node``: devices in the usual server (GB200: the 72-GPU NVLink domain); ``interconnect_gbs``
     is per device, as its source prints it (often bidirectional; notes say which). ``family_default``: the part a
     family name means when it matches several devices (``find_device``); ``discontinued``: the vendor has ended
-    the part's sale (True needs ``sources['discontinued']``), None when unknown; ``licence``: terms a buyer must
-    know (GeForce cards: no data-centre deployment under the driver licence). ``call_overhead_us`` and
-    ``step_overhead_us``: the fixed cost of one kernel call and of one training step beside their work, as
-    ``sizing bench`` measures them for our executor (sizing/hardware/bench/measure.py ``call_overhead``); None:
+    the part's sale (True needs ``sources['discontinued']``), None when unknown; ``cloud_only``: the part is only
+    rented, never sold (True needs ``sources['cloud_only']`` and allows no price: its cost is ``cloud``);
+    ``licence``: terms a buyer must know (GeForce cards: no data-centre deployment under the driver licence).
+    ``call_overhead_us`` and ``step_overhead_us``: the fixed cost of one kernel call and of one training step
+    beside their work, as ``sizing bench`` measures them for our executor (sizing/hardware/bench/measure.py ``call_overhead``); None:
     not measured (the prediction then has no such term). ``gemm_sweep``: precision -> [m, k, n, GFLOP/s] rows,
     the rate measured for each product shape (``sizing bench``), from which a matrix product's rate is read by
     its shape (sizing/predict/roofline.py ``gemm_rate``); None: every product at ``peak_tflops``.
@@ -184,6 +185,7 @@ class Device:
     devices_per_node: int = 1
     family_default: bool = False
     discontinued: bool | None = None
+    cloud_only: bool | None = None
     licence: str | None = None
     price: Price | None = None
     node_price: Price | None = None
@@ -212,7 +214,7 @@ class Device:
         for name in ("release_year", "devices_per_node"):
             if getattr(self, name) is not None:
                 _check_number((name,), getattr(self, name), _RANGES[name], integer=True)
-        for name, optional in (("family_default", False), ("discontinued", True)):
+        for name, optional in (("family_default", False), ("discontinued", True), ("cloud_only", True)):
             value = getattr(self, name)
             if not isinstance(value, bool) and not (optional and value is None):
                 raise RecordError((name,), f"must be true or false, got {value!r}")
@@ -236,9 +238,14 @@ class Device:
         if self.discontinued and "discontinued" not in self.sources:
             raise RecordError(("sources",), "discontinued: true needs sources.discontinued (who announced the end "
                                             "of life)")
+        if self.cloud_only and "cloud_only" not in self.sources:
+            raise RecordError(("sources",), "cloud_only: true needs sources.cloud_only (who says the part is only "
+                                            "rented, not sold)")
         for name in ("price", "node_price"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), Price):
                 raise RecordError((name,), "must be a Price")
+            if self.cloud_only and getattr(self, name) is not None:
+                raise RecordError((name,), "a cloud_only device is not sold: give its cloud rates, not a price")
         if not isinstance(self.cloud, tuple) or not all(isinstance(c, CloudRate) for c in self.cloud):
             raise RecordError(("cloud",), "must be a tuple of CloudRate")
 

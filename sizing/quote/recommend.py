@@ -286,7 +286,9 @@ def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Op
         model_flops_per_step=round(flops), throughput=pred.tokens_per_s, prediction=pred)
 
 
-def _findings(kind, ranked, budget, terms, workload) -> list[Message]:
+def _findings(kind, ranked, budget, terms, workload, rented=frozenset(), ended=frozenset()) -> list[Message]:
+    """What the reader must know about the options; ``rented``: ids of devices that are only rented (cloud_only) and
+    ``ended``: of discontinued ones, whose missing price is no gap to fill."""
     by = {s: [o for o in ranked if status(o, budget) == s] for s in _ORDER}
     out = []
     if not ranked:
@@ -308,9 +310,11 @@ def _findings(kind, ranked, budget, terms, workload) -> list[Message]:
         out.append(Message("over_budget_all" if not by["ok"] else "over_budget_some", {
             "n": len(by["over_budget"]), "budget": Money(budget), "device": cheapest.device_id,
             "purchase": Money(cheapest.purchase)}))
-    if by["unpriced"]:
-        out.append(Message("unpriced", {"n": len(by["unpriced"]),
-                                        "devices": ", ".join(o.device_id for o in by["unpriced"])}))
+    for key, group in (("unpriced", [o for o in by["unpriced"] if o.device_id not in rented | ended]),
+                       ("rented_only", [o for o in by["unpriced"] if o.device_id in rented]),
+                       ("discontinued_unpriced", [o for o in by["unpriced"] if o.device_id in ended - rented])):
+        if group:
+            out.append(Message(key, {"n": len(group), "devices": ", ".join(o.device_id for o in group)}))
     return out
 
 
@@ -413,7 +417,10 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
         model=est.graph.name, source=model_source or est.graph.source, kind=kind, workload=work,
         exchange=terms.exchange, horizon_s=terms.horizon_s, pue=pue, kwh_price=terms.kwh, budget=terms.budget,
         options=ranked, pick=pick, alternatives=alternatives, front=frozenset(priced[i] for i in front),
-        excluded=tuple(excluded), findings=tuple(_findings(kind, ranked, terms.budget, terms, workload)),
+        excluded=tuple(excluded),
+        findings=tuple(_findings(kind, ranked, terms.budget, terms, workload,
+                                 frozenset(d.id for d in candidates if d.cloud_only),
+                                 frozenset(d.id for d in candidates if d.discontinued))),
         assumptions=tuple(_assumptions(kind, workload, terms, pue, cal.sources.get("pue_source", "--pue"),
                                        global_batch)),
         model_notes=tuple(pick.prediction.assumptions) if pick else (),

@@ -231,6 +231,13 @@ STRINGS = {
                  "--prices FILE.",
                  "구성 {n}개는 목표를 충족하지만 데이터베이스에 가격이 없습니다 ({devices}). --prices FILE로 "
                  "가격을 주십시오."),
+    "rented_only": ("{n} option(s) meet the target on devices that are rented only, never sold ({devices}): they have "
+                    "no purchase price; compare their cloud cost.",
+                    "구성 {n}개는 목표를 충족하지만 판매되지 않고 임대만 되는 장치입니다 ({devices}). 구매 가격이 "
+                    "없으므로 클라우드 비용으로 비교하십시오."),
+    "discontinued_unpriced": ("{n} option(s) meet the target on discontinued devices with no current price "
+                              "({devices}).",
+                              "구성 {n}개는 목표를 충족하지만 현재 가격이 없는 단종 장치입니다 ({devices})."),
     "no_candidates": ("No candidate device can run this model (see the devices left out).",
                       "이 모델을 실행할 수 있는 후보 장치가 없습니다 (제외된 장치 참조)."),
     # assumptions and validity

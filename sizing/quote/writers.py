@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from html import escape
 
@@ -399,6 +400,7 @@ th, td { border-bottom: 1px solid #e2e2e2; padding: 2.5pt 4pt; text-align: left;
          overflow-wrap: normal; }
 th { background: #f3f4f6; font-weight: 600; }
 table.kv th { background: none; font-weight: normal; color: #555; width: 32%; }
+span.nw { white-space: nowrap; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 td.src { font-size: 7.5pt; color: #555; overflow-wrap: anywhere; min-width: 9em; }
 table.wide { font-size: 8pt; }
@@ -414,17 +416,33 @@ ul { margin: 2pt 0 8pt; padding-left: 16pt; }
 div.scroll { overflow-x: auto; max-width: 100%; }
 @media screen and (max-width: 600px) { body { padding: 12px 14px; font-size: 11pt; } table.wide { font-size: 9pt; }
   table.kv th { width: 40%; } h1 { font-size: 15pt; } div.scroll > table:not(.kv) { width: max(100%, 36em); }
-  div.scroll > table.wide { width: max(100%, 46em); } div.scroll > table:not(.kv) td:first-child { min-width: 8em; } }
+  div.scroll > table.wide { width: max(100%, 46em); } div.scroll > table:not(.kv) td:first-child { min-width: 8em; }
+  td.src { min-width: 16em; } }
 @media screen and (min-width: 1100px) { body { max-width: 1040px; } }
 @media print {
   body { padding: 0; max-width: none; }
   div.scroll { overflow: visible; }
   table.wide { font-size: 7pt; }
-  table.wide th, table.wide td { padding: 1.5pt 2pt; white-space: normal; overflow-wrap: anywhere; }
+  table.wide th, table.wide td { padding: 1.5pt 2pt; white-space: normal; overflow-wrap: break-word; }
+  table.wide td.src { overflow-wrap: anywhere; }
   table.wide td.num { white-space: nowrap; }
   figure svg { max-width: 140mm; }
 }
 """
+
+
+# Runs a line must not break inside (a browser breaks after a hyphen and at a space): option names (--prices on
+# a phone once broke into "-" and "-prices"), dates (2023-05 into "2023-" and "05"), a number with its unit and,
+# outside source cells (whose long addresses must break), device ids (rtx-a4000 into "rtx-" and "a4000")
+_WHOLE = re.compile(r"(?<![\w-])--[a-z][a-z-]*|\b\d{4}-\d{2}(?:-\d{2})?\b|\b\d[\d,.]* (?:kWh|kW|W|GiB|TiB|TB|PB)\b")
+_ID = re.compile(r"(?<![A-Za-z0-9_./-])[a-z][a-z0-9]*(?:-[a-z0-9]+){1,3}(?![A-Za-z0-9_./-])")
+
+
+def _text(s: str, ids: bool = True) -> str:
+    """`s` escaped for HTML, its runs that must stay on one line in a nowrap span."""
+    keep = lambda m: f'<span class="nw">{m.group(0)}</span>'  # noqa: E731
+    s = _WHOLE.sub(keep, escape(s))
+    return _ID.sub(keep, s) if ids else s
 
 
 def _html_table(t: Table, source_col: int | None) -> str:
@@ -441,7 +459,7 @@ def _html_table(t: Table, source_col: int | None) -> str:
         for j, c in enumerate(row):
             tag = "th" if t.head is None and j == 0 else "td"
             cls = "num" if j in t.numeric else ("src" if j == source_col else "")
-            cells.append(f'<{tag} class="{cls}">{escape(c)}</{tag}>' if cls else f"<{tag}>{escape(c)}</{tag}>")
+            cells.append(f'<{tag} class="{cls}">{_text(c, cls != "src")}</{tag}>' if cls else f"<{tag}>{_text(c)}</{tag}>")
         out.append((f'<tr class="{mark}">' if mark else "<tr>") + "".join(cells) + "</tr>")
     return '<div class="scroll">' + "".join(out) + "</tbody></table></div>"
 
@@ -461,10 +479,10 @@ def quote_html(q: Quote, lang: str) -> str:
                 caption = f'<p class="caption">{escape(b.caption)}</p>' if b.caption else ""
                 body.append(f"<figure><figcaption>{escape(b.title)}</figcaption>{b.svg}{caption}</figure>")
             elif isinstance(b, list):
-                body.append("<ul>" + "".join(f"<li>{escape(x)}</li>" for x in b) + "</ul>")
+                body.append("<ul>" + "".join(f"<li>{_text(x)}</li>" for x in b) + "</ul>")
             else:
                 cls = ' class="finding"' if s.title == findings else ""
-                body.append(f"<p{cls}>{escape(b)}</p>")
+                body.append(f"<p{cls}>{_text(b)}</p>")
     return ("<!DOCTYPE html>\n"
             f'<html lang="{escape(lang)}"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
