@@ -2,7 +2,7 @@
 (sizing/predict/calibration.yaml ``serving``): each row's published figure (output tokens/s of a batch, time per
 output token, time to first token) beside the prediction and the error (predicted / published - 1), the median
 and worst absolute error of the `validate` rows (target: within 15%) and apart of the `calibrate` rows the
-serving efficiency is fitted on, and the efficiency re-fitted against the stored one.
+serving efficiencies (prefill, decode) are fitted on, and the efficiencies re-fitted against the stored ones.
 
     python benchmarks/bench_serving.py
 """
@@ -32,9 +32,10 @@ def main() -> int:
     for use, e in errors.items():
         print(f"{use:9} rows ({len(e):2}): median |error| {statistics.median(map(abs, e)):.1%}, "
               f"worst {max(map(abs, e)):.1%}")
-    fitted = fit_serving_efficiency(cal, db)
-    print(f"serving efficiency: stored {cal.serving_efficiency:.3f}, re-fitted on the calibrate rows {fitted:.3f}"
-          + ("" if abs(fitted - cal.serving_efficiency) < 5e-4 else "   <- update serving.fitted"))
+    fitted, stored = fit_serving_efficiency(cal, db), cal.serving_efficiency
+    same = all(abs(getattr(fitted, k) - getattr(stored, k)) < 5e-4 for k in ("prefill", "decode"))
+    print(f"serving efficiency (prefill, decode): stored {stored.prefill:.3f}, {stored.decode:.3f}; re-fitted on the "
+          f"calibrate rows {fitted.prefill:.3f}, {fitted.decode:.3f}" + ("" if same else "   <- update serving.fitted"))
     median = statistics.median(map(abs, errors["validate"]))
     print(f"target (validate median within {TARGET:.0%}): {'met' if median <= TARGET else 'NOT met'} "
           f"({median:.1%})")

@@ -15,7 +15,8 @@ with them. With continuous batching every request is prefilled once and decoded 
 also runs c prefills: time per output token (TPOT) = T_d + c T_p / O, output tokens/s = c / TPOT, and time to
 first token (TTFT) = T_p + T_d (the decode iteration in flight) + the wait behind other prompts, the M/D/1
 queue's rho T_p / (2 (1 - rho)) with rho = c T_p / (O TPOT) the share of time spent prefilling. A static batch
-of c runs one prefill of c prompts, then O steps. Every time is divided by the serving efficiency fitted on published serving runs
+of c runs one prefill of c prompts, then O steps. Prefill times are divided by the prefill efficiency and decode
+steps by the decode efficiency (``Efficiency``), both fitted on published serving runs
 (sizing/predict/calibration.yaml ``serving``), apart from training's. What an engine's kernels do is a stated fact
 (``Engine``): a decode kernel run per query head reads a grouped-query model's cache once per query head (the
 published runs say which engine ran them); a user's prediction assumes a current engine, which reads it once.
@@ -40,6 +41,20 @@ WEIGHTS = {"bf16": (16, None), "fp16": (16, None), "fp8": (8, None), "int8": (8,
 KV_CACHE = ("bf16", "fp16", "fp8")
 MODES = ("continuous", "static")
 ACTIVATION_BYTES = 2            # activations and all-reduce messages in 16 bits
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Achieved over modelled speed of each serving phase, fitted on published serving runs (sizing/predict/
+    published.py ``fit_serving_efficiency``): ``prefill``, the compute-bound pass over the prompts (GEMMs, fused
+    attention), and ``decode``, the memory-bound step (weights and KV cache streamed by GEMV and decode-attention
+    kernels). Two kernel families, two figures: one fitted figure for both left the long-context decode rows
+    15-26% slow and the short ones fast at once."""
+    prefill: float
+    decode: float
+
+    def to_dict(self) -> dict:
+        return {"prefill": self.prefill, "decode": self.decode}
 
 
 @dataclass(frozen=True)
@@ -180,7 +195,7 @@ class ServingPrediction:
     bound_prefill: str
     bound_decode: str
     factors: Factors
-    efficiency: float
+    efficiency: Efficiency
     assumptions: tuple[str, ...] = ()
 
     @property
@@ -202,7 +217,7 @@ class ServingPrediction:
                              "activations": self.activation_bytes, "total": self.memory_bytes},
             "device_memory_bytes": self.device_memory_bytes,
             "bound": {"prefill": self.bound_prefill, "decode": self.bound_decode},
-            "serving_efficiency": self.efficiency, "assumptions": list(self.assumptions)}
+            "serving_efficiency": self.efficiency.to_dict(), "assumptions": list(self.assumptions)}
 
 
 def matmul_precision(device, weights: str, dtype: str) -> str:
@@ -226,8 +241,8 @@ def _phase(flops, dequant, nbytes, mat, vec, bw, factors) -> tuple[float, str]:
     return max(compute, memory), "compute" if compute >= memory else "memory"
 
 
-def predict_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, t: int, p: int = 1,
-                    replicas: int = 1, dtype: str = "bf16", node_size: int | None = None,
+def predict_serving(model: Model, request: Request, device, factors: Factors, efficiency: Efficiency, t: int,
+                    p: int = 1, replicas: int = 1, dtype: str = "bf16", node_size: int | None = None,
                     engine: Engine = CURRENT_ENGINE) -> ServingPrediction:
     """The steady state of ``request`` on ``replicas`` x (tensor ``t`` x pipeline ``p``) ``device``s (module
     docstring)."""
@@ -257,12 +272,12 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     else:
         prefill_tokens, prefill_flops = request.prompt, model.prefill_work(request.prompt)
     t_p, bound_p = _phase(prefill_flops / t, dequant_flops / t, weights / t, mat, vec, bw, factors)
-    t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency
+    t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency.prefill
     unread = (1 - model.routed_share(c)) * model.expert_params() * WEIGHTS[request.weights][0] / 8
     t_d, bound_d = _phase(c * model.decode_flops(context) / t, dequant_flops / t,
                           (weights - unread + c * context * kv_tok * engine.kv_reads(model)) / t, mat, vec, bw,
                           factors)
-    t_d = (t_d + allreduce(c) + hops) / efficiency
+    t_d = (t_d + allreduce(c) + hops) / efficiency.decode
     if request.mode == "static":
         tpot = t_d
         tokens_per_s = c * request.output / (t_p + request.output * t_d) * replicas
@@ -284,7 +299,8 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     meets = fits and (request.ttft_s is None or ttft <= request.ttft_s) and \
         (request.tpot_s is None or tpot <= request.tpot_s)
     bits, group = WEIGHTS[request.weights]
-    notes = (f"serving efficiency {efficiency:.3f}, fitted on published serving runs (apart from training's)",
+    notes = (f"serving efficiency {efficiency.prefill:.3f} for prefill, {efficiency.decode:.3f} for decode, fitted on "
+             f"published serving runs (apart from training's)",
              f"weights {request.weights}" + (f" ({bits}-bit, groups of {group} with an fp16 scale and a zero point;"
                                               f" embeddings and norms in 16 bits)" if group else "")
              + f"; KV cache {request.kv_cache}; matmuls in {precision}",
@@ -315,7 +331,7 @@ def _targets(request: Request) -> str:
     return ", ".join(f"{name} {duration(v)}" for name, v in given)
 
 
-def plan_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, *,
+def plan_serving(model: Model, request: Request, device, factors: Factors, efficiency: Efficiency, *,
                  devices: int | None = None, dtype: str = "bf16", max_devices: int = 131072) -> ServingPrediction:
     """The deployment: on ``devices`` (the best replica shape that fits them), else the fewest devices whose
     replicas hold the concurrency's KV caches and meet the TTFT / TPOT targets: tensor parallel within a node,
