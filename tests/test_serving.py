@@ -54,6 +54,48 @@ def test_kv_cache_and_weight_bytes_are_exact():
     assert m.weight_bytes("fp8") == matrix + 2 * other + 4 * m.buffers
 
 
+def test_latent_attention_caches_the_latent_as_the_deepseek_v2_paper_gives_it():
+    """DeepSeek-V2 section 2.1 and table 1: MLA caches (d_c + d_h^R) l = (4 d_h + d_h / 2) l elements per token,
+    d_c = kv_lora_rank = 512 and d_h^R = qk_rope_head_dim = 64: 576 per token and layer, read here from each
+    config; bf16 2 bytes, fp8 1. Every tensor-parallel device holds the whole latent (it has no head axis to
+    split), while Llama's heads split."""
+    for name in ("deepseek-v2", "deepseek-v3", "deepseek-v2-lite"):
+        conf = json.load(open(f"tests/data/hf/{name}.json"))
+        per_layer = conf["kv_lora_rank"] + conf["qk_rope_head_dim"]
+        assert per_layer == 576 == 4.5 * 128
+        m = config_model(f"tests/data/hf/{name}.json", prompt=64)
+        assert m.kv_bytes_per_token("bf16") == 2 * per_layer * conf["num_hidden_layers"]
+        assert m.kv_bytes_per_token("fp8") == per_layer * conf["num_hidden_layers"]
+        assert m.kv_bytes_per_device_token("bf16", 8) == m.kv_bytes_per_token("bf16")
+    llama = config_model()
+    assert llama.kv_bytes_per_device_token("bf16", 2) * 2 == llama.kv_bytes_per_token("bf16")
+
+
+def test_latent_decode_scores_the_latent_with_absorbed_weights():
+    """DeepSeek-V2-Lite, 27 layers of 16 heads: the graph's attention per (query, key) pair is 2 (d + dv) = 2 (192 +
+    128) FLOPs per head plus 7 (scale, causal mask, softmax 5); decode with W_UK and W_UV absorbed scores each
+    query against the 512 + 64 cached values and sums the 512 latent ones: 2 (576 + 512) + 7. One sequence on
+    one device is memory bound: the weights its token routes to, and the cache read once, 576 x 27 x 2 bytes a
+    position."""
+    m = config_model("tests/data/hf/deepseek-v2-lite.json", prompt=256)
+    assert m.per_pair_flops == 27 * 16 * (2 * (192 + 128) + 7)
+    assert m.decode_flops(100) - m.decode_flops(99) == 27 * 16 * (2 * (576 + 512) + 7)
+    one = predict_serving(m, Request(1, 256, 64, mode="static"), gpu(memory_gb=1000), UNIT, ONE, t=1)
+    unread = (1 - m.routed_share(1)) * m.expert_params() * 2
+    assert one.bound_decode == "memory"
+    assert one.tpot_s == pytest.approx((m.weight_bytes("bf16") - unread + (256 + 32) * 576 * 27 * 2) / 2000e9)
+    assert one.kv_cache_bytes == (256 + 64) * 576 * 27 * 2
+
+
+def test_cli_serves_deepseek_without_the_kv_warning():
+    r = run_cli("tests/data/hf/deepseek-v2-lite.json", "--device", "h100-sxm", "--inference", "--prompt-tokens",
+                "1024", "--output-tokens", "128", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert "KV cache" not in r.stderr
+    p = json.loads(r.stdout)["inference"]
+    assert p["memory_bytes"]["kv_cache"] == (1024 + 128) * 576 * 27 * 2
+
+
 def test_decode_of_one_sequence_reads_the_weights_by_hand():
     """One sequence, 16-bit weights, one device: a decode step is memory bound, (weights + cache) / bandwidth."""
     m = config_model()

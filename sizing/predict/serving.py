@@ -4,12 +4,14 @@ benchmarks ran them), with quantized weights, an fp8 KV cache, tensor and pipeli
 Per replica of t x p devices (tensor parallel t inside a node, p pipeline stages), with c sequences in flight at
 an average context L (prompt P plus half the O output tokens), by the roofline (Pope et al. 2022, "Efficiently
 Scaling Transformer Inference", section 2):
-    decode step T_d = max(c (c1 + c2 L) / (t peak), (W + c L kv) / (t p bw)) summed over the p stages,
+    decode step T_d = max(c (c1 + c2' L) / (t peak), (W / t + c L kv_t) / (p bw)) summed over the p stages,
                       + the tensor-parallel all-reduces of every row-parallel layer (c tokens each)
     prefill     T_p = max(F(P) / (t peak), W / (t p bw)) over the stages, + its all-reduces (P tokens each)
 where c1, c2 and F are the graph's exact per-token, per-pair and per-prompt forward FLOPs (sizing/model/lm.py), W
 the weight bytes of the format (a mixture of experts' decode step reads only the experts its c tokens route to,
-``routed_share``), kv the KV-cache bytes per token. Weight-only int8 / int4 add their
+``routed_share``), kv_t the KV-cache bytes per token on each device (the heads' split t ways, a latent
+attention's latent whole on each) and c2' decode's per-pair FLOPs (latent attention's with absorbed weights:
+``Model.decode_flops``). Weight-only int8 / int4 add their
 dequantisation (2 FLOPs per weight per pass at the vector peak); fp8 weights run fp8 matmuls and need a device
 with them. With continuous batching every request is prefilled once and decoded O times, so one cycle of O steps
 also runs c prefills: time per output token (TPOT) = T_d + c T_p / O, output tokens/s = c / TPOT, and time to
@@ -23,7 +25,9 @@ published runs say which engine ran them); a user's prediction assumes a current
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ..common.errors import SizingError
 from ..common.units import duration, iec
@@ -100,6 +104,8 @@ class Model:
     heads: tuple                    # (query heads, key/value heads) per attention layer
     working_bytes_per_token: int
     experts: tuple = ()             # (experts, top_k, expert weights) per mixture-of-experts layer copy
+    kv_replicated_elems: int = 0    # of kv_elems_per_token: latents, whole on every tensor-parallel device
+    absorbed_pair_flops: int = 0    # decode's extra FLOPs per (query, key) pair from absorbed latent attention
 
     def prefill_flops(self, tokens: int) -> float:
         return self.per_sequence_flops + self.per_token_flops * tokens + self.per_pair_flops * tokens * tokens
@@ -110,7 +116,9 @@ class Model:
         return self.prefill_flops(tokens) - self.per_pair_flops * tokens * (tokens - 1) / 2
 
     def decode_flops(self, context: float) -> float:
-        return self.per_token_flops + self.per_pair_flops * context
+        """c1 + c2' L, c2' the per-pair FLOPs of decode: the graph's, and for latent attention scores and values
+        over the cached latent with the up-projection absorbed (``absorbed_pair_flops``)."""
+        return self.per_token_flops + (self.per_pair_flops + self.absorbed_pair_flops) * context
 
     def weight_bytes(self, fmt: str) -> int:
         bits, group = WEIGHTS[fmt]
@@ -119,6 +127,13 @@ class Model:
 
     def kv_bytes_per_token(self, fmt: str) -> int:
         return self.kv_elems_per_token * KV_ITEMSIZE[fmt]
+
+    def kv_bytes_per_device_token(self, fmt: str, t: int) -> Fraction:
+        """KV-cache bytes per token on each of ``t`` tensor-parallel devices: the heads' keys and values split t
+        ways, a latent whole on each (one per token, shared by every head, it cannot be split by head: SGLang's
+        DP-attention rationale, lmsys.org/blog/2024-12-04-sglang-v0-4)."""
+        shared = self.kv_replicated_elems
+        return (Fraction(self.kv_elems_per_token - shared, t) + shared) * KV_ITEMSIZE[fmt]
 
     def routed_share(self, tokens: float) -> float:
         """Share of the expert weights a step of ``tokens`` tokens reads: each layer's experts that at least one
@@ -156,7 +171,7 @@ CURRENT_ENGINE = Engine()
 
 def serving_model(est, fig) -> Model:
     """The serving figures of ``est`` (a causal LM at batch 1) and its ``fig`` (sizing.model.lm.LMFigures)."""
-    from ..model.lm import kv_cache_elems_per_token
+    from ..model.lm import kv_cache_elems_per_token, latent_attention
 
     matrix = sum(r.cost.params for r in est.layers if REGISTRY[r.node.op].matrix)
     tokens = numel(est.graph.input.shape)
@@ -167,9 +182,13 @@ def serving_model(est, fig) -> Model:
                      (r.cost.params - r.node.kwargs["num_experts"] * r.node.in_types[0].shape[-1] * r.node.repeat)
                      // r.node.repeat)
                     for r in est.layers if r.node.op == "mixture_of_experts" for _ in range(r.node.repeat))
+    mla = [m for m in map(lambda n: latent_attention(est.graph, n), est.graph.nodes) if m is not None]
+    # absorbed decode scores q against latent + rope per head and sums the latent (not d and dv wide)
+    absorbed = sum(2 * m.heads * (m.cached - m.d + m.latent - m.dv) * m.repeat for m in mla)
     return Model(est.graph.name, float(fig.per_token_flops), float(fig.per_pair_flops),
                  float(fig.per_sequence_flops), matrix, est.totals.params - matrix, est.totals.buffers,
-                 kv_cache_elems_per_token(est.graph), widths, heads, working, experts)
+                 kv_cache_elems_per_token(est.graph), widths, heads, working, experts,
+                 sum(m.cached * m.repeat for m in mla), absorbed)
 
 
 @dataclass(frozen=True)
@@ -253,7 +272,7 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     node = node_size or device.devices_per_node
     intra = interconnect_bps(device, factors.network_gbs * 1e9)
     weights = model.weight_bytes(request.weights)
-    kv_tok = model.kv_bytes_per_token(request.kv_cache)
+    kv_tok = model.kv_bytes_per_device_token(request.kv_cache, t)         # per device
     dequant_flops = 2 * model.matrix_params if WEIGHTS[request.weights][1] else 0
     c = -(-request.concurrency // replicas)
     context = request.prompt + request.output / 2
@@ -275,7 +294,7 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency.prefill
     unread = (1 - model.routed_share(c)) * model.expert_params() * WEIGHTS[request.weights][0] / 8
     t_d, bound_d = _phase(c * model.decode_flops(context) / t, dequant_flops / t,
-                          (weights - unread + c * context * kv_tok * engine.kv_reads(model)) / t, mat, vec, bw,
+                          (weights - unread) / t + c * context * kv_tok * engine.kv_reads(model), mat, vec, bw,
                           factors)
     t_d = (t_d + allreduce(c) + hops) / efficiency.decode
     if request.mode == "static":
@@ -289,12 +308,12 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
         ttft = t_p + t_d + busy * t_p / (2 * (1 - busy))            # M/D/1 wait behind other prompts
     per_device = t * p
     w_dev = -(-weights // per_device)
-    kv_dev = -(-c * (request.prompt + request.output) * kv_tok // per_device)
+    kv_dev = math.ceil(c * (request.prompt + request.output) * kv_tok / p)
     act = -(-model.working_bytes_per_token * max(request.prompt, c) // t)
     cap = device.memory_bytes
     fits = cap is None or w_dev + kv_dev + act <= cap
     room = None if cap is None else cap * per_device - weights - act * t
-    per_seq = (request.prompt + request.output) * kv_tok
+    per_seq = (request.prompt + request.output) * kv_tok * t        # over the replica's devices
     max_c = 10 ** 9 if room is None else max(0, room // per_seq) * replicas
     meets = fits and (request.ttft_s is None or ttft <= request.ttft_s) and \
         (request.tpot_s is None or tpot <= request.tpot_s)
