@@ -258,6 +258,29 @@ def test_quote_serving_errors():
     assert r.exit_code == 2 and "takes no --latency-ms" in r.stderr
 
 
+def test_quote_says_why_a_device_cannot_serve():
+    """A device is left out for what stops it: a TPOT target no count meets (with the closest figures), a KV cache
+    that fits on no count, weight-only int4 on a CPU without 16-bit matmuls (not 'no int4 peak': int4 weights
+    run 16-bit matmuls)."""
+    def excluded(*args):
+        r = quote(*args, "--format", "json")
+        assert r.exit_code == 0, r.output
+        (ex,) = json.loads(r.stdout)["excluded"]
+        return ex
+    slow = excluded("--concurrency", "8", "--tpot-ms", "0.0001", "--candidates", "h100-sxm")
+    assert slow["key"] == "ex_targets" and slow["params"]["tpot"] > 0.0001 / 1e3
+    full = excluded("--concurrency", "100000", "--prompt-tokens", "100000", "--candidates", "l4", "--max-devices", "8")
+    assert full["key"] == "ex_kv_no_fit" and "KV cache" in full["text"]
+    cpu = excluded("--concurrency", "8", "--weights", "int4", "--candidates", "xeon-8480")
+    assert cpu["key"] == "ex_precision" and "no bf16 or fp16 peak" in cpu["text"]
+
+
+def test_quote_takes_concurrency_or_qps_not_both():
+    r = quote("--concurrency", "8", "--qps", "3")
+    assert r.exit_code == 2 and r.stderr.strip() == ("error: give --concurrency (requests in flight) or --qps "
+                                                     "(requests per second), not both")
+
+
 def test_moe_decode_reads_the_experts_its_tokens_route_to():
     """Qwen3-30B-A3B, 128 experts, 8 per token: one sequence's decode step reads 8/128 of the expert weights,
     64 sequences nearly all (1 - (1 - 8/128)^64 = 98.4%)."""

@@ -339,6 +339,15 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
         bound_prefill=bound_p, bound_decode=bound_d, factors=factors, efficiency=efficiency, assumptions=notes)
 
 
+class Unservable(SizingError):
+    """No deployment serves the request: ``best`` is the one that came closest (the largest replica shape on one
+    replica), whose ``fits`` says whether the KV cache was the reason, else the targets."""
+
+    def __init__(self, message: str, best: ServingPrediction):
+        super().__init__(message)
+        self.best = best
+
+
 def tensor_options(model: Model, node: int) -> list[int]:
     """Tensor-parallel degrees that split the heads (key/value heads split or copied), within a node."""
     return [t for t in divisors(node) if all(q % t == 0 and (kv % t == 0 or t % kv == 0) for q, kv in model.heads)]
@@ -354,7 +363,7 @@ def plan_serving(model: Model, request: Request, device, factors: Factors, effic
                  devices: int | None = None, dtype: str = "bf16", max_devices: int = 131072) -> ServingPrediction:
     """The deployment: on ``devices`` (the best replica shape that fits them), else the fewest devices whose
     replicas hold the concurrency's KV caches and meet the TTFT / TPOT targets: tensor parallel within a node,
-    pipeline stages across nodes when a node is not enough, then replicas. SizingError, one line, when none."""
+    pipeline stages across nodes when a node is not enough, then replicas. Unservable, one line, when none."""
     node = device.devices_per_node
     shapes = [(t, 1) for t in tensor_options(model, node)]
     shapes += [(shapes[-1][0] if shapes else 1, p) for p in range(2, 65)]
@@ -395,7 +404,7 @@ def plan_serving(model: Model, request: Request, device, factors: Factors, effic
                 if not one.fits else f"the targets ({_targets(request)}) are not met: "
                 f"TTFT {duration(one.ttft_s)}, TPOT {duration(one.tpot_s)} at best")
         where = f"on {devices} {device.id}" if devices is not None else f"on any count of {device.id}"
-        raise SizingError(f"{model.name} cannot be served {where}: {what}; a {device.id} has "
-                          f"{iec(device.memory_bytes or 0)} (try --weights int4, --kv-cache fp8, a lower "
-                          f"--concurrency or more devices)")
+        raise Unservable(f"{model.name} cannot be served {where}: {what}; each {device.id} has "
+                         f"{iec(device.memory_bytes or 0)} (try --weights int4, --kv-cache fp8, a lower "
+                         f"--concurrency or more devices)", one)
     return best

@@ -204,6 +204,13 @@ STRINGS = {
     "ex_no_fit": ("the model does not fit in its {memory} per device on any count, even with ZeRO-3 and tensor "
                   "parallelism across the node",
                   "ZeRO-3와 노드 내 텐서 병렬을 써도 어떤 대수에서도 장치당 {memory}에 모델이 들어가지 않음"),
+    "ex_kv_no_fit": ("the weights and the requests' KV cache do not fit in its {memory} per device on any count "
+                     "(tensor and pipeline parallel, replicas)",
+                     "텐서·파이프라인 병렬과 복제를 써도 어떤 대수에서도 장치당 {memory}에 가중치와 요청들의 KV 캐시가 "
+                     "들어가지 않음"),
+    "ex_targets": ("no count meets the latency targets: at best time to first token {ttft}, time per output token "
+                   "{tpot}",
+                   "어떤 대수로도 지연 목표를 충족하지 못함: 최선이 첫 토큰까지 {ttft}, 출력 토큰당 {tpot}"),
     "ex_too_many": ("needs {count} devices, more than the limit of {max} (--max-devices)",
                     "장치 {count}대가 필요하여 한도 {max}대(--max-devices)를 넘음"),
     # findings
@@ -267,6 +274,11 @@ STRINGS = {
                  "fractions and one framework efficiency fitted on published runs (its notes are below).",
                  "시간은 성능 모델의 예측입니다: 보정된 연산/메모리 효율과 공개 학습 사례로 맞춘 프레임워크 효율을 쓴 "
                  "레이어별 루프라인 (모델의 설명은 아래)."),
+    "as_model_llm": ("Times come from the serving model: prefill and decode by the roofline with calibrated compute "
+                     "and memory fractions, each divided by its efficiency fitted on published serving runs (its "
+                     "notes are below).",
+                     "시간은 서빙 모델의 예측입니다: 보정된 연산/메모리 효율의 루프라인으로 계산한 프리필과 디코드를 "
+                     "공개 서빙 사례로 맞춘 각 효율로 나눔 (모델의 설명은 아래)."),
     "as_batch": ("Global batch {batch} per optimizer step over the whole cluster, the same on every device count "
                  "(rounded up where the data-parallel degree does not divide it).",
                  "전체 클러스터의 옵티마이저 스텝당 전체 배치 {batch}, 장치 수와 관계없이 같음 (데이터 병렬 수로 나누어 "
@@ -444,8 +456,8 @@ NOTES_KO = (
                              "FlashDecoding 커널)"),
     (r"engine (\S+): decode attention reads each key/value head's cache once per query head \(([\d.]+) times\)",
      lambda m: f"엔진 {m[1]}: 디코드 어텐션이 키/값 헤드의 캐시를 쿼리 헤드마다 읽음 ({m[2]}번)"),
-    (r"serving efficiency ([\d.]+), fitted on published serving runs \(apart from training's\)",
-     lambda m: f"서빙 효율 {m[1]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
+    (r"serving efficiency ([\d.]+) for prefill, ([\d.]+) for decode, fitted on published serving runs \(apart from "
+     r"training's\)", lambda m: f"서빙 효율 프리필 {m[1]}, 디코드 {m[2]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
      r"16 bits\))?; KV cache (\S+); matmuls in (\S+)",
      lambda m: f"가중치 {m[1]}" + (f" ({m[2]}비트, fp16 스케일과 영점을 둔 {m[3]}개 단위 그룹; 임베딩과 정규화는 16비트)"
