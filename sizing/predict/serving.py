@@ -13,11 +13,14 @@ the weight bytes of the format (a mixture of experts' decode step reads only the
 attention's latent whole on each) and c2' decode's per-pair FLOPs (latent attention's with absorbed weights:
 ``Model.decode_flops``). Weight-only int8 / int4 add their
 dequantisation (2 FLOPs per weight per pass at the vector peak); fp8 weights run fp8 matmuls and need a device
-with them. With continuous batching every request is prefilled once and decoded O times, so one cycle of O steps
-also runs c prefills: time per output token (TPOT) = T_d + c T_p / O, output tokens/s = c / TPOT, and time to
-first token (TTFT) = T_p + T_d (the decode iteration in flight) + the wait behind other prompts, the M/D/1
-queue's rho T_p / (2 (1 - rho)) with rho = c T_p / (O TPOT) the share of time spent prefilling. A static batch
-of c runs one prefill of c prompts, then O steps. Prefill times are divided by the prefill efficiency and decode
+with them. With continuous batching every request is prefilled once (its logits give the first token) and decoded
+O - 1 times, so a request lasts (O - 1) T_d + c T_p (its steps and the c prefills they wait through), output
+tokens/s = c O / that; its time
+to first token (TTFT) = T_p, and with others in flight + T_d (the iteration in flight) + the wait for the
+prefills ahead (``closed_loop_wait``: a closed queue, as at fixed concurrency); time per output token (TPOT) is
+the rest of the request over its O - 1 later tokens, (request - TTFT) / (O - 1), as AIPerf and vLLM's benchmark
+measure it (their TTFT + (O - 1) ITL is the request). A static batch of c runs one prefill of c prompts, whose
+logits give the first tokens (TTFT = T_p), then O - 1 steps. Prefill times are divided by the prefill efficiency and decode
 steps by the decode efficiency (``Efficiency``), both fitted on published serving runs
 (sizing/predict/calibration.yaml ``serving``), apart from training's. What an engine's kernels do is a stated fact
 (``Engine``): a decode kernel run per query head reads a grouped-query model's cache once per query head (the
@@ -239,6 +242,18 @@ class ServingPrediction:
             "serving_efficiency": self.efficiency.to_dict(), "assumptions": list(self.assumptions)}
 
 
+def closed_loop_wait(clients: int, service: float, cycle: float) -> float:
+    """Mean wait of a prompt for the prefills ahead of it when ``clients`` requests are in flight, each prefilled
+    for ``service`` and lasting ``cycle`` in all, its client sending the next when it ends: a closed queue (a
+    benchmark or a user base at fixed concurrency). Mean value analysis (Reiser and Lavenberg 1980) with the
+    Bard-Schweitzer estimate Q(c - 1) = (c - 1) / c Q(c) and a fixed-length prefill's residual S / 2 gives
+    R = S (1 + k X R - k U / 2) with X = c / cycle, U = X S, k = (c - 1) / c, so the wait R - S is the
+    Pollaczek-Khinchine (M/D/1) wait at the load of the other c - 1 requests:
+        W = rho S / (2 (1 - rho)),  rho = (c - 1) S / cycle  (< 1: the cycle holds every request's prefill)."""
+    rho = (clients - 1) * service / cycle
+    return rho * service / (2 * (1 - rho))
+
+
 def matmul_precision(device, weights: str, dtype: str) -> str:
     """fp8 weights run fp8 matmuls (SizingError on a device without them); 16-bit and weight-only int8 / int4
     run at the model's 16-bit dtype (bf16 where the device lacks fp16's peak)."""
@@ -297,15 +312,15 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
                           (weights - unread) / t + c * context * kv_tok * engine.kv_reads(model), mat, vec, bw,
                           factors)
     t_d = (t_d + allreduce(c) + hops) / efficiency.decode
+    o = request.output
     if request.mode == "static":
-        tpot = t_d
-        tokens_per_s = c * request.output / (t_p + request.output * t_d) * replicas
-        ttft = t_p + t_d
+        ttft, tpot = t_p, t_d
+        tokens_per_s = c * o / (t_p + (o - 1) * t_d) * replicas
     else:
-        tpot = t_d + c * t_p / request.output
-        tokens_per_s = c / tpot * replicas
-        busy = min(0.99, c * t_p / (request.output * tpot))       # share of the time spent prefilling
-        ttft = t_p + t_d + busy * t_p / (2 * (1 - busy))            # M/D/1 wait behind other prompts
+        lasts = (o - 1) * t_d + c * t_p               # a request: its later steps and the c prefills in between
+        tokens_per_s = c * o / lasts * replicas
+        ttft = t_p + (t_d + closed_loop_wait(c, t_p, lasts) if c > 1 else 0.0)
+        tpot = (lasts - ttft) / (o - 1) if o > 1 else t_d
     per_device = t * p
     w_dev = -(-weights // per_device)
     kv_dev = math.ceil(c * (request.prompt + request.output) * kv_tok / p)
@@ -324,7 +339,7 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
                                               f" embeddings and norms in 16 bits)" if group else "")
              + f"; KV cache {request.kv_cache}; matmuls in {precision}",
              f"{request.mode} batching: {c} sequence(s) per replica at an average context of {context:g} tokens"
-             + ("; each request's prefill interleaves with the decode steps (TPOT = T_d + c T_p / O)"
+             + ("; each request's prefill interleaves with the decode steps (a request lasts (O - 1) T_d + c T_p)"
                 if request.mode == "continuous" else ""),
              *factors.notes,
              *([f"engine {engine.name}: decode attention reads each key/value head's cache once per query head "

@@ -463,9 +463,9 @@ NOTES_KO = (
      lambda m: f"가중치 {m[1]}" + (f" ({m[2]}비트, fp16 스케일과 영점을 둔 {m[3]}개 단위 그룹; 임베딩과 정규화는 16비트)"
                                   if m[2] else "") + f"; KV 캐시 {m[4]}; 행렬곱 {m[5]}"),
     (r"(continuous|static) batching: (\d+) sequence\(s\) per replica at an average context of (\S+) tokens"
-     r"(; each request's prefill interleaves with the decode steps \(TPOT = T_d \+ c T_p / O\))?",
+     r"(; each request's prefill interleaves with the decode steps \(a request lasts \(O - 1\) T_d \+ c T_p\))?",
      lambda m: f"{'연속' if m[1] == 'continuous' else '정적'} 배칭: 복제당 시퀀스 {m[2]}개, 평균 컨텍스트 토큰 "
-               f"{m[3]}개" + ("; 요청마다 프리필이 디코드 스텝 사이에 끼어듦 (TPOT = T_d + c T_p / O)" if m[4] else "")),
+               f"{m[3]}개" + ("; 요청마다 프리필이 디코드 스텝 사이에 끼어듦 (요청 하나가 (O - 1) T_d + c T_p)" if m[4] else "")),
 )
 _FRACTION = {"compute": "연산 효율", "memory": "메모리 효율"}
 _NOTES_KO = tuple((re.compile(p), f) for p, f in NOTES_KO)
