@@ -204,8 +204,17 @@ def test_fewest_devices_equals_a_brute_force_walk():
 
 
 def test_a_concurrency_that_cannot_fit_says_so():
-    with pytest.raises(SizingError, match="cannot be served on 1 testgpu.*KV cache"):
+    with pytest.raises(SizingError, match="cannot be served on 1 testgpu: 100000 sequence.*KV cache"):
         plan_serving(config_model(), Request(10 ** 5, 4096, 512), gpu(memory_gb=24), UNIT, ONE, devices=1)
+    with pytest.raises(SizingError, match="on any count of testgpu: even one sequence of 50000000 \\+ 1 tokens"):
+        plan_serving(config_model(), Request(1, 5 * 10 ** 7, 1), gpu(memory_gb=24), UNIT, ONE)
+    with pytest.raises(SizingError, match="the targets \\(TPOT 1 us\\) are not met") as e:
+        plan_serving(config_model(), Request(4, 512, 64, tpot_s=1e-6), gpu(), UNIT, ONE)
+    assert e.value.best.fits and not e.value.best.meets and e.value.best.tpot_s > 1e-6
+    with pytest.raises(SizingError, match="needs [0-9]+ testgpu to serve 4096 sequences within TPOT 20 ms, more "
+                                          "than the limit of 8") as e:
+        plan_serving(config_model(), Request(4096, 512, 64, tpot_s=0.02), gpu(), UNIT, ONE, max_devices=8)
+    assert e.value.best.meets and e.value.best.devices > 8
     with pytest.raises(SizingError, match="--concurrency: must be a positive integer"):
         Request(0, 1, 1)
 
@@ -293,9 +302,9 @@ def test_quote_serving_errors():
 
 
 def test_quote_says_why_a_device_cannot_serve():
-    """A device is left out for what stops it: a TPOT target no count meets (with the closest figures), a KV cache
-    that fits on no count, weight-only int4 on a CPU without 16-bit matmuls (not 'no int4 peak': int4 weights
-    run 16-bit matmuls)."""
+    """A device is left out for what stops it: a TPOT target no count meets (with the closest figures), a
+    sequence whose KV cache fits on no count, a fleet past --max-devices, weight-only int4 on a CPU without 16-bit
+    matmuls (not 'no int4 peak': int4 weights run 16-bit matmuls)."""
     def excluded(*args):
         r = quote(*args, "--format", "json")
         assert r.exit_code == 0, r.output
@@ -303,10 +312,19 @@ def test_quote_says_why_a_device_cannot_serve():
         return ex
     slow = excluded("--concurrency", "8", "--tpot-ms", "0.0001", "--candidates", "h100-sxm")
     assert slow["key"] == "ex_targets" and slow["params"]["tpot"] > 0.0001 / 1e3
-    full = excluded("--concurrency", "100000", "--prompt-tokens", "100000", "--candidates", "l4", "--max-devices", "8")
+    full = excluded("--concurrency", "1", "--prompt-tokens", "50000000", "--candidates", "l4")
     assert full["key"] == "ex_kv_no_fit" and "KV cache" in full["text"]
+    many = excluded("--concurrency", "100000", "--prompt-tokens", "100000", "--candidates", "l4", "--max-devices", "8")
+    assert many["key"] == "ex_too_many" and many["params"]["count"] > 8
     cpu = excluded("--concurrency", "8", "--weights", "int4", "--candidates", "xeon-8480")
     assert cpu["key"] == "ex_precision" and "no bf16 or fp16 peak" in cpu["text"]
+
+
+def test_quote_leaves_out_a_fleet_past_max_devices():
+    r = quote("--concurrency", "4096", "--tpot-ms", "20", "--candidates", "h100-sxm", "--max-devices", "8",
+              "--format", "json")
+    (ex,) = json.loads(r.stdout)["excluded"]
+    assert ex["key"] == "ex_too_many" and ex["params"]["count"] > 8 and ex["params"]["max"] == 8
 
 
 def test_quote_takes_concurrency_or_qps_not_both():

@@ -368,6 +368,12 @@ def tensor_options(model: Model, node: int) -> list[int]:
     return [t for t in divisors(node) if all(q % t == 0 and (kv % t == 0 or t % kv == 0) for q, kv in model.heads)]
 
 
+def _shortfall(pred: ServingPrediction, request: Request) -> float:
+    """How far ``pred`` misses the request's targets: its largest TTFT or TPOT over its target."""
+    return max(v / target for v, target in ((pred.ttft_s, request.ttft_s), (pred.tpot_s, request.tpot_s))
+               if target is not None)
+
+
 def _targets(request: Request) -> str:
     """The latency targets given, as durations ('TTFT 500 ms, TPOT 50 ms')."""
     given = [(name, v) for name, v in (("TTFT", request.ttft_s), ("TPOT", request.tpot_s)) if v is not None]
@@ -385,7 +391,7 @@ def plan_serving(model: Model, request: Request, device, factors: Factors, effic
 
     def on(t, p, r):
         return predict_serving(model, request, device, factors, efficiency, t, p, r, dtype)
-    best = None
+    best = over = None                      # over: the fewest devices that serve it, past max_devices
     for t, p in shapes:
         if devices is not None:
             if devices % (t * p):
@@ -406,18 +412,27 @@ def plan_serving(model: Model, request: Request, device, factors: Factors, effic
         pred = on(t, p, lo)
         if pred.devices <= max_devices and (best is None or pred.devices < best.devices):
             best = pred
+        elif pred.devices > max_devices and (over is None or pred.devices < over.devices):
+            over = pred
         if best is not None and t * p >= best.devices:
             break
+    if best is None and over is not None:
+        raise Unservable(f"{model.name} needs {over.devices} {device.id} to serve {request.concurrency} sequences"
+                         f"{' within ' + _targets(request) if _targets(request) else ''}, more than the limit of "
+                         f"{max_devices}", over)
     if best is None:
         if devices is not None:
             t = max(x for x in tensor_options(model, node) if devices % x == 0)
             one = on(t, max(1, devices // t) if devices // t <= 64 else 1, 1)
-        else:
-            one = on(shapes[-1][0], shapes[-1][1], 1)
-        what = (f"{request.concurrency} sequences of {request.prompt} + {request.output} tokens need "
-                f"{iec(one.kv_cache_bytes)} of KV cache per device beside {iec(one.weights_bytes)} of weights"
-                if not one.fits else f"the targets ({_targets(request)}) are not met: "
-                f"TTFT {duration(one.ttft_s)}, TPOT {duration(one.tpot_s)} at best")
+            many = f"{request.concurrency} sequence(s) of {request.prompt} + {request.output} tokens take"
+        else:                               # every shape with one sequence a replica: the fastest it gets
+            tried = [on(t, p, max(1, request.concurrency)) for t, p in shapes]
+            one = min((q for q in tried if q.fits), key=lambda q: _shortfall(q, request), default=tried[-1])
+            many = f"even one sequence of {request.prompt} + {request.output} tokens takes"
+        what = (f"{many} {iec(one.kv_cache_bytes)} of KV cache per device beside {iec(one.weights_bytes)} of "
+                f"weights" if not one.fits else
+                f"the targets ({_targets(request)}) are not met: TTFT {duration(one.ttft_s)}, TPOT "
+                f"{duration(one.tpot_s)} at best")
         where = f"on {devices} {device.id}" if devices is not None else f"on any count of {device.id}"
         raise Unservable(f"{model.name} cannot be served {where}: {what}; each {device.id} has "
                          f"{iec(device.memory_bytes or 0)} (try --weights int4, --kv-cache fp8, a lower "

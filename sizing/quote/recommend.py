@@ -255,6 +255,8 @@ def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Op
     try:
         base = _llm_request(model, request, device, factors, cal.serving_efficiency, terms, dtype)
     except Unservable as e:
+        if e.best.meets:
+            return Exclusion(device.id, Message("ex_too_many", {"count": e.best.devices, "max": terms.max_devices}))
         if not e.best.fits:
             return Exclusion(device.id, Message("ex_kv_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
         return Exclusion(device.id, Message("ex_targets", {"ttft": Seconds(e.best.ttft_s),
