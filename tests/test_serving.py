@@ -133,7 +133,7 @@ def test_serving_runs_name_their_engine(tmp_path):
     an error naming the run."""
     from sizing.predict import calibration
     engines = {r.id: r.engine.kv_per_query_head for r in shipped().serving_runs}
-    assert engines["trt05-llama70b-128-2048"] and not engines["nim-llama33-70b-c5-tpot"]
+    assert engines["trt05-llama70b-128-2048"] and not engines["nim-llama33-70b-5000-500-c5-tpot"]
     text = open(calibration.shipped_path()).read().replace("engine: nim18", "engine: nim99", 1)
     bad = tmp_path / "cal.yaml"
     bad.write_text(text)
@@ -145,7 +145,7 @@ def test_continuous_batching_pays_the_prefills_between_decode_steps():
     """16 sequences decode while each of them is prefilled once per 128 output tokens: a request lasts its 127
     later steps and the 16 prefills in between; its first token comes after its prefill, the decode step in
     flight and the wait behind other prompts; TPOT is the rest over the 127 later tokens (as AIPerf and vLLM
-    measure it). Alone, a request's TPOT is the decode step."""
+    measure it). Alone, it waits for no prefill."""
     m = config_model()
     static = predict_serving(m, Request(16, 512, 128, mode="static"), gpu(), UNIT, ONE, t=1)
     cont = predict_serving(m, Request(16, 512, 128), gpu(), UNIT, ONE, t=1)
@@ -157,7 +157,9 @@ def test_continuous_batching_pays_the_prefills_between_decode_steps():
     assert 0 < wait and cont.ttft_s == pytest.approx(t_prefill + static.tpot_s + wait)
     assert cont.tpot_s == pytest.approx((request - cont.ttft_s) / 127)
     alone = predict_serving(m, Request(1, 512, 128), gpu(), UNIT, ONE, t=1)
-    assert alone.ttft_s == pytest.approx(t_prefill) and alone.tpot_s == pytest.approx(one.tpot_s)
+    # alone: 127 steps and its prefill; the first token comes with the step after the prefill, 126 steps remain
+    assert alone.ttft_s == pytest.approx(t_prefill + one.tpot_s)
+    assert alone.tpot_s == pytest.approx(126 * one.tpot_s / 127)
 
 
 @pytest.mark.parametrize("clients, service, think", [(5, 0.4, 10.0), (25, 0.4, 19.0), (50, 0.4, 29.0),

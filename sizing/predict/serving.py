@@ -15,13 +15,13 @@ attention's latent whole on each) and c2' decode's per-pair FLOPs (latent attent
 dequantisation (2 FLOPs per weight per pass at the vector peak); fp8 weights run fp8 matmuls and need a device
 with them. With continuous batching every request is prefilled once (its logits give the first token) and decoded
 O - 1 times, so a request lasts (O - 1) T_d + c T_p (its steps and the c prefills they wait through), output
-tokens/s = c O / that; its time
-to first token (TTFT) = T_p, and with others in flight + T_d (the iteration in flight) + the wait for the
+tokens/s = c O / that; its time to first token (TTFT) = T_p + T_d (the engine iteration after its prefill's:
+NIM's published TTFT at one user is the prefill and one decode step at every prompt length) + the wait for the
 prefills ahead (``closed_loop_wait``: a closed queue, as at fixed concurrency); time per output token (TPOT) is
 the rest of the request over its O - 1 later tokens, (request - TTFT) / (O - 1), as AIPerf and vLLM's benchmark
 measure it (their TTFT + (O - 1) ITL is the request). A static batch of c runs one prefill of c prompts, whose
-logits give the first tokens (TTFT = T_p), then O - 1 steps. Prefill times are divided by the prefill efficiency and decode
-steps by the decode efficiency (``Efficiency``), both fitted on published serving runs
+logits give the first tokens (TTFT = T_p), then O - 1 steps. Prefill times are divided by the prefill
+efficiency and decode steps by the decode efficiency (``Efficiency``), both fitted on published serving runs
 (sizing/predict/calibration.yaml ``serving``), apart from training's. What an engine's kernels do is a stated fact
 (``Engine``): a decode kernel run per query head reads a grouped-query model's cache once per query head (the
 published runs say which engine ran them); a user's prediction assumes a current engine, which reads it once.
@@ -37,7 +37,7 @@ from ..common.units import duration, iec
 from ..model.lm import KV_ITEMSIZE
 from ..model.ops import REGISTRY, numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
-from .fit import divisors
+from .fit import capacity, divisors
 from .roofline import peaks, row_parallel
 from .search import attention_heads
 from .setup import Factors
@@ -319,13 +319,13 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     else:
         lasts = (o - 1) * t_d + c * t_p               # a request: its later steps and the c prefills in between
         tokens_per_s = c * o / lasts * replicas
-        ttft = t_p + (t_d + closed_loop_wait(c, t_p, lasts) if c > 1 else 0.0)
+        ttft = t_p + t_d + closed_loop_wait(c, t_p, lasts)
         tpot = (lasts - ttft) / (o - 1) if o > 1 else t_d
     per_device = t * p
     w_dev = -(-weights // per_device)
     kv_dev = math.ceil(c * (request.prompt + request.output) * kv_tok / p)
     act = -(-model.working_bytes_per_token * max(request.prompt, c) // t)
-    cap = device.memory_bytes
+    cap = capacity(device, factors)                # what an engine may fill of each device's memory
     fits = cap is None or w_dev + kv_dev + act <= cap
     room = None if cap is None else cap * per_device - weights - act * t
     per_seq = (request.prompt + request.output) * kv_tok * t        # over the replica's devices
@@ -342,6 +342,8 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
              + ("; each request's prefill interleaves with the decode steps (a request lasts (O - 1) T_d + c T_p)"
                 if request.mode == "continuous" else ""),
              *factors.notes,
+             *([f"weights, KV cache and activations fill at most {factors.usable_memory:.0%} of each device's memory "
+                f"(vLLM's default --gpu-memory-utilization)"] if factors.usable_memory < 1 and cap else []),
              *([f"engine {engine.name}: decode attention reads each key/value head's cache once per query head "
                 f"({engine.kv_reads(model):g} times)"] if engine.kv_per_query_head else
                ["decode attention reads each key/value head's cache once for its query heads (XQA, FlashInfer, "
@@ -350,7 +352,7 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
         device=device.id, devices=per_device * replicas, tensor_parallel=t, pipeline_parallel=p, replicas=replicas,
         request=request, precision=precision, ttft_s=ttft, tpot_s=tpot, tokens_per_s=tokens_per_s,
         requests_per_s=tokens_per_s / request.output, max_concurrency=int(max_c), weights_bytes=w_dev,
-        kv_cache_bytes=kv_dev, activation_bytes=act, device_memory_bytes=cap, fits=fits, meets=meets,
+        kv_cache_bytes=kv_dev, activation_bytes=act, device_memory_bytes=device.memory_bytes, fits=fits, meets=meets,
         bound_prefill=bound_p, bound_decode=bound_d, factors=factors, efficiency=efficiency, assumptions=notes)
 
 

@@ -456,6 +456,9 @@ NOTES_KO = (
                              "FlashDecoding 커널)"),
     (r"engine (\S+): decode attention reads each key/value head's cache once per query head \(([\d.]+) times\)",
      lambda m: f"엔진 {m[1]}: 디코드 어텐션이 키/값 헤드의 캐시를 쿼리 헤드마다 읽음 ({m[2]}번)"),
+    (r"weights, KV cache and activations fill at most (\d+)% of each device's memory \(vLLM's default "
+     r"--gpu-memory-utilization\)", lambda m: f"가중치, KV 캐시, 활성값은 장치 메모리의 최대 {m[1]}%까지 씀 (vLLM의 기본 "
+                                            f"--gpu-memory-utilization)"),
     (r"serving efficiency ([\d.]+) for prefill, ([\d.]+) for decode, fitted on published serving runs \(apart from "
      r"training's\)", lambda m: f"서빙 효율 프리필 {m[1]}, 디코드 {m[2]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
