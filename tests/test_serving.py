@@ -280,6 +280,8 @@ def test_quote_sizes_a_serving_fleet_in_whole_nodes():
     assert r.exit_code == 0, r.output
     q = json.loads(r.stdout)
     assert q["kind"] == "llm" and q["pick"] is not None
+    keys = {a["key"] for a in q["assumptions"]}         # the serving model and its layout search, not training's
+    assert {"as_model_llm", "as_search_llm"} <= keys and not keys & {"as_model", "as_search"}
     for o in q["options"]:
         assert o["count"] % o["devices_per_node"] == 0 and o["meets_target"] == (o["seconds"] <= 0.040)
     for lang in ("en", "ko"):

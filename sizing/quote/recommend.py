@@ -326,7 +326,8 @@ def _assumptions(kind, workload, terms: Terms, pue: float, pue_source: str, glob
         Assumption(Message("as_server_given", {"cost": Money(terms.node_cost)}), "--node-cost"),
         Assumption(Message("as_cloud"), f"hwdb/*.yaml cloud rates ({TCO_REFERENCE})"),
         Assumption(Message("as_prices"), "--prices" if "prices" in given else "hwdb/*.yaml (hwdb/README.md)"),
-        Assumption(Message("as_search", {"max": terms.max_devices}), "sizing/quote/recommend.py"),
+        Assumption(Message("as_search_llm" if kind == "llm" else "as_search", {"max": terms.max_devices}),
+                   "sizing/quote/recommend.py"),
         Assumption(Message("as_model_llm"), "sizing/predict/serving.py, sizing/predict/calibration.yaml (serving)")
         if kind == "llm" else
         Assumption(Message("as_model"), "sizing/predict/training.py, sizing/predict/calibration.yaml"),

@@ -270,6 +270,13 @@ STRINGS = {
                   "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
                   "파는 장치는 서버 단위); 메모리에 들어가고 목표를 충족하는 가장 적은 수, 각각 플래너가 찾은 가장 "
                   "빠른 병렬 구성(텐서·파이프라인·데이터 병렬, ZeRO, 재계산, 마이크로 배치); 최대 {max}대."),
+    "as_search_llm": ("Devices priced one by one come in a server of 1, 2, 4 ... slots below their usual node and "
+                      "in whole nodes past it (devices sold as whole servers: whole servers); the fewest whose "
+                      "replicas hold the requests' KV cache and meet the targets: tensor parallel within a node, "
+                      "pipeline stages across nodes, then replicas; at most {max} devices.",
+                      "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
+                      "파는 장치는 서버 단위); 복제본들이 요청의 KV 캐시를 담고 목표를 충족하는 가장 적은 수: 노드 안에서 "
+                      "텐서 병렬, 노드를 넘으면 파이프라인 단계, 그다음 복제; 최대 {max}대."),
     "as_model": ("Times come from the performance model: a per-layer roofline with calibrated compute and memory "
                  "fractions and one framework efficiency fitted on published runs (its notes are below).",
                  "시간은 성능 모델의 예측입니다: 보정된 연산/메모리 효율과 공개 학습 사례로 맞춘 프레임워크 효율을 쓴 "
