@@ -133,8 +133,9 @@ class Model:
 
     def kv_bytes_per_device_token(self, fmt: str, t: int) -> Fraction:
         """KV-cache bytes per token on each of ``t`` tensor-parallel devices: the heads' keys and values split t
-        ways, a latent whole on each (one per token, shared by every head, it cannot be split by head: SGLang's
-        DP-attention rationale, lmsys.org/blog/2024-12-04-sglang-v0-4)."""
+        ways, a latent whole on each (one per token, shared by every head, it cannot be split by head, so tensor
+        parallelism keeps a copy per device: the reason SGLang v0.4 brought data-parallel attention for DeepSeek;
+        blog.rijuyuezhu.top/posts/2e93e0b4, 'SGLang Meets DeepSeek', on SGLang's MLA under TP)."""
         shared = self.kv_replicated_elems
         return (Fraction(self.kv_elems_per_token - shared, t) + shared) * KV_ITEMSIZE[fmt]
 
