@@ -211,9 +211,11 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     pred = prediction.to_dict()
     if lm is not None:
         from .hardware.lookup import resolve_device
+        from .predict.calibration import shipped
         from .predict.inference import lm_serving
         d["language_model"]["serving"] = lm_serving(lm, resolve_device(device, hwdb_files, say=lambda _: None)[0],
-                                                    prediction.precision, prediction.factors)
+                                                    prediction.precision, prediction.factors,
+                                                    shipped().serving_efficiency)
     if fmt != "table":
         click.echo(WRITERS[fmt]({**d, "prediction": pred}).rstrip("\n"))
         return

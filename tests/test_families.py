@@ -196,7 +196,7 @@ def test_deepseek_v3_671b_total_37b_active():
     # report's 14B counts the embedding and head copies the checkpoint stores: 685B in all)
     mtp = 3 * 7168 + 2 * 7168 * 7168 + mla(7168, 128, 1536, 512, 128, 64, 128) + 2 * 7168 + \
         256 * 3 * 7168 * 2048 + 256 * 7168 + 3 * 7168 * 2048
-    assert f"1 module(s) of {mtp:,} params not counted" in d["warnings"][1]
+    assert any(f"1 module(s) of {mtp:,} params not counted" in w for w in d["warnings"])
     assert round((total + mtp + 2 * 129280 * 7168) / 1e9) == 684       # 684.5B: the card's "685B"
 
 

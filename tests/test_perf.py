@@ -510,12 +510,17 @@ def test_lm_serving_decode_reads_weights_and_kv_cache_prefill_is_compute():
                     training_flops_per_token=Fraction(6 * 10 ** 9), per_token_flops=Fraction(10 ** 10),
                     per_pair_flops=Fraction(0), per_sequence_flops=Fraction(0), kv_bytes_per_token=100_000,
                     weights_bytes=2 * 10 ** 9)
-    out = lm_serving(fig, device(memory_gb=80), "bf16", UNIT)
+    from sizing.predict.serving import Efficiency
+    one = Efficiency(1.0, 1.0)
+    out = lm_serving(fig, device(memory_gb=80), "bf16", UNIT, one)
     assert out["decode"]["bound"] == "memory" and out["prefill"]["bound"] == "compute"
     assert out["decode"]["seconds"] == pytest.approx(2.4e9 / 1e12)
     assert out["decode"]["tokens_per_second"] == pytest.approx(4 / 2.4e-3)
     assert out["prefill"]["seconds"] == pytest.approx(4 * 10 ** 13 / 1e14)
-    assert out["fits"] and not lm_serving(fig, device(memory_gb=2), "bf16", UNIT)["fits"]
+    assert out["fits"] and not lm_serving(fig, device(memory_gb=2), "bf16", UNIT, one)["fits"]
+    slow = lm_serving(fig, device(memory_gb=80), "bf16", UNIT, Efficiency(0.5, 0.8))        # each phase its own
+    assert slow["prefill"]["seconds"] == pytest.approx(2 * out["prefill"]["seconds"])
+    assert slow["decode"]["seconds"] == pytest.approx(out["decode"]["seconds"] / 0.8)
 
 
 def test_the_calibration_table_defines_only_devices_the_hardware_database_lacks():

@@ -7,12 +7,14 @@ norms, lm_head), c2 what each (query, key) pair costs (scale, mask, softmax and 
 layer, the full T x T matrix as dense kernels count it), c0 what a sequence costs once (a pooler). The three
 coefficients are read off exact counts at T = 1, 2, 3 and checked at T = 4 (``fit_quadratic``). Then
 - prefill of a P-token prompt = F(P), as counted (dense causal attention, logits for every position);
-- decode of one token whose query meets L cached positions (itself included) = c1 + c2 * L;
+- decode of one token whose query meets L cached positions (itself included) = c1 + c2 * L (the graph's count;
+  serving decodes latent attention with absorbed weights, sizing/predict/serving.py);
 - training FLOPs per token = (forward + backward) / (batch * T) at the estimate's size, beside the
   approximation 6 * N per token (C = 6 N D: Kaplan et al. 2020, arXiv:2001.08361, section 2.1, with N there the
   non-embedding params; here N = all params, as Hoffmann et al. 2022 use it, the active ones for a mixture of
   experts), with their difference;
-- KV cache per token = 2 (k and v) * kv_heads * head_dim per causal attention layer, at the cache precision;
+- KV cache per token = 2 (k and v) * kv_heads * head_dim per causal attention layer, at the cache precision
+  (latent attention: its latent and rotary key, ``latent_attention``);
 - inference memory = weights (params at the compute dtype, buffers fp32) + batch * context * KV per token.
 Forward FLOPs are those of the graph as built: dropout layers of a config that trains with dropout count 1
 FLOP per element, which an inference kernel skips.
@@ -42,14 +44,78 @@ def fit_quadratic(flops_at: Callable[[int], int]) -> tuple[Fraction, Fraction, F
     return c0, c1, c2
 
 
+LAYOUT = ("reshape", "narrow", "concat", "expand")      # ops that only lay a token's values out
+
+
+@dataclass(frozen=True)
+class LatentAttention:
+    """A causal attention layer whose keys and values are one linear's up-projection of a narrower per-token
+    latent (DeepSeek's multi-head latent attention, arXiv:2405.04434, section 2.1): ``latent`` the linear's input
+    width (kv_lora_rank), ``rope`` the width of the keys' other per-token part (the shared rotary key,
+    qk_rope_head_dim), ``heads``, ``d`` and ``dv`` the attention's query/key and value head widths, ``repeat``
+    the layer's copies. An engine caches latent + rope values per token and layer and decodes with the
+    up-projection absorbed into the query and the output (vLLM, SGLang, DeepSeek's own)."""
+    heads: int
+    latent: int
+    rope: int
+    d: int
+    dv: int
+    repeat: int
+
+    @property
+    def cached(self) -> int:
+        return self.latent + self.rope
+
+
+def _laid_out_from(by_name: dict, name: str) -> set[str]:
+    """The tensors ``name`` is laid out from through reshape / narrow / concat / expand only."""
+    node = by_name.get(name)
+    if node is None or node.op not in LAYOUT:
+        return {name}
+    return set().union(*(_laid_out_from(by_name, i) for i in node.inputs))
+
+
+def _token_width(node) -> int:
+    """Values per token of a node's output (batch and sequence the first two axes)."""
+    width = 1
+    for x in node.out.shape[2:]:
+        width *= x
+    return width
+
+
+def latent_attention(graph: Graph, node) -> LatentAttention | None:
+    """``node`` (a causal scaled_dot_product_attention) as latent attention: its values and part of its keys laid
+    out from one bias-free linear that its queries do not use and whose input is narrower than its output; the
+    keys' other sources add their own per-token width (before any expand over the heads). None otherwise."""
+    if node.op != "scaled_dot_product_attention" or not node.kwargs["causal"]:
+        return None
+    by_name = {n.name: n for n in graph.nodes}
+    q, k, v = (_laid_out_from(by_name, i) for i in node.inputs)
+    up = by_name.get(next(iter(v))) if len(v) == 1 else None
+    if up is None or up.op != "linear" or up.kwargs["bias"] or up.name not in k or up.name in q:
+        return None
+    latent = up.in_types[0].shape[-1]
+    if latent >= _token_width(up):
+        return None
+    h = node.kwargs["num_heads"]
+    rope = sum(_token_width(by_name[s]) for s in k - {up.name} if s in by_name)
+    return LatentAttention(h, latent, rope, node.in_types[1].shape[-1] // h, node.in_types[2].shape[-1] // h,
+                           node.repeat)
+
+
 def kv_cache_elems_per_token(graph: Graph) -> int:
-    """Elements of k and v one token adds to the cache: kv_heads * (head_dim + v head_dim) per causal attention
-    layer (2 * kv_heads * head_dim where they are equal)."""
+    """Elements one token adds to the cache: kv_heads * (head_dim + v head_dim) per causal attention layer
+    (2 * kv_heads * head_dim where they are equal), and for latent attention (``latent_attention``) the latent and
+    the rotary key, kv_lora_rank + qk_rope_head_dim, as the engines cache it (transformers' own cache holds every
+    head's expanded keys and values instead)."""
     elems = 0
     for n in graph.nodes:
         if n.op not in ATTENTION or not n.kwargs["causal"]:
             continue
-        if n.op == "scaled_dot_product_attention":
+        mla = latent_attention(graph, n)
+        if mla is not None:
+            width = mla.cached
+        elif n.op == "scaled_dot_product_attention":
             width = n.in_types[1].shape[-1] + n.in_types[2].shape[-1]
         else:
             a, e = n.kwargs, n.in_types[0].shape[-1]

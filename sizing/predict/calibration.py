@@ -14,7 +14,7 @@ from statistics import median
 from ..common import yamlsafe
 from ..hardware.devices import device_from_record, shipped_devices
 from ..common.errors import SizingError, closest
-from .serving import CURRENT_ENGINE, Engine
+from .serving import CURRENT_ENGINE, Efficiency, Engine
 from .setup import Factors
 from .workload import COMPUTE
 
@@ -102,7 +102,7 @@ class Calibration:
     devices: dict                       # retired devices only the runs use: id -> Device
     runs: tuple[Run, ...]
     software: dict = None               # profile name -> what that framework can do (SOFTWARE_KEYS)
-    serving_efficiency: float = 1.0
+    serving_efficiency: Efficiency = Efficiency(1.0, 1.0)
     serving_runs: tuple = ()
     usable_memory: float = 1.0          # share of a device's memory a framework can fill
     launch_seconds: float = 0.0         # time to issue one kernel
@@ -181,7 +181,7 @@ def _software(path, lines, data) -> dict:
     return {name: {k: v for k, v in (prof or {}).items() if k != "note"} for name, prof in profiles.items()}
 
 
-def _serving(path, lines, data, known) -> tuple[float, tuple]:
+def _serving(path, lines, data, known) -> tuple[Efficiency, tuple]:
     block = data.get("serving") or {}
     models, sources = block.get("models") or {}, block.get("sources") or {}
     engines = {}
@@ -214,8 +214,12 @@ def _serving(path, lines, data, known) -> tuple[float, tuple]:
                                source=sources[rec["source"]], engine=engines.get(rec.get("engine"), CURRENT_ENGINE),
                                **fields))
     fitted = block.get("fitted") or {}
-    return (_need(path, lines, ("serving", "fitted"), fitted, "serving_efficiency", (int, float)) if block
-            else 1.0), tuple(runs)
+    if not block:
+        return Efficiency(1.0, 1.0), tuple(runs)
+    where = ("serving", "fitted")
+    phases = _need(path, lines, where, fitted, "serving_efficiency", dict)
+    return Efficiency(*(_need(path, lines, where + ("serving_efficiency",), phases, k, (int, float))
+                        for k in ("prefill", "decode"))), tuple(runs)
 
 
 def _run(path, lines, i, rec, known_devices, software) -> Run:

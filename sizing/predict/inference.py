@@ -10,6 +10,7 @@ from ..model.memory import Memory
 from .comm import INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
 from .fit import divisors
 from .roofline import LayerTime, facility_kw, layer_times, peaks, require_work, row_parallel_bytes
+from .serving import Efficiency
 from .setup import Factors, Layout, Setup, assumptions
 
 
@@ -94,25 +95,26 @@ def predict_inference(est, workload, device, setup: Setup, factors: Factors) -> 
                                 training=False))
 
 
-def lm_serving(fig, device, precision: str, factors: Factors) -> dict:
+def lm_serving(fig, device, precision: str, factors: Factors, efficiency: Efficiency) -> dict:
     """Prefill and decode of a causal language model on one device (``fig``: sizing.model.lm.LMFigures), by the roofline:
     prefill of the batch's prompts does prefill FLOPs x batch and reads the weights once (usually compute bound);
     each decode step does decode FLOPs x batch and reads the weights and the whole KV cache (usually memory
     bound: Pope et al. 2022, "Efficiently Scaling Transformer Inference"). Tokens per second = tokens / time,
-    time divided by the framework efficiency as for training."""
+    each phase's time divided by its serving efficiency (``efficiency``, fitted on
+    published serving runs), not training's framework efficiency."""
     matrix_peak, _ = peaks(device, precision)
     flops_per_s = matrix_peak * factors.compute_fraction
     bytes_per_s = device.memory_bw_bytes_per_s * factors.memory_fraction
 
-    def phase(flops, nbytes, tokens):
+    def phase(flops, nbytes, tokens, eff):
         compute, memory = float(flops) / flops_per_s, nbytes / bytes_per_s
-        seconds = max(compute, memory) / factors.framework_efficiency
+        seconds = max(compute, memory) / eff
         return {"seconds": seconds, "tokens_per_second": tokens / seconds,
                 "bound": "compute" if compute >= memory else "memory",
                 "compute_seconds": compute, "memory_seconds": memory}
     b = fig.batch
     return {"device": device.id, "precision": precision,
             "prefill": phase(fig.prefill_flops * b, fig.weights_bytes + b * fig.kv_bytes_per_sequence,
-                             b * fig.context),
-            "decode": phase(fig.decode_flops * b, fig.inference_bytes, b),
+                             b * fig.context, efficiency.prefill),
+            "decode": phase(fig.decode_flops * b, fig.inference_bytes, b, efficiency.decode),
             "fits": device.memory_bytes is None or fig.inference_bytes <= device.memory_bytes}

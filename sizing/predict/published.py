@@ -181,11 +181,13 @@ def lm_model(name: str, transformer: dict, seq_len: int, dtype: str = "bf16"):
     return serving_model(est, figures(est, lambda t: est_at(t).totals.flops))
 
 
-def compare_serving(run, cal: Calibration, db: dict, efficiency: float | None = None) -> ServingComparison:
+def compare_serving(run, cal: Calibration, db: dict, efficiency=None, model=None) -> ServingComparison:
+    """Predict serving ``run`` at ``efficiency`` (sizing.predict.serving.Efficiency; default the fitted one);
+    ``model``: the run's serving Model when the caller has it already."""
     from .serving import Request, predict_serving
 
     device = cal.device(run.device, db)
-    model = lm_model(run.id, run.model, run.prompt)
+    model = model or lm_model(run.id, run.model, run.prompt)
     request = Request(run.concurrency, run.prompt, run.output, run.weights, run.kv_cache, run.mode)
     factors = cal.factors(device, "fp8" if run.weights == "fp8" else "bf16", db)
     eff = cal.serving_efficiency if efficiency is None else efficiency
@@ -194,12 +196,19 @@ def compare_serving(run, cal: Calibration, db: dict, efficiency: float | None = 
     return ServingComparison(run, figure[run.published], pred)
 
 
-def fit_serving_efficiency(cal: Calibration, db: dict) -> float:
-    """The efficiency that makes the calibrate serving runs right on average: the geometric mean of the times
-    they predict at efficiency 1 over the published (throughputs inverted)."""
-    logs = []
-    for run in (r for r in cal.serving_runs if r.use == "calibrate"):
-        c = compare_serving(run, cal, db, 1.0)
-        ratio = run.value / c.predicted if run.published == "tokens_per_s" else c.predicted / run.value
-        logs.append(math.log(ratio))
-    return math.exp(sum(logs) / len(logs))
+def fit_serving_efficiency(cal: Calibration, db: dict):
+    """The prefill and decode efficiencies (sizing.predict.serving.Efficiency) that make the calibrate serving runs
+    right in the least-squares sense of log(predicted / published) (scipy's Nelder-Mead over their logarithms,
+    from 1 and 1); the validate runs never enter."""
+    from scipy.optimize import minimize
+
+    from .serving import Efficiency
+
+    runs = [r for r in cal.serving_runs if r.use == "calibrate"]
+    models = [lm_model(r.id, r.model, r.prompt) for r in runs]
+
+    def loss(x):
+        eff = Efficiency(*map(math.exp, x))
+        return sum(math.log(compare_serving(r, cal, db, eff, m).predicted / r.value) ** 2 for r, m in zip(runs, models))
+    best = minimize(loss, [0.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-10})
+    return Efficiency(*map(math.exp, best.x))

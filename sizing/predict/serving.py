@@ -4,32 +4,40 @@ benchmarks ran them), with quantized weights, an fp8 KV cache, tensor and pipeli
 Per replica of t x p devices (tensor parallel t inside a node, p pipeline stages), with c sequences in flight at
 an average context L (prompt P plus half the O output tokens), by the roofline (Pope et al. 2022, "Efficiently
 Scaling Transformer Inference", section 2):
-    decode step T_d = max(c (c1 + c2 L) / (t peak), (W + c L kv) / (t p bw)) summed over the p stages,
+    decode step T_d = max(c (c1 + c2' L) / (t peak), (W / t + c L kv_t) / (p bw)) summed over the p stages,
                       + the tensor-parallel all-reduces of every row-parallel layer (c tokens each)
     prefill     T_p = max(F(P) / (t peak), W / (t p bw)) over the stages, + its all-reduces (P tokens each)
 where c1, c2 and F are the graph's exact per-token, per-pair and per-prompt forward FLOPs (sizing/model/lm.py), W
 the weight bytes of the format (a mixture of experts' decode step reads only the experts its c tokens route to,
-``routed_share``), kv the KV-cache bytes per token. Weight-only int8 / int4 add their
+``routed_share``), kv_t the KV-cache bytes per token on each device (the heads' split t ways, a latent
+attention's latent whole on each) and c2' decode's per-pair FLOPs (latent attention's with absorbed weights:
+``Model.decode_flops``). Weight-only int8 / int4 add their
 dequantisation (2 FLOPs per weight per pass at the vector peak); fp8 weights run fp8 matmuls and need a device
-with them. With continuous batching every request is prefilled once and decoded O times, so one cycle of O steps
-also runs c prefills: time per output token (TPOT) = T_d + c T_p / O, output tokens/s = c / TPOT, and time to
-first token (TTFT) = T_p + T_d (the decode iteration in flight) + the wait behind other prompts, the M/D/1
-queue's rho T_p / (2 (1 - rho)) with rho = c T_p / (O TPOT) the share of time spent prefilling. A static batch
-of c runs one prefill of c prompts, then O steps. Every time is divided by the serving efficiency fitted on published serving runs
+with them. With continuous batching every request is prefilled once (its logits give the first token) and decoded
+O - 1 times, so a request lasts (O - 1) T_d + c T_p (its steps and the c prefills they wait through), output
+tokens/s = c O / that; its time to first token (TTFT) = T_p + T_d (the engine iteration after its prefill's:
+NIM's published TTFT at one user is the prefill and one decode step at every prompt length) + the wait for the
+prefills ahead (``closed_loop_wait``: a closed queue, as at fixed concurrency); time per output token (TPOT) is
+the rest of the request over its O - 1 later tokens, (request - TTFT) / (O - 1), as AIPerf and vLLM's benchmark
+measure it (their TTFT + (O - 1) ITL is the request). A static batch of c runs one prefill of c prompts, whose
+logits give the first tokens (TTFT = T_p), then O - 1 steps. Prefill times are divided by the prefill
+efficiency and decode steps by the decode efficiency (``Efficiency``), both fitted on published serving runs
 (sizing/predict/calibration.yaml ``serving``), apart from training's. What an engine's kernels do is a stated fact
 (``Engine``): a decode kernel run per query head reads a grouped-query model's cache once per query head (the
 published runs say which engine ran them); a user's prediction assumes a current engine, which reads it once.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ..common.errors import SizingError
 from ..common.units import duration, iec
 from ..model.lm import KV_ITEMSIZE
 from ..model.ops import REGISTRY, numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, interconnect_bps, ring_allreduce_seconds
-from .fit import divisors
+from .fit import capacity, divisors
 from .roofline import peaks, row_parallel
 from .search import attention_heads
 from .setup import Factors
@@ -40,6 +48,20 @@ WEIGHTS = {"bf16": (16, None), "fp16": (16, None), "fp8": (8, None), "int8": (8,
 KV_CACHE = ("bf16", "fp16", "fp8")
 MODES = ("continuous", "static")
 ACTIVATION_BYTES = 2            # activations and all-reduce messages in 16 bits
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Achieved over modelled speed of each serving phase, fitted on published serving runs (sizing/predict/
+    published.py ``fit_serving_efficiency``): ``prefill``, the compute-bound pass over the prompts (GEMMs, fused
+    attention), and ``decode``, the memory-bound step (weights and KV cache streamed by GEMV and decode-attention
+    kernels). Two kernel families, two figures: one fitted figure for both left the long-context decode rows
+    15-26% slow and the short ones fast at once."""
+    prefill: float
+    decode: float
+
+    def to_dict(self) -> dict:
+        return {"prefill": self.prefill, "decode": self.decode}
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,8 @@ class Model:
     heads: tuple                    # (query heads, key/value heads) per attention layer
     working_bytes_per_token: int
     experts: tuple = ()             # (experts, top_k, expert weights) per mixture-of-experts layer copy
+    kv_replicated_elems: int = 0    # of kv_elems_per_token: latents, whole on every tensor-parallel device
+    absorbed_pair_flops: int = 0    # decode's extra FLOPs per (query, key) pair from absorbed latent attention
 
     def prefill_flops(self, tokens: int) -> float:
         return self.per_sequence_flops + self.per_token_flops * tokens + self.per_pair_flops * tokens * tokens
@@ -95,7 +119,9 @@ class Model:
         return self.prefill_flops(tokens) - self.per_pair_flops * tokens * (tokens - 1) / 2
 
     def decode_flops(self, context: float) -> float:
-        return self.per_token_flops + self.per_pair_flops * context
+        """c1 + c2' L, c2' the per-pair FLOPs of decode: the graph's, and for latent attention scores and values
+        over the cached latent with the up-projection absorbed (``absorbed_pair_flops``)."""
+        return self.per_token_flops + (self.per_pair_flops + self.absorbed_pair_flops) * context
 
     def weight_bytes(self, fmt: str) -> int:
         bits, group = WEIGHTS[fmt]
@@ -104,6 +130,14 @@ class Model:
 
     def kv_bytes_per_token(self, fmt: str) -> int:
         return self.kv_elems_per_token * KV_ITEMSIZE[fmt]
+
+    def kv_bytes_per_device_token(self, fmt: str, t: int) -> Fraction:
+        """KV-cache bytes per token on each of ``t`` tensor-parallel devices: the heads' keys and values split t
+        ways, a latent whole on each (one per token, shared by every head, it cannot be split by head, so tensor
+        parallelism keeps a copy per device: the reason SGLang v0.4 brought data-parallel attention for DeepSeek;
+        blog.rijuyuezhu.top/posts/2e93e0b4, 'SGLang Meets DeepSeek', on SGLang's MLA under TP)."""
+        shared = self.kv_replicated_elems
+        return (Fraction(self.kv_elems_per_token - shared, t) + shared) * KV_ITEMSIZE[fmt]
 
     def routed_share(self, tokens: float) -> float:
         """Share of the expert weights a step of ``tokens`` tokens reads: each layer's experts that at least one
@@ -141,7 +175,7 @@ CURRENT_ENGINE = Engine()
 
 def serving_model(est, fig) -> Model:
     """The serving figures of ``est`` (a causal LM at batch 1) and its ``fig`` (sizing.model.lm.LMFigures)."""
-    from ..model.lm import kv_cache_elems_per_token
+    from ..model.lm import kv_cache_elems_per_token, latent_attention
 
     matrix = sum(r.cost.params for r in est.layers if REGISTRY[r.node.op].matrix)
     tokens = numel(est.graph.input.shape)
@@ -152,9 +186,13 @@ def serving_model(est, fig) -> Model:
                      (r.cost.params - r.node.kwargs["num_experts"] * r.node.in_types[0].shape[-1] * r.node.repeat)
                      // r.node.repeat)
                     for r in est.layers if r.node.op == "mixture_of_experts" for _ in range(r.node.repeat))
+    mla = [m for m in map(lambda n: latent_attention(est.graph, n), est.graph.nodes) if m is not None]
+    # absorbed decode scores q against latent + rope per head and sums the latent (not d and dv wide)
+    absorbed = sum(2 * m.heads * (m.cached - m.d + m.latent - m.dv) * m.repeat for m in mla)
     return Model(est.graph.name, float(fig.per_token_flops), float(fig.per_pair_flops),
                  float(fig.per_sequence_flops), matrix, est.totals.params - matrix, est.totals.buffers,
-                 kv_cache_elems_per_token(est.graph), widths, heads, working, experts)
+                 kv_cache_elems_per_token(est.graph), widths, heads, working, experts,
+                 sum(m.cached * m.repeat for m in mla), absorbed)
 
 
 @dataclass(frozen=True)
@@ -180,7 +218,7 @@ class ServingPrediction:
     bound_prefill: str
     bound_decode: str
     factors: Factors
-    efficiency: float
+    efficiency: Efficiency
     assumptions: tuple[str, ...] = ()
 
     @property
@@ -202,7 +240,19 @@ class ServingPrediction:
                              "activations": self.activation_bytes, "total": self.memory_bytes},
             "device_memory_bytes": self.device_memory_bytes,
             "bound": {"prefill": self.bound_prefill, "decode": self.bound_decode},
-            "serving_efficiency": self.efficiency, "assumptions": list(self.assumptions)}
+            "serving_efficiency": self.efficiency.to_dict(), "assumptions": list(self.assumptions)}
+
+
+def closed_loop_wait(clients: int, service: float, cycle: float) -> float:
+    """Mean wait of a prompt for the prefills ahead of it when ``clients`` requests are in flight, each prefilled
+    for ``service`` and lasting ``cycle`` in all, its client sending the next when it ends: a closed queue (a
+    benchmark or a user base at fixed concurrency). Mean value analysis (Reiser and Lavenberg 1980) with the
+    Bard-Schweitzer estimate Q(c - 1) = (c - 1) / c Q(c) and a fixed-length prefill's residual S / 2 gives
+    R = S (1 + k X R - k U / 2) with X = c / cycle, U = X S, k = (c - 1) / c, so the wait R - S is the
+    Pollaczek-Khinchine (M/D/1) wait at the load of the other c - 1 requests:
+        W = rho S / (2 (1 - rho)),  rho = (c - 1) S / cycle  (< 1: the cycle holds every request's prefill)."""
+    rho = (clients - 1) * service / cycle
+    return rho * service / (2 * (1 - rho))
 
 
 def matmul_precision(device, weights: str, dtype: str) -> str:
@@ -226,8 +276,8 @@ def _phase(flops, dequant, nbytes, mat, vec, bw, factors) -> tuple[float, str]:
     return max(compute, memory), "compute" if compute >= memory else "memory"
 
 
-def predict_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, t: int, p: int = 1,
-                    replicas: int = 1, dtype: str = "bf16", node_size: int | None = None,
+def predict_serving(model: Model, request: Request, device, factors: Factors, efficiency: Efficiency, t: int,
+                    p: int = 1, replicas: int = 1, dtype: str = "bf16", node_size: int | None = None,
                     engine: Engine = CURRENT_ENGINE) -> ServingPrediction:
     """The steady state of ``request`` on ``replicas`` x (tensor ``t`` x pipeline ``p``) ``device``s (module
     docstring)."""
@@ -238,7 +288,7 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     node = node_size or device.devices_per_node
     intra = interconnect_bps(device, factors.network_gbs * 1e9)
     weights = model.weight_bytes(request.weights)
-    kv_tok = model.kv_bytes_per_token(request.kv_cache)
+    kv_tok = model.kv_bytes_per_device_token(request.kv_cache, t)         # per device
     dequant_flops = 2 * model.matrix_params if WEIGHTS[request.weights][1] else 0
     c = -(-request.concurrency // replicas)
     context = request.prompt + request.output / 2
@@ -257,41 +307,44 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
     else:
         prefill_tokens, prefill_flops = request.prompt, model.prefill_work(request.prompt)
     t_p, bound_p = _phase(prefill_flops / t, dequant_flops / t, weights / t, mat, vec, bw, factors)
-    t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency
+    t_p = (t_p + allreduce(prefill_tokens) + hops) / efficiency.prefill
     unread = (1 - model.routed_share(c)) * model.expert_params() * WEIGHTS[request.weights][0] / 8
     t_d, bound_d = _phase(c * model.decode_flops(context) / t, dequant_flops / t,
-                          (weights - unread + c * context * kv_tok * engine.kv_reads(model)) / t, mat, vec, bw,
+                          (weights - unread) / t + c * context * kv_tok * engine.kv_reads(model), mat, vec, bw,
                           factors)
-    t_d = (t_d + allreduce(c) + hops) / efficiency
+    t_d = (t_d + allreduce(c) + hops) / efficiency.decode
+    o = request.output
     if request.mode == "static":
-        tpot = t_d
-        tokens_per_s = c * request.output / (t_p + request.output * t_d) * replicas
-        ttft = t_p + t_d
+        ttft, tpot = t_p, t_d
+        tokens_per_s = c * o / (t_p + (o - 1) * t_d) * replicas
     else:
-        tpot = t_d + c * t_p / request.output
-        tokens_per_s = c / tpot * replicas
-        busy = min(0.99, c * t_p / (request.output * tpot))       # share of the time spent prefilling
-        ttft = t_p + t_d + busy * t_p / (2 * (1 - busy))            # M/D/1 wait behind other prompts
+        lasts = (o - 1) * t_d + c * t_p               # a request: its later steps and the c prefills in between
+        tokens_per_s = c * o / lasts * replicas
+        ttft = t_p + t_d + closed_loop_wait(c, t_p, lasts)
+        tpot = (lasts - ttft) / (o - 1) if o > 1 else t_d
     per_device = t * p
     w_dev = -(-weights // per_device)
-    kv_dev = -(-c * (request.prompt + request.output) * kv_tok // per_device)
+    kv_dev = math.ceil(c * (request.prompt + request.output) * kv_tok / p)
     act = -(-model.working_bytes_per_token * max(request.prompt, c) // t)
-    cap = device.memory_bytes
+    cap = capacity(device, factors)                # what an engine may fill of each device's memory
     fits = cap is None or w_dev + kv_dev + act <= cap
     room = None if cap is None else cap * per_device - weights - act * t
-    per_seq = (request.prompt + request.output) * kv_tok
+    per_seq = (request.prompt + request.output) * kv_tok * t        # over the replica's devices
     max_c = 10 ** 9 if room is None else max(0, room // per_seq) * replicas
     meets = fits and (request.ttft_s is None or ttft <= request.ttft_s) and \
         (request.tpot_s is None or tpot <= request.tpot_s)
     bits, group = WEIGHTS[request.weights]
-    notes = (f"serving efficiency {efficiency:.3f}, fitted on published serving runs (apart from training's)",
+    notes = (f"serving efficiency {efficiency.prefill:.3f} for prefill, {efficiency.decode:.3f} for decode, fitted on "
+             f"published serving runs (apart from training's)",
              f"weights {request.weights}" + (f" ({bits}-bit, groups of {group} with an fp16 scale and a zero point;"
                                               f" embeddings and norms in 16 bits)" if group else "")
              + f"; KV cache {request.kv_cache}; matmuls in {precision}",
              f"{request.mode} batching: {c} sequence(s) per replica at an average context of {context:g} tokens"
-             + ("; each request's prefill interleaves with the decode steps (TPOT = T_d + c T_p / O)"
+             + ("; each request's prefill interleaves with the decode steps (a request lasts (O - 1) T_d + c T_p)"
                 if request.mode == "continuous" else ""),
              *factors.notes,
+             *([f"weights, KV cache and activations fill at most {factors.usable_memory:.0%} of each device's memory "
+                f"(vLLM's default --gpu-memory-utilization)"] if factors.usable_memory < 1 and cap else []),
              *([f"engine {engine.name}: decode attention reads each key/value head's cache once per query head "
                 f"({engine.kv_reads(model):g} times)"] if engine.kv_per_query_head else
                ["decode attention reads each key/value head's cache once for its query heads (XQA, FlashInfer, "
@@ -300,13 +353,28 @@ def predict_serving(model: Model, request: Request, device, factors: Factors, ef
         device=device.id, devices=per_device * replicas, tensor_parallel=t, pipeline_parallel=p, replicas=replicas,
         request=request, precision=precision, ttft_s=ttft, tpot_s=tpot, tokens_per_s=tokens_per_s,
         requests_per_s=tokens_per_s / request.output, max_concurrency=int(max_c), weights_bytes=w_dev,
-        kv_cache_bytes=kv_dev, activation_bytes=act, device_memory_bytes=cap, fits=fits, meets=meets,
+        kv_cache_bytes=kv_dev, activation_bytes=act, device_memory_bytes=device.memory_bytes, fits=fits, meets=meets,
         bound_prefill=bound_p, bound_decode=bound_d, factors=factors, efficiency=efficiency, assumptions=notes)
+
+
+class Unservable(SizingError):
+    """No deployment serves the request: ``best`` is the one that came closest (the largest replica shape on one
+    replica), whose ``fits`` says whether the KV cache was the reason, else the targets."""
+
+    def __init__(self, message: str, best: ServingPrediction):
+        super().__init__(message)
+        self.best = best
 
 
 def tensor_options(model: Model, node: int) -> list[int]:
     """Tensor-parallel degrees that split the heads (key/value heads split or copied), within a node."""
     return [t for t in divisors(node) if all(q % t == 0 and (kv % t == 0 or t % kv == 0) for q, kv in model.heads)]
+
+
+def _shortfall(pred: ServingPrediction, request: Request) -> float:
+    """How far ``pred`` misses the request's targets: its largest TTFT or TPOT over its target."""
+    return max(v / target for v, target in ((pred.ttft_s, request.ttft_s), (pred.tpot_s, request.tpot_s))
+               if target is not None)
 
 
 def _targets(request: Request) -> str:
@@ -315,18 +383,18 @@ def _targets(request: Request) -> str:
     return ", ".join(f"{name} {duration(v)}" for name, v in given)
 
 
-def plan_serving(model: Model, request: Request, device, factors: Factors, efficiency: float, *,
+def plan_serving(model: Model, request: Request, device, factors: Factors, efficiency: Efficiency, *,
                  devices: int | None = None, dtype: str = "bf16", max_devices: int = 131072) -> ServingPrediction:
     """The deployment: on ``devices`` (the best replica shape that fits them), else the fewest devices whose
     replicas hold the concurrency's KV caches and meet the TTFT / TPOT targets: tensor parallel within a node,
-    pipeline stages across nodes when a node is not enough, then replicas. SizingError, one line, when none."""
+    pipeline stages across nodes when a node is not enough, then replicas. Unservable, one line, when none."""
     node = device.devices_per_node
     shapes = [(t, 1) for t in tensor_options(model, node)]
     shapes += [(shapes[-1][0] if shapes else 1, p) for p in range(2, 65)]
 
     def on(t, p, r):
         return predict_serving(model, request, device, factors, efficiency, t, p, r, dtype)
-    best = None
+    best = over = None                      # over: the fewest devices that serve it, past max_devices
     for t, p in shapes:
         if devices is not None:
             if devices % (t * p):
@@ -347,20 +415,29 @@ def plan_serving(model: Model, request: Request, device, factors: Factors, effic
         pred = on(t, p, lo)
         if pred.devices <= max_devices and (best is None or pred.devices < best.devices):
             best = pred
+        elif pred.devices > max_devices and (over is None or pred.devices < over.devices):
+            over = pred
         if best is not None and t * p >= best.devices:
             break
+    if best is None and over is not None:
+        raise Unservable(f"{model.name} needs {over.devices} {device.id} to serve {request.concurrency} sequences"
+                         f"{' within ' + _targets(request) if _targets(request) else ''}, more than the limit of "
+                         f"{max_devices}", over)
     if best is None:
         if devices is not None:
             t = max(x for x in tensor_options(model, node) if devices % x == 0)
             one = on(t, max(1, devices // t) if devices // t <= 64 else 1, 1)
-        else:
-            one = on(shapes[-1][0], shapes[-1][1], 1)
-        what = (f"{request.concurrency} sequences of {request.prompt} + {request.output} tokens need "
-                f"{iec(one.kv_cache_bytes)} of KV cache per device beside {iec(one.weights_bytes)} of weights"
-                if not one.fits else f"the targets ({_targets(request)}) are not met: "
-                f"TTFT {duration(one.ttft_s)}, TPOT {duration(one.tpot_s)} at best")
+            many = f"{request.concurrency} sequence(s) of {request.prompt} + {request.output} tokens take"
+        else:                               # every shape with one sequence a replica: the fastest it gets
+            tried = [on(t, p, max(1, request.concurrency)) for t, p in shapes]
+            one = min((q for q in tried if q.fits), key=lambda q: _shortfall(q, request), default=tried[-1])
+            many = f"even one sequence of {request.prompt} + {request.output} tokens takes"
+        what = (f"{many} {iec(one.kv_cache_bytes)} of KV cache per device beside {iec(one.weights_bytes)} of "
+                f"weights" if not one.fits else
+                f"the targets ({_targets(request)}) are not met: TTFT {duration(one.ttft_s)}, TPOT "
+                f"{duration(one.tpot_s)} at best")
         where = f"on {devices} {device.id}" if devices is not None else f"on any count of {device.id}"
-        raise SizingError(f"{model.name} cannot be served {where}: {what}; a {device.id} has "
-                          f"{iec(device.memory_bytes or 0)} (try --weights int4, --kv-cache fp8, a lower "
-                          f"--concurrency or more devices)")
+        raise Unservable(f"{model.name} cannot be served {where}: {what}; each {device.id} has "
+                         f"{iec(device.memory_bytes or 0)} (try --weights int4, --kv-cache fp8, a lower "
+                         f"--concurrency or more devices)", one)
     return best

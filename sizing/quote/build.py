@@ -166,7 +166,9 @@ def _llm_job(spec, est, dtype, concurrency, prompt_tokens, output_tokens, weight
         return estimator(spec, dtype=dtype, seq_len=tokens)(1)
     base = at_length(prompt)
     sixteen = base.settings["dtype"] if base.settings["dtype"] in ("bf16", "fp16") else "bf16"
-    concurrency = parse_count("--concurrency", concurrency) or (1 if qps is None else 1)
+    if concurrency is not None and qps is not None:
+        raise SizingError("give --concurrency (requests in flight) or --qps (requests per second), not both")
+    concurrency = parse_count("--concurrency", concurrency) or 1
     request = Request(concurrency, prompt, parse_count("--output-tokens", output_tokens) or 256,
                       weights or sixteen, kv_cache or sixteen,
                       ttft_s=None if ttft_ms is None else float(decimal("--ttft-ms", ttft_ms)) / 1e3,

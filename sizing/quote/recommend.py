@@ -252,18 +252,23 @@ def _llm_request(model, request, device, factors, efficiency, terms, dtype):
 def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Option | Exclusion:
     """A serving fleet of ``device`` for a language model: the fewest devices that fit and meet the targets (and
     the request rate), rounded up to whole nodes, with the rest of the nodes serving as more replicas."""
-    from ..predict.serving import matmul_precision, plan_serving
+    from ..predict.serving import Unservable, matmul_precision, plan_serving
 
     try:
         precision = matmul_precision(device, request.weights, dtype)
-    except SizingError:
-        return Exclusion(device.id, Message("ex_precision", {"precision": request.weights,
-                                                             "has": ", ".join(device.precisions())}))
+    except SizingError:     # fp8 weights run fp8 matmuls; the others (weight-only int8 / int4 too) 16-bit ones
+        return Exclusion(device.id, Message("ex_precision", {
+            "precision": "fp8" if request.weights == "fp8" else "bf16 or fp16", "has": ", ".join(device.precisions())}))
     factors = cal.factors(device, precision, db, pue=terms.pue)
     try:
         base = _llm_request(model, request, device, factors, cal.serving_efficiency, terms, dtype)
-    except SizingError:
-        return Exclusion(device.id, Message("ex_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
+    except Unservable as e:
+        if e.best.meets:
+            return Exclusion(device.id, Message("ex_too_many", {"count": e.best.devices, "max": terms.max_devices}))
+        if not e.best.fits:
+            return Exclusion(device.id, Message("ex_kv_no_fit", {"memory": Bytes(device.memory_bytes or 0)}))
+        return Exclusion(device.id, Message("ex_targets", {"ttft": Seconds(e.best.ttft_s),
+                                                           "tpot": Seconds(e.best.tpot_s)}))
     count = _fleet_count(device, base.devices, terms)
     if isinstance(count, Exclusion):
         return count
@@ -333,7 +338,10 @@ def _assumptions(kind, workload, terms: Terms, pue: float, pue_source: str, glob
         Assumption(Message("as_server_given", {"cost": Money(terms.node_cost)}), "--node-cost"),
         Assumption(Message("as_cloud"), f"hwdb/*.yaml cloud rates ({TCO_REFERENCE})"),
         Assumption(Message("as_prices"), "--prices" if "prices" in given else "hwdb/*.yaml (hwdb/README.md)"),
-        Assumption(Message("as_search", {"max": terms.max_devices}), "sizing/quote/recommend.py"),
+        Assumption(Message("as_search_llm" if kind == "llm" else "as_search", {"max": terms.max_devices}),
+                   "sizing/quote/recommend.py"),
+        Assumption(Message("as_model_llm"), "sizing/predict/serving.py, sizing/predict/calibration.yaml (serving)")
+        if kind == "llm" else
         Assumption(Message("as_model"), "sizing/predict/training.py, sizing/predict/calibration.yaml"),
         *tco_assumptions(terms.tax_rate),
     ]

@@ -204,6 +204,13 @@ STRINGS = {
     "ex_no_fit": ("the model does not fit in its {memory} per device on any count, even with ZeRO-3 and tensor "
                   "parallelism across the node",
                   "ZeRO-3와 노드 내 텐서 병렬을 써도 어떤 대수에서도 장치당 {memory}에 모델이 들어가지 않음"),
+    "ex_kv_no_fit": ("the weights and the requests' KV cache do not fit in its {memory} per device on any count "
+                     "(tensor and pipeline parallel, replicas)",
+                     "텐서·파이프라인 병렬과 복제를 써도 어떤 대수에서도 장치당 {memory}에 가중치와 요청들의 KV 캐시가 "
+                     "들어가지 않음"),
+    "ex_targets": ("no count meets the latency targets: at best time to first token {ttft}, time per output token "
+                   "{tpot}",
+                   "어떤 대수로도 지연 목표를 충족하지 못함: 최선이 첫 토큰까지 {ttft}, 출력 토큰당 {tpot}"),
     "ex_too_many": ("needs {count} devices, more than the limit of {max} (--max-devices)",
                     "장치 {count}대가 필요하여 한도 {max}대(--max-devices)를 넘음"),
     # findings
@@ -270,10 +277,22 @@ STRINGS = {
                   "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
                   "파는 장치는 서버 단위); 메모리에 들어가고 목표를 충족하는 가장 적은 수, 각각 플래너가 찾은 가장 "
                   "빠른 병렬 구성(텐서·파이프라인·데이터 병렬, ZeRO, 재계산, 마이크로 배치); 최대 {max}대."),
+    "as_search_llm": ("Devices priced one by one come in a server of 1, 2, 4 ... slots below their usual node and "
+                      "in whole nodes past it (devices sold as whole servers: whole servers); the fewest whose "
+                      "replicas hold the requests' KV cache and meet the targets: tensor parallel within a node, "
+                      "pipeline stages across nodes, then replicas; at most {max} devices.",
+                      "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
+                      "파는 장치는 서버 단위); 복제본들이 요청의 KV 캐시를 담고 목표를 충족하는 가장 적은 수: 노드 안에서 "
+                      "텐서 병렬, 노드를 넘으면 파이프라인 단계, 그다음 복제; 최대 {max}대."),
     "as_model": ("Times come from the performance model: a per-layer roofline with calibrated compute and memory "
                  "fractions and one framework efficiency fitted on published runs (its notes are below).",
                  "시간은 성능 모델의 예측입니다: 보정된 연산/메모리 효율과 공개 학습 사례로 맞춘 프레임워크 효율을 쓴 "
                  "레이어별 루프라인 (모델의 설명은 아래)."),
+    "as_model_llm": ("Times come from the serving model: prefill and decode by the roofline with calibrated compute "
+                     "and memory fractions, each divided by its efficiency fitted on published serving runs (its "
+                     "notes are below).",
+                     "시간은 서빙 모델의 예측입니다: 보정된 연산/메모리 효율의 루프라인으로 계산한 프리필과 디코드를 "
+                     "공개 서빙 사례로 맞춘 각 효율로 나눔 (모델의 설명은 아래)."),
     "as_batch": ("Global batch {batch} per optimizer step over the whole cluster, the same on every device count "
                  "(split unevenly where the data-parallel degree does not divide it: the slowest replica sets the "
                  "step).",
@@ -454,16 +473,19 @@ NOTES_KO = (
                              "FlashDecoding 커널)"),
     (r"engine (\S+): decode attention reads each key/value head's cache once per query head \(([\d.]+) times\)",
      lambda m: f"엔진 {m[1]}: 디코드 어텐션이 키/값 헤드의 캐시를 쿼리 헤드마다 읽음 ({m[2]}번)"),
-    (r"serving efficiency ([\d.]+), fitted on published serving runs \(apart from training's\)",
-     lambda m: f"서빙 효율 {m[1]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
+    (r"weights, KV cache and activations fill at most (\d+)% of each device's memory \(vLLM's default "
+     r"--gpu-memory-utilization\)", lambda m: f"가중치, KV 캐시, 활성값은 장치 메모리의 최대 {m[1]}%까지 씀 (vLLM의 기본 "
+                                            f"--gpu-memory-utilization)"),
+    (r"serving efficiency ([\d.]+) for prefill, ([\d.]+) for decode, fitted on published serving runs \(apart from "
+     r"training's\)", lambda m: f"서빙 효율 프리필 {m[1]}, 디코드 {m[2]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
      r"16 bits\))?; KV cache (\S+); matmuls in (\S+)",
      lambda m: f"가중치 {m[1]}" + (f" ({m[2]}비트, fp16 스케일과 영점을 둔 {m[3]}개 단위 그룹; 임베딩과 정규화는 16비트)"
                                   if m[2] else "") + f"; KV 캐시 {m[4]}; 행렬곱 {m[5]}"),
     (r"(continuous|static) batching: (\d+) sequence\(s\) per replica at an average context of (\S+) tokens"
-     r"(; each request's prefill interleaves with the decode steps \(TPOT = T_d \+ c T_p / O\))?",
+     r"(; each request's prefill interleaves with the decode steps \(a request lasts \(O - 1\) T_d \+ c T_p\))?",
      lambda m: f"{'연속' if m[1] == 'continuous' else '정적'} 배칭: 복제당 시퀀스 {m[2]}개, 평균 컨텍스트 토큰 "
-               f"{m[3]}개" + ("; 요청마다 프리필이 디코드 스텝 사이에 끼어듦 (TPOT = T_d + c T_p / O)" if m[4] else "")),
+               f"{m[3]}개" + ("; 요청마다 프리필이 디코드 스텝 사이에 끼어듦 (요청 하나가 (O - 1) T_d + c T_p)" if m[4] else "")),
 )
 _FRACTION = {"compute": "연산 효율", "memory": "메모리 효율"}
 _NOTES_KO = tuple((re.compile(p), f) for p, f in NOTES_KO)

@@ -606,9 +606,6 @@ def _deepseek(c: Config) -> dict:
         blocks["moe_layer"] = moe
     blocks = {k: v for k, v in blocks.items() if k in kinds}
     spec = _rms_decoder(c, hidden, c.get("vocab_size", pos_int), eps, blocks, kinds)
-    latent = c.get("kv_lora_rank", pos_int) + c.get("qk_rope_head_dim", pos_int)
-    c.notes.append(f"KV cache counted as every head's keys and values, as transformers caches them; engines that "
-                   f"cache MLA's latent (vLLM, SGLang) keep {latent} values per token and layer")
     mtp = c.get("num_nextn_predict_layers", any_int, 0)
     if mtp > 0:
         per = _mtp_params(c, hidden, blocks[kinds[-1]])
