@@ -339,6 +339,47 @@ def test_an_internal_error_is_one_line_without_a_traceback(monkeypatch):
 # ---------------------------------------------------------------------------------------------------------------
 # The server, the command and the cache
 
+def test_an_answer_past_the_time_bound_is_refused_in_one_line(monkeypatch):
+    """The web's backstop: an estimate or quote still running after ANSWER_TIMEOUT_S is refused with one line (the
+    computation here waits on an event the test sets afterwards, so it cannot finish in time)."""
+    from sizing.predict import plan
+    from sizing.quote import build
+    from sizing.web import app as web_app
+
+    gate = threading.Event()
+    original = plan.estimate_answer
+
+    def slow(*a, **k):
+        gate.wait(10)
+        return original(*a, **k)
+    monkeypatch.setattr(web_app, "ANSWER_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(plan, "estimate_answer", slow)
+    monkeypatch.setattr(build, "build_quote", lambda *a, **k: gate.wait(10))
+    c = create_app({"estimate": estimate, "quote": quote}).test_client()
+    for path, body in (("/api/estimate", {"model": "lenet5"}), ("/api/quote", TRAIN)):
+        r = c.post(path, json=body)
+        assert r.status_code == 400 and r.get_json()["error"].startswith(
+            "the answer took longer than 0.2 s and was given up; ask for less"), path
+    r = c.get("/", query_string={"model": "lenet5", "view": "estimate"})
+    assert r.status_code == 400 and "took longer than 0.2 s" in error_of(r)
+    gate.set()
+
+
+def test_the_estimate_runs_in_process_and_shows_the_device_note(client, monkeypatch):
+    """No child process: the estimate is the library call (subprocess refused here), and what a family name was
+    taken to mean, which the command line says on stderr, is a note on the page."""
+    def refuse(*a, **k):
+        raise AssertionError("no child process")
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    page = client.get("/", query_string={"model": "resnet18", "device": "h100", "view": "estimate"})
+    text = page.get_data(as_text=True)
+    stderr = CliRunner().invoke(main, ["estimate", "resnet18", "--device", "h100"]).stderr.strip()
+    assert stderr.startswith("note: 'h100' names a family")
+    notes = [html.unescape(x) for x in re.findall(r'<p class="note">(.*?)</p>', text)]
+    assert page.status_code == 200 and stderr in notes
+
+
 def test_memo_computes_one_answer_for_concurrent_identical_requests():
     memo, calls, gate = Memo(size=2, slots=2), [], threading.Event()
 
