@@ -65,7 +65,7 @@ def error_of(response) -> str:
     """The one-line message of an API error, or of the page's error paragraph (unescaped)."""
     if response.mimetype == "application/json":
         return response.get_json()["error"]
-    found = re.search(r'<p class="error" role="alert">error: (.*?)</p>', response.get_data(as_text=True))
+    found = re.search(r'<p class="error" role="alert">(?:error|오류): (.*?)</p>', response.get_data(as_text=True))
     assert found, response.get_data(as_text=True)[:500]
     return html.unescape(found.group(1))
 
@@ -163,6 +163,61 @@ def test_the_estimate_view_turns_serving_fields_into_inference(client):
     d = json.loads(cli("estimate", *argv({**options, "inference": True}), "--format", "json"))
     assert "<h2>Serving on h100-sxm</h2>" in page and "<h2>Language model</h2>" in page
     assert f"<td>{d['params']:,}</td>" in page
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def test_the_page_text_has_a_korean_version_of_every_entry_with_the_same_fields():
+    """Each of the page's words, labels and hints has a Korean version that is Korean (Hangul in it; the link to the
+    other language excepted, which names English) and takes the same {fields} as the English."""
+    import string
+
+    from sizing.web.page import FIELDSETS, PAGE_TEXT
+
+    pairs = {**{k: v for k, v in PAGE_TEXT.items() if k != "other_lang"},
+             **{f"legend {i}": legend for i, (legend, _) in enumerate(FIELDSETS)},
+             **{f"label {f.name}": f.label for f in FIELDS.values()},
+             **{f"hint {f.name}": f.hint for f in FIELDS.values() if isinstance(f.hint, tuple)}}
+    for key, (en, ko) in pairs.items():
+        assert HANGUL.search(ko) and not HANGUL.search(en), key
+        fields = [{name for _, name, _, _ in string.Formatter().parse(x) if name} for x in (en, ko)]
+        assert fields[0] == fields[1], key
+    assert PAGE_TEXT["other_lang"] == ("한국어", "English")
+
+
+def test_the_page_in_korean_labels_every_field_and_frames_errors_in_korean(client):
+    """lang=ko: the blank form, an answered estimate and a refusal are in Korean (html lang, every legend, label,
+    placeholder and button), with no English label left; the refusal is still the command line's own line."""
+    from sizing.web.page import FIELDSETS, PAGE_TEXT
+
+    blank = client.get("/", query_string={"lang": "ko"})
+    english = client.get("/").get_data(as_text=True)
+    bad = {**TRAIN, "lang": "ko", "samples": "x"}
+    refused = client.get("/", query_string=bad)
+    answered = client.get("/", query_string={"model": "lenet5", "lang": "ko", "view": "estimate"})
+    assert blank.status_code == 200 and refused.status_code == 400 and answered.status_code == 200
+    for page in (blank.get_data(as_text=True), refused.get_data(as_text=True), answered.get_data(as_text=True)):
+        assert '<html lang="ko">' in page
+        for legend, fields in FIELDSETS:
+            assert f"<legend>{legend[1]}</legend>" in page and f"<legend>{legend[0]}</legend>" not in page
+            for f in fields:
+                assert f'<label for="f-{f.name}">{f.label[1]}</label>' in page, f.name
+                assert f'<label for="f-{f.name}">{f.label[0]}</label>' in english, f.name
+                if isinstance(f.hint, tuple):         # a placeholder; under the file input, a hint
+                    assert (f'placeholder="{html.escape(f.hint[1])}"' in page
+                            or f'<span class="hint">{html.escape(f.hint[1])}</span>' in page), f.name
+        assert '<button type="submit" name="view" value="quote">견적</button>' in page
+        assert PAGE_TEXT["tagline"][1] in page and PAGE_TEXT["tagline"][0] not in page
+        assert '<a class="lang" href="/?lang=en" lang="en" hreflang="en">English</a>' in page
+    page = refused.get_data(as_text=True)
+    assert '<p class="error" role="alert">오류: ' in page and error_of(refused) == cli_error("quote", *argv(bad))
+    assert '<div class="bad">\n<label for="f-samples">에폭당 샘플 수</label>' in page
+    page = answered.get_data(as_text=True)
+    assert "<title>추정: lenet5 - sizing</title>" in page and "<h2>합계</h2>" in page and "<h2>층별</h2>" in page
+    assert '<a class="lang" href="/?lang=ko" lang="ko" hreflang="ko">한국어</a>' in english
+    assert "<h2>Totals</h2>" in client.get("/", query_string={"model": "lenet5", "view": "estimate"}).get_data(
+        as_text=True)
 
 
 def test_unknown_form_fields_and_views_are_refused(client):
@@ -433,7 +488,8 @@ def test_another_host_warns_and_a_taken_port_is_one_line():
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MEASURE = ("<script>parent.document.body.setAttribute('data-measured', document.documentElement.scrollWidth + ' ' + "
-           "window.innerWidth + ' ' + document.querySelectorAll('section.report svg').length)</script>")
+           "window.innerWidth + ' ' + document.querySelectorAll('section.report svg').length + ' ' + "
+           "getComputedStyle(document.querySelector('label')).wordBreak)</script>")
 
 
 @pytest.fixture(scope="module")
@@ -454,17 +510,18 @@ def chromium(url: str, *extra) -> str:
     return run.stdout
 
 
-def measured(page_html: str, width: int, folder: Path) -> tuple[int, int, int]:
-    """(scrollWidth, innerWidth, charts) of the page shown ``width`` px wide: a copy of its HTML with a measuring
+def measured(page_html: str, width: int, folder: Path) -> tuple[int, int, int, str]:
+    """(scrollWidth, innerWidth, charts, a label's word-break) of the page shown ``width`` px wide: a copy of its
+    HTML with a measuring
     script appended, in an iframe of that width (headless chromium's window is at least 500 px wide), written to a
     file next to the test, never into the product's page."""
     copy = page_html.replace("</body>", MEASURE + "</body>")
     harness = folder / f"harness-{width}.html"
     harness.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe style="border:0;width:{width}px;'
                        f'height:900px" srcdoc="{html.escape(copy)}"></iframe></body></html>')
-    found = re.search(r'data-measured="(\d+) (\d+) (\d+)"', chromium(harness.as_uri()))
+    found = re.search(r'data-measured="(\d+) (\d+) (\d+) ([a-z-]+)"', chromium(harness.as_uri()))
     assert found, "the measuring script did not run"
-    return tuple(map(int, found.groups()))
+    return (*map(int, found.groups()[:3]), found.group(4))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -482,8 +539,17 @@ def test_the_form_and_the_quote_fit_the_width_without_horizontal_scroll(server, 
     from urllib.parse import urlencode
     from urllib.request import urlopen
 
-    for query, charts in (("", 0), ("?" + urlencode({**TRAIN, "lang": "ko", "currency": "KRW", "fx": "1400"}), 2)):
-        page = urlopen(server + "/" + query).read().decode()
-        scroll, inner, shown = measured(page, width, tmp_path)
+    from urllib.error import HTTPError
+
+    ko_quote = {**TRAIN, "lang": "ko", "currency": "KRW", "fx": "1400"}
+    for query, charts, lang in (({}, 0, "en"), ({"lang": "ko"}, 0, "ko"), (ko_quote, 2, "ko"),
+                                ({**ko_quote, "samples": "x" * 60}, 0, "ko"),
+                                ({"model": "lenet5", "lang": "ko", "view": "estimate", "device": "h100-sxm"}, 0, "ko")):
+        try:
+            page = urlopen(f"{server}/?{urlencode(query)}").read().decode()
+        except HTTPError as e:                  # the refusal's page (400) is measured too
+            page = e.read().decode()
+        scroll, inner, shown, breaks = measured(page, width, tmp_path)
         assert inner == width and scroll <= inner, (query, scroll, inner)
         assert shown >= charts, (query, shown)
+        assert breaks == ("keep-all" if lang == "ko" else "normal"), (query, breaks)    # Korean keeps words whole

@@ -193,8 +193,8 @@ def create_app(commands: dict) -> Flask:
         upload = (upload.filename, upload.read(MAX_FILE_BYTES + 1)) if upload and upload.filename else None
         shown = {k: v for k, v in values.items() if k in FIELDS}
         lang = values.get("lang") if values.get("lang") in ("en", "ko") else "en"
-        if not values and upload is None:
-            return render({}, zoo=zoo)
+        if set(values) <= {"lang"} and upload is None:          # the blank form (in the language asked for)
+            return render(shown, zoo=zoo, lang=lang)
         with tempfile.TemporaryDirectory(prefix="sizing-web-") as folder:
             try:
                 unknown = sorted(set(values) - set(FIELDS))
@@ -214,7 +214,8 @@ def create_app(commands: dict) -> Flask:
                     return render(shown, zoo=zoo, uploaded=upload and upload[0], token=token, lang=lang,
                                   report_html=quote_html(quote, lang))
                 text, notes = sizer.estimate(given, folder, model, upload)
-                return render(shown, zoo=zoo, uploaded=upload and upload[0], estimate=json.loads(text), notes=notes)
+                return render(shown, zoo=zoo, uploaded=upload and upload[0], estimate=json.loads(text), notes=notes,
+                              lang=lang)
             except SizingError as e:
                 message = _one_line(e, folder)
                 return render(shown, zoo=zoo, error=message, error_field=_field_of(message, view),
