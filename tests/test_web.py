@@ -329,6 +329,36 @@ def test_api_takes_an_inline_spec_and_an_inline_hf_config(client, tmp_path):
     assert r.status_code == 200 and r.get_json()["params"] == d["params"] > 0
 
 
+def test_the_docs_examples_answer_what_the_docs_say(client):
+    """Every call docs/web.md shows, sent as written: the bookmarkable URL is a quote page, each curl body answers
+    the command line's JSON for the same options (the options written out here again), and the error example
+    answers the error it prints (up to its '...')."""
+    from urllib.parse import urlsplit
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "web.md").read_text()
+    calls = re.findall(r"curl -s -X POST http://127\.0\.0\.1:8765(/api/\w+).*?-d '(.*?)'", doc, re.S)
+    assert len(calls) == 4, calls
+    for i, (path, body) in enumerate(calls):
+        r = client.post(path, data=body)
+        if i == 0:          # a full quote (every candidate): its terms as asked (API = CLI: the tests above)
+            got = r.get_json()
+            assert r.status_code == 200 and (got["model"], got["lang"], got["currency"], got["fx_per_usd"]) == (
+                "resnet50", "ko", "KRW", "1400") and got["workload"]["samples"] == 1280000 and got["options"]
+        elif i == 1:
+            assert r.status_code == 200 and r.get_json() == json.loads(cli(
+                "estimate", "gpt2_small", "--device", "h100", "--inference", "--concurrency", "32", "--prompt-tokens",
+                "512", "--format", "json"))
+        elif i == 3:
+            printed = re.search(r"\n(\{\"error\": .*\})\n", doc).group(1)
+            assert r.status_code == 400 and r.get_json()["error"].startswith(
+                json.loads(printed)["error"].split("...")[0])
+        else:
+            assert r.status_code == 200 and r.get_json()["params"] == 784 * 10 + 10      # one linear, 784 -> 10
+    url = urlsplit(re.search(r"`(http://127\.0\.0\.1:8765/\?[^`]+)`", doc).group(1))
+    page = client.get(f"/?{url.query}")
+    assert page.status_code == 200 and "<h1>Hardware quote: resnet50</h1>" in page.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("body, expected", [
     ({"model": "lenet5", "samples": "x", "deadline": "1h"}, "--samples: 'x' is not a number"),
     ({"model": "lenet5", "sampels": 6e4}, "unknown key 'sampels'; did you mean 'samples'?; valid keys: model, "),
@@ -356,6 +386,28 @@ def test_api_errors_are_the_clis_lines(client):
     assert r.get_json()["error"] == cli_error("estimate", "lenet5", "--inference", "--device", "h100")
     r = client.post("/api/estimate", json={"model": "lenet5", "inference": "maybe"})
     assert r.get_json()["error"] == "inference: give true or false, got 'maybe'"
+
+
+@pytest.mark.parametrize("options", [
+    {"model": "gpt2_small", "concurrency": 4},
+    {"model": "lenet5", "devices": 8, "deadline": "1h"},
+    {"model": "lenet5", "device": "h100", "devices": 8, "deadline": "1h"},
+    {"model": "gpt2_small", "finetune": "lora", "inference": True},
+    {"model": "lenet5", "lora-rank": 4},
+    {"model": "gpt2_small", "device": "h100", "inference": True, "ttft-ms": -1},
+    {"model": "lenet5", "device": "nosuch-gpu", "samples": 60000},
+    {"model": "gpt2_small", "device": "h100", "tokens": 1e9, "deadline": "1s", "max-devices": 8},
+], ids=["serving-without-inference", "planner-without-device", "devices-and-deadline", "finetune-inference",
+        "rank-without-finetune", "negative-ttft", "unknown-device", "unknown-key"])
+def test_api_estimate_refuses_what_the_cli_refuses_with_its_line(client, options):
+    """The estimate's orchestration (sizing.predict.plan.estimate_answer) refuses over the web with the command
+    line's own line, each refusal in its own place in the flow."""
+    r = client.post("/api/estimate", json=options)
+    assert r.status_code == 400
+    if "max-devices" in options:                      # a quote's option: not one of the estimate's keys
+        assert r.get_json()["error"].startswith("unknown key 'max-devices'")
+        return
+    assert r.get_json()["error"] == cli_error("estimate", *argv({k: v for k, v in options.items()}))
 
 
 @pytest.mark.parametrize("data, expected", [(b"{", "the body is not JSON"), (b"[1]", "the body must be a JSON object"),
