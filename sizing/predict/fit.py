@@ -77,6 +77,11 @@ class Stages:
 
 
 def stages(est) -> Stages:
+    """How a pipeline cuts ``est``'s graph (``Stages``), worked out once per estimate."""
+    return est.derived("stages", lambda: _stages(est))
+
+
+def _stages(est) -> Stages:
     groups = {g.name: g for g in est.graph.groups}
     index = {r.node.name: i for i, r in enumerate(est.layers)}
     peeled: dict[str, str] = {}
