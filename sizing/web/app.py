@@ -28,7 +28,8 @@ MEDIA = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8
 
 class Memo:
     """Answers by request key: one computation per key at a time (concurrent identical requests wait for the
-    first), at most ``slots`` computations at once (the rest queue), the last ``size`` answers kept."""
+    first), at most ``slots`` computations at once (the rest queue), the last ``size`` answers kept. A quote's
+    JSON and HTML reports are kept under its token + '.json' / '.html', written once for all its requests."""
 
     def __init__(self, size: int, slots: int):
         self.size, self.lock, self.slots = size, threading.Lock(), threading.BoundedSemaphore(slots)
@@ -211,8 +212,9 @@ def create_app(commands: dict) -> Flask:
                 if view == "quote":
                     token, quote, lang = sizer.quote(given, folder, model, upload)
                     from ..quote.writers import quote_html
+                    report = sizer.memo.get(token + ".html", lambda: quote_html(quote, lang))     # written once
                     return render(shown, zoo=zoo, uploaded=upload and upload[0], token=token, lang=lang,
-                                  report_html=quote_html(quote, lang))
+                                  report_html=report)
                 text, notes = sizer.estimate(given, folder, model, upload)
                 return render(shown, zoo=zoo, uploaded=upload and upload[0], estimate=json.loads(text), notes=notes,
                               lang=lang)
@@ -236,9 +238,9 @@ def create_app(commands: dict) -> Flask:
                 body = _body()
                 model = body.pop("model", None)
                 if kind == "quote":
-                    _, quote, lang = sizer.quote(body, folder, model)
+                    token, quote, lang = sizer.quote(body, folder, model)
                     from ..quote.writers import quote_json
-                    text = quote_json(quote, lang)
+                    text = sizer.memo.get(token + ".json", lambda: quote_json(quote, lang))   # written once
                 else:
                     text, _ = sizer.estimate(body, folder, model)
             except SizingError as e:
