@@ -586,6 +586,23 @@ def test_the_quote_appears_in_a_browser_from_its_bookmarkable_url(server):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_a_browser_fills_the_form_and_submits_it(server, tmp_path):
+    """chromium fills the blank form (a copy of the page with a filling script, its action the server's) and
+    clicks Quote: the browser's own multipart POST comes back as the quote, the form keeping what was typed."""
+    from urllib.request import urlopen
+
+    fill = {"samples": "60000", "deadline": "1h", "candidates": "h100-sxm", "lang": "ko"}
+    script = (f"<script>const f = document.forms[0]; f.action = '{server}/'; f.elements['model'].value = 'lenet5';"
+              + "".join(f"f.elements['{k}'].value = '{v}';" for k, v in fill.items())
+              + "f.querySelector('button[value=quote]').click();</script>")
+    harness = tmp_path / "form.html"
+    harness.write_text(urlopen(server + "/").read().decode().replace("</body>", script + "</body>"))
+    dom = chromium(harness.as_uri())
+    assert "<h1>하드웨어 견적: lenet5</h1>" in dom and 'href="/download/' in dom and '<html lang="ko">' in dom
+    assert 'name="samples" value="60000"' in dom and 'name="deadline" value="1h"' in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 @pytest.mark.parametrize("width", [1366, 390])
 def test_the_form_and_the_quote_fit_the_width_without_horizontal_scroll(server, tmp_path, width):
     from urllib.parse import urlencode
