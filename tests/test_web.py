@@ -487,6 +487,22 @@ def test_the_estimate_runs_in_process_and_shows_the_device_note(client, monkeypa
     assert page.status_code == 200 and stderr in notes
 
 
+def test_device_local_without_a_bench_profile_is_refused_not_measured(client, tmp_path, monkeypatch):
+    """The command line would measure the machine for minutes (sizing bench); the web refuses in one line, next to
+    the device field, and measures nothing."""
+    from sizing.hardware.bench import profile
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(profile, "run_bench", lambda *a, **k: pytest.fail("the web measured the machine"))
+    r = client.post("/api/estimate", json={"model": "lenet5", "device": "local"})
+    assert r.status_code == 400 and r.get_json()["error"] == (
+        "--device local: no bench profile of this machine yet; run `sizing bench` on the command line first (the "
+        "web app does not measure the machine)")
+    r = client.get("/", query_string={"model": "lenet5", "device": "local", "view": "estimate"})
+    assert r.status_code == 400 and '<div class="bad">\n<label for="f-device">' in r.get_data(as_text=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_memo_computes_one_answer_for_concurrent_identical_requests():
     memo, calls, gate = Memo(size=2, slots=2), [], threading.Event()
 

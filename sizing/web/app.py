@@ -124,6 +124,8 @@ class Sizer:
         params = opt.parse(self.commands["estimate"], "estimate", spec, args)
         for k in ("spec", "fmt", "then_check", "emit_yaml", "force", "wide"):
             params.pop(k, None)
+        if params.get("device") == "local":
+            _local_profile()
 
         def make():
             said: list[str] = []
@@ -133,6 +135,20 @@ class Sizer:
             return (_scrub(WRITERS["json"](answer.report).rstrip("\n") + "\n", folder),
                     [_scrub(" ".join(x.split()), folder) for x in notes])
         return self.memo.get(_token("estimate", digest, tuple(sorted(args))), lambda: bounded(make))
+
+
+def _local_profile() -> None:
+    """``--device local`` over the web reads this machine's saved bench profile; where there is none (or it is
+    stale) the command line would measure the machine for minutes: refused here instead."""
+    from ..hardware.bench.measure import this_machine
+    from ..hardware.bench.profile import check_profile
+    from ..hardware.devices import local_profile_path
+
+    path = local_profile_path()
+    device, problem = check_profile(path, this_machine())
+    if device is None:
+        raise SizingError(f"--device local: {problem or 'no bench profile of this machine yet'}; run `sizing bench` "
+                          f"on the command line first (the web app does not measure the machine)")
 
 
 def bounded(make, seconds: float | None = None):
