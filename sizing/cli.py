@@ -141,119 +141,31 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     (llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, olmo2, gpt2, gpt_neox, bert) or an ONNX file (needs `pip install 'sizing[onnx]'`).
     A causal language model also gets prefill and decode FLOPs, KV cache and inference memory.
     """
-    from .model.estimate import estimate_graph, load_graph
-    from .model.lm import for_spec
+    options = dict(locals())          # the library call's options: all but the command line's own
+    for own in ("spec", "fmt", "then_check", "emit_yaml", "force", "wide"):
+        del options[own]
     from .common.table import terminal_width
     from .model.report import WRITERS
+    from .predict.plan import estimate_answer, load_estimate
+    from .predict.report import prediction_table, serving_table
 
-    from .model.estimate import finetuned
-
-    sizes = {"batch": batch, "dtype": dtype, "optimizer": optimizer, "seq_len": seq_len}
-    if finetune is None and (lora_rank is not None or lora_targets is not None):
-        raise SizingError("--lora-rank and --lora-targets go with --finetune lora or qlora")
-    tune = None if finetune is None else (finetune, lora_rank, lora_targets)
-    if tune and inference:
-        raise SizingError("--finetune is training; --inference serves the model: give one")
-    est = finetuned(estimate_graph(load_graph(spec, allow_unmapped, finetune=tune, **sizes)), tune)
-    if emit_yaml and _emit_yaml(spec, emit_yaml, allow_unmapped, sizes, force):
+    loaded = load_estimate(spec, **options)
+    if emit_yaml and _emit_yaml(spec, emit_yaml, allow_unmapped,
+                                {"batch": batch, "dtype": dtype, "optimizer": optimizer, "seq_len": seq_len}, force):
         return
-    for w in est.graph.warnings:
+    for w in loaded[0].graph.warnings:
         click.echo(f"warning: {terminal(w)}", err=True)
-    d = est.to_dict()
-    lm = for_spec(spec, est, allow_unmapped)
-    if lm is not None:
-        d["language_model"] = lm.to_dict()
+    answer = estimate_answer(spec, loaded, check=then_check, **options)
     width = terminal_width(wide)
-    planner = {"--devices": devices, "--global-batch": global_batch, "--deadline": deadline,
-               "--tensor-parallel": tensor_parallel, "--pipeline-parallel": pipeline_parallel,
-               "--micro-batch": micro_batch, "--expert-parallel": expert_parallel,
-               "--context-parallel": context_parallel, "--tokens": tokens,
-               "--samples": samples, "--precision": precision,
-               "--zero": zero, "--recompute": recompute, "--pue": pue, "--network-gbs": network_gbs,
-               "--epochs": None if epochs == 1 else epochs, "--objective": None if objective == "time" else objective,
-               "--inference": inference or None}
-    serving = {"--concurrency": concurrency, "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens,
-               "--weights": weights, "--kv-cache": kv_cache, "--ttft-ms": ttft_ms, "--tpot-ms": tpot_ms}
-    if not inference and any(v is not None for v in serving.values()):
-        raise SizingError(f"{', '.join(k for k, v in serving.items() if v is not None)}: serving options; add "
-                          f"--inference (and --device)")
-    if device is None:
-        given = [name for name, value in planner.items() if value is not None]
-        if given:
-            raise SizingError(f"{', '.join(given)} describe(s) a prediction: name a --device")
-        if then_check:
-            return _run_check(spec, fmt, width, d, batch=batch, seq_len=seq_len)
-        click.echo(_estimate_text(d, fmt, width))
+    if answer.kind is None and then_check:
+        return _run_check(spec, fmt, width, answer.report, batch=batch, seq_len=seq_len)
+    if fmt != "table" or answer.kind is None:
+        click.echo(_estimate_text(answer.report, fmt, width) if answer.kind is None else
+                   WRITERS[fmt](answer.report).rstrip("\n"))
         return
-    if then_check:
-        raise SizingError("--check runs without --device (run `sizing check` separately)")
-    if inference:
-        return _serve(spec, d, lm, est, fmt, width, device, devices, hwdb_files, allow_unmapped, dtype, seq_len,
-                      concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms)
-    from .common.units import parse_duration
-    from .model.estimate import estimator
-    from .predict.plan import plan
-    from .predict.report import prediction_table
-    from .predict.search import Pins
-    from .predict.workload import parse_count
-
-    if devices is not None and deadline is not None:
-        raise SizingError("give --devices or --deadline, not both (--deadline finds the device count)")
-    pins = Pins(tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, micro_batch=micro_batch,
-                zero=zero, recompute=recompute, expert_parallel=expert_parallel, context_parallel=context_parallel)
-    at = estimator(spec, allow_unmapped, finetune=tune, dtype=dtype, optimizer=optimizer, seq_len=seq_len)
-    prediction = plan(at, device, hwdb_files, devices=devices,
-                      global_batch=parse_count("--global-batch", global_batch) or batch,
-                      samples=parse_count("--samples", samples), tokens=parse_count("--tokens", tokens),
-                      epochs=epochs, precision=precision, pins=pins, objective=objective,
-                      deadline_s=None if deadline is None else parse_duration("--deadline", deadline),
-                      network_gbs=network_gbs, pue=pue)
-    pred = prediction.to_dict()
-    if lm is not None:
-        from .hardware.lookup import resolve_device
-        from .predict.calibration import shipped
-        from .predict.inference import lm_serving
-        d["language_model"]["serving"] = lm_serving(lm, resolve_device(device, hwdb_files, say=lambda _: None)[0],
-                                                    prediction.precision, prediction.factors,
-                                                    shipped().serving_efficiency)
-    if fmt != "table":
-        click.echo(WRITERS[fmt]({**d, "prediction": pred}).rstrip("\n"))
-        return
-    click.echo(_estimate_text(d, fmt, width) + "\n\n" + prediction_table(pred, width))
-
-
-def _serve(spec, d, lm, est, fmt, width, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency,
-           prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms):
-    """`sizing estimate --inference`: the serving model of a causal language model (sizing/predict/serving.py)."""
-    from .model.estimate import estimator
-    from .model.lm import figures
-    from .model.report import WRITERS
-    from .predict.plan import plan_serve
-    from .predict.report import serving_table
-    from .predict.serving import Request, serving_model
-
-    if lm is None:
-        raise SizingError(f"--inference serves a causal language model (token ids in, causal attention); "
-                          f"{est.graph.name} is not one: size its serving with `sizing quote --qps`")
-    prompt = prompt_tokens or seq_len or est.graph.input.shape[1]
-    for name, ms in (("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms)):
-        if ms is not None and not 0 < ms < float("inf"):
-            raise SizingError(f"{name}: must be a positive number of milliseconds, got {ms!r}")
-    dtype_ = est.settings["dtype"]
-    sixteen = dtype_ if dtype_ in ("bf16", "fp16") else "bf16"
-    request = Request(concurrency or 1, prompt, output_tokens or 256, weights or sixteen, kv_cache or sixteen,
-                      ttft_s=None if ttft_ms is None else ttft_ms / 1e3,
-                      tpot_s=None if tpot_ms is None else tpot_ms / 1e3)
-
-    def at_length(tokens):
-        return estimator(spec, allow_unmapped, dtype=dtype, seq_len=tokens)(1)
-    base = at_length(prompt)
-    fig = figures(base, lambda tokens: at_length(tokens).totals.flops)
-    pred = plan_serve(serving_model(base, fig), device, request, hwdb_files, devices=devices, dtype=sixteen).to_dict()
-    if fmt != "table":
-        click.echo(WRITERS[fmt]({**d, "inference": pred}).rstrip("\n"))
-        return
-    click.echo(_estimate_text(d, fmt, width) + "\n\n" + serving_table(pred, width))
+    d = {k: v for k, v in answer.report.items() if k != answer.kind}
+    table = prediction_table if answer.kind == "prediction" else serving_table
+    click.echo(_estimate_text(d, fmt, width) + "\n\n" + table(answer.prediction, width))
 
 
 def _estimate_text(d: dict, fmt: str, width: int | None) -> str:

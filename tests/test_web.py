@@ -65,7 +65,7 @@ def error_of(response) -> str:
     """The one-line message of an API error, or of the page's error paragraph (unescaped)."""
     if response.mimetype == "application/json":
         return response.get_json()["error"]
-    found = re.search(r'<p class="error" role="alert">error: (.*?)</p>', response.get_data(as_text=True))
+    found = re.search(r'<p class="error" role="alert">(?:error|오류): (.*?)</p>', response.get_data(as_text=True))
     assert found, response.get_data(as_text=True)[:500]
     return html.unescape(found.group(1))
 
@@ -163,6 +163,61 @@ def test_the_estimate_view_turns_serving_fields_into_inference(client):
     d = json.loads(cli("estimate", *argv({**options, "inference": True}), "--format", "json"))
     assert "<h2>Serving on h100-sxm</h2>" in page and "<h2>Language model</h2>" in page
     assert f"<td>{d['params']:,}</td>" in page
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def test_the_page_text_has_a_korean_version_of_every_entry_with_the_same_fields():
+    """Each of the page's words, labels and hints has a Korean version that is Korean (Hangul in it; the link to the
+    other language excepted, which names English) and takes the same {fields} as the English."""
+    import string
+
+    from sizing.web.page import FIELDSETS, PAGE_TEXT
+
+    pairs = {**{k: v for k, v in PAGE_TEXT.items() if k != "other_lang"},
+             **{f"legend {i}": legend for i, (legend, _) in enumerate(FIELDSETS)},
+             **{f"label {f.name}": f.label for f in FIELDS.values()},
+             **{f"hint {f.name}": f.hint for f in FIELDS.values() if isinstance(f.hint, tuple)}}
+    for key, (en, ko) in pairs.items():
+        assert HANGUL.search(ko) and not HANGUL.search(en), key
+        fields = [{name for _, name, _, _ in string.Formatter().parse(x) if name} for x in (en, ko)]
+        assert fields[0] == fields[1], key
+    assert PAGE_TEXT["other_lang"] == ("한국어", "English")
+
+
+def test_the_page_in_korean_labels_every_field_and_frames_errors_in_korean(client):
+    """lang=ko: the blank form, an answered estimate and a refusal are in Korean (html lang, every legend, label,
+    placeholder and button), with no English label left; the refusal is still the command line's own line."""
+    from sizing.web.page import FIELDSETS, PAGE_TEXT
+
+    blank = client.get("/", query_string={"lang": "ko"})
+    english = client.get("/").get_data(as_text=True)
+    bad = {**TRAIN, "lang": "ko", "samples": "x"}
+    refused = client.get("/", query_string=bad)
+    answered = client.get("/", query_string={"model": "lenet5", "lang": "ko", "view": "estimate"})
+    assert blank.status_code == 200 and refused.status_code == 400 and answered.status_code == 200
+    for page in (blank.get_data(as_text=True), refused.get_data(as_text=True), answered.get_data(as_text=True)):
+        assert '<html lang="ko">' in page
+        for legend, fields in FIELDSETS:
+            assert f"<legend>{legend[1]}</legend>" in page and f"<legend>{legend[0]}</legend>" not in page
+            for f in fields:
+                assert f'<label for="f-{f.name}">{f.label[1]}</label>' in page, f.name
+                assert f'<label for="f-{f.name}">{f.label[0]}</label>' in english, f.name
+                if isinstance(f.hint, tuple):         # a placeholder; under the file input, a hint
+                    assert (f'placeholder="{html.escape(f.hint[1])}"' in page
+                            or f'<span class="hint">{html.escape(f.hint[1])}</span>' in page), f.name
+        assert '<button type="submit" name="view" value="quote">견적</button>' in page
+        assert PAGE_TEXT["tagline"][1] in page and PAGE_TEXT["tagline"][0] not in page
+        assert '<a class="lang" href="/?lang=en" lang="en" hreflang="en">English</a>' in page
+    page = refused.get_data(as_text=True)
+    assert '<p class="error" role="alert">오류: ' in page and error_of(refused) == cli_error("quote", *argv(bad))
+    assert '<div class="bad">\n<label for="f-samples">에폭당 샘플 수</label>' in page
+    page = answered.get_data(as_text=True)
+    assert "<title>추정: lenet5 - sizing</title>" in page and "<h2>합계</h2>" in page and "<h2>층별</h2>" in page
+    assert '<a class="lang" href="/?lang=ko" lang="ko" hreflang="ko">한국어</a>' in english
+    assert "<h2>Totals</h2>" in client.get("/", query_string={"model": "lenet5", "view": "estimate"}).get_data(
+        as_text=True)
 
 
 def test_unknown_form_fields_and_views_are_refused(client):
@@ -274,6 +329,36 @@ def test_api_takes_an_inline_spec_and_an_inline_hf_config(client, tmp_path):
     assert r.status_code == 200 and r.get_json()["params"] == d["params"] > 0
 
 
+def test_the_docs_examples_answer_what_the_docs_say(client):
+    """Every call docs/web.md shows, sent as written: the bookmarkable URL is a quote page, each curl body answers
+    the command line's JSON for the same options (the options written out here again), and the error example
+    answers the error it prints (up to its '...')."""
+    from urllib.parse import urlsplit
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "web.md").read_text()
+    calls = re.findall(r"curl -s -X POST http://127\.0\.0\.1:8765(/api/\w+).*?-d '(.*?)'", doc, re.S)
+    assert len(calls) == 4, calls
+    for i, (path, body) in enumerate(calls):
+        r = client.post(path, data=body)
+        if i == 0:          # a full quote (every candidate): its terms as asked (API = CLI: the tests above)
+            got = r.get_json()
+            assert r.status_code == 200 and (got["model"], got["lang"], got["currency"], got["fx_per_usd"]) == (
+                "resnet50", "ko", "KRW", "1400") and got["workload"]["samples"] == 1280000 and got["options"]
+        elif i == 1:
+            assert r.status_code == 200 and r.get_json() == json.loads(cli(
+                "estimate", "gpt2_small", "--device", "h100", "--inference", "--concurrency", "32", "--prompt-tokens",
+                "512", "--format", "json"))
+        elif i == 3:
+            printed = re.search(r"\n(\{\"error\": .*\})\n", doc).group(1)
+            assert r.status_code == 400 and r.get_json()["error"].startswith(
+                json.loads(printed)["error"].split("...")[0])
+        else:
+            assert r.status_code == 200 and r.get_json()["params"] == 784 * 10 + 10      # one linear, 784 -> 10
+    url = urlsplit(re.search(r"`(http://127\.0\.0\.1:8765/\?[^`]+)`", doc).group(1))
+    page = client.get(f"/?{url.query}")
+    assert page.status_code == 200 and "<h1>Hardware quote: resnet50</h1>" in page.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("body, expected", [
     ({"model": "lenet5", "samples": "x", "deadline": "1h"}, "--samples: 'x' is not a number"),
     ({"model": "lenet5", "sampels": 6e4}, "unknown key 'sampels'; did you mean 'samples'?; valid keys: model, "),
@@ -301,6 +386,28 @@ def test_api_errors_are_the_clis_lines(client):
     assert r.get_json()["error"] == cli_error("estimate", "lenet5", "--inference", "--device", "h100")
     r = client.post("/api/estimate", json={"model": "lenet5", "inference": "maybe"})
     assert r.get_json()["error"] == "inference: give true or false, got 'maybe'"
+
+
+@pytest.mark.parametrize("options", [
+    {"model": "gpt2_small", "concurrency": 4},
+    {"model": "lenet5", "devices": 8, "deadline": "1h"},
+    {"model": "lenet5", "device": "h100", "devices": 8, "deadline": "1h"},
+    {"model": "gpt2_small", "finetune": "lora", "inference": True},
+    {"model": "lenet5", "lora-rank": 4},
+    {"model": "gpt2_small", "device": "h100", "inference": True, "ttft-ms": -1},
+    {"model": "lenet5", "device": "nosuch-gpu", "samples": 60000},
+    {"model": "gpt2_small", "device": "h100", "tokens": 1e9, "deadline": "1s", "max-devices": 8},
+], ids=["serving-without-inference", "planner-without-device", "devices-and-deadline", "finetune-inference",
+        "rank-without-finetune", "negative-ttft", "unknown-device", "unknown-key"])
+def test_api_estimate_refuses_what_the_cli_refuses_with_its_line(client, options):
+    """The estimate's orchestration (sizing.predict.plan.estimate_answer) refuses over the web with the command
+    line's own line, each refusal in its own place in the flow."""
+    r = client.post("/api/estimate", json=options)
+    assert r.status_code == 400
+    if "max-devices" in options:                      # a quote's option: not one of the estimate's keys
+        assert r.get_json()["error"].startswith("unknown key 'max-devices'")
+        return
+    assert r.get_json()["error"] == cli_error("estimate", *argv({k: v for k, v in options.items()}))
 
 
 @pytest.mark.parametrize("data, expected", [(b"{", "the body is not JSON"), (b"[1]", "the body must be a JSON object"),
@@ -338,6 +445,63 @@ def test_an_internal_error_is_one_line_without_a_traceback(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------------------
 # The server, the command and the cache
+
+def test_an_answer_past_the_time_bound_is_refused_in_one_line(monkeypatch):
+    """The web's backstop: an estimate or quote still running after ANSWER_TIMEOUT_S is refused with one line (the
+    computation here waits on an event the test sets afterwards, so it cannot finish in time)."""
+    from sizing.predict import plan
+    from sizing.quote import build
+    from sizing.web import app as web_app
+
+    gate = threading.Event()
+    original = plan.estimate_answer
+
+    def slow(*a, **k):
+        gate.wait(10)
+        return original(*a, **k)
+    monkeypatch.setattr(web_app, "ANSWER_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(plan, "estimate_answer", slow)
+    monkeypatch.setattr(build, "build_quote", lambda *a, **k: gate.wait(10))
+    c = create_app({"estimate": estimate, "quote": quote}).test_client()
+    for path, body in (("/api/estimate", {"model": "lenet5"}), ("/api/quote", TRAIN)):
+        r = c.post(path, json=body)
+        assert r.status_code == 400 and r.get_json()["error"].startswith(
+            "the answer took longer than 0.2 s and was given up; ask for less"), path
+    r = c.get("/", query_string={"model": "lenet5", "view": "estimate"})
+    assert r.status_code == 400 and "took longer than 0.2 s" in error_of(r)
+    gate.set()
+
+
+def test_the_estimate_runs_in_process_and_shows_the_device_note(client, monkeypatch):
+    """No child process: the estimate is the library call (subprocess refused here), and what a family name was
+    taken to mean, which the command line says on stderr, is a note on the page."""
+    def refuse(*a, **k):
+        raise AssertionError("no child process")
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    page = client.get("/", query_string={"model": "resnet18", "device": "h100", "view": "estimate"})
+    text = page.get_data(as_text=True)
+    stderr = CliRunner().invoke(main, ["estimate", "resnet18", "--device", "h100"]).stderr.strip()
+    assert stderr.startswith("note: 'h100' names a family")
+    notes = [html.unescape(x) for x in re.findall(r'<p class="note">(.*?)</p>', text)]
+    assert page.status_code == 200 and stderr in notes
+
+
+def test_device_local_without_a_bench_profile_is_refused_not_measured(client, tmp_path, monkeypatch):
+    """The command line would measure the machine for minutes (sizing bench); the web refuses in one line, next to
+    the device field, and measures nothing."""
+    from sizing.hardware.bench import profile
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(profile, "run_bench", lambda *a, **k: pytest.fail("the web measured the machine"))
+    r = client.post("/api/estimate", json={"model": "lenet5", "device": "local"})
+    assert r.status_code == 400 and r.get_json()["error"] == (
+        "--device local: no bench profile of this machine yet; run `sizing bench` on the command line first (the "
+        "web app does not measure the machine)")
+    r = client.get("/", query_string={"model": "lenet5", "device": "local", "view": "estimate"})
+    assert r.status_code == 400 and '<div class="bad">\n<label for="f-device">' in r.get_data(as_text=True)
+    assert list(tmp_path.iterdir()) == []
+
 
 def test_memo_computes_one_answer_for_concurrent_identical_requests():
     memo, calls, gate = Memo(size=2, slots=2), [], threading.Event()
@@ -392,7 +556,8 @@ def test_another_host_warns_and_a_taken_port_is_one_line():
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MEASURE = ("<script>parent.document.body.setAttribute('data-measured', document.documentElement.scrollWidth + ' ' + "
-           "window.innerWidth + ' ' + document.querySelectorAll('section.report svg').length)</script>")
+           "window.innerWidth + ' ' + document.querySelectorAll('section.report svg').length + ' ' + "
+           "getComputedStyle(document.querySelector('label')).wordBreak)</script>")
 
 
 @pytest.fixture(scope="module")
@@ -413,17 +578,18 @@ def chromium(url: str, *extra) -> str:
     return run.stdout
 
 
-def measured(page_html: str, width: int, folder: Path) -> tuple[int, int, int]:
-    """(scrollWidth, innerWidth, charts) of the page shown ``width`` px wide: a copy of its HTML with a measuring
+def measured(page_html: str, width: int, folder: Path) -> tuple[int, int, int, str]:
+    """(scrollWidth, innerWidth, charts, a label's word-break) of the page shown ``width`` px wide: a copy of its
+    HTML with a measuring
     script appended, in an iframe of that width (headless chromium's window is at least 500 px wide), written to a
     file next to the test, never into the product's page."""
     copy = page_html.replace("</body>", MEASURE + "</body>")
     harness = folder / f"harness-{width}.html"
     harness.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe style="border:0;width:{width}px;'
                        f'height:900px" srcdoc="{html.escape(copy)}"></iframe></body></html>')
-    found = re.search(r'data-measured="(\d+) (\d+) (\d+)"', chromium(harness.as_uri()))
+    found = re.search(r'data-measured="(\d+) (\d+) (\d+) ([a-z-]+)"', chromium(harness.as_uri()))
     assert found, "the measuring script did not run"
-    return tuple(map(int, found.groups()))
+    return (*map(int, found.groups()[:3]), found.group(4))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -436,13 +602,39 @@ def test_the_quote_appears_in_a_browser_from_its_bookmarkable_url(server):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_a_browser_fills_the_form_and_submits_it(server, tmp_path):
+    """chromium fills the blank form (a copy of the page with a filling script, its action the server's) and
+    clicks Quote: the browser's own multipart POST comes back as the quote, the form keeping what was typed."""
+    from urllib.request import urlopen
+
+    fill = {"samples": "60000", "deadline": "1h", "candidates": "h100-sxm", "lang": "ko"}
+    script = (f"<script>const f = document.forms[0]; f.action = '{server}/'; f.elements['model'].value = 'lenet5';"
+              + "".join(f"f.elements['{k}'].value = '{v}';" for k, v in fill.items())
+              + "f.querySelector('button[value=quote]').click();</script>")
+    harness = tmp_path / "form.html"
+    harness.write_text(urlopen(server + "/").read().decode().replace("</body>", script + "</body>"))
+    dom = chromium(harness.as_uri())
+    assert "<h1>하드웨어 견적: lenet5</h1>" in dom and 'href="/download/' in dom and '<html lang="ko">' in dom
+    assert 'name="samples" value="60000"' in dom and 'name="deadline" value="1h"' in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 @pytest.mark.parametrize("width", [1366, 390])
 def test_the_form_and_the_quote_fit_the_width_without_horizontal_scroll(server, tmp_path, width):
     from urllib.parse import urlencode
     from urllib.request import urlopen
 
-    for query, charts in (("", 0), ("?" + urlencode({**TRAIN, "lang": "ko", "currency": "KRW", "fx": "1400"}), 2)):
-        page = urlopen(server + "/" + query).read().decode()
-        scroll, inner, shown = measured(page, width, tmp_path)
+    from urllib.error import HTTPError
+
+    ko_quote = {**TRAIN, "lang": "ko", "currency": "KRW", "fx": "1400"}
+    for query, charts, lang in (({}, 0, "en"), ({"lang": "ko"}, 0, "ko"), (ko_quote, 2, "ko"),
+                                ({**ko_quote, "samples": "x" * 60}, 0, "ko"),
+                                ({"model": "lenet5", "lang": "ko", "view": "estimate", "device": "h100-sxm"}, 0, "ko")):
+        try:
+            page = urlopen(f"{server}/?{urlencode(query)}").read().decode()
+        except HTTPError as e:                  # the refusal's page (400) is measured too
+            page = e.read().decode()
+        scroll, inner, shown, breaks = measured(page, width, tmp_path)
         assert inner == width and scroll <= inner, (query, scroll, inner)
         assert shown >= charts, (query, shown)
+        assert breaks == ("keep-all" if lang == "ko" else "normal"), (query, breaks)    # Korean keeps words whole

@@ -103,8 +103,10 @@ def _check_sweep(sweep) -> None:
             _check_number(("gemm_sweep", prec, i, 3), rate, (0.001, 100_000_000), "GFLOP/s")
 
 
+@lru_cache(maxsize=4096)
 def exact(figure: float, scale: int) -> int:
-    """``figure * scale`` as an exact int, reading the figure as the decimal it was written as (repr)."""
+    """``figure * scale`` as an exact int, reading the figure as the decimal it was written as (repr). Cached: the
+    planner reads a device's peaks and memory once per layout it predicts."""
     return int(Decimal(repr(figure)) * scale)
 
 

@@ -63,6 +63,14 @@ class Estimate:
         """Params of the layers whose weights train (computed once: the planner asks for it per layout)."""
         return sum(r.cost.params for r in self.layers if r.node.trainable)
 
+    def derived(self, key, make: Callable[[], object]):
+        """``make()``, computed once per ``key`` for this estimate and kept on it (as ``trainable_params`` is): the
+        planner asks for the same device-independent sums of one estimate on every candidate device."""
+        memo = self.__dict__.setdefault("_derived", {})
+        if key not in memo:
+            memo[key] = make()
+        return memo[key]
+
     def to_dict(self) -> dict:
         t, s = self.totals, self.settings
         return {

@@ -77,6 +77,11 @@ class Stages:
 
 
 def stages(est) -> Stages:
+    """How a pipeline cuts ``est``'s graph (``Stages``), worked out once per estimate."""
+    return est.derived("stages", lambda: _stages(est))
+
+
+def _stages(est) -> Stages:
     groups = {g.name: g for g in est.graph.groups}
     index = {r.node.name: i for i, r in enumerate(est.layers)}
     peeled: dict[str, str] = {}
@@ -109,7 +114,15 @@ def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float
     """Bytes kept on one device for one micro-batch of ``est``, before the pipeline's stage share: (repeated
     layers, rows outside the repeats, working bytes held once, the first stage's share of the outside rows). Full
     recomputation (Chen et al. 2016) keeps each iteration's input (the checkpoint) for every micro-batch in
-    flight, and one iteration's own activations once, while it is recomputed."""
+    flight, and one iteration's own activations once, while it is recomputed. Computed once per estimate, stage
+    and (t, sequence parallelism, recomputation, fused attention): the planner asks on every candidate device."""
+    key = ("activations", layout.tensor_parallel, layout.sequence_parallel, layout.recompute,
+           layout.fused_attention, stage.units, stage.width, stage.before, stage.grouped,
+           tuple(sorted(stage.peeled.items())))
+    return est.derived(key, lambda: _activations(est, layout, stage))
+
+
+def _activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float, float]:
     size, t, sp = itemsize(est), layout.tensor_parallel, layout.sequence_parallel
 
     def on_device(row, nbytes):
@@ -207,8 +220,11 @@ def optimizer_bytes(est) -> int:
     """Bytes the optimizer step moves per replica: reads weights, gradients and state, writes weights and state
     (memory.py's bytes per parameter)."""
     from ..model.memory import bytes_per_param
-    w, g, o = bytes_per_param(est.settings["dtype"], est.settings["optimizer"])
-    return est.trainable_params * (2 * w + g + 2 * o)
+
+    def make():
+        w, g, o = bytes_per_param(est.settings["dtype"], est.settings["optimizer"])
+        return est.trainable_params * (2 * w + g + 2 * o)
+    return est.derived("optimizer_bytes", make)
 
 
 def capacity(device, factors) -> int | None:

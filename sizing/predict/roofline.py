@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..common.errors import SizingError
 from ..model.graph import DTYPES
@@ -56,29 +57,24 @@ def peaks(device, precision: str) -> tuple[int, int]:
             device.peak_per_s(_vector_precision(device, precision)))
 
 
-@dataclass(frozen=True)
-class LayerTime:
+class LayerTime(NamedTuple):
     """One layer on one device for one step (training: forward, backward and any recomputation; inference:
-    forward). ``flops`` and ``bytes`` are this device's share (1 / tensor-parallel degree)."""
+    forward). ``flops`` and ``bytes`` are this device's share (1 / tensor-parallel degree). Made by
+    ``layer_times``; a named tuple, as immutable as a frozen dataclass and several times faster to make and read:
+    the planner makes one per row per layout it predicts."""
     name: str
     op: str
     flops: int
     bytes: int
     compute_s: float
     memory_s: float
-    launch_s: float = 0.0               # the kernels' issue time (``launch_bound``)
-    launch_serial: bool = False         # the issue time adds to the work (Factors.launch_serial)
+    launch_s: float                 # the kernels' issue time (``launch_bound``)
+    launch_serial: bool             # the issue time adds to the work (Factors.launch_serial)
+    seconds: float                  # max(compute, memory, issue); with launch_serial, max(compute, memory) + issue
+    bound: str                      # 'compute' when compute_s >= memory_s, else 'memory'
 
-    @property
-    def seconds(self) -> float:
-        """max(compute, memory, issue); with ``launch_serial``, max(compute, memory) + issue."""
-        if self.launch_serial:
-            return max(self.compute_s, self.memory_s) + self.launch_s
-        return max(self.compute_s, self.memory_s, self.launch_s)
 
-    @property
-    def bound(self) -> str:
-        return "compute" if self.compute_s >= self.memory_s else "memory"
+_tuple = tuple.__new__          # a named tuple made without its keyword-taking __new__ (namedtuple's _make does this)
 
 
 def itemsize(est) -> int:
@@ -225,12 +221,59 @@ def kernels(row, training: bool, recomputed: bool) -> int:
     return row.node.repeat * (1 + backward + (1 if recomputed else 0))
 
 
-def launch_bound(row, training: bool, recomputed: bool, launch_seconds: float) -> float:
-    """Seconds the row's kernels take at least: kernels x the time to issue one (the start-up term of Hockney's
-    r_inf / n_1/2 model, t = t0 + n / r_inf, taken as a floor as kernels are issued ahead of the device: a kernel
-    shorter than its issue time waits for the next one). The time to issue one kernel through the CUDA runtime
-    is 4-6 us (measured on an RTX 5070 Ti, susun-blog.com 'pegainfer (3): From Launch Overhead to CUDA Graph')."""
-    return kernels(row, training, recomputed) * launch_seconds
+def launch_bound(launched: int, launch_seconds: float) -> float:
+    """Seconds a row's ``launched`` kernels (``kernels``) take at least: kernels x the time to issue one (the
+    start-up term of Hockney's r_inf / n_1/2 model, t = t0 + n / r_inf, taken as a floor as kernels are issued
+    ahead of the device: a kernel shorter than its issue time waits for the next one). The time to issue one
+    kernel through the CUDA runtime is 4-6 us (measured on an RTX 5070 Ti, susun-blog.com 'pegainfer (3): From Launch Overhead to CUDA Graph')."""
+    return launched * launch_seconds
+
+
+class RowWork(NamedTuple):
+    """One row's share of a step on one of t tensor-parallel devices, whatever the device (``row_work``):
+    ``flops`` and ``bytes`` as LayerTime holds them, ``run_flops`` the FLOPs it runs (a fused causal kernel's
+    skipped blocks left out) per device, the matrix product's smallest dimension and output shape (None for
+    other rows) and the kernels it launches."""
+    name: str
+    op: str
+    flops: int
+    bytes: int
+    run_flops: float
+    matrix: bool
+    thin: int | None
+    shape: tuple[int, int] | None
+    kernels: int
+
+
+def row_work(est, t: int, training: bool, recompute: str, sequence_parallel: bool, width: int | None, grouped,
+             fused_attention: bool, expert_parallel: int, context_parallel: int) -> tuple[RowWork, ...]:
+    """The device-independent part of ``layer_times`` (its docstring), computed once per estimate and arguments."""
+    def make():
+        size = itemsize(est)
+        out = []
+        for r in est.layers:
+            c = r.cost
+            fwd_bytes = c.bytes_read + c.bytes_written + (0 if fused_attention else unfused_score_bytes(r, size))
+            fwd_bytes -= expert_weight_bytes(r, size) * (expert_parallel - 1) // expert_parallel
+            if context_parallel > 1:
+                weights = min(fwd_bytes, c.params * size)
+                fwd_bytes = weights + (fwd_bytes - weights) // context_parallel
+            flops, nbytes = c.flops, fwd_bytes
+            again = recompute_flops(r, recompute, grouped) if training else 0
+            if training:
+                flops += c.backward_flops + again
+                nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
+            k = t if sequence_parallel or tp_split(r, width) else 1
+            run = flops - causal_skipped_flops(r, training, fused_attention)
+            matrix = REGISTRY[r.node.op].matrix
+            out.append(RowWork(r.node.name, r.node.op, -(-flops // (k * context_parallel)), -(-nbytes // k),
+                               run / (k * context_parallel), matrix,
+                               smallest_dim(r, k, context_parallel) if matrix else None,
+                               gemm_output(r, k, context_parallel) if matrix else None,
+                               kernels(r, training, bool(again))))
+        return tuple(out)
+    return est.derived(("row_work", t, training, recompute, sequence_parallel, width, grouped, fused_attention,
+                        expert_parallel, context_parallel), make)
 
 
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
@@ -248,32 +291,18 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
     mat, vec = peaks(device, precision)
     sweep = (getattr(device, "gemm_sweep", None) or {}).get(_matrix_precision(device, precision))
     bw = device.memory_bw_bytes_per_s * factors.memory_fraction
-    size = itemsize(est)
+    units, launch, fraction, serial = (factors.compute_units, factors.launch_seconds, factors.compute_fraction,
+                                       factors.launch_serial)
     out = []
-    for r in est.layers:
-        c = r.cost
-        fwd_bytes = c.bytes_read + c.bytes_written + (0 if fused_attention else unfused_score_bytes(r, size))
-        fwd_bytes -= expert_weight_bytes(r, size) * (expert_parallel - 1) // expert_parallel
-        if context_parallel > 1:
-            weights = min(fwd_bytes, c.params * size)
-            fwd_bytes = weights + (fwd_bytes - weights) // context_parallel
-        flops, nbytes = c.flops, fwd_bytes
-        again = recompute_flops(r, recompute, grouped) if training else 0
-        if training:
-            flops += c.backward_flops + again
-            nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
-        k = t if sequence_parallel or tp_split(r, width) else 1
-        run = flops - causal_skipped_flops(r, training, fused_attention)
-        flops, nbytes = -(-flops // (k * context_parallel)), -(-nbytes // k)
-        matrix = REGISTRY[r.node.op].matrix
-        thin = smallest_dim(r, k, context_parallel) if matrix and sweep else None
-        peak = gemm_rate(sweep, thin) if thin else mat if matrix else vec
-        shape = gemm_output(r, k, context_parallel) if matrix and factors.compute_units else None
-        wave = wave_efficiency(*shape, factors.compute_units) if shape else 1.0
-        out.append(LayerTime(r.node.name, r.node.op, flops, nbytes,
-                             run / (k * context_parallel) / (peak * factors.compute_fraction * wave), nbytes / bw,
-                             launch_bound(r, training, bool(again), factors.launch_seconds),
-                             factors.launch_serial))
+    for name, op, flops, nbytes, run, matrix, thin, shape, kernels in row_work(
+            est, t, training, recompute, sequence_parallel, width, grouped, fused_attention, expert_parallel,
+            context_parallel):
+        peak = gemm_rate(sweep, thin) if sweep and thin else mat if matrix else vec
+        wave = wave_efficiency(*shape, units) if shape and units else 1.0
+        c, m, issue = run / (peak * fraction * wave), nbytes / bw, launch_bound(kernels, launch)
+        out.append(_tuple(LayerTime, (name, op, flops, nbytes, c, m, issue, serial,
+                                      max(c, m) + issue if serial else max(c, m, issue),
+                                      "compute" if c >= m else "memory")))
     return tuple(out)
 
 

@@ -208,7 +208,8 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
 def expert_candidates(est, d: int, pins: Pins) -> list[int]:
     """Expert-parallel degrees: divisors of the experts of every mixture-of-experts row that divide the data-parallel
     degree (1 for a dense model), or the pin."""
-    counts = {r.node.kwargs["num_experts"] for r in est.layers if r.node.op == "mixture_of_experts"}
+    counts = est.derived("expert_counts", lambda: frozenset(r.node.kwargs["num_experts"] for r in est.layers
+                                                            if r.node.op == "mixture_of_experts"))
     if pins.expert_parallel is not None:
         return [pins.expert_parallel] if d % pins.expert_parallel == 0 and all(
             n % pins.expert_parallel == 0 for n in counts) else []

@@ -116,7 +116,7 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
     lo = next((i for i, c in enumerate(counts) if c >= least.devices), None)
     if lo is None:
         return Exclusion(device.id, Message("ex_too_many", {"count": least.devices, "max": terms.max_devices}))
-    preds = {}
+    preds = {lo + 1: least} if counts[lo] == least.devices else {}     # the planner's own answer on that count
 
     def run(k):                             # k: the 1-based position in ``counts`` (the search doubles it)
         if k not in preds:

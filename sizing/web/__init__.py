@@ -1,8 +1,8 @@
 """`sizing web`: the quote page and the quote API (stage 6, after quote).
 
 Flask (one WSGI dependency, optional: ``pip install -e '.[web]'``) serves one server-rendered form and two JSON
-endpoints. Every answer comes from the same calls the command line makes: ``quote.build.build_quote`` and the
-quote writers for quotes, the ``sizing estimate`` command itself (run as a bounded child process) for estimates;
+endpoints. Every answer comes from the same calls the command line makes, in process: ``quote.build.build_quote``
+and the quote writers for quotes, ``predict.plan.estimate_answer`` and the estimate's JSON writer for estimates;
 the options are parsed by the commands' own click parsers, handed in by cli.py, so a value the command line refuses
 is refused here with the same one line.
 """

@@ -7,13 +7,10 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import replace
-from pathlib import Path
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -23,7 +20,7 @@ from ..common.yamlsafe import MAX_FILE_BYTES
 from . import options as opt
 from .page import FIELDS, SERVING, render
 
-ESTIMATE_TIMEOUT_S = 120       # a child `sizing estimate` past this is stopped (the planner takes seconds)
+ANSWER_TIMEOUT_S = 120         # a quote or estimate past this is refused (each takes seconds)
 CACHED = 64                    # answers kept, for downloads and repeated questions
 MEDIA = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",
          "json": "application/json", "csv": "text/csv; charset=utf-8"}
@@ -31,7 +28,8 @@ MEDIA = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8
 
 class Memo:
     """Answers by request key: one computation per key at a time (concurrent identical requests wait for the
-    first), at most ``slots`` computations at once (the rest queue), the last ``size`` answers kept."""
+    first), at most ``slots`` computations at once (the rest queue), the last ``size`` answers kept. A quote's
+    JSON and HTML reports are kept under its token + '.json' / '.html', written once for all its requests."""
 
     def __init__(self, size: int, slots: int):
         self.size, self.lock, self.slots = size, threading.Lock(), threading.BoundedSemaphore(slots)
@@ -112,35 +110,68 @@ class Sizer:
         def make():
             quote = build_quote(spec, progress=None, **params)
             return replace(quote, source=shown), lang
-        quote, lang = self.memo.get(token, make)
+        quote, lang = self.memo.get(token, lambda: bounded(make))
         return token, quote, lang
 
     def estimate(self, values: dict, folder: str, model=None, upload=None) -> tuple[str, list[str]]:
-        """(the JSON `sizing estimate --format json` prints, its notes and warnings) for ``values``: parsed here by
-        the command's parser, then run as a child process in ``folder``, stopped after ESTIMATE_TIMEOUT_S."""
+        """(the JSON `sizing estimate --format json` prints, its warnings and notes) for ``values``, parsed by the
+        command's parser and answered by the same library call (``predict.plan.estimate_answer``)."""
+        from ..model.report import WRITERS
+        from ..predict.plan import estimate_answer, load_estimate
+
         spec, _, digest = opt.model_file(folder, model, upload)
         args = opt.arguments(values, self.options["estimate"])
-        local = os.path.basename(spec) if os.path.dirname(spec) == folder else spec
-        opt.parse(self.commands["estimate"], "estimate", local, args)
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        params = opt.parse(self.commands["estimate"], "estimate", spec, args)
+        for k in ("spec", "fmt", "then_check", "emit_yaml", "force", "wide"):
+            params.pop(k, None)
+        if params.get("device") == "local":
+            _local_profile()
 
         def make():
-            try:
-                run = subprocess.run([sys.executable, "-m", "sizing.cli", "estimate", *args, "--format=json", "--",
-                                      local], cwd=folder, env=env, check=False, capture_output=True, text=True,
-                                     timeout=ESTIMATE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise SizingError(f"the estimate ran past {ESTIMATE_TIMEOUT_S} s and was stopped; ask for less "
-                                  "(fewer --devices, a shorter --seq-len)") from None
-            lines = [line for line in run.stderr.splitlines() if line.strip()]
-            if run.returncode == 2:
-                error = next((x for x in reversed(lines) if x.startswith("error: ")), "error: refused")
-                raise SizingError(_scrub(error[len("error: "):], folder))
-            if run.returncode != 0:
-                raise RuntimeError(f"sizing estimate exited with {run.returncode}: {lines[-1] if lines else ''}")
-            return run.stdout, [_scrub(x, folder) for x in lines]
-        return self.memo.get(_token("estimate", digest, tuple(sorted(args))), make)
+            said: list[str] = []
+            loaded = load_estimate(spec, **params)
+            answer = estimate_answer(spec, loaded, say=said.append, **params)
+            notes = [f"warning: {w}" for w in loaded[0].graph.warnings] + said
+            return (_scrub(WRITERS["json"](answer.report).rstrip("\n") + "\n", folder),
+                    [_scrub(" ".join(x.split()), folder) for x in notes])
+        return self.memo.get(_token("estimate", digest, tuple(sorted(args))), lambda: bounded(make))
+
+
+def _local_profile() -> None:
+    """``--device local`` over the web reads this machine's saved bench profile; where there is none (or it is
+    stale) the command line would measure the machine for minutes: refused here instead."""
+    from ..hardware.bench.measure import this_machine
+    from ..hardware.bench.profile import check_profile
+    from ..hardware.devices import local_profile_path
+
+    path = local_profile_path()
+    device, problem = check_profile(path, this_machine())
+    if device is None:
+        raise SizingError(f"--device local: {problem or 'no bench profile of this machine yet'}; run `sizing bench` "
+                          f"on the command line first (the web app does not measure the machine)")
+
+
+def bounded(make, seconds: float | None = None):
+    """``make()`` in a worker thread, refused with one line when it runs past ``seconds`` (Python cannot stop a
+    thread: it is left to finish, its answer dropped). The command line's own limits keep every answer to seconds;
+    this is the web's backstop."""
+    seconds = ANSWER_TIMEOUT_S if seconds is None else seconds
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = make()
+        except BaseException as e:            # noqa: BLE001 - raised in the request's thread below
+            box["error"] = e
+    worker = threading.Thread(target=run, name="sizing-answer", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise SizingError(f"the answer took longer than {seconds:g} s and was given up; ask for less (fewer "
+                          f"--devices or --max-devices, fewer --candidates, a shorter --seq-len)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _one_line(e: Exception, folder: str | None = None) -> str:
@@ -179,8 +210,8 @@ def create_app(commands: dict) -> Flask:
         upload = (upload.filename, upload.read(MAX_FILE_BYTES + 1)) if upload and upload.filename else None
         shown = {k: v for k, v in values.items() if k in FIELDS}
         lang = values.get("lang") if values.get("lang") in ("en", "ko") else "en"
-        if not values and upload is None:
-            return render({}, zoo=zoo)
+        if set(values) <= {"lang"} and upload is None:          # the blank form (in the language asked for)
+            return render(shown, zoo=zoo, lang=lang)
         with tempfile.TemporaryDirectory(prefix="sizing-web-") as folder:
             try:
                 unknown = sorted(set(values) - set(FIELDS))
@@ -197,10 +228,12 @@ def create_app(commands: dict) -> Flask:
                 if view == "quote":
                     token, quote, lang = sizer.quote(given, folder, model, upload)
                     from ..quote.writers import quote_html
+                    report = sizer.memo.get(token + ".html", lambda: quote_html(quote, lang))     # written once
                     return render(shown, zoo=zoo, uploaded=upload and upload[0], token=token, lang=lang,
-                                  report_html=quote_html(quote, lang))
+                                  report_html=report)
                 text, notes = sizer.estimate(given, folder, model, upload)
-                return render(shown, zoo=zoo, uploaded=upload and upload[0], estimate=json.loads(text), notes=notes)
+                return render(shown, zoo=zoo, uploaded=upload and upload[0], estimate=json.loads(text), notes=notes,
+                              lang=lang)
             except SizingError as e:
                 message = _one_line(e, folder)
                 return render(shown, zoo=zoo, error=message, error_field=_field_of(message, view),
@@ -221,9 +254,9 @@ def create_app(commands: dict) -> Flask:
                 body = _body()
                 model = body.pop("model", None)
                 if kind == "quote":
-                    _, quote, lang = sizer.quote(body, folder, model)
+                    token, quote, lang = sizer.quote(body, folder, model)
                     from ..quote.writers import quote_json
-                    text = quote_json(quote, lang)
+                    text = sizer.memo.get(token + ".json", lambda: quote_json(quote, lang))   # written once
                 else:
                     text, _ = sizer.estimate(body, folder, model)
             except SizingError as e:
