@@ -25,9 +25,10 @@ Every candidate costs a closed form over cached per-(micro-batch, t, recomputati
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..common.errors import SizingError
@@ -35,10 +36,11 @@ from ..common.units import duration, iec
 from .fit import activations, capacity, device_memory, divisors, stages
 from .roofline import require_work
 from .setup import RECOMPUTE, Factors, Layout
-from .training import Prediction, evaluate, step_terms, tokens_per_sample
+from .training import Prediction, evaluate, stage_seconds, step_terms, tokens_per_sample
 
 OBJECTIVES = ("time", "cost")
 MAX_MICRO_BATCH = 64
+KEEP = 4                            # alternatives shown beside the pick
 CONTEXT_MIN_TOKENS = 8192         # context parallelism is searched for sequences at least this long
 MAX_TENSOR_PARALLEL = 72            # a GB200 NVL72 domain; TPU pods (thousands per ICI domain) use far less
 TOKENS_PER_BATCH = 2 ** 22          # 4M tokens: Llama 2 (Touvron et al. 2023, Table 1) and Llama 3 pretraining
@@ -131,15 +133,36 @@ def pipeline_candidates(units: int, pins: Pins, per_tensor_group: int) -> list[i
 @dataclass
 class _Tally:
     """What the search saw: the layouts that fit, how many failed for each reason (with the first example), the
-    closest that did not fit."""
+    closest that did not fit. ``shapes``: the fastest step seen for each parallel structure (``shape``); a layout
+    whose step cannot beat the ``KEEP + 1``-th of them is neither the pick nor an alternative, so it is not
+    predicted (``bar``)."""
     fitting: list
     reasons: Counter
     examples: dict
     closest: tuple | None = None          # (overflow ratio, Prediction)
+    shapes: dict = field(default_factory=dict)
 
     def miss(self, reason: str, example: str = ""):
         self.reasons[reason] += 1
         self.examples.setdefault(reason, example)
+
+    def add(self, pred: Prediction):
+        self.fitting.append(pred)
+        key = shape(pred)
+        self.shapes[key] = min(self.shapes.get(key, math.inf), pred.step_seconds)
+
+    def bar(self) -> float:
+        """A step no layout worth keeping exceeds: the (KEEP + 1)-th fastest structure's best, inf before there
+        are that many."""
+        if len(self.shapes) <= KEEP:
+            return math.inf
+        return heapq.nsmallest(KEEP + 1, self.shapes.values())[-1]
+
+
+def shape(pred: Prediction) -> tuple:
+    """A layout's parallel structure: the alternatives show one layout (its best micro-batch) per structure."""
+    return (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.expert_parallel,
+            pred.context_parallel, pred.zero, pred.recompute)
 
 
 def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, workload, device, factors: Factors,
@@ -253,7 +276,10 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
         layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp, samples)
         mem = device_memory(est, layout, stage, kept)
         if room is None or mem.total <= room:
-            tally.fitting.append(evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
+            # every term of the step beyond the stage's compute is >= 0 (training.py evaluate)
+            least = stage_seconds(terms, stage, p)[0] * (n + (p - 1) / v) / factors.framework_efficiency
+            if least <= tally.bar():
+                tally.add(evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
             return
         last = (layout, mem)
     layout, mem = last
@@ -281,8 +307,8 @@ def pruned_lines(tally: _Tally, limit: int = 6) -> tuple[str, ...]:
 
 
 def best_on(at, devices: int, global_batch: int, workload, device, factors: Factors, pins: Pins,
-            keep: int = 4, cache: dict | None = None, uneven_batch: bool = False) -> Prediction | None:
-    """The fastest layout that fits on ``devices`` (its ``alternatives``: the next ``keep``; ``pruned``: why the
+            cache: dict | None = None, uneven_batch: bool = False) -> Prediction | None:
+    """The fastest layout that fits on ``devices`` (its ``alternatives``: the next ``KEEP``; ``pruned``: why the
     rest fail), or None when nothing fits, with the reasons in the SizingError the caller raises.
     ``uneven_batch``: when no data-parallel degree divides the global batch, split it unevenly (``layouts_on``)."""
     tally = layouts_on(at, devices, global_batch, workload, device, factors, pins, cache)
@@ -293,12 +319,10 @@ def best_on(at, devices: int, global_batch: int, workload, device, factors: Fact
     ranked = sorted(tally.fitting, key=rank_key)
     seen, distinct = set(), []
     for pred in ranked:         # one per parallel structure: its best micro-batch stands for it
-        shape = (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.expert_parallel,
-                 pred.context_parallel, pred.zero, pred.recompute)
-        if shape not in seen:
-            seen.add(shape)
+        if shape(pred) not in seen:
+            seen.add(shape(pred))
             distinct.append(pred)
-    return replace(ranked[0], alternatives=tuple(distinct[1:1 + keep]), pruned=pruned_lines(tally))
+    return replace(ranked[0], alternatives=tuple(distinct[1:1 + KEEP]), pruned=pruned_lines(tally))
 
 
 def does_not_fit(at, counts, global_batch: int, workload, device, factors, pins, name: str) -> SizingError:

@@ -176,6 +176,28 @@ def kv_elements(row) -> int:
     return 2 * b * t * (row.node.kwargs.get("num_kv_heads") or heads) * (e // heads)
 
 
+BEFORE, INSIDE, AFTER = 0, 1, 2            # a row's place: before the folded repeats, inside them, after them
+
+
+def _step_rows(est, stage: Stages) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """What ``step_terms`` reads of each row, computed once per estimate (``Estimate.derived``): its place, its
+    repeats, its output elements when tensor parallelism all-reduces after it (``row_parallel``, else 0), a
+    mixture of experts' input elements and top-k (else 0, 0) and an attention row's key and value elements
+    (``kv_elements``, else 0)."""
+    def make():
+        out, seen = [], False
+        for row in est.layers:
+            inside = row.node.name in stage.grouped
+            seen = seen or inside
+            moe = row.node.op == "mixture_of_experts"
+            out.append((INSIDE if inside else AFTER if seen else BEFORE, row.node.repeat,
+                        numel(row.node.out.shape) if row_parallel(row) else 0,
+                        numel(row.node.in_types[0].shape) if moe else 0, row.node.kwargs["top_k"] if moe else 0,
+                        kv_elements(row) if row.node.op in ATTENTION else 0))
+        return tuple(out)
+    return est.derived(("step_rows", stage.grouped), make)
+
+
 def step_terms(est, device, precision: str, factors: Factors, t: int, recompute: str, sp: bool,
                stage: Stages, fused_attention: bool = True, e: int = 1, node: int | None = None,
                cp: int = 1) -> StepTerms:
@@ -196,33 +218,31 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
     ring_link, ring_hop = (intra, INTRA_HOP_SECONDS) if cp <= max(1, node // t) else (network, INTER_HOP_SECONDS)
     a2a_in = a2a_out = 0.0
     grouped = before = after = tp_in = tp_out = 0.0
-    seen_group = False
-    for row, lt in zip(est.layers, layers):
-        inside = row.node.name in stage.grouped
-        seen_group = seen_group or inside
+    for (place, repeat, out_elems, tokens, top_k, kv), lt in zip(_step_rows(est, stage), layers):
+        inside = place == INSIDE
         if inside:
             grouped += lt.seconds
-        elif seen_group:
+        elif place == AFTER:
             after += lt.seconds
         else:
             before += lt.seconds
-        if t > 1 and row_parallel(row):
-            per_copy = numel(row.node.out.shape) * size // cp
-            comm = passes * row.node.repeat * ring_allreduce_seconds(per_copy, t, intra, INTRA_HOP_SECONDS)
+        if t > 1 and out_elems:
+            per_copy = out_elems * size // cp
+            comm = passes * repeat * ring_allreduce_seconds(per_copy, t, intra, INTRA_HOP_SECONDS)
             if inside:
                 tp_in += comm
             else:
                 tp_out += comm
-        if e > 1 and row.node.op == "mixture_of_experts":
-            routed = numel(row.node.in_types[0].shape) // (t * cp) * row.node.kwargs["top_k"] * size
-            comm = 2 * passes * row.node.repeat * (routed * (e - 1) / e / a2a_link + a2a_hop)
+        if e > 1 and top_k:
+            routed = tokens // (t * cp) * top_k * size
+            comm = 2 * passes * repeat * (routed * (e - 1) / e / a2a_link + a2a_hop)
             if inside:
                 a2a_in += comm
             else:
                 a2a_out += comm
-        if cp > 1 and row.node.op in ATTENTION:
-            block = kv_elements(row) // (cp * t) * size             # one rank's keys and values
-            ring = (passes + 1) * (cp - 1) * (block / ring_link + ring_hop) * row.node.repeat
+        if cp > 1 and kv:
+            block = kv // (cp * t) * size             # one rank's keys and values
+            ring = (passes + 1) * (cp - 1) * (block / ring_link + ring_hop) * repeat
             exposed = max(0.0, ring - lt.seconds)
             if inside:
                 a2a_in += exposed
@@ -230,6 +250,18 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
                 a2a_out += exposed
     return StepTerms(layers, grouped, before, after, tp_in, tp_out,
                      sum(l.seconds for l in layers if l.bound == "compute"), a2a_in, a2a_out)
+
+
+def stage_seconds(terms: StepTerms, stage: Stages, p: int) -> tuple[float, float, float]:
+    """One micro-batch on the fullest of ``p`` pipeline stages: (compute, tensor-parallel comm, all-to-alls and
+    context rings), seconds. One stage holds everything; else its ceil(L / p) / L share of the repeated layers and
+    the larger of the rows before and after them."""
+    if p == 1:
+        return (terms.grouped_s + terms.before_s + terms.after_s, terms.tp_grouped_s + terms.tp_outside_s,
+                terms.a2a_grouped_s + terms.a2a_outside_s)
+    share = stage.share(p)
+    return (terms.grouped_s * share + max(terms.before_s, terms.after_s), terms.tp_grouped_s * share +
+            terms.tp_outside_s, terms.a2a_grouped_s * share + terms.a2a_outside_s)
 
 
 def why_not(mem: Memory, room: int | None, layout: Layout, device) -> str | None:
@@ -261,14 +293,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
                                 stage, layout.fused_attention, e, node, cp)
     network_bps = factors.network_gbs * 1e9
     intra = interconnect_bps(device, network_bps)
-    share = stage.share(p)
-    if p == 1:
-        stage_s, tp_mb = terms.grouped_s + terms.before_s + terms.after_s, terms.tp_grouped_s + terms.tp_outside_s
-        a2a_mb = terms.a2a_grouped_s + terms.a2a_outside_s
-    else:
-        stage_s = terms.grouped_s * share + max(terms.before_s, terms.after_s)
-        tp_mb = terms.tp_grouped_s * share + terms.tp_outside_s
-        a2a_mb = terms.a2a_grouped_s * share + terms.a2a_outside_s
+    stage_s, tp_mb, a2a_mb = stage_seconds(terms, stage, p)
     compute = stage_s * (n + (p - 1) / v)
     tp_comm = (tp_mb + a2a_mb) * n
     pp_comm = 0.0
