@@ -168,6 +168,26 @@ def test_every_figure_has_a_source_and_records_round_trip():
         assert device_from_record(yaml.safe_load(to_yaml([d]))["devices"][0]) == d
 
 
+def test_cpu_peaks_and_bandwidths_equal_the_arithmetic_their_notes_state():
+    """A CPU's peaks are derived (cores x base clock x FP64 FLOP per cycle; FP32 twice that) and its bandwidth too
+    (channels x MT/s x 8 bytes): the figures must equal the arithmetic the record's notes write out, to the rounding
+    of the figure, so a mistyped peak or a changed clock in the notes fails."""
+    flops = re.compile(r"FLOPS = (\d+) (?:[\w ]+ )?cores x ([\d.]+) GHz(?: BASE)? x (\d+) FP64 FLOP/cycle")
+    bandwidth = re.compile(r"Memory BW = (\d+)(?: ch)? x (\d+) MT/s x 8 B")
+    checked = 0
+    for d in shipped_devices():
+        m = flops.search(d.notes or "")
+        if d.kind != "cpu" or not m:
+            continue
+        fp64 = int(m[1]) * float(m[2]) * int(m[3]) / 1000
+        assert math.isclose(d.peak_tflops["fp64"], fp64, rel_tol=2e-3), (d.id, d.peak_tflops, fp64)
+        assert math.isclose(d.peak_tflops["fp32"], 2 * fp64, rel_tol=2e-3), (d.id, d.peak_tflops, 2 * fp64)
+        b = bandwidth.search(d.notes)
+        assert b and math.isclose(d.memory_bw_gbs, int(b[1]) * int(b[2]) * 8 / 1000, rel_tol=1e-9), d.id
+        checked += 1
+    assert checked >= 7        # every x86 CPU record (the Grace figure is NVIDIA's own)
+
+
 REFERENCE_NOTES = REFERENCE.parent / "cloud_and_tco.md"
 
 
