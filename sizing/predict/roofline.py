@@ -17,11 +17,19 @@ kernel takes less than the time to issue it (``launch_bound``). A device with a 
 profile) runs each matrix product at the rate its shape's smallest dimension reads from the sweep
 (``gemm_rate``) instead of one peak. On a host that runs each call to its end (our Numba
 executor on the CPU: ``Factors.launch_serial``), the calls' fixed cost, measured by ``sizing bench``, adds to the
-layer's time instead: time = max(compute, memory) + kernels x call cost."""
+layer's time instead: time = max(compute, memory) + kernels x call cost.
+
+A CPU executor whose terms ``sizing bench`` measured (a profile's ``executors``: ours, PyTorch's) is predicted
+from causes instead (``ExecutorTerms``): each layer by its class (``layer_class``: linear, conv, depthwise,
+batchnorm, rownorm, elementwise, pool, attention) takes max(compute, memory) / the share of the roofline that
+executor reached on the bench's wide layer of the class, plus the class's fixed cost per layer (calls,
+allocations, dispatch, update); the step adds its own fixed cost (loss, optimizer loop), carried on the last
+row. Every constant is a bench measurement on layers of its own (sizing/hardware/bench/chains.py), none a zoo
+model's time."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..common.errors import SizingError
 from ..model.graph import DTYPES
@@ -233,6 +241,74 @@ def launch_bound(row, training: bool, recomputed: bool, launch_seconds: float) -
     return kernels(row, training, recomputed) * launch_seconds
 
 
+EXECUTOR_NAMES = {"sizing": "our Numba executor (the step `sizing check` times)", "pytorch": "PyTorch's eager step"}
+
+
+def layer_class(row) -> str:
+    """The bench's layer class of a row (sizing/hardware/devices.py LAYER_CLASSES): what fixed cost and share of
+    the roofline an executor has for it. Ops of no class of their own (activations, merges, dropout, softmax,
+    embeddings) are elementwise: a pass over their tensors."""
+    op = row.node.op
+    if op in ("linear", "matmul"):
+        return "linear"
+    if op.startswith("conv"):
+        groups = row.node.kwargs.get("groups", 1)
+        return "depthwise" if groups > 1 and groups == row.node.in_types[0].shape[1] else "conv"
+    if op.startswith("batchnorm"):
+        return "batchnorm"
+    if op in ("layernorm", "rmsnorm", "groupnorm"):
+        return "rownorm"
+    if "pool" in op:
+        return "pool"
+    if op in ATTENTION:
+        return "attention"
+    return "elementwise"
+
+
+@dataclass(frozen=True)
+class ExecutorTerms:
+    """A CPU executor's measured terms (seconds; shares of the roofline), by layer class."""
+    name: str
+    version: str | None
+    step_s: float
+    layer_s: dict
+    efficiency: dict
+
+    def describe(self) -> str:
+        classes = ", ".join(f"{c} {self.layer_s[c] * 1e6:.3g} us / {self.efficiency.get(c, 1):.0%}"
+                            for c in self.layer_s)
+        return (f"figures for {EXECUTOR_NAMES[self.name]}{f' ({self.version})' if self.version else ''}: per layer "
+                f"class its fixed cost per layer in a step and the share of the roofline it reached on the bench's "
+                f"wide layer ({classes}); {self.step_s * 1e6:.3g} us per step (all measured by `sizing bench`)")
+
+
+def executor_terms(device, precision: str, name: str) -> ExecutorTerms:
+    """The terms of executor ``name`` from ``device.executors`` (sizing bench): per class, the fixed cost per layer
+    (``layer_us``) and the share of the roofline, roofline time of the bench's wide layer of the class (this
+    module's plain roofline on ``device``) / its measured work (``wide_us``), at most 1."""
+    from ..hardware.bench.chains import wide_layer
+
+    rec = device.executors[name]
+    plain = Factors(1.0, 1.0, 1.0, 1.0, 0.0, 1.0)
+    efficiency = {}
+    for cls, us in rec.get("wide_us", {}).items():
+        est, layer = wide_layer(cls)
+        lt = next(l for l in layer_times(est, device, precision, plain) if l.name == layer)
+        efficiency[cls] = min(1.0, max(lt.compute_s, lt.memory_s) / (us * 1e-6))
+    return ExecutorTerms(name, rec.get("version"), rec.get("step_us", 0.0) * 1e-6,
+                         {c: us * 1e-6 for c, us in rec["layer_us"].items()}, efficiency)
+
+
+def executor_seconds(row, terms: ExecutorTerms, training: bool, recomputed: bool) -> tuple[float, float]:
+    """(share of the roofline, fixed seconds) of the row's class for ``terms``: the class's cost per layer in a
+    training step x its copies, scaled by the kernels this pass runs against a training step's."""
+    cls = layer_class(row)
+    per_step = kernels(row, True, False)
+    fixed = terms.layer_s.get(cls, terms.layer_s.get("elementwise", 0.0)) * row.node.repeat
+    fixed *= kernels(row, training, recomputed) / per_step if per_step else 0.0
+    return terms.efficiency.get(cls, 1.0), fixed
+
+
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
                 recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
                 grouped=None, fused_attention: bool = True, expert_parallel: int = 1,
@@ -270,10 +346,16 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
         peak = gemm_rate(sweep, thin) if thin else mat if matrix else vec
         shape = gemm_output(r, k, context_parallel) if matrix and factors.compute_units else None
         wave = wave_efficiency(*shape, factors.compute_units) if shape else 1.0
-        out.append(LayerTime(r.node.name, r.node.op, flops, nbytes,
-                             run / (k * context_parallel) / (peak * factors.compute_fraction * wave), nbytes / bw,
-                             launch_bound(r, training, bool(again), factors.launch_seconds),
-                             factors.launch_serial))
+        compute_s = run / (k * context_parallel) / (peak * factors.compute_fraction * wave)
+        launch = launch_bound(r, training, bool(again), factors.launch_seconds)
+        if factors.executor:
+            share, launch = executor_seconds(r, factors.executor, training, bool(again))
+            compute_s, mem_s = compute_s / share, nbytes / bw / share
+        else:
+            mem_s = nbytes / bw
+        out.append(LayerTime(r.node.name, r.node.op, flops, nbytes, compute_s, mem_s, launch, factors.launch_serial))
+    if factors.executor and out:            # the step's own fixed cost (loss, optimizer loop) on the last row
+        out[-1] = replace(out[-1], launch_s=out[-1].launch_s + factors.executor.step_s)
     return tuple(out)
 
 
