@@ -13,8 +13,13 @@ from numba import njit, prange
 
 from .common import BACK, FLOPS, KERNELS, PARTS, OpKernel
 
+# The statistics' and gradients' sums may be reassociated into vector lanes (LLVM's reassoc, nsz, contract): the
+# same operations counted, in another order; NaN and Inf keep their meaning (no nnan, ninf), so the runner's check
+# still sees them.
+SUMS = {"reassoc", "nsz", "contract"}
 
-@njit(cache=True, parallel=True)
+
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def batchnorm_forward(x, w, b, affine, eps, y, xhat, mean, var, rstd, cnt):
     """x (B, C, S): statistics per channel over B*S elements."""
     nb, nc, ns = x.shape
@@ -51,7 +56,7 @@ def running_update(run_mean, run_var, mean, var, momentum, unbias, cnt):
     cnt[FLOPS] += 7 * mean.size
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def batchnorm_backward(g, xhat, w, affine, rstd, need_x, want_w, gx, dw, db, cnt):
     nb, nc, ns = g.shape
     n = nb * ns
@@ -122,11 +127,14 @@ KERNELS["batchnorm1d"] = KERNELS["batchnorm2d"] = OpKernel(_bn_forward, _bn_back
 @njit(cache=True)
 def _affine_index(r, j, groups, cg, spatial):
     """The affine weight an element uses: per element of the row (layernorm: groups = spatial = 1, cg = n)
-    or per channel (groupnorm: rows are (sample, group), a row holds cg channels of ``spatial`` elements)."""
+    or per channel (groupnorm: rows are (sample, group), a row holds cg channels of ``spatial`` elements). The
+    per-element case spares an integer division per element (it kept the loops scalar)."""
+    if groups == 1 and spatial == 1:
+        return j
     return (r % groups) * cg + j // spatial
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat, rstd, cnt):
     """x (rows, n), statistics per row; ``center`` subtracts the mean (layernorm, groupnorm), else RMS. Rows are
     independent: spread over the threads."""
@@ -159,7 +167,7 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
     cnt[FLOPS] += x.size * per_elem + nr * (4 if center else 3)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def _row_affine_grads(g, xhat, has_w, has_b, dw, db):
     """dw[j] = sum over rows of g * xhat, db[j] = sum of g (one affine weight per column, layernorm and rmsnorm):
     columns spread over the threads, each column's sum over the rows in order (the serial loop's adds)."""
@@ -180,7 +188,7 @@ def _row_affine_grads(g, xhat, has_w, has_b, dw, db):
                     db[j] += g[r, j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, need_x, want_w, gx, dw, db, cnt):
     """The affine gradients (per column in parallel for layernorm and rmsnorm; serially for groupnorm, whose
     weights are per channel) and the input gradient, rows spread over the threads."""
