@@ -1,13 +1,11 @@
 """Speed of `sizing check`'s kernels against PyTorch's CPU training step, and its JIT cache (issue 3 targets).
 
-1. Training step (fp32, SGD, the loss `sizing check` picks) of the Numba kernels and of PyTorch for the same
-   graph and batch, each in a fresh process, in alternating rounds; each side's best median over ``--steps``
-   timed steps after a warm-up step. ratio = PyTorch step time / ours: our throughput as a share of PyTorch's
-   (target >= 0.5). Ours runs under this environment's BLAS settings and, when the CPU has AVX-512 and the
-   environment pins OpenBLAS to other kernels (OPENBLAS_CORETYPE), once more with OPENBLAS_CORETYPE=SkylakeX,
-   the setting sizing.execute makes where nothing is pinned.
-   With a `sizing bench` profile of this machine, the performance model's step time beside both (how far the
-   roofline of the local device sits from a real training step).
+1. Training step (fp32, SGD, the loss `sizing check` picks) of the Numba kernels and of PyTorch
+   (sizing/hardware/bench/torch_steps.py) for the same graph and batch, each in a fresh process, in alternating
+   rounds; each side's best median over ``--steps`` timed steps after a warm-up step. Beside each, the
+   performance model's prediction for that executor on this machine's `sizing bench` profile (device 'local';
+   None without one, or for PyTorch when the profile has no PyTorch terms: run `sizing bench` where torch is
+   importable), measured / predicted, and our throughput / PyTorch's (PyTorch's step time / ours).
 2. The JIT cache: `sizing check SPEC --steps 1` twice in fresh processes sharing an empty NUMBA_CACHE_DIR;
    the first compiles every kernel it uses, the second must only load them.
 
@@ -65,116 +63,18 @@ def ours_worker(spec: str, batch: int, steps: int) -> None:
 
 # ---------------------------------------------------------------- PyTorch (run in its own interpreter)
 
-def torch_model(graph):
-    """An nn.Module computing ``graph`` (a folded group's copies each with their own weights)."""
-    import torch
-    from torch import nn
-
-    def build(node):
-        a, shape = node.kwargs, node.in_types[0].shape
-        simple = {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(), "silu": nn.SiLU(),
-                  "identity": nn.Identity()}
-        if node.op in simple:
-            return simple[node.op]
-        if node.op == "linear":
-            return nn.Linear(shape[-1], a["out_features"], bias=a["bias"])
-        if node.op == "conv2d":
-            return nn.Conv2d(shape[1], a["out_channels"], a["kernel_size"], a["stride"], a["padding"], a["dilation"],
-                             a["groups"], a["bias"], a["padding_mode"])
-        if node.op == "batchnorm2d":
-            return nn.BatchNorm2d(shape[1], a["eps"], a["momentum"], a["affine"], a["track_running_stats"])
-        if node.op == "maxpool2d":
-            return nn.MaxPool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])
-        if node.op == "avgpool2d":
-            return nn.AvgPool2d(a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"], a["count_include_pad"])
-        if node.op == "adaptive_avgpool2d":
-            return nn.AdaptiveAvgPool2d(a["output_size"])
-        if node.op == "flatten":
-            return nn.Flatten(a["start_dim"], a["end_dim"])
-        if node.op == "dropout":
-            return nn.Dropout(a["p"])
-        if node.op == "softmax":
-            return nn.Softmax(a["dim"])
-        if node.op == "gelu":
-            return nn.GELU(a["approximate"])
-        if node.op == "layernorm":
-            return nn.LayerNorm(shape[-1], a["eps"], a["elementwise_affine"], a["bias"])
-        if node.op in ("add", "mul", "concat"):
-            return None
-        raise NotImplementedError(f"the PyTorch side has no module for op '{node.op}'")
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.copies = {n.name: n.repeat for n in graph.nodes}
-            self.layers = nn.ModuleDict({f"{n.name}#{k}".replace(".", "_"): m for n in graph.nodes
-                                         for k in range(n.repeat) if (m := build(n)) is not None})
-
-        def run(self, node, k, xs):
-            key = f"{node.name}#{k}".replace(".", "_")
-            if node.op == "add":
-                return sum(xs[1:], xs[0])
-            if node.op == "mul":
-                out = xs[0]
-                for x in xs[1:]:
-                    out = out * x
-                return out
-            if node.op == "concat":
-                return torch.cat(xs, node.kwargs["dim"])
-            return self.layers[key](xs[0])
-
-        def forward(self, x):
-            values, groups = {("input", 0): x}, {g.name: g for g in graph.groups}
-            done = set()
-            for n in graph.nodes:
-                if n.group is None:
-                    values[(n.name, 0)] = self.run(n, 0, [values[_key(graph, i, None, 0)] for i in n.inputs])
-                elif n.group not in done:
-                    done.add(n.group)
-                    g = groups[n.group]
-                    members = [m for m in graph.nodes if m.group == g.name]
-                    for k in range(g.repeat):
-                        for m in members:
-                            xs = [values[_key(graph, i, g, k)] for i in m.inputs]
-                            values[(m.name, k)] = self.run(m, k, xs)
-            return values[_key(graph, graph.output, None, 0)]
-
-    return Net()
-
-
-def _key(graph, name, group, k):
-    """As sizing.execute.model.Model._key: which copy of a tensor a layer reads."""
-    if group is not None and name == group.input and k > 0:
-        return group.output, k - 1
-    node = next((n for n in graph.nodes if n.name == name), None)
-    if node is None or node.group is None:
-        return name, 0
-    if group is not None and node.group == group.name:
-        return name, k
-    return name, next(g.repeat for g in graph.groups if g.name == node.group) - 1
-
-
 def torch_worker(spec: str, batch: int, steps: int, kind: str) -> None:
     import torch
-    import torch.nn.functional as F
 
-    torch.manual_seed(0)
-    graph = instance(spec, batch).graph
-    net = torch_model(graph)
-    x = torch.randn(graph.input.shape)
-    out_shape = graph.node(graph.output).out.shape
-    target = torch.randn(out_shape) if kind == "mse" else torch.randint(0, out_shape[-1], out_shape[:-1])
-    loss_fn = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss,
-               "nll": lambda p, t: F.nll_loss(torch.log(p), t)}[kind]
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    from sizing.hardware.bench.torch_steps import trainer
+
+    step = trainer(instance(spec, batch).graph, kind)
+    step()
     times = []
-    for i in range(steps + 1):
+    for _ in range(steps):
         t0 = time.perf_counter()
-        opt.zero_grad()
-        loss_fn(net(x), target).backward()
-        opt.step()
-        if i:
-            times.append(time.perf_counter() - t0)
+        step()
+        times.append(time.perf_counter() - t0)
     print(json.dumps({"step_seconds": statistics.median(times), "threads": torch.get_num_threads(),
                       "version": torch.__version__}))
 
@@ -210,6 +110,20 @@ def cache_run(spec: str) -> None:
             print(f"  {run:17} wall {wall:6.2f} s   first training step {first:6.3f} s")
 
 
+def predicted(graph, executor: str) -> float | None:
+    from sizing.execute.check import predicted_step_seconds
+
+    return predicted_step_seconds(graph, executor)
+
+
+def _ms(t) -> str:
+    return f"{t * 1e3:9.1f}" if t else f"{'-':>9}"
+
+
+def _ratio(a, b, width: int = 6) -> str:
+    return f"{a / b:{width}.2f}" if a and b else f"{'-':>{width}}"
+
+
 def main() -> None:
     from sizing.model.estimate import zoo_names
 
@@ -229,51 +143,56 @@ def main() -> None:
         return torch_worker(a.torch_worker, a.batch[0], a.steps, a.loss)
     if a.ours_worker:
         return ours_worker(a.ours_worker, a.batch[0], a.steps)
-    from sizing.execute.check import predicted_step_seconds
     from sizing.model.estimate import load_graph, resolve
-    from sizing.execute import AVX512, cpu_flags
     from sizing.execute.loss import choose_loss
 
     python = find_torch(a.torch_python)
-    pinned = os.environ.get("OPENBLAS_CORETYPE")
-    settings = {f"ours (OPENBLAS_CORETYPE={pinned or 'unset'})": {}}
-    if pinned and pinned.lower() != "skylakex" and AVX512 <= cpu_flags():
-        settings["ours (OPENBLAS_CORETYPE=SkylakeX)"] = {"OPENBLAS_CORETYPE": "SkylakeX"}
     print("PyTorch: " + (f"{python}" if python else "not importable here and no --torch-python given: "
                                                        "our figures only"))
     print("each model as `sizing check` runs it (its reduced instance where the full one is too big or slow); "
-          "ms per step, best of the rounds' medians; predicted: the performance model on this machine's bench "
-          "profile (device 'local'), a prediction of our step; torch/ours: PyTorch step time / ours (our "
-          "throughput as a share of PyTorch's)")
-    rows = []
+          "ms per training step (fp32, SGD), the best of the rounds' medians; pred: the performance model on this "
+          "machine's bench profile (device 'local') for that executor; m/p: measured / predicted; ours/pt: our "
+          "throughput / PyTorch's (PyTorch's step time / ours)")
+    rows, seen = [], {}
     for spec in a.models:
         path, kind = resolve(spec), choose_loss(load_graph(spec))   # a path: the zoo is not on PYTHONPATH
         for batch in a.batch:
             inst = instance(path, batch)
+            size = (spec, inst.graph.settings["batch"], inst.graph.settings["seq_len"])
+            if size in seen:                # reduced to an instance already timed (gpt2_small: batch 8 -> 1)
+                rows.append(rows[seen[size]][:1] + (batch,) + rows[seen[size]][2:])
+                continue
+            seen[size] = len(rows)
             best, note = {}, ""
-            for _ in range(a.rounds):
-                for name, env in settings.items():
-                    t = worker(sys.executable, "--ours-worker", path, batch, a.steps, env)["step_seconds"]
-                    best[name] = min(best.get(name, t), t)
+            for r in range(a.rounds):
+                print(f"{spec} batch {batch}, round {r + 1}/{a.rounds}", file=sys.stderr, flush=True)
+                t = worker(sys.executable, "--ours-worker", path, batch, a.steps, {})["step_seconds"]
+                best["sizing"] = min(best.get("sizing", t), t)
                 if python:
                     try:
                         t = worker(python, "--torch-worker", path, batch, a.steps, {}, "--loss", kind)
-                        best["torch"] = min(best.get("torch", t["step_seconds"]), t["step_seconds"])
+                        best["pytorch"] = min(best.get("pytorch", t["step_seconds"]), t["step_seconds"])
                         note = f"torch {t['version']}, {t['threads']} threads"
                     except RuntimeError as e:
                         note = f"torch side failed: {e}"
-            predicted = predicted_step_seconds(inst.graph)
             reduced = inst.describe()
-            for name in settings:
-                rows.append((spec, batch, json.dumps(reduced) if reduced else "-", name, best[name], predicted,
-                             best.get("torch"), note))
-    print(f"\n{'model':13} {'batch':>5} {'side':38} {'measured':>9} {'predicted':>9} {'meas/pred':>9} "
-          f"{'torch':>9} {'torch/ours':>10}  reduced")
-    for spec, batch, reduced, name, t, predicted, torch, note in rows:
-        ratio = f"{t / predicted:9.2f}" if predicted else f"{'-':>9}"
-        pred = f"{predicted * 1e3:9.2f}" if predicted else f"{'-':>9}"
-        tor = f"{torch * 1e3:9.2f} {torch / t:10.2f}" if torch else f"{'-':>9} {'-':>10}"
-        print(f"{spec:13} {batch:5} {name:38} {t * 1e3:9.2f} {pred} {ratio} {tor}  {reduced} {note}")
+            rows.append((spec, batch, best.get("pytorch"), predicted(inst.graph, "pytorch"), best["sizing"],
+                         predicted(inst.graph, "sizing"), json.dumps(reduced) if reduced else "-", note))
+    print(f"\n{'model':13} {'batch':>5} | {'PyTorch':>9} {'pred':>9} {'m/p':>6} | {'ours':>9} {'pred':>9} {'m/p':>6} | "
+          f"{'ours/pt':>7}  reduced")
+    within = {"pytorch": [], "sizing": []}
+    for spec, batch, pt, pt_pred, ours, ours_pred, reduced, note in rows:
+        print(f"{spec:13} {batch:5} | {_ms(pt)} {_ms(pt_pred)} {_ratio(pt, pt_pred)} | {_ms(ours)} {_ms(ours_pred)} "
+              f"{_ratio(ours, ours_pred)} | {_ratio(pt, ours, 7)}  {reduced} {note}")
+        for side, m, q in (("pytorch", pt, pt_pred), ("sizing", ours, ours_pred)):
+            if m and q:
+                within[side].append(m / q)
+    for side, ratios in within.items():
+        if ratios:
+            geo = statistics.geometric_mean(ratios)
+            worst = max(ratios, key=lambda x: max(x, 1 / x))
+            ok = sum(1 for x in ratios if 1 / 1.2 <= x <= 1.2)
+            print(f"{side}: measured / predicted geomean {geo:.2f}, worst {worst:.2f}, {ok}/{len(ratios)} within 20%")
     if not a.no_cache_run:
         cache_run(a.cache_model)
 

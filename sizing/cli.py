@@ -328,14 +328,15 @@ def check(spec, batch, seq_len, steps, lr, loss, full, shrink, seed, fmt, wide):
 @_clean_errors
 def bench(quick, threads, fmt, save_to, no_save):
     """This machine's measured FLOPS (FMA peak, GEMM) and memory bandwidth (STREAM) against its theoretical
-    peak, and our executor's fixed cost per layer call and per step; saved as the device 'local'.
+    peak, and our executor's fixed cost per layer call and per step, and per layer class its fixed cost and
+    share of the roofline (PyTorch's too when torch is importable); saved as the device 'local'.
 
     Every figure is min / median / best over its repeats (three rounds of the whole sequence, pooled); peaks
     report the best, GEMM and STREAM the median."""
-    from .execute.calls import call_chain
+    from .execute.calls import call_chain, layer_chains
     from .hardware.bench import command
 
-    command(quick, threads, fmt, save_to, no_save, click.echo, call_chain())
+    command(quick, threads, fmt, save_to, no_save, click.echo, call_chain(), layer_chains())
 
 
 @main.command()

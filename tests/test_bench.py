@@ -316,7 +316,8 @@ def test_save_file_keeps_the_other_devices_and_names_the_record_after_the_file(t
 
 # ---------------------------------------------------------------- a real (tiny) run, library and CLI
 
-TINY = dict(repeats=2, sample_s=0.002, gemm=(square(64),), stream_elements=4096, chains=(8,), chain_pairs=(1, 16))
+TINY = dict(repeats=2, sample_s=0.002, gemm=(square(64),), stream_elements=4096, chains=(8,), chain_pairs=(1, 16),
+            classes=("linear",))
 
 
 def test_tiny_run_measures_every_series():
@@ -345,6 +346,10 @@ def test_cli_json_save_and_profile(tmp_path, monkeypatch):
     local = load_hwdb()[LOCAL_ID]
     assert local.call_overhead_us == pytest.approx(d["call_overhead_us"]["kernel"], rel=1e-3)
     assert local.call_overhead_us > 0 and local.step_overhead_us >= 0
+    # the layer-class chains (linear only here): our executor's fixed costs per layer and per step
+    assert {"sizing_linear_tiny_2", "sizing_linear_tiny_16", "sizing_linear_wide_1", "sizing_linear_wide_3"} <= set(
+        d["runs"])
+    assert set((local.executors or {}).get("sizing", {}).get("layer_us", {})) <= {"linear"}
     # and the GEMM sweep: each timed shape with its median rate
     assert [row[:3] for row in local.gemm_sweep["fp32"]] == [[64, 64, 64]]
     assert local.gemm_sweep["fp32"][0][3] == pytest.approx(

@@ -159,3 +159,107 @@ def test_no_chain_lengths_means_no_layer_call_figures():
     r = run_bench(config, chain=call_chain())
     assert r.call_overhead() is None and not any(name.startswith("executor_step") for name in r.runs)
     assert to_device(r).call_overhead_us is None
+
+
+# ---------------------------------------------------------------- executor terms by layer class
+
+def _class_runs(executor, step, layer, wide):
+    """Steps per second of every layer-class chain, as the bench would record them for an executor whose step costs
+    ``step`` s, each layer of a class ``layer[cls]`` s tiny and ``layer[cls] + wide[cls]`` s wide (a first layer
+    costs as much as one of the class, so it lands in the intercept)."""
+    from sizing.hardware.bench.chains import LENGTHS, WIDE_LENGTHS
+    from sizing.hardware.bench.measure import layer_chain_name
+
+    runs = {}
+    for cls in layer:
+        for is_wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)):
+            per = layer[cls] + (wide[cls] if is_wide else 0)
+            for n in lengths:
+                name = layer_chain_name(executor, cls, n, is_wide)
+                rate = 1 / (step + per * (n + (cls != "linear")))
+                runs[name] = Series(name, "steps/s", (rate / 2, rate, rate / 3))     # the best repeat is the rate
+    return runs
+
+
+LAYER = {"linear": 30e-6, "conv": 40e-6, "depthwise": 35e-6, "batchnorm": 25e-6, "rownorm": 12e-6,
+         "elementwise": 8e-6, "pool": 10e-6, "attention": 60e-6}
+WIDE = {cls: 1e-3 * (i + 1) for i, cls in enumerate(LAYER)}
+
+
+def test_executor_terms_recover_each_class_fixed_cost_and_wide_work():
+    runs = _class_runs("sizing", 150e-6, LAYER, WIDE)
+    r = BenchResult(None, BenchConfig(threads=1), runs, {}, executors={"sizing": None})
+    terms = r.executor_terms()["sizing"]
+    assert terms["step_us"] == pytest.approx(150.0, rel=1e-6)
+    for cls in LAYER:
+        assert terms["layer_us"][cls] == pytest.approx(LAYER[cls] * 1e6, rel=1e-6)
+        assert terms["wide_us"][cls] == pytest.approx(WIDE[cls] * 1e6, rel=1e-6)
+    assert BenchResult(None, BenchConfig(threads=1), runs, {}).executor_terms() is None      # not timed
+
+
+@pytest.mark.parametrize("spec, op, cls", [("resnet18", "conv2d", "conv"), ("mobilenet_v2", "conv2d", "depthwise"),
+                                           ("resnet18", "batchnorm2d", "batchnorm"), ("gpt2_small", "layernorm", "rownorm"),
+                                           ("gpt2_small", "multihead_attention", "attention"),
+                                           ("gpt2_small", "gelu", "elementwise"), ("resnet18", "maxpool2d", "pool"),
+                                           ("resnet18", "linear", "linear")])
+def test_layer_class_of_zoo_rows(spec, op, cls):
+    from sizing.model.estimate import estimate
+    from sizing.predict.roofline import layer_class
+
+    rows = [r for r in estimate(spec, batch=1, seq_len=8).layers if r.node.op == op]
+    groups = [r.node.kwargs.get("groups", 1) for r in rows]
+    if cls == "depthwise":
+        rows = [r for r, g in zip(rows, groups) if g > 1]
+    elif op == "conv2d":
+        rows = [r for r, g in zip(rows, groups) if g == 1]
+    assert rows and {layer_class(r) for r in rows} == {cls}
+
+
+def _record(layer_us, wide_us, step_us=100.0):
+    return {"sizing": {"step_us": step_us, "layer_us": layer_us, "wide_us": wide_us}}
+
+
+def test_the_wide_bench_layer_is_predicted_as_it_was_measured():
+    """The share of the roofline is the bench's wide layer's roofline / its measured work, so that layer's own row
+    comes back as measured: work + fixed cost, + the step's cost on this last row (an independent route: the
+    definition, not the code's output)."""
+    from sizing.hardware.bench.chains import wide_layer
+
+    device = cpu(executors=_record({"batchnorm": 20.0}, {"batchnorm": 9000.0}))
+    factors = shipped().factors(device, "fp32", {})
+    assert factors.framework_efficiency == 1.0 and factors.executor.name == "sizing"
+    est, name = wide_layer("batchnorm")
+    row = next(lt for lt in layer_times(est, device, "fp32", factors) if lt.name == name)
+    assert row.seconds == pytest.approx(9000e-6 + 20e-6 + 100e-6, rel=1e-9)
+
+
+def test_executor_rows_add_the_class_cost_per_copy_and_the_step_cost_once():
+    device = cpu(executors=_record({"linear": 30.0, "elementwise": 5.0}, {}, step_us=400.0))
+    factors = shipped().factors(device, "fp32", {})
+    est = estimate_graph(chain_graph(3))              # (linear, relu) x 3
+    times = layer_times(est, device, "fp32", factors)
+    for i, (row, lt) in enumerate(zip(est.layers, times)):
+        fixed = (30e-6 if row.node.op == "linear" else 5e-6) + (400e-6 if i == len(times) - 1 else 0)
+        assert lt.seconds == pytest.approx(max(lt.compute_s, lt.memory_s) + fixed, rel=1e-9)
+    lines = assumptions(device, factors, Layout(), 1, training=True)
+    assert any("our Numba executor" in line and "400 us per step" in line for line in lines)
+
+
+def test_an_executor_the_profile_lacks_is_said_and_predicts_the_plain_roofline():
+    device = cpu(executors=_record({"linear": 30.0}, {}))
+    factors = shipped().factors(device, "fp32", {}, executor="pytorch")
+    assert factors.executor is None and any("no terms for the executor 'pytorch'" in n for n in factors.notes)
+
+
+def test_profile_keeps_executor_terms_and_refuses_a_bad_one(tmp_path):
+    from sizing.common.errors import SizingError
+    from sizing.hardware.bench.profile import write_device
+    from sizing.hardware.devices import load_hwdb
+
+    device = cpu(executors={**_record({"conv": 12.5}, {"conv": 800.0}),
+                            "pytorch": {"step_us": 90.0, "layer_us": {"conv": 30.0}, "version": "torch 2.13.0"}})
+    path = str(tmp_path / "box.yaml")
+    write_device(replace(device, id="box"), path, keep_others=False)
+    assert load_hwdb([path])["box"] == replace(device, id="box")
+    with pytest.raises(SizingError, match="executors.sizing.layer_us.convolution"):
+        cpu(executors=_record({"convolution": 12.5}, {}))

@@ -49,3 +49,28 @@ def chain_steps(pairs: int):
             model.step(1e-3)
 
     return run
+
+
+def layer_chains():
+    """Our executor as ``sizing bench`` times it by layer class (sizing/hardware/bench/chains.py)."""
+    from ..hardware.bench.measure import LayerChains
+
+    return LayerChains("sizing", steps=class_steps)
+
+
+def class_steps(cls: str, n: int, wide: bool):
+    """``run(reps)``: ``reps`` training steps of the layer-class chain through the executor, after one step that
+    loads or compiles its kernels."""
+    import numpy as np
+
+    from ..hardware.bench.chains import chain_graph
+    from .model import Model
+
+    model = Model(chain_graph(cls, n, wide), np.float32)
+    model.step(1e-3)
+
+    def run(reps):
+        for _ in range(reps):
+            model.step(1e-3)
+
+    return run

@@ -215,12 +215,15 @@ def require_memory(graph, small) -> None:
                           f"{iec(have)} available: use a smaller --batch or --seq-len, or --shrink 4", graph.source)
 
 
-def predicted_step_seconds(graph) -> float | None:
+def predicted_step_seconds(graph, executor: str = "sizing") -> float | None:
     """The performance model's step time for this graph in fp32 with SGD on this machine's bench profile
-    (the device 'local'); None when there is no profile or it cannot predict."""
-    from ..hardware.devices import local_profile_path
+    (the device 'local'), for ``executor`` ('sizing': ours, the step `sizing check` times; 'pytorch'); None when
+    there is no profile, when it has no terms for a PyTorch step, or when it cannot predict."""
+    from ..hardware.devices import load_hwdb, local_profile_path
 
     if not os.path.exists(local_profile_path()):
+        return None
+    if executor != "sizing" and executor not in (getattr(load_hwdb().get("local"), "executors", None) or {}):
         return None
     from ..model.estimate import estimate_graph
     from ..predict.plan import plan
@@ -230,6 +233,6 @@ def predicted_step_seconds(graph) -> float | None:
     est, batch = estimate_graph(fp32), graph.settings["batch"]
     try:
         return plan(lambda _: est, "local", devices=1, global_batch=batch,
-                    pins=Pins(micro_batch=batch, zero=0, recompute="none")).step_seconds
+                    pins=Pins(micro_batch=batch, zero=0, recompute="none"), executor=executor).step_seconds
     except SizingError:
         return None

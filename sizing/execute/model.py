@@ -168,7 +168,7 @@ class Model:
                     if y.shape != node.out.shape:
                         raise CheckFailure(f"layer '{node.name}' ({node.op}): the kernel made shape {list(y.shape)}, "
                                            f"the graph says {list(node.out.shape)}")
-                    if not all_finite(y.reshape(-1)):
+                    if not layer.kernel.keeps_finite and not all_finite(y.reshape(-1)):
                         raise CheckFailure(f"NaN or Inf in the output of layer '{node.name}' ({node.op})"
                                            f" at step {self.step_index + 1}")
                     values[(node.name, k)] = y
@@ -192,7 +192,7 @@ class Model:
             for key, gi in zip(call.in_keys, outs):
                 if gi is None:
                     continue
-                if not all_finite(gi.reshape(-1)):
+                if not layer.kernel.keeps_finite and not all_finite(gi.reshape(-1)):
                     raise CheckFailure(f"NaN or Inf in the gradient from layer '{node.name}' ({node.op})"
                                        f" at step {self.step_index + 1}")
                 if key in grads:

@@ -43,8 +43,8 @@ def check_table(d: dict, width: int | None = 80) -> str:
             else f"  (does NOT fall by {d['loss_margin']:.0%}") + f"; lr {d['lr']:.3g})"],
         ["speed", f"{duration(d['step_seconds'])} per step, {si(round(d['achieved_gflops'] * 1e9), 'FLOP/s')} achieved "
                   f"(first step {duration(d['first_step_seconds'])})"],
-        ["predicted", f"{duration(d['predicted_step_seconds'])} per step by the performance model on this "
-                      f"machine's `sizing bench` profile (measured / predicted "
+        ["predicted", f"{duration(d['predicted_step_seconds'])} per step of our executor by the performance model "
+                      f"on this machine's `sizing bench` profile (measured / predicted "
                       f"{d['step_seconds'] / d['predicted_step_seconds']:.2f})"
                       if d["predicted_step_seconds"] else "no `sizing bench` profile of this machine"],
     ]

@@ -103,6 +103,34 @@ def _check_sweep(sweep) -> None:
             _check_number(("gemm_sweep", prec, i, 3), rate, (0.001, 100_000_000), "GFLOP/s")
 
 
+EXECUTORS = ("sizing", "pytorch")       # our Numba executor (`sizing check`), PyTorch's eager CPU step
+# layer classes whose fixed cost per layer and achieved rate `sizing bench` measures (sizing/hardware/bench/chains.py)
+LAYER_CLASSES = ("linear", "conv", "depthwise", "batchnorm", "rownorm", "elementwise", "pool", "attention")
+
+
+def _check_executors(executors) -> None:
+    """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, version}} (``sizing bench``)."""
+    what = ("must map an executor (" + ", ".join(EXECUTORS) + ") to {step_us, layer_us, wide_us, version}, "
+            "as `sizing bench` writes it")
+    if not isinstance(executors, dict) or not executors:
+        raise RecordError(("executors",), what)
+    for name, terms in executors.items():
+        _check_choice(("executors", name), name, EXECUTORS)
+        if not isinstance(terms, dict) or not isinstance(terms.get("layer_us"), dict):
+            raise RecordError(("executors", name), what)
+        for key in terms:
+            _check_choice(("executors", name, key), key, ("step_us", "layer_us", "wide_us", "version"))
+        _check_number(("executors", name, "step_us"), terms.get("step_us"), _RANGES["step_overhead_us"], "us")
+        _check_text(("executors", name, "version"), terms.get("version"))
+        for key, bounds in (("layer_us", _RANGES["call_overhead_us"]), ("wide_us", _RANGES["step_overhead_us"])):
+            table = terms.get(key, {})
+            if not isinstance(table, dict):
+                raise RecordError(("executors", name, key), what)
+            for cls, value in table.items():
+                _check_choice(("executors", name, key, cls), cls, LAYER_CLASSES)
+                _check_number(("executors", name, key, cls), value, bounds)
+
+
 @lru_cache(maxsize=4096)
 def exact(figure: float, scale: int) -> int:
     """``figure * scale`` as an exact int, reading the figure as the decimal it was written as (repr). Cached: the
@@ -151,7 +179,7 @@ class CloudRate:
 # precision) or the record-wide ``sources['record']``. Prices and cloud rates carry their own ``source``.
 FIGURES = ("form_factor", "release_year", "memory_gb", "memory_type", "memory_bw_gbs", "peak_tflops", "tdp_w",
            "interconnect", "interconnect_gbs", "devices_per_node", "discontinued", "cloud_only", "licence",
-           "call_overhead_us", "step_overhead_us", "gemm_sweep")
+           "call_overhead_us", "step_overhead_us", "gemm_sweep", "executors")
 SOURCE_KEYS = ("record",) + FIGURES + tuple(f"peak_tflops.{p}" for p in PRECISIONS)
 
 
@@ -169,7 +197,11 @@ class Device:
     beside their work, as ``sizing bench`` measures them for our executor (sizing/hardware/bench/measure.py ``call_overhead``); None:
     not measured (the prediction then has no such term). ``gemm_sweep``: precision -> [m, k, n, GFLOP/s] rows,
     the rate measured for each product shape (``sizing bench``), from which a matrix product's rate is read by
-    its shape (sizing/predict/roofline.py ``gemm_rate``); None: every product at ``peak_tflops``.
+    its shape (sizing/predict/roofline.py ``gemm_rate``); None: every product at ``peak_tflops``. ``executors``:
+    per executor (EXECUTORS) the fixed cost of a training step (``step_us``) and of one layer of each class in a
+    training step (``layer_us``: forward, backward, update), and the time beyond that fixed cost of one layer of
+    the class at a realistic size (``wide_us``: the bench's wide layer, sizing/hardware/bench/chains.py), as
+    ``sizing bench`` measures them; None: not measured.
     Fields are in the order of a YAML record (hwdb/README.md); build one with keywords."""
     id: str
     vendor: str
@@ -195,6 +227,7 @@ class Device:
     call_overhead_us: float | None = None
     step_overhead_us: float | None = None
     gemm_sweep: dict | None = None
+    executors: dict | None = None
     sources: dict
     notes: str | None = None
 
@@ -229,6 +262,8 @@ class Device:
                           "TOP/s" if prec == "int8" else "TFLOP/s (omit a precision the device lacks)")
         if self.gemm_sweep is not None:
             _check_sweep(self.gemm_sweep)
+        if self.executors is not None:
+            _check_executors(self.executors)
         if not isinstance(self.sources, dict):
             raise RecordError(("sources",), "must map 'record' or a field name to the source of that figure")
         for key, text in self.sources.items():

@@ -125,13 +125,17 @@ class Calibration:
         value = median(pool)
         return value, f"{what} fraction {value:.3f}: median of {whose} measured (none for {device.id})"
 
-    def factors(self, device, precision: str, db: dict, network_gbs=None, overlap=None, pue=None) -> Factors:
+    def factors(self, device, precision: str, db: dict, network_gbs=None, overlap=None, pue=None,
+                executor: str = "sizing") -> Factors:
         """The calibrated factors for ``device`` at ``precision`` (matmul rows at that precision on the device,
         else its bf16 rows, else other devices'); the bench profile (device 'local') holds measured sustained
         figures already, so its fractions are 1. The kernel issue time is the CUDA runtime's, so GPUs only (XLA
         runs a TPU step as one compiled program), as a floor; a device whose record has a measured
         ``call_overhead_us`` (a bench profile: our executor's cost per kernel call) has that instead, added to
-        each kernel's work. None keeps the table's default."""
+        each kernel's work. A profile with measured ``executors`` terms predicts the step of ``executor`` ('sizing':
+        our Numba executor, as `sizing check` runs it; 'pytorch': PyTorch's eager step) from them alone
+        (sizing/predict/roofline.py ``executor_terms``): every cause is then measured, so no framework efficiency
+        fitted on published GPU runs divides it. None keeps the table's default."""
         if device.id == "local":
             cf, mf, notes = 1.0, 1.0, ("device 'local': the bench profile's figures are measured, used as they are",)
         else:
@@ -145,10 +149,18 @@ class Calibration:
             notes += ("device 'local': its bench profile has no measured call overhead (made before `sizing bench` "
                       "timed it), so no per-call term: run `sizing bench` again",)
         launch = measured * 1e-6 if measured is not None else self.launch_seconds if device.kind == "gpu" else 0.0
-        return Factors(cf, mf, self.framework_efficiency,
+        terms, fe = None, self.framework_efficiency
+        if executor in (device.executors or {}):
+            from .roofline import executor_terms
+
+            terms, fe, launch, measured = executor_terms(device, precision, executor), 1.0, 0.0, 0.0
+        elif device.executors:
+            notes += (f"device '{device.id}': its bench profile has no terms for the executor '{executor}' (has "
+                      f"{', '.join(device.executors)}): the plain roofline",)
+        return Factors(cf, mf, fe,
                        self.network_gbs if network_gbs is None else network_gbs,
                        self.overlap if overlap is None else overlap, self.pue if pue is None else pue, notes,
-                       (self.units or {}).get(device.id), launch, self.usable_memory, measured is not None)
+                       (self.units or {}).get(device.id), launch, self.usable_memory, measured is not None, terms)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ def plan(at: Callable[[int], object], device_name: str, hwdb_files=(), *, device
          global_batch: int | None = None, samples: int | None = None, tokens: int | None = None, epochs: int = 1,
          precision: str | None = None, pins: Pins = Pins(), objective: str = "time",
          deadline_s: float | None = None, max_devices: int = 131072, network_gbs: float | None = None,
-         pue: float | None = None, environ=None, say=None) -> Prediction:
+         pue: float | None = None, environ=None, say=None, executor: str = "sizing") -> Prediction:
     """Train the model ``at`` gives (its Estimate at any micro-batch; its dtype and optimizer) on the device a
     loose ``device_name`` means (hwdb id, name, or 'local'), with the shipped calibration: the planner
     (sizing/predict/search.py) finds the layout. SizingError, one line, when the device is unknown or lacks the
     precision, when a pin is impossible, or when nothing fits. ``say``: told what a family name was taken to mean
-    (resolve_device; default stderr)."""
+    (resolve_device; default stderr). ``executor``: whose CPU step a bench profile predicts ('sizing': ours,
+    'pytorch'; calibration ``factors``)."""
     from .calibration import shipped
     from .workload import Workload
 
@@ -29,7 +30,8 @@ def plan(at: Callable[[int], object], device_name: str, hwdb_files=(), *, device
     s = at(pins.micro_batch or 1).settings
     workload = Workload(dtype=s["dtype"], precision=precision, optimizer=s["optimizer"], samples=samples,
                         tokens=tokens, epochs=epochs)
-    factors = shipped().factors(device, workload.compute_precision, db, network_gbs=network_gbs, pue=pue)
+    factors = shipped().factors(device, workload.compute_precision, db, network_gbs=network_gbs, pue=pue,
+                                executor=executor)
     return search(at, workload, device, factors, pins, devices=devices, global_batch=global_batch,
                   deadline_s=deadline_s, objective=objective, max_devices=max_devices,
                   name=at(pins.micro_batch or 1).graph.name)

@@ -17,7 +17,15 @@ kernel takes less than the time to issue it (``launch_bound``). A device with a 
 profile) runs each matrix product at the rate its shape's smallest dimension reads from the sweep
 (``gemm_rate``) instead of one peak. On a host that runs each call to its end (our Numba
 executor on the CPU: ``Factors.launch_serial``), the calls' fixed cost, measured by ``sizing bench``, adds to the
-layer's time instead: time = max(compute, memory) + kernels x call cost."""
+layer's time instead: time = max(compute, memory) + kernels x call cost.
+
+A CPU executor whose terms ``sizing bench`` measured (a profile's ``executors``: ours, PyTorch's) is predicted
+from causes instead (``ExecutorTerms``): each layer by its class (``layer_class``: linear, conv, depthwise,
+batchnorm, rownorm, elementwise, pool, attention) takes max(compute, memory) / the share of the roofline that
+executor reached on the bench's wide layer of the class, plus the class's fixed cost per layer (calls,
+allocations, dispatch, update); the step adds its own fixed cost (loss, optimizer loop), carried on the last
+row. Every constant is a bench measurement on layers of its own (sizing/hardware/bench/chains.py), none a zoo
+model's time."""
 from __future__ import annotations
 
 import math
@@ -75,6 +83,14 @@ class LayerTime(NamedTuple):
 
 
 _tuple = tuple.__new__          # a named tuple made without its keyword-taking __new__ (namedtuple's _make does this)
+
+
+def _layer_time(name: str, op: str, flops: int, nbytes: int, compute_s: float, memory_s: float, launch_s: float,
+                serial: bool) -> LayerTime:
+    """A LayerTime with its ``seconds`` and ``bound`` worked out (the class docstring)."""
+    return _tuple(LayerTime, (name, op, flops, nbytes, compute_s, memory_s, launch_s, serial,
+                              max(compute_s, memory_s) + launch_s if serial else max(compute_s, memory_s, launch_s),
+                              "compute" if compute_s >= memory_s else "memory"))
 
 
 def itemsize(est) -> int:
@@ -276,6 +292,75 @@ def row_work(est, t: int, training: bool, recompute: str, sequence_parallel: boo
                         expert_parallel, context_parallel), make)
 
 
+EXECUTOR_NAMES = {"sizing": "our Numba executor (the step `sizing check` times)", "pytorch": "PyTorch's eager step"}
+
+
+def layer_class(row) -> str:
+    """The bench's layer class of a row (sizing/hardware/devices.py LAYER_CLASSES): what fixed cost and share of
+    the roofline an executor has for it. Ops of no class of their own (activations, merges, dropout, softmax,
+    embeddings) are elementwise: a pass over their tensors."""
+    op = row.node.op
+    if op in ("linear", "matmul"):
+        return "linear"
+    if op.startswith("conv"):
+        groups = row.node.kwargs.get("groups", 1)
+        return "depthwise" if groups > 1 and groups == row.node.in_types[0].shape[1] else "conv"
+    if op.startswith("batchnorm"):
+        return "batchnorm"
+    if op in ("layernorm", "rmsnorm", "groupnorm"):
+        return "rownorm"
+    if "pool" in op:
+        return "pool"
+    if op in ATTENTION:
+        return "attention"
+    return "elementwise"
+
+
+@dataclass(frozen=True)
+class ExecutorTerms:
+    """A CPU executor's measured terms (seconds; shares of the roofline), by layer class."""
+    name: str
+    version: str | None
+    step_s: float
+    layer_s: dict
+    efficiency: dict
+
+    def describe(self) -> str:
+        classes = ", ".join(f"{c} {self.layer_s[c] * 1e6:.3g} us / {self.efficiency.get(c, 1):.0%}"
+                            for c in self.layer_s)
+        return (f"figures for {EXECUTOR_NAMES[self.name]}{f' ({self.version})' if self.version else ''}: per layer "
+                f"class its fixed cost per layer in a step and the share of the roofline it reached on the bench's "
+                f"wide layer ({classes}); {self.step_s * 1e6:.3g} us per step (all measured by `sizing bench`)")
+
+
+def executor_terms(device, precision: str, name: str) -> ExecutorTerms:
+    """The terms of executor ``name`` from ``device.executors`` (sizing bench): per class, the fixed cost per layer
+    (``layer_us``) and the share of the roofline, roofline time of the bench's wide layer of the class (this
+    module's plain roofline on ``device``) / its measured work (``wide_us``), at most 1."""
+    from ..hardware.bench.chains import wide_layer
+
+    rec = device.executors[name]
+    plain = Factors(1.0, 1.0, 1.0, 1.0, 0.0, 1.0)
+    efficiency = {}
+    for cls, us in rec.get("wide_us", {}).items():
+        est, layer = wide_layer(cls)
+        lt = next(l for l in layer_times(est, device, precision, plain) if l.name == layer)
+        efficiency[cls] = min(1.0, max(lt.compute_s, lt.memory_s) / (us * 1e-6))
+    return ExecutorTerms(name, rec.get("version"), rec.get("step_us", 0.0) * 1e-6,
+                         {c: us * 1e-6 for c, us in rec["layer_us"].items()}, efficiency)
+
+
+def executor_seconds(row, terms: ExecutorTerms, launched: int) -> tuple[float, float]:
+    """(share of the roofline, fixed seconds) of the row's class for ``terms``: the class's cost per layer in a
+    training step x its copies, scaled by the kernels this pass runs (``launched``, ``kernels``) against a training
+    step's."""
+    cls = layer_class(row)
+    per_step = kernels(row, True, False)
+    fixed = terms.layer_s.get(cls, terms.layer_s.get("elementwise", 0.0)) * row.node.repeat
+    fixed *= launched / per_step if per_step else 0.0
+    return terms.efficiency.get(cls, 1.0), fixed
+
+
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
                 recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
                 grouped=None, fused_attention: bool = True, expert_parallel: int = 1,
@@ -294,15 +379,20 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
     units, launch, fraction, serial = (factors.compute_units, factors.launch_seconds, factors.compute_fraction,
                                        factors.launch_serial)
     out = []
-    for name, op, flops, nbytes, run, matrix, thin, shape, kernels in row_work(
+    executor = factors.executor
+    for r, (name, op, flops, nbytes, run, matrix, thin, shape, launched) in zip(est.layers, row_work(
             est, t, training, recompute, sequence_parallel, width, grouped, fused_attention, expert_parallel,
-            context_parallel):
+            context_parallel)):
         peak = gemm_rate(sweep, thin) if sweep and thin else mat if matrix else vec
         wave = wave_efficiency(*shape, units) if shape and units else 1.0
-        c, m, issue = run / (peak * fraction * wave), nbytes / bw, launch_bound(kernels, launch)
-        out.append(_tuple(LayerTime, (name, op, flops, nbytes, c, m, issue, serial,
-                                      max(c, m) + issue if serial else max(c, m, issue),
-                                      "compute" if c >= m else "memory")))
+        c, m, issue = run / (peak * fraction * wave), nbytes / bw, launch_bound(launched, launch)
+        if executor:
+            share, issue = executor_seconds(r, executor, launched)
+            c, m = c / share, m / share
+        out.append(_layer_time(name, op, flops, nbytes, c, m, issue, serial))
+    if executor and out:            # the step's own fixed cost (loss, optimizer loop) on the last row
+        last = out[-1]
+        out[-1] = _layer_time(*last[:6], last.launch_s + executor.step_s, serial)
     return tuple(out)
 
 

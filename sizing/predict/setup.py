@@ -133,7 +133,9 @@ class Factors:
     each kernel's work instead of bounding it from below (a host that runs each call to its end before issuing
     the next, as our executor's Python does; a GPU's runtime issues kernels ahead of the device);
     ``usable_memory``: the share of the device's memory a framework can fill (sizing/predict/fit.py
-    ``capacity``)."""
+    ``capacity``); ``executor``: the measured terms of the executor a CPU step is predicted for (per layer class
+    its fixed cost and share of the roofline, the step's fixed cost; sizing/predict/roofline.py
+    ``ExecutorTerms``), None: the plain roofline."""
     compute_fraction: float
     memory_fraction: float
     framework_efficiency: float
@@ -145,6 +147,7 @@ class Factors:
     launch_seconds: float = 0.0
     usable_memory: float = 1.0
     launch_serial: bool = False
+    executor: object = None             # sizing/predict/roofline.py ExecutorTerms (a bench profile's executor)
 
     def __post_init__(self):
         for name in ("compute_fraction", "memory_fraction", "framework_efficiency"):
@@ -169,7 +172,9 @@ def assumptions(device, factors, layout: Layout, node: int, training: bool) -> t
         + (f"; no kernel shorter than its {factors.launch_seconds * 1e6:g} us issue time"
            if factors.launch_seconds and not factors.launch_serial else "")
         + (f"; each kernel call costs {factors.launch_seconds * 1e6:.3g} us beside its work (measured by `sizing "
-           f"bench` for our executor)" if factors.launch_serial else "")]
+           f"bench` for our executor)" if factors.launch_serial and not factors.executor else "")]
+    if factors.executor:
+        out.append(factors.executor.describe())
     if factors.usable_memory < 1:
         out.append(f"a framework fills at most {factors.usable_memory:.0%} of each device's memory (the rest: CUDA "
                    f"context, workspaces, communication buffers, fragmentation)")

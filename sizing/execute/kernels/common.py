@@ -274,10 +274,14 @@ class OpKernel:
     ``forward(node, xs, params, cnt, seed) -> (y, saved)``; ``backward(node, saved, gy, need, params, grads, cnt)
     -> [gradient of each input, or None where ``need`` is false]``. ``grads`` maps each weight name to its
     ``Grad`` (None when the weights take no gradient); ``seed`` fixes the dropout masks of this call.
-    ``refuse(node)`` names an argument value the kernels do not run (None when they run it)."""
+    ``refuse(node)`` names an argument value the kernels do not run (None when they run it). ``keeps_finite``:
+    finite inputs (and output gradient) give a finite output (and input gradients) whatever the values (a
+    select, a bounded function, a copy), so the runner's NaN/Inf check may skip them: the layer that made a
+    non-finite value is still the first one checked that holds it."""
     forward: Callable
     backward: Callable
     refuse: Callable = lambda node: None
+    keeps_finite: bool = False
 
 
 KERNELS: dict[str, OpKernel] = {}

@@ -147,8 +147,9 @@ def _activation_backward(node, s, gy, need, p, grads, cnt):
     return [gx]
 
 
-for _name in (*_KIND, "gelu"):
-    KERNELS[_name] = OpKernel(_activation_forward, _activation_backward)
+for _name in (*_KIND, "gelu"):          # relu, relu6 select or clip; sigmoid, tanh are bounded with bounded slopes
+    KERNELS[_name] = OpKernel(_activation_forward, _activation_backward,
+                              keeps_finite=_name in ("relu", "relu6", "sigmoid", "tanh"))
 
 
 # ---------------------------------------------------------------- softmax
@@ -387,4 +388,4 @@ def _view_backward(node, saved, gy, need, p, grads, cnt):
 
 
 for _name in ("identity", "flatten", "reshape"):
-    KERNELS[_name] = OpKernel(_view_forward, _view_backward)
+    KERNELS[_name] = OpKernel(_view_forward, _view_backward, keeps_finite=True)

@@ -11,10 +11,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .common import BACK, FLOPS, KERNELS, OpKernel
+from .common import BACK, FLOPS, KERNELS, PARTS, OpKernel
+
+# The statistics' and gradients' sums may be reassociated into vector lanes (LLVM's reassoc, nsz, contract): the
+# same operations counted, in another order; NaN and Inf keep their meaning (no nnan, ninf), so the runner's check
+# still sees them.
+SUMS = {"reassoc", "nsz", "contract"}
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def batchnorm_forward(x, w, b, affine, eps, y, xhat, mean, var, rstd, cnt):
     """x (B, C, S): statistics per channel over B*S elements."""
     nb, nc, ns = x.shape
@@ -51,7 +56,7 @@ def running_update(run_mean, run_var, mean, var, momentum, unbias, cnt):
     cnt[FLOPS] += 7 * mean.size
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def batchnorm_backward(g, xhat, w, affine, rstd, need_x, want_w, gx, dw, db, cnt):
     nb, nc, ns = g.shape
     n = nb * ns
@@ -122,16 +127,20 @@ KERNELS["batchnorm1d"] = KERNELS["batchnorm2d"] = OpKernel(_bn_forward, _bn_back
 @njit(cache=True)
 def _affine_index(r, j, groups, cg, spatial):
     """The affine weight an element uses: per element of the row (layernorm: groups = spatial = 1, cg = n)
-    or per channel (groupnorm: rows are (sample, group), a row holds cg channels of ``spatial`` elements)."""
+    or per channel (groupnorm: rows are (sample, group), a row holds cg channels of ``spatial`` elements). The
+    per-element case spares an integer division per element (it kept the loops scalar)."""
+    if groups == 1 and spatial == 1:
+        return j
     return (r % groups) * cg + j // spatial
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat, rstd, cnt):
-    """x (rows, n), statistics per row; ``center`` subtracts the mean (layernorm, groupnorm), else RMS."""
+    """x (rows, n), statistics per row; ``center`` subtracts the mean (layernorm, groupnorm), else RMS. Rows are
+    independent: spread over the threads."""
     nr, n = x.shape
     cg = n // spatial
-    for r in range(nr):
+    for r in prange(nr):
         mu = 0.0
         if center:
             s = 0.0
@@ -158,22 +167,51 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
     cnt[FLOPS] += x.size * per_elem + nr * (4 if center else 3)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
+def _row_affine_grads(g, xhat, has_w, has_b, dw, db):
+    """dw[j] = sum over rows of g * xhat, db[j] = sum of g (one affine weight per column, layernorm and rmsnorm):
+    columns spread over the threads, each column's sum over the rows in order (the serial loop's adds)."""
+    nr, n = g.shape
+    step = (n + PARTS - 1) // PARTS
+    for t in prange(PARTS):
+        lo, hi = t * step, min(n, (t + 1) * step)
+        for j in range(lo, hi):
+            if has_w:
+                dw[j] = 0
+            if has_b:
+                db[j] = 0
+        for r in range(nr):
+            for j in range(lo, hi):
+                if has_w:
+                    dw[j] += g[r, j] * xhat[r, j]
+                if has_b:
+                    db[j] += g[r, j]
+
+
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, need_x, want_w, gx, dw, db, cnt):
+    """The affine gradients (per column in parallel for layernorm and rmsnorm; serially for groupnorm, whose
+    weights are per channel) and the input gradient, rows spread over the threads."""
     nr, n = g.shape
     cg = n // spatial
     dw[:] = 0
     db[:] = 0
-    for r in range(nr):
+    per_column = groups == 1 and spatial == 1
+    if want_w and per_column:
+        _row_affine_grads(g, xhat, has_w, has_b, dw, db)
+    elif want_w:
+        for r in range(nr):
+            for j in range(n):
+                k = _affine_index(r, j, groups, cg, spatial)
+                if has_w:
+                    dw[k] += g[r, j] * xhat[r, j]
+                if has_b:
+                    db[k] += g[r, j]
+    for r in prange(nr):
         s1 = s2 = 0.0
         for j in range(n):
             gi, h = g[r, j], xhat[r, j]
             k = _affine_index(r, j, groups, cg, spatial)
-            if want_w:
-                if has_w:
-                    dw[k] += gi * h
-                if has_b:
-                    db[k] += gi
             if need_x:
                 d = gi * w[k] if has_w else gi
                 gx[r, j] = d

@@ -18,10 +18,12 @@ from ...common.errors import SizingError
 
 
 def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_save: bool, echo,
-            chain=None) -> None:
+            chain=None, ours=None) -> None:
     """What `sizing bench` does: measure, print the table or JSON with ``echo`` (stdout), progress and what was
     saved on stderr; save the profile (unless ``no_save``) and, with ``save_to``, a record to that file.
-    ``chain``: our executor's layer-call chains (measure.CallChain), timed when given."""
+    ``chain``: our executor's layer-call chains (measure.CallChain), timed when given; ``ours``: our executor by
+    layer class (measure.LayerChains), timed when given and not ``quick``, and then PyTorch's too where torch
+    is importable (torch_steps.torch_chains, in a child interpreter); where it is not, stderr says so."""
     from ..devices import local_profile_path, read_records
     from .measure import BenchConfig, run_bench, this_machine
     from .profile import check_profile, device_id_for, require_writable, to_device, write_device
@@ -36,8 +38,17 @@ def command(quick: bool, threads: int | None, fmt: str, save_to: str | None, no_
     for path in ([] if no_save else [local_profile_path()]) + ([save_to] if save_to else []):
         require_writable(path)           # and a place no record can be written
     machine = this_machine()
-    result = run_bench(BenchConfig.for_machine(machine, quick=quick, threads=threads), machine,
-                       progress_bar(sys.stderr), chain)
+    config = BenchConfig.for_machine(machine, quick=quick, threads=threads)
+    layer_chains = []
+    if ours is not None and not quick:
+        from .torch_steps import torch_chains
+
+        theirs = torch_chains()
+        layer_chains = [ours] + ([theirs] if theirs else [])
+        if theirs is None:
+            echo("PyTorch is not importable here: the profile gets no PyTorch terms (run `sizing bench` from an "
+                 "environment where `import torch` works to predict PyTorch's step too)", err=True)
+    result = run_bench(config, machine, progress_bar(sys.stderr), chain, layer_chains)
     echo(json.dumps(to_dict(result), indent=2) if fmt == "json" else table(result))
     if not no_save:
         path = local_profile_path()

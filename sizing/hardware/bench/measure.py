@@ -56,6 +56,17 @@ class CallChain:
 
 
 @dataclass(frozen=True)
+class LayerChains:
+    """An executor as the bench times it by layer class (sizing/hardware/bench/chains.py): ``steps(cls, n, wide)``
+    returns ``run(reps)``, ``reps`` training steps of that chain; ``measure(config)``, when given, times every
+    chain itself (another interpreter: PyTorch) and returns {chain_name: [steps per second, ...]}."""
+    name: str
+    steps: object = None
+    measure: object = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
 class CallOverhead:
     """Fixed costs beside the work: of one training step, and of one kernel call within it (seconds)."""
     step_s: float
@@ -128,10 +139,12 @@ class BenchConfig:
     stream_elements: int = 1 << 24
     chains: tuple = CHAIN_CANDIDATES
     chain_pairs: tuple = CHAIN_PAIRS
+    classes: tuple = None               # layer classes timed through the executors (None: every class)
 
     @classmethod
     def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
-        """The default run (about 20 s: 3 rounds of 3 repeats, 9 per figure) or ``quick`` (under 5 s; a thin
+        """The default run (3 rounds of 3 repeats, 9 per figure: about 20 s, and with the executors' layer-class
+        chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02) or ``quick`` (under 5 s; a thin
         product beside the big ones, so the GEMM sweep spans a small and a large smallest dimension); STREAM
         arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
@@ -181,6 +194,7 @@ class BenchResult:
     runs: dict
     blas: dict
     kernels_per_pair: int | None = None     # the layer-call chains' (None: not timed)
+    executors: dict | None = None           # executor -> its version (None: ours), the layer classes timed
     date: str = field(default_factory=lambda: datetime.date.today().isoformat())
 
     @property
@@ -239,6 +253,36 @@ class BenchResult:
             return None
         a, b = fit_line([(n, 1 / self.runs[chain_name(n)].best) for n in self.config.chain_pairs])
         return CallOverhead(max(0.0, a), b / self.kernels_per_pair)
+
+    def executor_terms(self) -> dict | None:
+        """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, version}} from the layer-class chains
+        (sizing/hardware/bench/chains.py): per class the line through the best repeat of each length, its slope
+        one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a layer), ``wide_us`` the wide
+        chains' slope less it (the work of one wide layer); ``step_us`` the tiny linear chain's intercept (the fixed
+        cost of a step; 0 when noise makes it negative). A class whose slope noise made no larger than zero (or, wide,
+        than the tiny one) gets no figure. None when not timed."""
+        from ..devices import LAYER_CLASSES
+        from .chains import LENGTHS, WIDE_LENGTHS
+
+        out = {}
+        for ex, version in (self.executors or {}).items():
+            terms = {"layer_us": {}, "wide_us": {}}
+            for cls in LAYER_CLASSES:
+                lines = {}
+                for wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)):
+                    names = [layer_chain_name(ex, cls, n, wide) for n in lengths]
+                    if all(n in self.runs for n in names):
+                        lines[wide] = fit_line([(n, 1 / self.runs[name].best) for n, name in zip(lengths, names)])
+                if lines.get(False, (0, 0))[1] > 0:
+                    tiny = lines[False][1]
+                    terms["layer_us"][cls] = tiny * 1e6
+                    if cls == "linear":
+                        terms["step_us"] = max(lines[False][0], 1e-9) * 1e6
+                    if lines.get(True, (0, 0))[1] > tiny:
+                        terms["wide_us"][cls] = (lines[True][1] - tiny) * 1e6
+            if terms["layer_us"]:
+                out[ex] = {**terms, **({"version": version} if version else {})}
+        return out or None
 
     def ridge(self, precision: str) -> float:
         """The roofline's ridge point, FLOPs per byte: measured peak (GFLOP/s) / triad bandwidth (GB/s)."""
@@ -366,6 +410,26 @@ def chain_name(pairs: int) -> str:
 def chain_jobs(chain: CallChain, lengths) -> list:
     """A training step of each chain length; work 10**9 per step, so the figure reads in steps per second."""
     return [Job(chain_name(n), "steps/s", chain.steps(n), 10 ** 9) for n in lengths]
+
+
+def layer_chain_name(executor: str, cls: str, n: int, wide: bool) -> str:
+    return f"{executor}_{cls}_{'wide' if wide else 'tiny'}_{n}"
+
+
+def layer_chain_specs(executor: str, classes=None):
+    """(name, class, n, wide) of every layer-class chain (sizing/hardware/bench/chains.py) of ``classes``
+    (None: every class)."""
+    from ..devices import LAYER_CLASSES
+    from .chains import LENGTHS, WIDE_LENGTHS
+
+    return [(layer_chain_name(executor, cls, n, wide), cls, n, wide) for cls in classes or LAYER_CLASSES
+            for wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)) for n in lengths]
+
+
+def layer_chain_jobs(chains: LayerChains, classes=None) -> list:
+    """A training step of each layer-class chain through ``chains``; work 10**9 per step (steps per second)."""
+    return [Job(name, "steps/s", chains.steps(cls, n, wide), 10 ** 9)
+            for name, cls, n, wide in layer_chain_specs(chains.name, classes)]
 
 
 def stream_jobs(elements: int) -> list:
@@ -503,10 +567,12 @@ def best_chains(runs: dict, precision: str, candidates) -> int:
     return max(candidates, key=lambda c: runs[f"peak_{precision}_1core_{c}chains"].best)
 
 
-def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | None = None) -> list:
+def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | None = None,
+          layer_chains=()) -> list:
     """The run as (label, function) steps in order; each function returns {name: Series} of new repeats and may
     read the ``runs`` of the steps before it (the all-thread FMA runs the chain count that was best on one core
-    when it first ran, in every round). The layer-call chains only with ``chain``."""
+    when it first ran, in every round). The layer-call chains only with ``chain``; the layer-class chains of each
+    of ``layer_chains`` timed here (ours; another interpreter's are timed once, after the rounds)."""
     r, t = config.repeats, config.sample_s
     calibrated, chosen = {}, {}
 
@@ -535,6 +601,16 @@ def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | 
             return measure(built["jobs"], r, t, calibrated)
 
         out.append(("layer calls", calls))
+    for ex in layer_chains:
+        if ex.steps is not None:
+            made = {}
+
+            def classes(ex=ex, made=made):
+                if not made:
+                    made["jobs"] = layer_chain_jobs(ex, config.classes)
+                return measure(made["jobs"], r, t, calibrated)
+
+            out.append((f"layer classes ({ex.name})", classes))
     # memory bandwidth is the noisiest figure on a shared machine and its samples the cheapest: twice the repeats
     out.append(("STREAM", lambda: measure(stream_jobs(config.stream_elements), 2 * r, t, calibrated)))
     return out
@@ -548,16 +624,20 @@ def pool(runs: dict, new: dict) -> None:
 
 
 def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None,
-              chain: CallChain | None = None) -> BenchResult:
+              chain: CallChain | None = None, layer_chains=()) -> BenchResult:
     """Every measurement of ``config``, its steps ``config.rounds`` times; ``progress(done, total, label)`` is
     called before each step and at the end. ``chain``: our executor, to time its layer calls (else not timed)."""
     machine = machine or this_machine()
     machine.check_threads(config.threads)
     prefer_wide_vectors(machine.simd)
     runs: dict[str, Series] = {}
-    first, *todo = steps(config, machine, runs, chain)
+    first, *todo = steps(config, machine, runs, chain, layer_chains)
     todo = [(f"{label} (round {k + 1}/{config.rounds})" if config.rounds > 1 else label, fn)
             for k in range(config.rounds) for label, fn in todo]
+    others = [ex for ex in layer_chains if ex.measure is not None]
+    todo += [(f"layer classes ({ex.name}, its own interpreter)", lambda ex=ex: {
+        name: Series(name, "steps/s", tuple(values)) for name, values in ex.measure(config).items()})
+        for ex in others]
     total = 1 + len(todo)
     progress = progress or (lambda done, total, label: None)
     progress(0, total, first[0])
@@ -569,4 +649,5 @@ def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None
         blas = blas_info()
     progress(total, total, "done")
     timed = chain is not None and len(config.chain_pairs) >= 2
-    return BenchResult(machine, config, runs, blas, chain.kernels_per_pair if timed else None)
+    return BenchResult(machine, config, runs, blas, chain.kernels_per_pair if timed else None,
+                       executors={ex.name: ex.version for ex in layer_chains} or None)

@@ -61,6 +61,14 @@ def to_device(result: BenchResult, device_id: str = LOCAL_ID) -> Device:
         sources["call_overhead_us"] = (f"our executor's training step over chains of {lengths} tiny (linear, relu) "
                                        f"pairs: slope / {r.kernels_per_pair} kernels a pair")
         sources["step_overhead_us"] = "the same line's intercept"
+    executors = r.executor_terms()
+    if executors:
+        sources["executors"] = ("per executor and layer class (sizing/hardware/bench/chains.py): the slope of the "
+                                "line through the best steps of chains of tiny layers (layer_us; the linear "
+                                "chain's intercept: step_us) and of wide ones, less the tiny slope (wide_us)")
+        executors = {ex: {k: ({c: _sig(v) for c, v in t.items()} if isinstance(t, dict) else
+                              _sig(t) if isinstance(t, float) else t) for k, t in terms.items()}
+                     for ex, terms in executors.items()}
     return Device(id=device_id, vendor=vendor_name(m.cpu), model=profile_model(m, r.cores_used), kind="cpu",
                   memory_gb=_sig(m.memory_bytes / 1e9) if m.memory_bytes else None,
                   memory_bw_gbs=_sig(r.stream_gbs("triad")),
@@ -68,6 +76,7 @@ def to_device(result: BenchResult, device_id: str = LOCAL_ID) -> Device:
                   call_overhead_us=_sig(calls.kernel_s * 1e6) if calls else None,
                   step_overhead_us=_sig(max(calls.step_s * 1e6, 0.001)) if calls else None,
                   gemm_sweep={p: [[m, k, n, _sig(g)] for m, k, n, g in r.gemm_sweep(p)] for p in PRECISIONS},
+                  executors=executors,
                   sources=sources, notes=notes)
 
 

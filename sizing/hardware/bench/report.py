@@ -45,6 +45,7 @@ def to_dict(r: BenchResult) -> dict:
                      "statistic": {"peak_measured_gflops": "best", "gemm_gflops": "best median over the square sizes",
                                    "stream_gbs": "median"}},
         "call_overhead_us": _overhead(r),
+        "executors": r.executor_terms(),
         "date": r.date,
         "runs": {name: [_r(v, 3) for v in s.values] for name, s in r.runs.items()},
     }
@@ -108,4 +109,9 @@ def table(r: BenchResult) -> str:
     calls = ([] if o is None else [f"executor overhead (line through the chains' best steps): "
                                    f"{o.kernel_s * 1e6:.2f} us per kernel call ({r.kernels_per_pair} a pair), "
                                    f"{o.step_s * 1e6:.0f} us per step"])
+    for ex, terms in (r.executor_terms() or {}).items():
+        calls.append(f"{ex}{' (' + terms['version'] + ')' if terms.get('version') else ''}: per layer class, fixed us "
+                     "per layer in a step / us of work of the bench's wide layer: " + ", ".join(
+                         f"{c} {us:.3g}/{terms['wide_us'][c]:.4g}" if c in terms["wide_us"] else f"{c} {us:.3g}"
+                         for c, us in terms["layer_us"].items()) + f"; {terms.get('step_us', 0):.3g} us per step")
     return "\n".join(head + ["", body, "", f"ridge point (measured peak / median triad): {ridge}"] + calls)
