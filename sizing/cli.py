@@ -318,7 +318,9 @@ def check(spec, batch, seq_len, steps, lr, loss, full, shrink, seed, fmt, wide):
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Fewer sizes and repeats: under 5 s once Numba's cache is warm.")
+@click.option("--quick", is_flag=True, help="Fewer sizes and repeats, no layer-class chains: about 3 s once "
+              "Numba's cache is warm, plus the first touch of STREAM's arrays (4x the last-level cache: about 8 s "
+              "for a 260 MiB one).")
 @click.option("--threads", type=click.IntRange(1), help="Threads (default: every CPU of the affinity mask).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--save", "save_to", metavar="[FILE]", is_flag=False, flag_value="",
