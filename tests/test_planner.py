@@ -288,3 +288,11 @@ def test_context_parallelism_splits_the_tokens_and_passes_keys_round_a_ring():
     with pytest.raises(SizingError, match="--context-parallel 3: must divide the 32768 tokens"):
         search(at, work, gpu(), UNIT, Pins(context_parallel=3), devices=3, global_batch=3)
     assert search(model(seq=512), work, gpu(), UNIT, devices=8, global_batch=64).context_parallel == 1
+
+
+def test_a_device_without_an_interconnect_figure_says_so():
+    """No 'interconnect - GB/s': a record without the figure talks over the network, and the line says that."""
+    pred = search(model(), WORK, gpu(interconnect_gbs=None), UNIT, devices=16, global_batch=64)
+    lines = [a for a in pred.assumptions if "network" in a and "GB/s per device each way" in a]
+    assert lines and lines[0].startswith("no interconnect figure (devices talk over the network)")
+    assert not any("interconnect - GB/s" in a or "interconnect None" in a for a in pred.assumptions)

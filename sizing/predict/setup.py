@@ -182,7 +182,9 @@ def assumptions(device, factors, layout: Layout, node: int, training: bool) -> t
         out.append(f"layout {layout.describe()} (global batch {layout.global_batch}); tensor parallelism within "
                    f"nodes of {node}" + (", 1F1B pipeline" if layout.pipeline_parallel > 1 else ""))
         if layout.devices > 1:
-            out.append(f"interconnect {device.interconnect_gbs or '-'} GB/s per device (half each way), network "
+            link = (f"interconnect {device.interconnect_gbs} GB/s per device (half each way)" if
+                    device.interconnect_gbs else "no interconnect figure (devices talk over the network)")
+            out.append(f"{link}, network "
                        f"{factors.network_gbs:g} GB/s per device each way; gradient communication overlaps "
                        f"{factors.overlap:.0%} of the last micro-batch's backward (all compute under ZeRO-3)")
         if device.tdp_w is not None:

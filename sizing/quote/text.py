@@ -450,10 +450,12 @@ NOTES_KO = (
     (r"layout (.+) \(global batch (\d+)\); tensor parallelism within nodes of (\d+)(, 1F1B pipeline)?",
      lambda m: f"병렬 구성 {_layout_ko(m[1])} (전체 배치 {m[2]}); 텐서 병렬은 장치 {m[3]}대 노드 안에서"
                + (", 1F1B 파이프라인" if m[4] else "")),
-    (r"interconnect (\S+) GB/s per device \(half each way\), network (\S+) GB/s per device each way; gradient "
-     r"communication overlaps (\d+%) of the last micro-batch's backward \(all compute under ZeRO-3\)",
-     lambda m: f"장치당 인터커넥트 {m[1]} GB/s (방향마다 절반), 네트워크 방향마다 장치당 {m[2]} GB/s; 기울기 통신은 "
-               f"마지막 마이크로 배치 역전파의 {m[3]}와 겹침 (ZeRO-3에서는 모든 연산과 겹침)"),
+    (r"(?:interconnect (\S+) GB/s per device \(half each way\)|no interconnect figure \(devices talk over the "
+     r"network\)), network (\S+) GB/s per device each way; gradient communication overlaps (\d+%) of the last "
+     r"micro-batch's backward \(all compute under ZeRO-3\)",
+     lambda m: (f"장치당 인터커넥트 {m[1]} GB/s (방향마다 절반)" if m[1] else "인터커넥트 수치 없음 (장치 간 통신은 네트워크로)")
+               + f", 네트워크 방향마다 장치당 {m[2]} GB/s; 기울기 통신은 마지막 마이크로 배치 역전파의 {m[3]}와 겹침 "
+                 f"(ZeRO-3에서는 모든 연산과 겹침)"),
     (r"energy: TDP (\S+) W per device for the whole run x PUE (\S+)",
      lambda m: f"에너지: 실행 내내 장치당 TDP {m[1]} W x PUE {m[2]}"),
     (r"energy: (.+) has no TDP in the hardware database", lambda m: f"에너지: 하드웨어 데이터베이스에 {m[1]}의 TDP 없음"),
