@@ -51,6 +51,9 @@ _XXGEMM = types.ExternalFunction("numba_xxgemm", types.intc(
     types.char, types.char, types.char, types.intp, types.intp, types.intp, types.uintp, types.uintp,
     types.intp, types.uintp, types.intp, types.uintp, types.uintp, types.intp))
 SPLIT_WORK = 1 << 20        # m*k*n from which a product is split over the threads
+# Sums that may be reassociated into vector lanes (LLVM's reassoc, nsz, contract): the same operations counted, in
+# another order; NaN and Inf keep their meaning (no nnan, ninf), so the runner's check still sees them.
+SUMS = {"reassoc", "nsz", "contract"}
 PARTS = config.NUMBA_NUM_THREADS    # a compile-time constant (get_num_threads() would defeat the disk cache)
 # A serial kernel loaded from the disk cache may hold parallel code inlined from a callee (mm -> gemm); Numba
 # starts its thread pool only for functions it knows are parallel, so start it now (get_num_threads does).

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .common import (BACK, FLOPS, KERNELS, PARTS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm,
-    scratch)
+from .common import (BACK, FLOPS, KERNELS, PARTS, SUMS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2,
+    mm, scratch)
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 BY_SAMPLE = 512             # output pixels per sample from which samples go to the threads one by one
@@ -280,7 +280,7 @@ def _reach(geo):
     return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
     """y[b, o] = sum over taps (i, j) of w[o, i, j] * padded x[b, o // m] at (oy*sh + i*dh, ox*sw + j*dw),
     m = C_out / C_in output channels per input channel: a direct loop, every tap a MAC (padding taps multiply
@@ -316,7 +316,7 @@ def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
         cnt[FLOPS] += y.size
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
     """The two products of ``depthwise_forward`` backward, input channels spread over the threads: dW[o, tap]
     = sum over (b, oy, ox) of g * padded x (one reduction over the batch), and d(padded x) = sum of w * g over
@@ -347,13 +347,21 @@ def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
                             gb, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
                             if want_w:
                                 acc = dw2[o, t]
-                                for ox in range(ow):
-                                    acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox * sw)]
+                                if sw == 1:
+                                    for ox in range(ow):
+                                        acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox)]
+                                else:
+                                    for ox in range(ow):
+                                        acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox * sw)]
                                 dw2[o, t] = acc
                             if need_x:
                                 wv = w2[o, t]
-                                for ox in range(ow):
-                                    df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
+                                if sw == 1:
+                                    for ox in range(ow):
+                                        df[pb + np.uint64(ox)] += wv * g[gb + np.uint64(ox)]
+                                else:
+                                    for ox in range(ow):
+                                        df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
             if need_x:
                 dx[b, c] = 0
                 for yy in range(hp):

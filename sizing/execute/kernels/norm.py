@@ -11,12 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .common import BACK, FLOPS, KERNELS, PARTS, OpKernel
-
-# The statistics' and gradients' sums may be reassociated into vector lanes (LLVM's reassoc, nsz, contract): the
-# same operations counted, in another order; NaN and Inf keep their meaning (no nnan, ninf), so the runner's check
-# still sees them.
-SUMS = {"reassoc", "nsz", "contract"}
+from .common import BACK, FLOPS, KERNELS, PARTS, SUMS, OpKernel
 
 
 @njit(cache=True, parallel=True, fastmath=SUMS)
