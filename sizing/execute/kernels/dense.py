@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .common import (BACK, FLOPS, KERNELS, PARTS, SUMS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2,
-    mm, scratch)
+from .common import (BACK, FLOPS, KERNELS, PARTS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm,
+    scratch)
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 BY_SAMPLE = 512             # output pixels per sample from which samples go to the threads one by one
@@ -269,7 +269,9 @@ def _padded_plane(src, dst, geo):
     if mode == 0:                               # zeros: the border, then the plane as far as the taps reach
         rows, cols = max(0, min(h, dst.shape[0] - pt)), max(0, min(w, dst.shape[1] - pl))
         dst[:] = 0
-        dst[pt:pt + rows, pl:pl + cols] = src[:rows, :cols]
+        for yy in range(rows):
+            for xx in range(cols):
+                dst[pt + yy, pl + xx] = src[yy, xx]
         return
     for yy in range(dst.shape[0]):
         iy = _source(yy - pt, h, mode)
@@ -285,7 +287,7 @@ def _reach(geo):
     return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
 
 
-@njit(cache=True, parallel=True, fastmath=SUMS)
+@njit(cache=True, parallel=True)
 def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
     """y[b, o] = sum over taps (i, j) of w[o, i, j] * padded x[b, o // m] at (oy*sh + i*dh, ox*sw + j*dw),
     m = C_out / C_in output channels per input channel: a direct loop, every tap a MAC (padding taps multiply
@@ -321,7 +323,7 @@ def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
         cnt[FLOPS] += y.size
 
 
-@njit(cache=True, parallel=True, fastmath=SUMS)
+@njit(cache=True, parallel=True)
 def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
     """The two products of ``depthwise_forward`` backward, input channels spread over the threads: dW[o, tap]
     = sum over (b, oy, ox) of g * padded x (one reduction over the batch), and d(padded x) = sum of w * g over
@@ -352,25 +354,19 @@ def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
                             gb, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
                             if want_w:
                                 acc = dw2[o, t]
-                                if sw == 1:
-                                    for ox in range(ow):
-                                        acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox)]
-                                else:
-                                    for ox in range(ow):
-                                        acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox * sw)]
+                                for ox in range(ow):
+                                    acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox * sw)]
                                 dw2[o, t] = acc
                             if need_x:
                                 wv = w2[o, t]
-                                if sw == 1:
-                                    for ox in range(ow):
-                                        df[pb + np.uint64(ox)] += wv * g[gb + np.uint64(ox)]
-                                else:
-                                    for ox in range(ow):
-                                        df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
+                                for ox in range(ow):
+                                    df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
             if need_x and mode == 0:            # zeros: the border's gradient goes nowhere
                 rows, cols = max(0, min(h, hp - pt)), max(0, min(wd, wp - pl))
                 dx[b, c] = 0
-                dx[b, c, :rows, :cols] = dpad[pt:pt + rows, pl:pl + cols]
+                for yy in range(rows):
+                    for xx in range(cols):
+                        dx[b, c, yy, xx] = dpad[pt + yy, pl + xx]
             elif need_x:
                 dx[b, c] = 0
                 for yy in range(hp):
