@@ -266,13 +266,6 @@ def _padded_plane(src, dst, geo):
     src[yy - pt, xx - pl] inside, the padding mode's source outside (0 for zeros). A copy: no arithmetic."""
     h, w = src.shape
     pt, pl, mode = geo[4], geo[5], geo[10]
-    if mode == 0:                               # zeros: the border, then the plane as far as the taps reach
-        rows, cols = max(0, min(h, dst.shape[0] - pt)), max(0, min(w, dst.shape[1] - pl))
-        dst[:] = 0
-        for yy in range(rows):
-            for xx in range(cols):
-                dst[pt + yy, pl + xx] = src[yy, xx]
-        return
     for yy in range(dst.shape[0]):
         iy = _source(yy - pt, h, mode)
         for xx in range(dst.shape[1]):
@@ -361,13 +354,7 @@ def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
                                 wv = w2[o, t]
                                 for ox in range(ow):
                                     df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
-            if need_x and mode == 0:            # zeros: the border's gradient goes nowhere
-                rows, cols = max(0, min(h, hp - pt)), max(0, min(wd, wp - pl))
-                dx[b, c] = 0
-                for yy in range(rows):
-                    for xx in range(cols):
-                        dx[b, c, yy, xx] = dpad[pt + yy, pl + xx]
-            elif need_x:
+            if need_x:
                 dx[b, c] = 0
                 for yy in range(hp):
                     iy = _source(yy - pt, h, mode)
