@@ -175,7 +175,7 @@ def edited_text(draw, text):
 
 # ---------------------------------------------------------------- the properties
 
-@fuzz(300)
+@fuzz(200)
 @given(st.data())
 def test_mutated_zoo_specs(data):
     tree = data.draw(st.sampled_from(ZOO_TREES))
@@ -188,20 +188,20 @@ def test_edited_zoo_text(data):
     outcome(data.draw(edited_text(data.draw(st.sampled_from(ZOO)))))
 
 
-@fuzz(1500)
+@fuzz(900)
 @given(small_spec())
 def test_small_generated_specs(text):
     outcome(text)
 
 
-@fuzz(600)
+@fuzz(400)
 @given(st.data())
 def test_mutated_small_specs(data):
     text = data.draw(small_spec())
     outcome(data.draw(mutated(loads(text, "seed")[0])))
 
 
-@fuzz(1500)
+@fuzz(900)
 @given(st.text(st.sampled_from(list("{}[]:,-&*!|>'\"#%@? \n\t$.019abinputlayersop")), max_size=120))
 def test_random_yaml_text(text):
     outcome(text)
