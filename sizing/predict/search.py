@@ -141,6 +141,7 @@ class _Tally:
     examples: dict
     closest: tuple | None = None          # (overflow ratio, Prediction)
     shapes: dict = field(default_factory=dict)
+    limit: float = math.inf               # ``bar()``, kept up to date by ``add``
 
     def miss(self, reason: str, example: str = ""):
         self.reasons[reason] += 1
@@ -150,13 +151,13 @@ class _Tally:
         self.fitting.append(pred)
         key = shape(pred)
         self.shapes[key] = min(self.shapes.get(key, math.inf), pred.step_seconds)
+        if len(self.shapes) > KEEP:
+            self.limit = heapq.nsmallest(KEEP + 1, self.shapes.values())[-1]
 
     def bar(self) -> float:
         """A step no layout worth keeping exceeds: the (KEEP + 1)-th fastest structure's best, inf before there
         are that many."""
-        if len(self.shapes) <= KEEP:
-            return math.inf
-        return heapq.nsmallest(KEEP + 1, self.shapes.values())[-1]
+        return self.limit
 
 
 def shape(pred: Prediction) -> tuple:
