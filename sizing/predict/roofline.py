@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
+from operator import add, ge, mul, truediv
 from typing import NamedTuple
 
 from ..common.errors import SizingError
@@ -83,14 +86,6 @@ class LayerTime(NamedTuple):
 
 
 _tuple = tuple.__new__          # a named tuple made without its keyword-taking __new__ (namedtuple's _make does this)
-
-
-def _layer_time(name: str, op: str, flops: int, nbytes: int, compute_s: float, memory_s: float, launch_s: float,
-                serial: bool) -> LayerTime:
-    """A LayerTime with its ``seconds`` and ``bound`` worked out (the class docstring)."""
-    return _tuple(LayerTime, (name, op, flops, nbytes, compute_s, memory_s, launch_s, serial,
-                              max(compute_s, memory_s) + launch_s if serial else max(compute_s, memory_s, launch_s),
-                              "compute" if compute_s >= memory_s else "memory"))
 
 
 def itemsize(est) -> int:
@@ -237,33 +232,57 @@ def kernels(row, training: bool, recomputed: bool) -> int:
     return row.node.repeat * (1 + backward + (1 if recomputed else 0))
 
 
-def launch_bound(launched: int, launch_seconds: float) -> float:
-    """Seconds a row's ``launched`` kernels (``kernels``) take at least: kernels x the time to issue one (the
-    start-up term of Hockney's r_inf / n_1/2 model, t = t0 + n / r_inf, taken as a floor as kernels are issued
-    ahead of the device: a kernel shorter than its issue time waits for the next one). The time to issue one
+def launch_bound(launched, launch_seconds: float) -> list[float]:
+    """Seconds each row's kernels (``launched``, a column of ``kernels``) take at least: kernels x the time to
+    issue one (the start-up term of Hockney's r_inf / n_1/2 model, t = t0 + n / r_inf, taken as a floor as kernels
+    are issued ahead of the device: a kernel shorter than its issue time waits for the next one). The time to issue one
     kernel through the CUDA runtime is 4-6 us (measured on an RTX 5070 Ti, susun-blog.com 'pegainfer (3): From Launch Overhead to CUDA Graph')."""
-    return launched * launch_seconds
+    return list(map(mul, launched, repeat(launch_seconds)))
 
 
 class RowWork(NamedTuple):
-    """One row's share of a step on one of t tensor-parallel devices, whatever the device (``row_work``):
-    ``flops`` and ``bytes`` as LayerTime holds them, ``run_flops`` the FLOPs it runs (a fused causal kernel's
-    skipped blocks left out) per device, the matrix product's smallest dimension and output shape (None for
-    other rows) and the kernels it launches."""
-    name: str
-    op: str
-    flops: int
-    bytes: int
-    run_flops: float
-    matrix: bool
-    thin: int | None
-    shape: tuple[int, int] | None
-    kernels: int
+    """Every row's share of a step on one of t tensor-parallel devices, whatever the device (``row_work``), one
+    column per field, row by row: ``flops`` and ``bytes`` as LayerTime holds them, ``run_flops`` the FLOPs each
+    runs (a fused causal kernel's skipped blocks left out) per device, whether it is a matrix product, the
+    product's smallest dimension and output shape (None for other rows) and the kernels it launches. Columns, so
+    that ``layer_times`` does each device's arithmetic a column at a time."""
+    names: tuple[str, ...]
+    ops: tuple[str, ...]
+    flops: tuple[int, ...]
+    bytes: tuple[int, ...]
+    bytes_float: tuple[float, ...]          # the same as floats (x / bandwidth rounds as the int's would)
+    run_flops: tuple[float, ...]
+    matrix: tuple[bool, ...]
+    thin: tuple[int | None, ...]
+    shape: tuple[tuple[int, int] | None, ...]
+    kernels: tuple[int, ...]
 
 
 def row_work(est, t: int, training: bool, recompute: str, sequence_parallel: bool, width: int | None, grouped,
-             fused_attention: bool, expert_parallel: int, context_parallel: int) -> tuple[RowWork, ...]:
-    """The device-independent part of ``layer_times`` (its docstring), computed once per estimate and arguments."""
+             fused_attention: bool, expert_parallel: int, context_parallel: int) -> RowWork:
+    """The device-independent part of ``layer_times`` (its docstring), computed once per estimate and arguments:
+    each row's work over the whole step (``_row_totals``) split over the tensor- and context-parallel ranks."""
+    def make():
+        out = []
+        for r, (name, op, flops, nbytes, run, matrix, split, launched) in zip(est.layers, _row_totals(
+                est, training, recompute, width, grouped, fused_attention, expert_parallel, context_parallel)):
+            k = t if sequence_parallel or split else 1
+            split_bytes = -(-nbytes // k)
+            out.append((name, op, -(-flops // (k * context_parallel)), split_bytes, float(split_bytes),
+                        run / (k * context_parallel),
+                        matrix, smallest_dim(r, k, context_parallel) if matrix else None,
+                        gemm_output(r, k, context_parallel) if matrix else None, launched))
+        return RowWork(*(tuple(column) for column in zip(*out))) if out else RowWork(*[()] * len(RowWork._fields))
+    return est.derived(("row_work", t, training, recompute, sequence_parallel, width, grouped, fused_attention,
+                        expert_parallel, context_parallel), make)
+
+
+def _row_totals(est, training: bool, recompute: str, width: int | None, grouped, fused_attention: bool,
+                expert_parallel: int, context_parallel: int) -> tuple[tuple, ...]:
+    """Per row, whatever the tensor-parallel degree (computed once per estimate and arguments): its name and op,
+    the FLOPs and bytes of its step (forward, backward, recomputation), the FLOPs it runs (less a fused causal
+    kernel's skipped blocks), whether it is a matrix product, whether tensor parallelism splits it (``tp_split``)
+    and the kernels it launches."""
     def make():
         size = itemsize(est)
         out = []
@@ -279,17 +298,12 @@ def row_work(est, t: int, training: bool, recompute: str, sequence_parallel: boo
             if training:
                 flops += c.backward_flops + again
                 nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
-            k = t if sequence_parallel or tp_split(r, width) else 1
             run = flops - causal_skipped_flops(r, training, fused_attention)
-            matrix = REGISTRY[r.node.op].matrix
-            out.append(RowWork(r.node.name, r.node.op, -(-flops // (k * context_parallel)), -(-nbytes // k),
-                               run / (k * context_parallel), matrix,
-                               smallest_dim(r, k, context_parallel) if matrix else None,
-                               gemm_output(r, k, context_parallel) if matrix else None,
-                               kernels(r, training, bool(again))))
+            out.append((r.node.name, r.node.op, flops, nbytes, run, REGISTRY[r.node.op].matrix, tp_split(r, width),
+                        kernels(r, training, bool(again))))
         return tuple(out)
-    return est.derived(("row_work", t, training, recompute, sequence_parallel, width, grouped, fused_attention,
-                        expert_parallel, context_parallel), make)
+    return est.derived(("row_totals", training, recompute, width, grouped, fused_attention, expert_parallel,
+                        context_parallel), make)
 
 
 EXECUTOR_NAMES = {"sizing": "our Numba executor (the step `sizing check` times)", "pytorch": "PyTorch's eager step"}
@@ -361,6 +375,28 @@ def executor_seconds(row, terms: ExecutorTerms, launched: int) -> tuple[float, f
     return terms.efficiency.get(cls, 1.0), fixed
 
 
+@dataclass(frozen=True, eq=False)
+class LayerColumns:
+    """``layer_times``' results by column: the rows' work (``row_work``), compute, memory and issue seconds, and
+    their ``seconds`` and whether each is compute bound (what the step's sums read: sizing/predict/training.py
+    ``step_terms``); the LayerTime rows made when first asked for (the planner sums far more layouts than it
+    shows)."""
+    work: RowWork
+    compute: list[float]
+    memory: list[float]
+    issue: list[float]
+    serial: bool
+    seconds: list[float]
+    compute_bound: list[bool]
+
+    @cached_property
+    def rows(self) -> tuple[LayerTime, ...]:
+        w = self.work
+        return tuple(map(_tuple, repeat(LayerTime), zip(
+            w.names, w.ops, w.flops, w.bytes, self.compute, self.memory, self.issue, repeat(self.serial),
+            self.seconds, ["compute" if b else "memory" for b in self.compute_bound])))
+
+
 def layer_times(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
                 recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
                 grouped=None, fused_attention: bool = True, expert_parallel: int = 1,
@@ -371,6 +407,17 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
     those; None: every row). Unfused attention also moves its score matrices (``unfused_score_bytes``); with expert
     parallelism a mixture-of-experts row reads only its device's experts; with context parallelism of degree cp
     each device does 1 / cp of every row's work and moves 1 / cp of its activations, but reads all its weights."""
+    return layer_columns(est, device, precision, factors, t, training, recompute, sequence_parallel, width, grouped,
+                         fused_attention, expert_parallel, context_parallel).rows
+
+
+def layer_columns(est, device, precision: str, factors: Factors, t: int = 1, training: bool = True,
+                  recompute: str | bool = "none", sequence_parallel: bool = True, width: int | None = None,
+                  grouped=None, fused_attention: bool = True, expert_parallel: int = 1,
+                  context_parallel: int = 1) -> LayerColumns:
+    """``layer_times`` (its arguments), with the rows' seconds and bounds as columns. Each device's arithmetic runs
+    a column at a time over ``row_work``'s device-independent columns (the planner asks for every candidate
+    device): the same operations in the same order per row, so the same floats as one row at a time."""
     recompute = recompute_mode(recompute)
     grouped = frozenset(r.node.name for r in est.layers) if grouped is None else grouped
     mat, vec = peaks(device, precision)
@@ -378,22 +425,27 @@ def layer_times(est, device, precision: str, factors: Factors, t: int = 1, train
     bw = device.memory_bw_bytes_per_s * factors.memory_fraction
     units, launch, fraction, serial = (factors.compute_units, factors.launch_seconds, factors.compute_fraction,
                                        factors.launch_serial)
-    out = []
+    work = row_work(est, t, training, recompute, sequence_parallel, width, grouped, fused_attention,
+                    expert_parallel, context_parallel)
+    matrix_rate, vector_rate = mat * fraction, vec * fraction
+    rate = [matrix_rate if matrix else vector_rate for matrix in work.matrix]         # FLOP/s each row runs at
+    if sweep:
+        rate = [gemm_rate(sweep, thin) * fraction if thin else r for r, thin in zip(rate, work.thin)]
+    if units:                       # a row of no product keeps its rate (x 1.0 is the same float)
+        rate = [r * wave_efficiency(*shape, units) if shape else r for r, shape in zip(rate, work.shape)]
+    compute = list(map(truediv, work.run_flops, rate))
+    memory = [nbytes / bw for nbytes in work.bytes_float]
+    issue = launch_bound(work.kernels, launch)
     executor = factors.executor
-    for r, (name, op, flops, nbytes, run, matrix, thin, shape, launched) in zip(est.layers, row_work(
-            est, t, training, recompute, sequence_parallel, width, grouped, fused_attention, expert_parallel,
-            context_parallel)):
-        peak = gemm_rate(sweep, thin) if sweep and thin else mat if matrix else vec
-        wave = wave_efficiency(*shape, units) if shape and units else 1.0
-        c, m, issue = run / (peak * fraction * wave), nbytes / bw, launch_bound(launched, launch)
-        if executor:
-            share, issue = executor_seconds(r, executor, launched)
-            c, m = c / share, m / share
-        out.append(_layer_time(name, op, flops, nbytes, c, m, issue, serial))
-    if executor and out:            # the step's own fixed cost (loss, optimizer loop) on the last row
-        last = out[-1]
-        out[-1] = _layer_time(*last[:6], last.launch_s + executor.step_s, serial)
-    return tuple(out)
+    if executor:
+        for i, (r, launched) in enumerate(zip(est.layers, work.kernels)):
+            share, issue[i] = executor_seconds(r, executor, launched)
+            compute[i], memory[i] = compute[i] / share, memory[i] / share
+        if issue:                   # the step's own fixed cost (loss, optimizer loop) on the last row
+            issue[-1] += executor.step_s
+    longer = [c if c >= m else m for c, m in zip(compute, memory)]
+    seconds = list(map(add, longer, issue)) if serial else [x if x >= i else i for x, i in zip(longer, issue)]
+    return LayerColumns(work, compute, memory, issue, serial, seconds, list(map(ge, compute, memory)))
 
 
 def require_work(est) -> None:

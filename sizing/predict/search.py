@@ -29,14 +29,14 @@ import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..common.errors import SizingError
 from ..common.units import duration, iec
 from .fit import activations, capacity, device_memory, divisors, stages
 from .roofline import require_work
 from .setup import RECOMPUTE, Factors, Layout
-from .training import Prediction, evaluate, stage_seconds, step_terms, tokens_per_sample
+from .training import Prediction, evaluate, stage_seconds, step_terms, step_time, tokens_per_sample
 
 OBJECTIVES = ("time", "cost")
 MAX_MICRO_BATCH = 64
@@ -132,8 +132,8 @@ def pipeline_candidates(units: int, pins: Pins, per_tensor_group: int) -> list[i
 
 @dataclass
 class _Tally:
-    """What the search saw: the layouts that fit, how many failed for each reason (with the first example), the
-    closest that did not fit. ``shapes``: the fastest step seen for each parallel structure (``shape``); a layout
+    """What the search saw: the layouts that fit (``Candidate``), how many failed for each reason (with the first
+    example), the closest that did not fit. ``shapes``: the fastest step seen for each parallel structure (``shape``); a layout
     whose step cannot beat the ``KEEP + 1``-th of them is neither the pick nor an alternative, so it is not
     predicted (``bar``)."""
     fitting: list
@@ -147,11 +147,11 @@ class _Tally:
         self.reasons[reason] += 1
         self.examples.setdefault(reason, example)
 
-    def add(self, pred: Prediction):
-        self.fitting.append(pred)
-        key = shape(pred)
-        self.shapes[key] = min(self.shapes.get(key, math.inf), pred.step_seconds)
-        if len(self.shapes) > KEEP:
+    def add(self, fit: Candidate):
+        self.fitting.append(fit)
+        key = shape(fit.layout)
+        best = self.shapes[key] = min(self.shapes.get(key, math.inf), fit.step_seconds)
+        if len(self.shapes) > KEEP and best < self.limit:     # a best at or above the bar leaves it where it is
             self.limit = heapq.nsmallest(KEEP + 1, self.shapes.values())[-1]
 
     def bar(self) -> float:
@@ -160,10 +160,26 @@ class _Tally:
         return self.limit
 
 
-def shape(pred: Prediction) -> tuple:
+class Candidate(NamedTuple):
+    """A layout that fits and its step time (``step_time``), with what ``evaluate`` needs to predict it in full:
+    the search ranks every candidate (``rank_key``) and predicts only those it shows."""
+    step_seconds: float
+    layout: Layout
+    memory: object                      # the layout's device_memory
+    est: object                         # the graph at the layout's micro-batch
+    terms: object                       # its StepTerms
+    stage: object
+    node: int
+
+    def predict(self, workload, device, factors: Factors) -> Prediction:
+        return evaluate(self.est, self.layout, workload, device, factors, self.node, self.terms, self.stage,
+                        self.memory)
+
+
+def shape(layout: Layout) -> tuple:
     """A layout's parallel structure: the alternatives show one layout (its best micro-batch) per structure."""
-    return (pred.tensor_parallel, pred.pipeline_parallel, pred.interleave, pred.expert_parallel,
-            pred.context_parallel, pred.zero, pred.recompute)
+    return (layout.tensor_parallel, layout.pipeline_parallel, layout.interleave, layout.expert_parallel,
+            layout.context_parallel, layout.zero, layout.recompute)
 
 
 def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, workload, device, factors: Factors,
@@ -273,14 +289,19 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
                                                            and (p == 1 or z <= 1)]
     room = capacity(device, factors)
     last = None
+    laid = _laid_out(est, stage)
     for z in zeros:
-        layout = Layout(t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp, samples)
-        mem = device_memory(est, layout, stage, kept)
+        fields = (t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp, samples)
+        if fields not in laid:
+            layout = Layout(*fields)
+            laid[fields] = layout, device_memory(est, layout, stage, kept)
+        layout, mem = laid[fields]
         if room is None or mem.total <= room:
             # every term of the step beyond the stage's compute is >= 0 (training.py evaluate)
             least = stage_seconds(terms, stage, p)[0] * (n + (p - 1) / v) / factors.framework_efficiency
             if least <= tally.bar():
-                tally.add(evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
+                step = step_time(est, layout, workload, device, factors, node, terms, stage).step
+                tally.add(Candidate(step, layout, mem, est, terms, stage, node))
             return
         last = (layout, mem)
     layout, mem = last
@@ -290,11 +311,19 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
         tally.closest = (over, evaluate(est, layout, workload, device, factors, node, terms, stage, mem))
 
 
-def rank_key(pred: Prediction):
+def _laid_out(est, stage) -> dict:
+    """Layouts of ``est`` cut by ``stage`` (by their fields) with their device_memory, kept on the estimate: a
+    layout's bytes do not depend on the device, and every candidate device whose nodes hold as many devices tries
+    the same layouts on the same counts. The stage is kept beside them, so that its id names no other stage."""
+    kept, laid = est.derived(("laid_out", id(stage)), lambda: (stage, {}))
+    return laid if kept is stage else {}
+
+
+def rank_key(fit: Candidate):
     """Fastest first (seconds per sample of the global batch); ties: less memory per device, then fewer pipeline
     stages and less recomputation."""
-    return (pred.step_seconds / pred.global_batch, pred.memory.total, pred.pipeline_parallel,
-            RECOMPUTE.index(pred.recompute))
+    return (fit.step_seconds / fit.layout.global_batch, fit.memory.total, fit.layout.pipeline_parallel,
+            RECOMPUTE.index(fit.layout.recompute))
 
 
 def pruned_lines(tally: _Tally, limit: int = 6) -> tuple[str, ...]:
@@ -319,11 +348,13 @@ def best_on(at, devices: int, global_batch: int, workload, device, factors: Fact
         return None
     ranked = sorted(tally.fitting, key=rank_key)
     seen, distinct = set(), []
-    for pred in ranked:         # one per parallel structure: its best micro-batch stands for it
-        if shape(pred) not in seen:
-            seen.add(shape(pred))
-            distinct.append(pred)
-    return replace(ranked[0], alternatives=tuple(distinct[1:1 + KEEP]), pruned=pruned_lines(tally))
+    for fit in ranked:          # one per parallel structure: its best micro-batch stands for it
+        if shape(fit.layout) not in seen:
+            seen.add(shape(fit.layout))
+            distinct.append(fit)
+    return replace(ranked[0].predict(workload, device, factors),
+                   alternatives=tuple(fit.predict(workload, device, factors) for fit in distinct[1:1 + KEEP]),
+                   pruned=pruned_lines(tally))
 
 
 def does_not_fit(at, counts, global_batch: int, workload, device, factors, pins, name: str) -> SizingError:

@@ -28,6 +28,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import reduce
+from itertools import compress
+from operator import add
+from typing import NamedTuple
 
 from ..common.errors import SizingError
 from ..common.units import iec
@@ -36,8 +40,8 @@ from ..model.memory import Memory
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
 from .fit import Stages, capacity, device_memory, optimizer_bytes, stage_params_share, stages
-from .roofline import (ATTENTION, BOUNDS, LayerTime, backward_share, facility_kw, itemsize, layer_times, peaks,
-    row_parallel)
+from .roofline import (ATTENTION, BOUNDS, LayerColumns, LayerTime, backward_share, facility_kw, itemsize, layer_columns,
+    peaks, row_parallel)
 from .setup import Factors, Layout, assumptions
 
 
@@ -155,8 +159,8 @@ def samples_of(est, workload) -> int | None:
 class StepTerms:
     """The parts of one micro-batch's time on one device that depend only on the graph at that micro-batch, the
     tensor-parallel degree and the recomputation (cached by the search): seconds of the rows inside the folded
-    repeats, before and after them, and their tensor-parallel all-reduces."""
-    layers: tuple[LayerTime, ...]
+    repeats, before and after them, and their tensor-parallel all-reduces; ``layers``: the rows' times."""
+    columns: LayerColumns
     grouped_s: float
     before_s: float
     after_s: float
@@ -165,6 +169,10 @@ class StepTerms:
     compute_bound_s: float
     a2a_grouped_s: float = 0.0          # expert parallelism's all-to-alls, context parallelism's exposed KV ring
     a2a_outside_s: float = 0.0
+
+    @property
+    def layers(self) -> tuple[LayerTime, ...]:
+        return self.columns.rows
 
 
 def kv_elements(row) -> int:
@@ -176,26 +184,41 @@ def kv_elements(row) -> int:
     return 2 * b * t * (row.node.kwargs.get("num_kv_heads") or heads) * (e // heads)
 
 
-BEFORE, INSIDE, AFTER = 0, 1, 2            # a row's place: before the folded repeats, inside them, after them
+class _StepRows(NamedTuple):
+    """What ``step_terms`` reads of the rows, computed once per estimate and stage (``Estimate.derived``): the
+    indices of the rows before the folded repeats, inside them and after them; (index, inside the repeats,
+    repeats, output elements) of each row tensor parallelism all-reduces after (``row_parallel``); (index, inside,
+    repeats, a mixture of experts' input elements and top-k, else 0, 0, an attention row's key and value elements,
+    else 0: ``kv_elements``) of each mixture-of-experts and attention row."""
+    before: tuple[int, ...]
+    inside: tuple[int, ...]
+    after: tuple[int, ...]
+    allreduced: tuple[tuple[int, bool, int, int], ...]
+    routed: tuple[tuple[int, bool, int, int, int, int], ...]
 
 
-def _step_rows(est, stage: Stages) -> tuple[tuple[int, int, int, int, int, int], ...]:
-    """What ``step_terms`` reads of each row, computed once per estimate (``Estimate.derived``): its place, its
-    repeats, its output elements when tensor parallelism all-reduces after it (``row_parallel``, else 0), a
-    mixture of experts' input elements and top-k (else 0, 0) and an attention row's key and value elements
-    (``kv_elements``, else 0)."""
+def _step_rows(est, stage: Stages) -> _StepRows:
+    """The rows of ``est`` as ``step_terms`` reads them (``_StepRows``)."""
     def make():
-        out, seen = [], False
-        for row in est.layers:
+        places, allreduced, routed, seen = ([], [], []), [], [], False
+        for i, row in enumerate(est.layers):
             inside = row.node.name in stage.grouped
             seen = seen or inside
-            moe = row.node.op == "mixture_of_experts"
-            out.append((INSIDE if inside else AFTER if seen else BEFORE, row.node.repeat,
-                        numel(row.node.out.shape) if row_parallel(row) else 0,
-                        numel(row.node.in_types[0].shape) if moe else 0, row.node.kwargs["top_k"] if moe else 0,
-                        kv_elements(row) if row.node.op in ATTENTION else 0))
-        return tuple(out)
+            places[1 if inside else 2 if seen else 0].append(i)
+            if row_parallel(row):
+                allreduced.append((i, inside, row.node.repeat, numel(row.node.out.shape)))
+            moe, attention = row.node.op == "mixture_of_experts", row.node.op in ATTENTION
+            if moe or attention:
+                routed.append((i, inside, row.node.repeat, numel(row.node.in_types[0].shape) if moe else 0,
+                               row.node.kwargs["top_k"] if moe else 0, kv_elements(row) if attention else 0))
+        return _StepRows(*map(tuple, places), tuple(allreduced), tuple(routed))
     return est.derived(("step_rows", stage.grouped), make)
+
+
+def _in_order(values) -> float:
+    """The floats added left to right from 0.0, as ``total += value`` in a loop adds them (Python 3.12's ``sum``
+    compensates the rounding: its last digit can differ)."""
+    return reduce(add, values, 0.0)
 
 
 def step_terms(est, device, precision: str, factors: Factors, t: int, recompute: str, sp: bool,
@@ -207,8 +230,10 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
     a node, else over the network. Context parallelism of degree cp passes each attention layer's keys and values
     round a ring of cp ranks, cp - 1 blocks of tokens / cp, forward, and keys, values and their gradients backward
     (3 passes, 4 when recomputed), hidden behind the layer's own compute where it is shorter (Ring Attention)."""
-    layers = layer_times(est, device, precision, factors, t, True, recompute, sp, stage.width, stage.grouped,
-                         fused_attention, e, cp)
+    layers = layer_columns(est, device, precision, factors, t, True, recompute, sp, stage.width, stage.grouped,
+                           fused_attention, e, cp)
+    seconds = layers.seconds
+    rows = _step_rows(est, stage)
     network = factors.network_gbs * 1e9
     intra = interconnect_bps(device, network)
     passes = 3 if recompute == "full" else 2
@@ -216,23 +241,14 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
     node = node or device.devices_per_node
     a2a_link, a2a_hop = (intra, INTRA_HOP_SECONDS) if e <= max(1, node // t) else (network, INTER_HOP_SECONDS)
     ring_link, ring_hop = (intra, INTRA_HOP_SECONDS) if cp <= max(1, node // t) else (network, INTER_HOP_SECONDS)
-    a2a_in = a2a_out = 0.0
-    grouped = before = after = tp_in = tp_out = 0.0
-    for (place, repeat, out_elems, tokens, top_k, kv), lt in zip(_step_rows(est, stage), layers):
-        inside = place == INSIDE
+    a2a_in = a2a_out = tp_in = tp_out = 0.0
+    for _, inside, repeat, out_elems in rows.allreduced if t > 1 else ():
+        comm = passes * repeat * ring_allreduce_seconds(out_elems * size // cp, t, intra, INTRA_HOP_SECONDS)
         if inside:
-            grouped += lt.seconds
-        elif place == AFTER:
-            after += lt.seconds
+            tp_in += comm
         else:
-            before += lt.seconds
-        if t > 1 and out_elems:
-            per_copy = out_elems * size // cp
-            comm = passes * repeat * ring_allreduce_seconds(per_copy, t, intra, INTRA_HOP_SECONDS)
-            if inside:
-                tp_in += comm
-            else:
-                tp_out += comm
+            tp_out += comm
+    for i, inside, repeat, tokens, top_k, kv in rows.routed if e > 1 or cp > 1 else ():
         if e > 1 and top_k:
             routed = tokens // (t * cp) * top_k * size
             comm = 2 * passes * repeat * (routed * (e - 1) / e / a2a_link + a2a_hop)
@@ -243,13 +259,15 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
         if cp > 1 and kv:
             block = kv // (cp * t) * size             # one rank's keys and values
             ring = (passes + 1) * (cp - 1) * (block / ring_link + ring_hop) * repeat
-            exposed = max(0.0, ring - lt.seconds)
+            exposed = max(0.0, ring - seconds[i])
             if inside:
                 a2a_in += exposed
             else:
                 a2a_out += exposed
+    grouped, before, after = (_in_order(map(seconds.__getitem__, place)) for place in
+                              (rows.inside, rows.before, rows.after))
     return StepTerms(layers, grouped, before, after, tp_in, tp_out,
-                     sum(l.seconds for l in layers if l.bound == "compute"), a2a_in, a2a_out)
+                     sum(compress(seconds, layers.compute_bound)), a2a_in, a2a_out)
 
 
 def stage_seconds(terms: StepTerms, stage: Stages, p: int) -> tuple[float, float, float]:
@@ -272,25 +290,25 @@ def why_not(mem: Memory, room: int | None, layout: Layout, device) -> str | None
             f"a framework can use {iec(room)} of each {device.id}")
 
 
-def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size: int | None = None,
-             terms: StepTerms | None = None, stage: Stages | None = None, memory=None) -> Prediction:
-    """Training time, memory and energy of ``workload`` on ``layout.devices`` of ``device``; ``est`` is the graph at
-    one micro-batch (``layout.micro_batch`` samples). ``terms``, ``stage`` and ``memory`` (the layout's
-    ``device_memory``): precomputed by the search."""
-    if workload.kind != "training":
-        raise ValueError("evaluate() is for training workloads; use predict_inference()")
-    s = est.settings
-    if (s["batch"], s["dtype"], s["optimizer"]) != (layout.micro_batch, workload.dtype, workload.optimizer):
-        raise ValueError("the estimate was built for another micro-batch, dtype or optimizer than the layout")
-    precision = workload.compute_precision
-    mat, vec = peaks(device, precision)
-    stage = stage or stages(est)
+class StepTime(NamedTuple):
+    """One optimizer step's seconds on one device by part (``step_time``)."""
+    compute: float                  # the stage's micro-batches, bubble included
+    tp_comm: float                  # tensor-parallel all-reduces, all-to-alls and context rings
+    pp_comm: float
+    dp_comm: float
+    dp_comm_exposed: float
+    optimizer: float
+    step: float
+
+
+def step_time(est, layout: Layout, workload, device, factors: Factors, node: int, terms: StepTerms,
+              stage: Stages) -> StepTime:
+    """The step of ``layout`` (module docstring), from its micro-batch's ``terms``: what the search ranks layouts
+    by before it predicts the few it keeps (``evaluate``)."""
+    vec = peaks(device, workload.compute_precision)[1]
     t, p, d, v, n = (layout.tensor_parallel, layout.pipeline_parallel, layout.data_parallel, layout.interleave,
                      layout.micro_batches)
-    node = node_size or device.devices_per_node
     e, cp = layout.expert_parallel, layout.context_parallel
-    terms = terms or step_terms(est, device, precision, factors, t, layout.recompute, layout.sequence_parallel,
-                                stage, layout.fused_attention, e, node, cp)
     network_bps = factors.network_gbs * 1e9
     intra = interconnect_bps(device, network_bps)
     stage_s, tp_mb, a2a_mb = stage_seconds(terms, stage, p)
@@ -320,8 +338,30 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     opt = max(est.optimizer_flops / (vec * factors.compute_fraction),
               optimizer_bytes(est) / (device.memory_bw_bytes_per_s * factors.memory_fraction)) * params_share
     opt /= d * cp if layout.zero >= 1 else 1
-    step = (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency
+    return StepTime(compute, tp_comm, pp_comm, dp_comm, exposed, opt,
+                    (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency)
 
+
+def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size: int | None = None,
+             terms: StepTerms | None = None, stage: Stages | None = None, memory=None) -> Prediction:
+    """Training time, memory and energy of ``workload`` on ``layout.devices`` of ``device``; ``est`` is the graph at
+    one micro-batch (``layout.micro_batch`` samples). ``terms``, ``stage`` and ``memory`` (the layout's
+    ``device_memory``): precomputed by the search."""
+    if workload.kind != "training":
+        raise ValueError("evaluate() is for training workloads; use predict_inference()")
+    s = est.settings
+    if (s["batch"], s["dtype"], s["optimizer"]) != (layout.micro_batch, workload.dtype, workload.optimizer):
+        raise ValueError("the estimate was built for another micro-batch, dtype or optimizer than the layout")
+    precision = workload.compute_precision
+    mat = peaks(device, precision)[0]
+    stage = stage or stages(est)
+    t, p, d, n = layout.tensor_parallel, layout.pipeline_parallel, layout.data_parallel, layout.micro_batches
+    node = node_size or device.devices_per_node
+    e, cp = layout.expert_parallel, layout.context_parallel
+    terms = terms or step_terms(est, device, precision, factors, t, layout.recompute, layout.sequence_parallel,
+                                stage, layout.fused_attention, e, node, cp)
+    compute, tp_comm, pp_comm, dp_comm, exposed, opt, step = step_time(est, layout, workload, device, factors, node,
+                                                                       terms, stage)
     memory = memory or device_memory(est, layout, stage)
     why = why_not(memory, capacity(device, factors), layout, device)
     devices, global_batch = layout.devices, layout.global_batch
@@ -339,7 +379,7 @@ def evaluate(est, layout: Layout, workload, device, factors: Factors, node_size:
     return Prediction(
         device=device.id, devices=devices, precision=precision, tensor_parallel=t, pipeline_parallel=p,
         data_parallel=d, expert_parallel=e, context_parallel=cp, zero=layout.zero, recompute=layout.recompute, sequence_parallel=layout.sequence_parallel,
-        micro_batch=layout.micro_batch, gradient_accumulation=n, interleave=v, layers=terms.layers,
+        micro_batch=layout.micro_batch, gradient_accumulation=n, interleave=layout.interleave, layers=terms.layers,
         compute_seconds=compute, tp_comm_seconds=tp_comm, pp_comm_seconds=pp_comm, dp_comm_seconds=dp_comm,
         dp_comm_exposed_seconds=exposed, optimizer_seconds=opt, step_seconds=step, global_batch=global_batch,
         steps_per_epoch=steps_per_epoch, steps=steps,
