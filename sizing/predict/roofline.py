@@ -173,13 +173,34 @@ def wave_efficiency(m: int, n: int, units: int, tile: tuple[int, int] = WAVE_TIL
     return tiles / (-(-tiles // units) * units)
 
 
-def gemm_output(row, k: int, context_parallel: int = 1) -> tuple[int, int] | None:
-    """(m, n) of the output of one copy of the row's matrix product on one device, None for a row that is no
-    weighted product: a linear's (tokens, out features); a convolution's (batch x output positions, out
-    channels); an attention row's output projection (tokens, model width; row-parallel). Tensor parallelism of
-    degree k splits a column-parallel product's columns (a row-parallel one, ``row_parallel``, splits its inner
-    dimension and keeps its output whole); context parallelism splits the tokens. Backward's products are taken at
-    the forward's shape (a stated simplification: their tiles cover the same output and input sizes)."""
+class Product(NamedTuple):
+    """The whole output, m x n, of one copy of a row's weighted matrix product (``product``), whether the product
+    is row-parallel (``row_parallel``), and the row's forward MACs and copies (its inner dimension is
+    MACs / (copies x m x n))."""
+    m: int
+    n: int
+    row_parallel: bool
+    macs: int
+    repeat: int
+
+    def output(self, k: int, context_parallel: int = 1) -> tuple[int, int]:
+        """(m, n) on one device: tensor parallelism of degree k splits a column-parallel product's columns (a
+        row-parallel one splits its inner dimension and keeps its output whole); context parallelism splits the
+        tokens."""
+        return -(-self.m // context_parallel), self.n if self.row_parallel else -(-self.n // k)
+
+    def smallest(self, k: int, context_parallel: int = 1) -> int:
+        """The smallest of (m, n, inner) on one device (``output``), the inner dimension being the forward MACs
+        per output element (a convolution's in-channels per group x taps: 9 for a 3 x 3 depthwise one)."""
+        m, n = self.output(k, context_parallel)
+        return max(1, min(m, n, max(1, self.macs // (self.repeat * self.m * self.n))))
+
+
+def product(row) -> Product | None:
+    """The row's matrix product (``Product``), None for a row that is no weighted product: a linear's (tokens, out
+    features); a convolution's (batch x output positions, out channels); an attention row's output projection
+    (tokens, model width; row-parallel). Backward's products are taken at the forward's shape (a stated
+    simplification: their tiles cover the same output and input sizes)."""
     op, out = row.node.op, row.node.out.shape
     if op == "linear" or op in ATTENTION:
         m, n = numel(out[:-1]), out[-1]
@@ -187,18 +208,14 @@ def gemm_output(row, k: int, context_parallel: int = 1) -> tuple[int, int] | Non
         m, n = out[0] * numel(out[2:]), out[1]
     else:
         return None
-    return -(-m // context_parallel), n if row_parallel(row) else -(-n // k)
+    return Product(m, n, row_parallel(row), row.cost.macs, row.node.repeat)
 
 
 def smallest_dim(row, k: int, context_parallel: int = 1) -> int | None:
-    """The smallest of (m, n, inner) of the row's product on one device (``gemm_output``), the inner dimension
-    being its forward MACs per output element (a convolution's in-channels per group x taps: 9 for a 3 x 3
-    depthwise one); None for a row that is no weighted product."""
-    shape, whole = gemm_output(row, k, context_parallel), gemm_output(row, 1)
-    if shape is None:
-        return None
-    inner = max(1, row.cost.macs // (row.node.repeat * whole[0] * whole[1]))
-    return max(1, min(shape[0], shape[1], inner))
+    """``Product.smallest`` of the row's product on one of k tensor-parallel devices; None for a row that is no
+    weighted product."""
+    p = product(row)
+    return None if p is None else p.smallest(k, context_parallel)
 
 
 def gemm_rate(sweep, smallest: int) -> float:
@@ -264,14 +281,14 @@ def row_work(est, t: int, training: bool, recompute: str, sequence_parallel: boo
     each row's work over the whole step (``_row_totals``) split over the tensor- and context-parallel ranks."""
     def make():
         out = []
-        for r, (name, op, flops, nbytes, run, matrix, split, launched) in zip(est.layers, _row_totals(
-                est, training, recompute, width, grouped, fused_attention, expert_parallel, context_parallel)):
+        for name, op, flops, nbytes, run, matrix, split, launched, gemm in _row_totals(
+                est, training, recompute, width, grouped, fused_attention, expert_parallel, context_parallel):
             k = t if sequence_parallel or split else 1
             split_bytes = -(-nbytes // k)
             out.append((name, op, -(-flops // (k * context_parallel)), split_bytes, float(split_bytes),
-                        run / (k * context_parallel),
-                        matrix, smallest_dim(r, k, context_parallel) if matrix else None,
-                        gemm_output(r, k, context_parallel) if matrix else None, launched))
+                        run / (k * context_parallel), matrix,
+                        gemm.smallest(k, context_parallel) if gemm else None,
+                        gemm.output(k, context_parallel) if gemm else None, launched))
         return RowWork(*(tuple(column) for column in zip(*out))) if out else RowWork(*[()] * len(RowWork._fields))
     return est.derived(("row_work", t, training, recompute, sequence_parallel, width, grouped, fused_attention,
                         expert_parallel, context_parallel), make)
@@ -281,8 +298,8 @@ def _row_totals(est, training: bool, recompute: str, width: int | None, grouped,
                 expert_parallel: int, context_parallel: int) -> tuple[tuple, ...]:
     """Per row, whatever the tensor-parallel degree (computed once per estimate and arguments): its name and op,
     the FLOPs and bytes of its step (forward, backward, recomputation), the FLOPs it runs (less a fused causal
-    kernel's skipped blocks), whether it is a matrix product, whether tensor parallelism splits it (``tp_split``)
-    and the kernels it launches."""
+    kernel's skipped blocks), whether it is a matrix product, whether tensor parallelism splits it (``tp_split``),
+    the kernels it launches and its weighted product (``product``, None for other rows)."""
     def make():
         size = itemsize(est)
         out = []
@@ -299,8 +316,9 @@ def _row_totals(est, training: bool, recompute: str, width: int | None, grouped,
                 flops += c.backward_flops + again
                 nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
             run = flops - causal_skipped_flops(r, training, fused_attention)
-            out.append((r.node.name, r.node.op, flops, nbytes, run, REGISTRY[r.node.op].matrix, tp_split(r, width),
-                        kernels(r, training, bool(again))))
+            matrix = REGISTRY[r.node.op].matrix
+            out.append((r.node.name, r.node.op, flops, nbytes, run, matrix, tp_split(r, width),
+                        kernels(r, training, bool(again)), product(r) if matrix else None))
         return tuple(out)
     return est.derived(("row_totals", training, recompute, width, grouped, fused_attention, expert_parallel,
                         context_parallel), make)

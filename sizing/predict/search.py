@@ -193,6 +193,7 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
     stage = stages(base)
     precision = workload.compute_precision
     tally = _Tally([], Counter(), {})
+    room = capacity(device, factors)
     ts = tensor_candidates(base, node, devices, pins)
     if not ts:
         tally.miss(f"no tensor-parallel degree divides both the {devices} devices and the node of {node} "
@@ -224,6 +225,8 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
                 if replica <= MAX_MICRO_BATCH and replica not in micros:
                     micros.append(replica)
             per_stage = -(-stage.units // p)
+            zeros = [pins.zero] if pins.zero is not None else [z for z in (0, 1, 2, 3) if z <= pins.max_zero
+                                                                   and (p == 1 or z <= 1)]
             for m in micros:
                 n = replica // m
                 if pins.interleave is not None:
@@ -240,8 +243,8 @@ def layouts_on(at: Callable[[int], object], devices: int, global_batch: int, wor
                         tally.miss(f"--expert-parallel {pins.expert_parallel} must divide the experts of every "
                                    f"mixture-of-experts layer and the data-parallel degree", f"{d} replicas")
                     for r, e in ((r, e) for r in modes for e in eps):
-                        _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pins, stage,
-                                       node, precision, cache, tally, uneven)
+                        _add_best_zero(at, m, t, p, d, n, v, r, e, cp, zeros, room, workload, device, factors,
+                                       pins, stage, node, precision, cache, tally, uneven)
     return tally
 
 
@@ -272,10 +275,11 @@ def context_candidates(est, pins: Pins) -> list[int]:
     return [c for c in (1, 2, 4, 8, 16, 32) if tokens % c == 0]
 
 
-def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pins, stage, node, precision, cache,
-                   tally, samples=None):
-    """The lowest ZeRO stage that fits for one layout (stages 0-2 move the same bytes; 3 only when they do not
-    fit), predicted and added to ``tally``; or the reason none does. ``samples``: an unevenly split global batch."""
+def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, zeros, room, workload, device, factors, pins, stage, node,
+                   precision, cache, tally, samples=None):
+    """The lowest of the ZeRO stages ``zeros`` that fits in ``room`` bytes (None: any) for one layout (stages 0-2
+    move the same bytes; 3 only when they do not fit), its step timed and added to ``tally``; or the reason none
+    does. ``samples``: an unevenly split global batch."""
     est = at(m)
     sp = t > 1 and pins.sequence_parallel is not False
     key = (m, t, r, e, cp)
@@ -285,11 +289,7 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, workload, device, factors, pi
                       step_terms(est, device, precision, factors, t, r, sp, stage, pins.fused_attention, e, node,
                                  cp))
     kept, terms = cache[key]
-    zeros = [pins.zero] if pins.zero is not None else [z for z in (0, 1, 2, 3) if z <= pins.max_zero
-                                                           and (p == 1 or z <= 1)]
-    room = capacity(device, factors)
-    last = None
-    laid = _laid_out(est, stage)
+    last, laid = None, _laid_out(est, stage)
     for z in zeros:
         fields = (t, p, d, m, n, z, r, sp, v, pins.fused_attention, e, cp, samples)
         if fields not in laid:

@@ -221,6 +221,22 @@ def _in_order(values) -> float:
     return reduce(add, values, 0.0)
 
 
+def _tp_comm(est, stage: Stages, t: int, cp: int, passes: int, intra: float) -> tuple[float, float]:
+    """Seconds of the tensor-parallel all-reduces of one micro-batch, (inside the folded repeats, outside them):
+    ``passes`` ring all-reduces of each row-parallel row's output over the t ranks per copy. Computed once per
+    estimate and interconnect bandwidth (``intra``: devices of one interconnect share them)."""
+    def make():
+        size, inside_s, outside_s = itemsize(est), 0.0, 0.0
+        for _, inside, repeat, out_elems in _step_rows(est, stage).allreduced:
+            comm = passes * repeat * ring_allreduce_seconds(out_elems * size // cp, t, intra, INTRA_HOP_SECONDS)
+            if inside:
+                inside_s += comm
+            else:
+                outside_s += comm
+        return inside_s, outside_s
+    return est.derived(("tp_comm", stage.grouped, t, cp, passes, intra), make)
+
+
 def step_terms(est, device, precision: str, factors: Factors, t: int, recompute: str, sp: bool,
                stage: Stages, fused_attention: bool = True, e: int = 1, node: int | None = None,
                cp: int = 1) -> StepTerms:
@@ -241,13 +257,8 @@ def step_terms(est, device, precision: str, factors: Factors, t: int, recompute:
     node = node or device.devices_per_node
     a2a_link, a2a_hop = (intra, INTRA_HOP_SECONDS) if e <= max(1, node // t) else (network, INTER_HOP_SECONDS)
     ring_link, ring_hop = (intra, INTRA_HOP_SECONDS) if cp <= max(1, node // t) else (network, INTER_HOP_SECONDS)
-    a2a_in = a2a_out = tp_in = tp_out = 0.0
-    for _, inside, repeat, out_elems in rows.allreduced if t > 1 else ():
-        comm = passes * repeat * ring_allreduce_seconds(out_elems * size // cp, t, intra, INTRA_HOP_SECONDS)
-        if inside:
-            tp_in += comm
-        else:
-            tp_out += comm
+    tp_in, tp_out = _tp_comm(est, stage, t, cp, passes, intra) if t > 1 else (0.0, 0.0)
+    a2a_in = a2a_out = 0.0
     for i, inside, repeat, tokens, top_k, kv in rows.routed if e > 1 or cp > 1 else ():
         if e > 1 and top_k:
             routed = tokens // (t * cp) * top_k * size
