@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
-from operator import add, ge, mul, truediv
+from operator import ge, mul, truediv
 from typing import NamedTuple
 
 from ..common.errors import SizingError
@@ -461,8 +461,8 @@ def layer_columns(est, device, precision: str, factors: Factors, t: int = 1, tra
             compute[i], memory[i] = compute[i] / share, memory[i] / share
         if issue:                   # the step's own fixed cost (loss, optimizer loop) on the last row
             issue[-1] += executor.step_s
-    longer = [c if c >= m else m for c, m in zip(compute, memory)]
-    seconds = list(map(add, longer, issue)) if serial else [x if x >= i else i for x, i in zip(longer, issue)]
+    seconds = ([(c if c >= m else m) + i for c, m, i in zip(compute, memory, issue)] if serial else
+               [(c if c >= i else i) if c >= m else (m if m >= i else i) for c, m, i in zip(compute, memory, issue)])
     return LayerColumns(work, compute, memory, issue, serial, seconds, list(map(ge, compute, memory)))
 
 
