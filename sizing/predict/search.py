@@ -133,9 +133,9 @@ def pipeline_candidates(units: int, pins: Pins, per_tensor_group: int) -> list[i
 @dataclass
 class _Tally:
     """What the search saw: the layouts that fit (``Candidate``), how many failed for each reason (with the first
-    example), the closest that did not fit. ``shapes``: the fastest step seen for each parallel structure (``shape``); a layout
-    whose step cannot beat the ``KEEP + 1``-th of them is neither the pick nor an alternative, so it is not
-    predicted (``bar``)."""
+    example), the closest that did not fit. ``shapes``: the fastest step seen for each parallel structure
+    (``shape``); a layout whose step cannot beat the ``KEEP + 1``-th of them is neither the pick nor an
+    alternative, so it is not timed (``bar``)."""
     fitting: list
     reasons: Counter
     examples: dict
@@ -297,7 +297,7 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, zeros, room, workload, device
             laid[fields] = layout, device_memory(est, layout, stage, kept)
         layout, mem = laid[fields]
         if room is None or mem.total <= room:
-            # every term of the step beyond the stage's compute is >= 0 (training.py evaluate)
+            # every term of the step beyond the stage's compute is >= 0 (training.py step_time)
             least = stage_seconds(terms, stage, p)[0] * (n + (p - 1) / v) / factors.framework_efficiency
             if least <= tally.bar():
                 step = step_time(est, layout, workload, device, factors, node, terms, stage).step
@@ -315,8 +315,7 @@ def _laid_out(est, stage) -> dict:
     """Layouts of ``est`` cut by ``stage`` (by their fields) with their device_memory, kept on the estimate: a
     layout's bytes do not depend on the device, and every candidate device whose nodes hold as many devices tries
     the same layouts on the same counts. The stage is kept beside them, so that its id names no other stage."""
-    kept, laid = est.derived(("laid_out", id(stage)), lambda: (stage, {}))
-    return laid if kept is stage else {}
+    return est.derived(("laid_out", id(stage)), lambda: (stage, {}))[1]
 
 
 def rank_key(fit: Candidate):

@@ -40,8 +40,8 @@ from ..model.memory import Memory
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
 from .fit import Stages, capacity, device_memory, optimizer_bytes, stage_params_share, stages
-from .roofline import (ATTENTION, BOUNDS, LayerColumns, LayerTime, backward_share, facility_kw, itemsize, layer_columns,
-    peaks, row_parallel)
+from .roofline import (ATTENTION, BOUNDS, LayerColumns, LayerTime, backward_share, facility_kw, itemsize,
+    layer_columns, peaks, row_parallel)
 from .setup import Factors, Layout, assumptions
 
 
