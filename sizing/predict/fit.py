@@ -122,15 +122,25 @@ def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float
     return est.derived(key, lambda: _activations(est, layout, stage))
 
 
+def _kept_rows(est, stage: Stages, recompute: str, fused: bool) -> tuple[tuple, tuple]:
+    """What ``_activations`` reads of the rows, whatever the tensor-parallel degree (computed once per estimate,
+    stage, recomputation and attention kernel): (bytes kept without recomputation, whether tensor parallelism
+    splits it: ``tp_split``) per row outside the repeats, and (row, bytes kept, split) per row inside them."""
+    def make():
+        size = itemsize(est)
+        outside = tuple((kept_bytes(r, size, "none", fused), tp_split(r, stage.width)) for r in est.layers
+                        if r.node.name not in stage.grouped)
+        inside = tuple((r, kept_bytes(r, size, recompute, fused), tp_split(r, stage.width)) for r in est.layers
+                       if r.node.name in stage.grouped)
+        return outside, inside
+    return est.derived(("kept_rows", stage.grouped, stage.width, recompute, fused), make)
+
+
 def _activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float, float]:
     size, t, sp = itemsize(est), layout.tensor_parallel, layout.sequence_parallel
-
-    def on_device(row, nbytes):
-        return nbytes / t if sp or tp_split(row, stage.width) else nbytes
-    outside = est.input_kept + sum(on_device(r, kept_bytes(r, size, "none", layout.fused_attention))
-                                   for r in est.layers if r.node.name not in stage.grouped)
-    inside = [(r, on_device(r, kept_bytes(r, size, layout.recompute, layout.fused_attention)))
-              for r in est.layers if r.node.name in stage.grouped]
+    outside_rows, inside_rows = _kept_rows(est, stage, layout.recompute, layout.fused_attention)
+    outside = est.input_kept + sum(nbytes / t if sp or split else nbytes for nbytes, split in outside_rows)
+    inside = [(r, nbytes / t if sp or split else nbytes) for r, nbytes, split in inside_rows]
     first = _first_stage_outside(est, stage)
     if layout.recompute != "full":
         return sum(b for _, b in inside), outside, 0.0, first

@@ -297,8 +297,10 @@ def _add_best_zero(at, m, t, p, d, n, v, r, e, cp, zeros, room, workload, device
             laid[fields] = layout, device_memory(est, layout, stage, kept)
         layout, mem = laid[fields]
         if room is None or mem.total <= room:
-            # every term of the step beyond the stage's compute is >= 0 (training.py step_time)
-            least = stage_seconds(terms, stage, p)[0] * (n + (p - 1) / v) / factors.framework_efficiency
+            # the step's compute and tensor-parallel terms, as training.py step_time adds them: its other terms
+            # are >= 0, and a float sum does not fall as terms >= 0 join it
+            stage_s, tp_mb, a2a_mb = stage_seconds(terms, stage, p)
+            least = (stage_s * (n + (p - 1) / v) + (tp_mb + a2a_mb) * n) / factors.framework_efficiency
             if least <= tally.bar():
                 step = step_time(est, layout, workload, device, factors, node, terms, stage).step
                 tally.add(Candidate(step, layout, mem, est, terms, stage, node))
