@@ -128,6 +128,7 @@ class Option:
     throughput: float | None = None       # inference: samples/s of all replicas
     fewer_seconds: float | None = None    # training: the time on the next smaller count (None: it does not fit)
     fewer_count: int | None = None        # training: that count
+    offer: str = "sold"                   # sold | rented_only (cloud_only) | discontinued: see ``offer``
     prediction: object = field(default=None, compare=False, repr=False)
 
     @property
@@ -323,12 +324,19 @@ def apply_prices(db: dict, path: str) -> dict:
     return out
 
 
+def offer(device) -> str:
+    """How a buyer gets the device: 'rented_only' (cloud_only: no price to fill, its cost is its cloud rate),
+    'discontinued' (no current price to fill) or 'sold'."""
+    return "rented_only" if device.cloud_only else "discontinued" if device.discontinued else "sold"
+
+
 def status(option: Option, budget: int | None) -> str:
-    """'ok' (meets the target, priced, within budget), 'over_budget', 'unpriced' or 'misses' (the target)."""
+    """'ok' (meets the target, priced, within budget), 'over_budget', 'misses' (the target), or, meeting it
+    without a price: 'unpriced' (sold, the database lacks its price), 'rented_only' or 'discontinued' (``offer``)."""
     if not option.meets:
         return "misses"
     if option.tco is None:
-        return "unpriced"
+        return "unpriced" if option.offer == "sold" else option.offer
     if budget is not None and option.purchase > budget:
         return "over_budget"
     return "ok"

@@ -168,6 +168,8 @@ STRINGS = {
     "status_ok": ("meets the target", "목표 충족"),
     "status_over_budget": ("over budget", "예산 초과"),
     "status_unpriced": ("no price", "가격 없음"),
+    "status_rented_only": ("rented only", "임대 전용"),
+    "status_discontinued": ("discontinued", "단종"),
     "status_misses": ("misses the target", "목표 미달"),
     "front_mark": ("Pareto front", "파레토 최적"),
     # charts
