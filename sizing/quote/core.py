@@ -208,12 +208,15 @@ def nodes_for(count: int, per_node: int) -> int:
 
 
 def buyable_counts(device, most: int) -> list[int]:
-    """The device counts a buyer can order: a device priced one by one goes in a server of 1, 2, 4 ... slots
-    below its usual node (a workstation) and in whole nodes past it (8, 16, 24, 32, 48, ... for nodes of 8); a
-    device sold only as a whole server (a node price, no unit price) in whole servers."""
+    """The device counts a buyer can order: a device goes in a server of 1, 2, 4 ... slots below its usual node
+    (a workstation; rented: an instance of that many) and in whole nodes past it (8, 16, 24, 32, 48, ... for
+    nodes of 8); a device sold only as a whole server (a node price, no unit price) in whole servers. A device
+    without any price (on sale without one in the database, rented only, discontinued) is counted as one sold
+    one by one, so its count is the fewest that meets the target, as a priced one's is."""
     node = device.devices_per_node
     whole = [node * f << k for f in (1, 3) for k in range(max(1, most // node).bit_length() + 1)]
-    small = [1 << k for k in range(node.bit_length()) if (1 << k) < node] if device.price is not None else []
+    whole_only = device.price is None and device.node_price is not None
+    small = [] if whole_only else [1 << k for k in range(node.bit_length()) if (1 << k) < node]
     return sorted(c for c in set(small) | set(whole) if c <= most)
 
 

@@ -272,18 +272,18 @@ STRINGS = {
     "as_prices": ("Prices are the database's list, street or estimated prices of the dates shown, converted once "
                   "per unit price.",
                   "가격은 표시된 날짜의 데이터베이스 정가, 시장가 또는 추정가이며 단가마다 한 번 환산합니다."),
-    "as_search": ("Devices priced one by one come in a server of 1, 2, 4 ... slots below their usual node and in "
-                  "whole nodes past it (devices sold as whole servers: whole servers); the fewest that fit in "
+    "as_search": ("Devices come in a server of 1, 2, 4 ... slots below their usual node and in whole nodes past it "
+                  "(devices sold only as whole servers: whole servers); the fewest that fit in "
                   "memory and meet the target, each with the fastest parallel layout the planner finds (tensor, "
                   "pipeline and data parallel, ZeRO, recomputation, micro-batch); at most {max} devices.",
-                  "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
+                  "장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
                   "파는 장치는 서버 단위); 메모리에 들어가고 목표를 충족하는 가장 적은 수, 각각 플래너가 찾은 가장 "
                   "빠른 병렬 구성(텐서·파이프라인·데이터 병렬, ZeRO, 재계산, 마이크로 배치); 최대 {max}대."),
-    "as_search_llm": ("Devices priced one by one come in a server of 1, 2, 4 ... slots below their usual node and "
-                      "in whole nodes past it (devices sold as whole servers: whole servers); the fewest whose "
+    "as_search_llm": ("Devices come in a server of 1, 2, 4 ... slots below their usual node and in whole nodes "
+                      "past it (devices sold only as whole servers: whole servers); the fewest whose "
                       "replicas hold the requests' KV cache and meet the targets: tensor parallel within a node, "
                       "pipeline stages across nodes, then replicas; at most {max} devices.",
-                      "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
+                      "장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
                       "파는 장치는 서버 단위); 복제본들이 요청의 KV 캐시를 담고 목표를 충족하는 가장 적은 수: 노드 안에서 "
                       "텐서 병렬, 노드를 넘으면 파이프라인 단계, 그다음 복제; 최대 {max}대."),
     "as_model": ("Times come from the performance model: a per-layer roofline with calibrated compute and memory "
