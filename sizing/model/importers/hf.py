@@ -196,6 +196,12 @@ def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, p
             {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias}]
 
 
+# each expert's module names in transformers 4.x (Qwen2MoeMLP, Qwen3MoeMLP, DeepseekV2MLP, DeepseekV3MLP; Mixtral's
+# w1, w3, w2 are the op's own); the router is nn.Linear 'gate' but for DeepSeek's (DeepseekV2MoEGate,
+# DeepseekV3TopkRouter: a bare nn.Parameter, which PEFT cannot adapt)
+QWEN_EXPERTS = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
+
+
 def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
     """Qwen2-MoE's shared expert beside the routed ones (transformers Qwen2MoeSparseMoeBlock): a SwiGLU MLP of
     ``shared_expert_intermediate_size`` on every token, scaled by sigmoid(shared_expert_gate x) (one output),
@@ -268,7 +274,7 @@ def _llama(c: Config) -> dict:
         norm = True if c.family == "mixtral" else c.get("norm_topk_prob", boolean, False)
         block.append({"op": "mixture_of_experts", "name": experts[1], "intermediate_size": width,
                       "num_experts": c.get(experts[0], pos_int), "top_k": c.get("num_experts_per_tok", pos_int),
-                      "norm_topk_prob": norm})
+                      "norm_topk_prob": norm, **({} if c.family == "mixtral" else {"modules": dict(QWEN_EXPERTS)})})
         if c.family == "qwen2_moe":
             block += _shared_expert(c.get("shared_expert_intermediate_size", pos_int), hidden, act)
     else:
@@ -559,7 +565,7 @@ def _deepseek_moe(c: Config, hidden: int, act: dict) -> list[dict]:
            "n_group": c.get("n_group", pos_int, 1) if grouped else 1,
            "topk_group": c.get("topk_group", pos_int, 1) if grouped else 1, "group_top": 2 if method == "noaux_tc" else 1,
            "routed_scaling_factor": factor if (method == "noaux_tc" or not norm) else 1.0,
-           "inputs": ["post_attention_layernorm"]}
+           "modules": {**QWEN_EXPERTS, "gate": None}, "inputs": ["post_attention_layernorm"]}
     shared = c.get("n_shared_experts", any_int, 0)
     if shared < 0:
         raise SizingError(f"'n_shared_experts': an integer >= 0, got {shared}", c.path)
