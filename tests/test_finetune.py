@@ -232,3 +232,25 @@ def test_qlora_keeps_the_experts_in_nf4():
     frozen_linear = layers * (2 * h * h + 2 * h * kv + n * 3 * h * f + n * h)
     est = tuned("mixtral-8x7b-v0.1.json", "qlora", 16, seq_len=16)
     assert est.memory.weights == -(-int(frozen_linear * NF4_BITS) // 8) + (est.totals.params - frozen_linear) * 2
+
+
+def test_a_target_takes_every_module_of_that_name_as_peft_does():
+    """PEFT matches a target against a module's name or its last dotted parts (check_target_module_exists), so on
+    Qwen1.5-MoE-A2.7B 'gate_proj' takes the 60 routed experts' and the shared expert's (shared_expert.gate_proj,
+    which that name alone also takes), and 'gate' the router but not shared_expert_gate."""
+    c = config("qwen1.5-moe-a2.7b.json")
+    h, layers, n = c["hidden_size"], c["num_hidden_layers"], c["num_experts"]
+    f, shared, r = c["moe_intermediate_size"], c["shared_expert_intermediate_size"], 8
+    assert tuned("qwen1.5-moe-a2.7b.json", "lora", r, "gate_proj", seq_len=8).trainable_params == \
+        r * layers * (n * (h + f) + (h + shared))
+    assert tuned("qwen1.5-moe-a2.7b.json", "lora", r, "shared_expert.gate_proj", seq_len=8).trainable_params == \
+        r * layers * (h + shared)
+    assert tuned("qwen1.5-moe-a2.7b.json", "lora", r, "gate", seq_len=8).trainable_params == r * layers * (h + n)
+    with pytest.raises(SizingError, match="did you mean 'shared_expert.gate_proj'"):
+        load_graph(HF + "qwen1.5-moe-a2.7b.json", finetune=("lora", r, "shared_experts.gate_proj"))
+
+
+def test_a_bad_module_name_is_refused():
+    spec = {"input": [4], "layers": [{"op": "linear", "name": "a", "out_features": 2, "module": "shared expert"}]}
+    with pytest.raises(SizingError, match=r"layers\[0\] \(linear 'a'\)\.module: must be a module name"):
+        build(spec, {}, "t")

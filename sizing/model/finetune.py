@@ -42,6 +42,18 @@ def expert_modules(item: dict) -> dict[str, str]:
     return {role: given.get(role, role) for role in ROLES if isinstance(given.get(role, role), str)}
 
 
+def module_of(item: dict):
+    """The module a layer stands for, which --lora-targets matches: its ``module`` (the importer's Hugging Face
+    path inside the decoder layer, as shared_expert.gate_proj), else its name."""
+    return item.get("module", item.get("name"))
+
+
+def matches(target: str, module: str) -> bool:
+    """PEFT's rule for a list of target_modules (check_target_module_exists): the module's name is the target or
+    ends with '.' + target."""
+    return module == target or module.endswith("." + target)
+
+
 def head_names(data) -> set[str]:
     """The output head: the last linear layer of the top-level layers when it is the last layer (PEFT's
     all-linear leaves it out)."""
@@ -65,19 +77,20 @@ def apply(data, method: str, rank: int | None = None, targets: str | None = None
     if not isinstance(data, dict):
         return data
     data = copy.deepcopy(data)
-    moes = _items(data, "mixture_of_experts")
-    names = sorted({item.get("name") for item in _items(data, "linear") if item.get("name")}
-                   | {m for item in moes for m in expert_modules(item).values()})
-    head = head_names(data)
+    linears = _items(data, "linear")
+    names = sorted({m for m in map(module_of, linears) if isinstance(m, str)}
+                   | {m for item in _items(data, "mixture_of_experts") for m in expert_modules(item).values()})
     if targets in (None, ALL_LINEAR):
+        head = {module_of(item) for item in linears if item.get("name") in head_names(data)}
         wanted = set(names) - head
     else:
-        wanted = {t.strip() for t in targets.split(",") if t.strip()}
-        unknown = sorted(wanted - set(names))
-        if unknown or not wanted:
+        given = [t.strip() for t in targets.split(",") if t.strip()]
+        unknown = [t for t in given if not any(matches(t, m) for m in names)]
+        if unknown or not given:
             bad = unknown[0] if unknown else targets
             raise SizingError(f"--lora-targets: '{bad}' is not a linear layer of the model{closest(bad, names)}; "
                               f"it has {', '.join(names) or 'none'} (or give {ALL_LINEAR})")
+        wanted = {m for m in names if any(matches(t, m) for t in given)}
     for items in _layer_lists(data):
         _attach(items, wanted, rank)
     return data
@@ -97,12 +110,13 @@ def _attach(items: list, wanted: set, rank: int):
         if roles:       # adapters on the experts (and router) it names; its own weights stay frozen
             frozen.update(trainable=True, lora_rank=rank, lora_targets=roles)
         name = item.get("name")
-        if item.get("op") == "linear" and name in wanted and "inputs" not in item and before is not None \
-                and not before.get("name"):
+        adapted = item.get("op") == "linear" and module_of(item) in wanted
+        if adapted and "inputs" not in item and before is not None and not before.get("name"):
             before["name"] = previous = f"lora_input_{k}"          # name the unnamed layer the adapters read
-        if item.get("op") == "linear" and name in wanted:
+        if adapted:
             source = item.get("inputs", previous)
             base = {**frozen, "name": f"{name}_base", "inputs": source}
+            base.pop("module", None)
             lora_a = {"op": "linear", "name": f"{name}_lora_A", "out_features": rank, "bias": False,
                       "inputs": source}
             lora_b = {"op": "linear", "name": f"{name}_lora_B", "out_features": item["out_features"], "bias": False}

@@ -187,13 +187,19 @@ def _lm_spec(c: Config, embed: list[dict], block, layers, final_norm: dict, head
             "blocks": blocks, "layers": [*embed, *uses, final_norm, head, *tail]}
 
 
-def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, prefix: str = "") -> list[dict]:
-    """LLaMA's gated MLP on the norm's output: down(act(gate x) * up x), its layers named <prefix>gate_proj ..."""
-    return [{"op": "linear", "name": f"{prefix}gate_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
-            {"op": "linear", "name": f"{prefix}up_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
+def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, prefix: str = "",
+            module: str = "") -> list[dict]:
+    """LLaMA's gated MLP on the norm's output: down(act(gate x) * up x), its layers named <prefix>gate_proj ...;
+    under a submodule (``module``: a shared expert's) the projections are <module>.gate_proj ... as modules."""
+    def where(proj: str) -> dict:
+        return {"module": f"{module}.{proj}"} if module else {}
+    return [{"op": "linear", "name": f"{prefix}gate_proj", "out_features": inter, "bias": bias, "inputs": [norm],
+             **where("gate_proj")},
+            {"op": "linear", "name": f"{prefix}up_proj", "out_features": inter, "bias": bias, "inputs": [norm],
+             **where("up_proj")},
             {**act, "name": f"{prefix}act", "inputs": [f"{prefix}gate_proj"]},
             {"op": "mul", "name": f"{prefix}gated", "inputs": [f"{prefix}act", f"{prefix}up_proj"]},
-            {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias}]
+            {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias, **where("down_proj")}]
 
 
 # each expert's module names in transformers 4.x (Qwen2MoeMLP, Qwen3MoeMLP, DeepseekV2MLP, DeepseekV3MLP; Mixtral's
@@ -207,7 +213,7 @@ def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
     ``shared_expert_intermediate_size`` on every token, scaled by sigmoid(shared_expert_gate x) (one output),
     added to the routed experts' sum."""
     norm = "post_attention_layernorm"
-    return [*_swiglu(norm, width, hidden, act, prefix="shared_"),
+    return [*_swiglu(norm, width, hidden, act, prefix="shared_", module="shared_expert"),
             {"op": "linear", "name": "shared_expert_gate", "out_features": 1, "bias": False, "inputs": [norm]},
             {"op": "sigmoid", "name": "shared_expert_weight"},
             {"op": "mul", "name": "shared_expert", "inputs": ["shared_down_proj", "shared_expert_weight"]},
@@ -572,7 +578,8 @@ def _deepseek_moe(c: Config, hidden: int, act: dict) -> list[dict]:
     if not shared:
         return [moe]
     width = shared * moe["intermediate_size"]
-    return [moe, *_swiglu("post_attention_layernorm", width, hidden, act, prefix="shared_experts_"),
+    return [moe, *_swiglu("post_attention_layernorm", width, hidden, act, prefix="shared_experts_",
+                          module="shared_experts"),
             {"op": "add", "name": "experts_sum", "inputs": ["mlp", "shared_experts_down_proj"]}]
 
 
