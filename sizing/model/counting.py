@@ -47,7 +47,8 @@ def trained_params(row: LayerCost) -> int:
     """Params of a row that train: none when the layer is frozen, else its own less the op's frozen weights."""
     if not row.node.trainable:
         return 0
-    frozen = sum(numel(s) for k, s in weight_shapes(row.node).items() if k not in trained_weights(row.node))
+    trained = trained_weights(row.node)
+    frozen = sum(numel(s) for k, s in weight_shapes(row.node).items() if k not in trained)
     return row.cost.params - frozen * row.node.repeat
 
 
