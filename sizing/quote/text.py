@@ -480,6 +480,10 @@ NOTES_KO = (
     (r"weights, KV cache and activations fill at most (\d+)% of each device's memory \(vLLM's default "
      r"--gpu-memory-utilization\)", lambda m: f"가중치, KV 캐시, 활성값은 장치 메모리의 최대 {m[1]}%까지 씀 (vLLM의 기본 "
                                             f"--gpu-memory-utilization)"),
+    (r"matrix products, attention and each other op \(norms, residual adds, activations\) at its own roofline, one "
+     r"after another(?:; no kernel shorter than its (\S+) us issue time)?",
+     lambda m: "행렬곱, 어텐션, 그 밖의 연산(정규화, 잔차 덧셈, 활성화)을 차례로 각자의 루프라인으로"
+               + (f"; 어떤 커널도 발행 시간 {m[1]} us보다 짧지 않음" if m[1] else "")),
     (r"serving efficiency ([\d.]+) for prefill, ([\d.]+) for decode, fitted on published serving runs \(apart from "
      r"training's\)", lambda m: f"서빙 효율 프리필 {m[1]}, 디코드 {m[2]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
