@@ -271,12 +271,43 @@ def test_stored_serving_efficiency_is_the_fit_of_the_calibrate_rows():
     assert (fitted.prefill, fitted.decode) == pytest.approx((stored.prefill, stored.decode), abs=5e-4)
 
 
-def test_lm_model_of_a_transformer_spec_matches_its_config():
-    """The calibration's transformer description of Llama 2 7B serves like its config.json."""
-    spec = lm_model("l7", {"layers": 32, "d_model": 4096, "heads": 32, "ffn": 11008, "mlp": "swiglu",
-                           "norm": "rmsnorm", "vocab": 32000}, 512)
-    conf = config_model()
-    assert spec.kv_elems_per_token == conf.kv_elems_per_token and spec.matrix_params == conf.matrix_params
+# Calibration models (training runs and serving models) whose released config.json is in tests/data/hf. LLaMA 1 7B
+# has Llama 2 7B's architecture (Touvron et al. 2023, Llama 2, section 2.2: only the context length and, for 34B and
+# 70B, grouped-query attention changed); the graphs are compared at the calibration model's own sequence length.
+HF_TWINS = {("runs", "llama1-65b"): "llama-65b.json", ("runs", "llama2-7b"): "llama-2-7b.json",
+            ("runs", "llama1-7b"): "llama-2-7b.json", ("serving", "llama-7b"): "llama-2-7b.json",
+            ("serving", "llama-3-70b"): "llama-3-70b.json"}
+
+
+@pytest.mark.parametrize("kind, name", HF_TWINS)
+def test_calibration_models_build_as_their_hf_configs(kind, name):
+    """The graph a calibration model is predicted from is the one a user gets from the model's config.json: the
+    same ops row by row (rotary embeddings, separate q/k/v projections, an untied head), the same exact params,
+    FLOPs, backward FLOPs and memory."""
+    from sizing.model.estimate import estimate_graph
+    from sizing.model.graph import build
+    from sizing.predict.published import run_estimator, transformer_spec
+
+    cal = shipped()
+    if kind == "runs":
+        run = next(r for r in cal.runs if r.id == name)
+        ours, seq = run_estimator(run)(1), run.transformer["seq_len"]
+        user = estimator(f"tests/data/hf/{HF_TWINS[kind, name]}", seq_len=seq, dtype=run.dtype,
+                         optimizer=run.optimizer)(1)
+    else:
+        import yaml
+
+        from sizing.predict import calibration
+        with open(calibration.__file__.replace(".py", ".yaml")) as f:
+            model = yaml.safe_load(f)["serving"]["models"][name]
+        ours = estimate_graph(build(transformer_spec(name, **model), {}, name, batch=1, dtype="bf16"))
+        user = estimator(f"tests/data/hf/{HF_TWINS[kind, name]}", seq_len=model["seq_len"], dtype="bf16")(1)
+    assert [(r.node.op, r.node.repeat, r.node.out.shape) for r in ours.layers] == \
+        [(r.node.op, r.node.repeat, r.node.out.shape) for r in user.layers]
+    assert "rotary_embedding" in {r.node.op for r in ours.layers}
+    assert (ours.totals.params, ours.totals.flops, ours.totals.backward_flops) == \
+        (user.totals.params, user.totals.flops, user.totals.backward_flops)
+    assert ours.memory == user.memory
 
 
 def run_cli(*args):

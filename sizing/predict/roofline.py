@@ -35,6 +35,7 @@ from typing import NamedTuple
 from ..common.errors import SizingError
 from ..model.graph import DTYPES
 from ..model.ops import REGISTRY, numel
+from ..model.ops.transformer import band
 from .setup import Factors, recompute_mode
 
 
@@ -102,11 +103,42 @@ def out_bytes(row, itemsize: int) -> int:
     return numel(row.node.out.shape) * itemsize * row.node.repeat
 
 
-def tp_split(row, width: int | None) -> bool:
+def tp_split(row, width: int | None, split: frozenset = frozenset()) -> bool:
     """Whether tensor parallelism splits this row's work and kept tensors: matrix products (column- or
-    row-parallel) and anything wider than the model (inside the tensor-parallel regions); model-width rows between
-    them (norms, dropouts, residual adds) are replicated unless sequence parallelism splits them."""
-    return REGISTRY[row.node.op].matrix or width is None or row.node.out.shape[-1] > width
+    row-parallel), rows whose output is split over the devices (``split``: ``tensor_parallel_roles``; the rotary
+    embedding of a column-parallel q) and anything wider than the model (inside the tensor-parallel regions);
+    model-width rows between them (norms, dropouts, residual adds) are replicated unless sequence parallelism
+    splits them."""
+    return REGISTRY[row.node.op].matrix or width is None or row.node.name in split or row.node.out.shape[-1] > width
+
+
+def tensor_parallel_roles(est) -> tuple[frozenset, frozenset]:
+    """(the row-parallel layers, the layers whose output is split over the devices) of ``est`` under tensor
+    parallelism, as Megatron-LM lays a transformer out (Shoeybi et al. 2019, section 3: a sublayer's first
+    products split their columns, its last splits its inner dimension and all-reduces its output). A ``linear``
+    is row-parallel when its input is split: made, through ops without weights (activations, a product of two
+    tensors, views, rotary embeddings, attention's scores, dropout), by a column-parallel linear, one whose input
+    is whole (the graph input, or the output of a norm, an embedding, a residual add or a row-parallel layer). So
+    q, k and v projections are column-parallel however narrow (grouped-query k and v), and the output and down
+    projections row-parallel. Any other weighted product (a convolution; an op holding a whole sublayer:
+    multihead_attention, mixture_of_experts, an LSTM) is row-parallel when its output is no wider than its
+    input, else column-parallel. Graph nodes come in order (each after its inputs), so one pass decides."""
+    def make():
+        row_par, split = set(), set()
+        for r in est.layers:
+            n = r.node
+            weighted = r.cost.params > 0
+            if weighted and n.op == "linear":
+                parallel = n.inputs[0] in split
+            elif weighted and REGISTRY[n.op].matrix:
+                parallel = numel(n.out.shape) <= max(numel(t.shape) for t in n.in_types)
+            else:
+                if not weighted and n.op != "add" and n.inputs and n.inputs[0] in split:
+                    split.add(n.name)
+                continue
+            (row_par if parallel else split).add(n.name)
+        return frozenset(row_par), frozenset(split)
+    return est.derived("tensor_parallel_roles", make)
 
 
 def expert_weight_bytes(row, itemsize: int) -> int:
@@ -119,6 +151,17 @@ def expert_weight_bytes(row, itemsize: int) -> int:
 
 
 ATTENTION = ("multihead_attention", "scaled_dot_product_attention")
+
+
+def score_elements(row) -> int:
+    """Scores of one copy of an attention row (either attention op: the projections inside multihead_attention,
+    or q, k and v made by linears before scaled_dot_product_attention): batch x heads x queries x the keys each
+    query scores (all T, or a sliding window's band: sizing/model/ops/transformer.py ``band``); 0 for other rows."""
+    if row.node.op not in ATTENTION:
+        return 0
+    b, t = row.node.in_types[0].shape[:2]
+    a = row.node.kwargs
+    return b * a["num_heads"] * t * (band(a, t) if row.node.op == "scaled_dot_product_attention" else t)
 
 
 def attention_core_flops(row) -> int:
@@ -144,7 +187,7 @@ def recompute_flops(row, recompute: str, grouped) -> int:
     projections, 2 FLOPs per token per weight; Korthikanti et al. 2022)."""
     if recompute == "full":
         return row.cost.flops if row.node.name in grouped else 0
-    if recompute == "selective" and row.node.op == "multihead_attention":
+    if recompute == "selective" and row.node.op in ATTENTION:
         return attention_core_flops(row)
     return 0
 
@@ -154,12 +197,8 @@ def unfused_score_bytes(row, itemsize: int) -> int:
     counts a fused kernel, which keeps them on chip): Q K^T written and read by the softmax, the probabilities
     written and read by P V (4 x itemsize per score), and with dropout its mask written (1 byte) and the dropped
     probabilities written and read (2 x itemsize). Backward moves twice that."""
-    if row.node.op != "multihead_attention":
-        return 0
-    b, t, _ = row.node.in_types[0].shape
-    scores = b * row.node.kwargs["num_heads"] * t * t
-    per = 4 * itemsize + ((1 + 2 * itemsize) if row.node.kwargs["dropout"] else 0)
-    return scores * per * row.node.repeat
+    per = 4 * itemsize + ((1 + 2 * itemsize) if row.node.kwargs.get("dropout") else 0)
+    return score_elements(row) * per * row.node.repeat
 
 
 # A GEMM's output is computed in thread-block tiles of 256 x 128 (the tile NVIDIA's guide uses for the A100: one
@@ -178,12 +217,12 @@ def wave_efficiency(m: int, n: int, units: int, tile: tuple[int, int] = WAVE_TIL
     return tiles / (-(-tiles // units) * units)
 
 
-def gemm_output(row, k: int, context_parallel: int = 1) -> tuple[int, int] | None:
+def gemm_output(row, k: int, context_parallel: int = 1, inner_split: bool = False) -> tuple[int, int] | None:
     """(m, n) of the output of one copy of the row's matrix product on one device, None for a row that is no
     weighted product: a linear's (tokens, out features); a convolution's (batch x output positions, out
     channels); an attention row's output projection (tokens, model width; row-parallel). Tensor parallelism of
-    degree k splits a column-parallel product's columns (a row-parallel one, ``row_parallel``, splits its inner
-    dimension and keeps its output whole); context parallelism splits the tokens. Backward's products are taken at
+    degree k splits a column-parallel product's columns (a row-parallel one, ``inner_split``: ``row_parallel``,
+    splits its inner dimension and keeps its output whole); context parallelism splits the tokens. Backward's products are taken at
     the forward's shape (a stated simplification: their tiles cover the same output and input sizes)."""
     op, out = row.node.op, row.node.out.shape
     if op == "linear" or op in ATTENTION:
@@ -192,14 +231,14 @@ def gemm_output(row, k: int, context_parallel: int = 1) -> tuple[int, int] | Non
         m, n = out[0] * numel(out[2:]), out[1]
     else:
         return None
-    return -(-m // context_parallel), n if row_parallel(row) else -(-n // k)
+    return -(-m // context_parallel), n if inner_split else -(-n // k)
 
 
-def smallest_dim(row, k: int, context_parallel: int = 1) -> int | None:
+def smallest_dim(row, k: int, context_parallel: int = 1, inner_split: bool = False) -> int | None:
     """The smallest of (m, n, inner) of the row's product on one device (``gemm_output``), the inner dimension
     being its forward MACs per output element (a convolution's in-channels per group x taps: 9 for a 3 x 3
     depthwise one); None for a row that is no weighted product."""
-    shape, whole = gemm_output(row, k, context_parallel), gemm_output(row, 1)
+    shape, whole = gemm_output(row, k, context_parallel, inner_split), gemm_output(row, 1)
     if shape is None:
         return None
     inner = max(1, row.cost.macs // (row.node.repeat * whole[0] * whole[1]))
@@ -266,6 +305,7 @@ def row_work(est, t: int, training: bool, recompute: str, sequence_parallel: boo
     """The device-independent part of ``layer_times`` (its docstring), computed once per estimate and arguments."""
     def make():
         size = itemsize(est)
+        row_par, split = tensor_parallel_roles(est)
         out = []
         for r in est.layers:
             c = r.cost
@@ -279,13 +319,13 @@ def row_work(est, t: int, training: bool, recompute: str, sequence_parallel: boo
             if training:
                 flops += c.backward_flops + again
                 nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
-            k = t if sequence_parallel or tp_split(r, width) else 1
+            k = t if sequence_parallel or tp_split(r, width, split) else 1
             run = flops - causal_skipped_flops(r, training, fused_attention)
             matrix = REGISTRY[r.node.op].matrix
             out.append(RowWork(r.node.name, r.node.op, -(-flops // (k * context_parallel)), -(-nbytes // k),
                                run / (k * context_parallel), matrix,
-                               smallest_dim(r, k, context_parallel) if matrix else None,
-                               gemm_output(r, k, context_parallel) if matrix else None,
+                               smallest_dim(r, k, context_parallel, r.node.name in row_par) if matrix else None,
+                               gemm_output(r, k, context_parallel, r.node.name in row_par) if matrix else None,
                                kernels(r, training, bool(again))))
         return tuple(out)
     return est.derived(("row_work", t, training, recompute, sequence_parallel, width, grouped, fused_attention,
@@ -410,17 +450,16 @@ def backward_share(est) -> float:
     return t.backward_flops / max(1, t.flops + t.backward_flops)
 
 
-def row_parallel(row) -> bool:
-    """A layer tensor parallelism all-reduces after: a weighted matrix product whose output is no wider than its
-    input (Megatron's row-parallel layers: attention's output projection, an MLP's down projection)."""
-    return (REGISTRY[row.node.op].matrix and row.cost.params > 0
-            and numel(row.node.out.shape) <= max(numel(s.shape) for s in row.node.in_types))
+def row_parallel(est, row) -> bool:
+    """A layer tensor parallelism all-reduces after (``tensor_parallel_roles``: attention's output projection, an
+    MLP's down projection)."""
+    return row.node.name in tensor_parallel_roles(est)[0]
 
 
 def row_parallel_bytes(est) -> int:
     """Output bytes of the row-parallel layers, over their copies."""
     size = itemsize(est)
-    return sum(out_bytes(r, size) for r in est.layers if row_parallel(r))
+    return sum(out_bytes(r, size) for r in est.layers if row_parallel(est, r))
 
 
 def facility_kw(tdp_w: float | None, count: int, pue: float) -> float | None:

@@ -196,7 +196,7 @@ def serving_model(est, fig) -> Model:
 
     matrix = sum(r.cost.params for r in est.layers if REGISTRY[r.node.op].matrix)
     tokens = numel(est.graph.input.shape)
-    widths = tuple(r.node.out.shape[-1] for r in est.layers if row_parallel(r) for _ in range(r.node.repeat))
+    widths = tuple(r.node.out.shape[-1] for r in est.layers if row_parallel(est, r) for _ in range(r.node.repeat))
     heads = tuple(attention_heads(est))
     working = max((r.cost.bytes_read + r.cost.bytes_written) // r.node.repeat for r in est.layers) // tokens
     experts = tuple((r.node.kwargs["num_experts"], r.node.kwargs["top_k"],

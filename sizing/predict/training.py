@@ -191,7 +191,7 @@ def _step_rows(est, stage: Stages) -> tuple[tuple[int, int, int, int, int, int],
             seen = seen or inside
             moe = row.node.op == "mixture_of_experts"
             out.append((INSIDE if inside else AFTER if seen else BEFORE, row.node.repeat,
-                        numel(row.node.out.shape) if row_parallel(row) else 0,
+                        numel(row.node.out.shape) if row_parallel(est, row) else 0,
                         numel(row.node.in_types[0].shape) if moe else 0, row.node.kwargs["top_k"] if moe else 0,
                         kv_elements(row) if row.node.op in ATTENTION else 0))
         return tuple(out)
