@@ -484,6 +484,10 @@ NOTES_KO = (
      r"after another(?:; no kernel shorter than its (\S+) us issue time)?",
      lambda m: "행렬곱, 어텐션, 그 밖의 연산(정규화, 잔차 덧셈, 활성화)을 차례로 각자의 루프라인으로"
                + (f"; 어떤 커널도 발행 시간 {m[1]} us보다 짧지 않음" if m[1] else "")),
+    (r"time to first token with (\d+) requests in flight is a lower bound: NVIDIA NIM 1\.8's published runs under "
+     r"load measure more \(this model comes out a median (\d+)% low against them; benchmarks/bench_serving\.py\)",
+     lambda m: f"요청 {m[1]}개가 동시에 처리될 때의 첫 토큰 시간은 하한입니다: NVIDIA NIM 1.8의 공개 부하 측정값이 더 "
+               f"큽니다 (이 모델은 그 측정값보다 중앙값 {m[2]}% 낮게 나옴; benchmarks/bench_serving.py)"),
     (r"serving efficiency ([\d.]+) for prefill, ([\d.]+) for decode, fitted on published serving runs \(apart from "
      r"training's\)", lambda m: f"서빙 효율 프리필 {m[1]}, 디코드 {m[2]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "
