@@ -108,7 +108,7 @@ wide_option = click.option("--wide", is_flag=True, help="Tables at full width (d
               help="Fine-tune: every weight (full), LoRA adapters on a frozen 16-bit base, or QLoRA (a 4-bit base).")
 @click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")
 @click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters: comma-separated names "
-              "(HF module names: q_proj,v_proj) or all-linear (default).")
+              "(HF module names, the experts' too: q_proj,v_proj,gate_proj) or all-linear (default).")
 @click.option("--inference", is_flag=True, help="Serve the language model instead of training it (with --device).")
 @click.option("--concurrency", type=click.IntRange(1, 10 ** 9), help="Serving: sequences in flight (default 1).")
 @click.option("--prompt-tokens", type=click.IntRange(1, 10 ** 8),

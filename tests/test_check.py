@@ -203,8 +203,28 @@ layers:
   - {op: linear, name: out, out_features: 3}
 """   # the direct depthwise loops: 1-D and 2-D, dilation, stride 2, channel multiplier 2, every padding mode
 
+LORA_MOE = """
+name: lora_moe
+input: [5, 8]
+defaults: {batch: 2}
+layers:
+  - {op: mixture_of_experts, name: down_only, num_experts: 4, top_k: 2, intermediate_size: 6, lora_rank: 2,
+     lora_targets: [w2]}
+  - {op: mixture_of_experts, name: gate_only, inputs: input, num_experts: 3, top_k: 2, intermediate_size: 5,
+     lora_rank: 3, lora_targets: [gate]}
+  - {op: mixture_of_experts, name: up_only, inputs: input, num_experts: 2, top_k: 1, intermediate_size: 4,
+     lora_rank: 1, lora_targets: [w1, w3], routed_scaling_factor: 2.0}
+  - {op: add, name: s, inputs: [down_only, gate_only, up_only]}
+  - {op: mixture_of_experts, name: every, num_experts: 4, top_k: 2, intermediate_size: 6, lora_rank: 2,
+     scoring: sigmoid, norm_topk_prob: false}
+  - {op: mixture_of_experts, name: frozen, num_experts: 3, top_k: 1, intermediate_size: 4, trainable: false}
+  - {op: linear, name: head, out_features: 3, trainable: false}
+"""   # LoRA on frozen experts: the first three read the model input (no input gradient), so each computes only
+#       what its adapters need (w2's: the expert outputs' gradient; the router's: the routing weights'; w1 and
+#       w3's: the experts' insides); 'every' adapts all four products and passes its input a gradient
+
 SPECS = {"image": IMAGE, "sequence": SEQUENCE, "conv1d": CONV1D, "transformer": TRANSFORMER, "pointwise": POINTWISE,
-         "large_image": LARGE_IMAGE, "depthwise": DEPTHWISE}
+         "large_image": LARGE_IMAGE, "depthwise": DEPTHWISE, "lora_moe": LORA_MOE}
 NO_KERNEL = {"unmapped"}          # an imported node with a shape and no semantics: refused by name
 
 

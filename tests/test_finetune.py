@@ -113,3 +113,144 @@ def test_quote_fine_tunes_on_one_consumer_card():
     assert (pick["device"], pick["count"], pick["meets_target"]) == ("rtx-4090", 1, True)
     full = CliRunner().invoke(main, args)
     assert full.exit_code == 0 and json.loads(full.stdout)["pick"] is None
+
+
+# ---------------------------------------------------------------- mixture-of-experts models
+
+def config(path):
+    with open(HF + path) as f:
+        return json.load(f)
+
+
+def peft_moe_count(path, r, attention=True, experts=True, router=True):
+    """What PEFT's print_trainable_parameters() counts for LoRA on a transformers 4.x MoE model (Qwen3MoeMLP /
+    MixtralBlockSparseTop2MLP experts: one nn.Linear per projection and expert; the router an nn.Linear), from
+    the config: r (in + out) per adapted linear, summed over q, k, v, o, every expert's three projections and the
+    router, per layer."""
+    c = config(path)
+    h, layers = c["hidden_size"], c["num_hidden_layers"]
+    d = c.get("head_dim") or h // c["num_attention_heads"]
+    q, kv = c["num_attention_heads"] * d, c["num_key_value_heads"] * d
+    n = c.get("num_experts") or c["num_local_experts"]
+    f = c.get("moe_intermediate_size") or c["intermediate_size"]
+    per_layer = (attention * ((h + q) + 2 * (h + kv) + (q + h)) + experts * n * (2 * (h + f) + (f + h))
+                 + router * (h + n))
+    return r * layers * per_layer
+
+
+@pytest.mark.parametrize("path,names", [("qwen3-30b-a3b.json", "gate_proj,up_proj,down_proj"),
+                                        ("mixtral-8x7b-v0.1.json", "w1,w2,w3")])
+@pytest.mark.parametrize("r", [8, 16])
+def test_peft_counts_for_mixture_of_experts(path, names, r):
+    """all-linear adapts every nn.Linear but the output head (PEFT's _maybe_include_all_linear_layers excludes
+    only get_output_embeddings()), so each expert's projections and the router 'gate' too; the experts' module
+    names adapt the experts alone, 'gate' the router alone. Params include the adapters."""
+    base = tuned(path, "full", seq_len=16).totals.params
+    est = tuned(path, "lora", r, "all-linear", seq_len=16)
+    assert est.trainable_params == peft_moe_count(path, r)
+    assert est.totals.params == base + est.trainable_params
+    experts = tuned(path, "lora", r, names, seq_len=16).trainable_params
+    assert experts == peft_moe_count(path, r, attention=False, router=False)
+    assert tuned(path, "lora", r, "gate", seq_len=16).trainable_params == peft_moe_count(
+        path, r, attention=False, experts=False)
+
+
+def test_qwen3_moe_experts_add_415m_at_rank_8():
+    """Qwen3-30B-A3B at r = 8: 48 layers x 128 experts x 8 x 3 (2048 + 768) = 415,236,096 adapter params on the
+    experts, what the attention-only count missed."""
+    est = tuned("qwen3-30b-a3b.json", "lora", 8, "all-linear", seq_len=16)
+    attention = tuned("qwen3-30b-a3b.json", "lora", 8, "q_proj,k_proj,v_proj,o_proj", seq_len=16)
+    router = 48 * 8 * (2048 + 128)
+    assert est.trainable_params - attention.trainable_params - router == 48 * 128 * 8 * 3 * (2048 + 768)
+
+
+def test_deepseek_s_router_is_no_module():
+    """DeepSeek's router (transformers 4.x DeepseekV2MoEGate / DeepseekV3TopkRouter) is a bare nn.Parameter:
+    all-linear leaves it, and 'gate' is no module to target; the experts are gate_proj, up_proj, down_proj."""
+    est = tuned("tiny-deepseek-v3.json", "lora", 4, "all-linear", seq_len=8)
+    moe = [r.node for r in est.layers if r.node.op == "mixture_of_experts"]
+    assert moe and all(n.kwargs["lora_targets"] == ("w1", "w3", "w2") and n.trainable for n in moe)
+    with pytest.raises(SizingError, match="'gate' is not a linear layer of the model"):
+        load_graph(HF + "tiny-deepseek-v3.json", finetune=("lora", 4, "gate"))
+
+
+def test_an_unknown_target_names_the_expert_modules():
+    r = CliRunner().invoke(main, ["estimate", HF + "qwen3-30b-a3b.json", "--finetune", "lora", "--lora-targets",
+                                  "experts", "--seq-len", "16"])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("error: --lora-targets: 'experts' is not a linear layer of the model")
+    assert "it has down_proj, gate, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj" in r.stderr
+
+
+def moe_spec(n, k, e=8, f=6, tokens=5):
+    """A linear layer (so the experts' input needs a gradient) and a mixture of n SwiGLU experts, k per token."""
+    return {"input": [tokens, e], "defaults": {"batch": 2},
+            "layers": [{"op": "linear", "name": "proj", "out_features": e, "bias": False},
+                       {"op": "mixture_of_experts", "name": "moe", "num_experts": n, "top_k": k,
+                        "intermediate_size": f}]}
+
+
+def moe_row(data):
+    return next(r for r in estimate_graph(build(data, {}, "t")).layers if r.node.name == "moe")
+
+
+def test_a_token_pays_the_adapters_of_its_k_experts_only():
+    """Forward: each of a token's k experts adds B A x to its three products, r (in + out) MACs and out adds
+    each (PEFT's lora.Linear: result + lora_B(lora_A(x))); the adapters of all n experts are weights, with
+    gradients and optimizer state."""
+    r, e, f, tokens = 4, 8, 6, 2 * 5
+    for n, k in ((4, 2), (8, 2), (8, 1)):
+        frozen, tuned_ = moe_row(apply(moe_spec(n, k), "lora", r, "proj")), moe_row(
+            apply(moe_spec(n, k), "lora", r, "w1,w3,w2"))
+        per_row = 2 * (e + f) + (f + e)                        # w1, w3: e -> f; w2: f -> e
+        assert tuned_.cost.macs - frozen.cost.macs == tokens * k * r * per_row
+        assert tuned_.cost.flops - frozen.cost.flops == 2 * tokens * k * r * per_row + tokens * k * (2 * f + e)
+        assert tuned_.cost.params - frozen.cost.params == n * r * per_row
+    est = estimate_graph(build(apply(moe_spec(8, 2), "lora", r, "all-linear"), {}, "t"))
+    adapters = 8 * r * (2 * (e + f) + (f + e)) + r * (e + 8) + r * (e + e)     # experts, router, proj
+    assert est.trainable_params == adapters
+    assert est.memory.gradients == 4 * adapters and est.memory.optimizer == 8 * adapters   # fp32, AdamW
+
+
+def test_frozen_experts_still_pass_input_gradients():
+    """Frozen experts (the adapters elsewhere) compute their input gradient and everything it goes through, but
+    no weight gradient: full fine-tuning's backward less 2 x the products' MACs on the weights (router e n, the k
+    chosen experts' 3 e F per token)."""
+    n, k, e, f, tokens = 4, 2, 8, 6, 2 * 5
+    full = moe_row(moe_spec(n, k))
+    frozen = moe_row(apply(moe_spec(n, k), "lora", 4, "proj"))
+    assert not frozen.node.trainable and frozen.cost.backward_flops > 0
+    assert full.cost.backward_flops - frozen.cost.backward_flops == 2 * tokens * (e * n + 3 * k * e * f)
+
+
+def test_qlora_keeps_the_experts_in_nf4():
+    """QLoRA on Mixtral: bitsandbytes stores every frozen nn.Linear but lm_head in NF4: q, k, v, o, the experts and
+    the router; embeddings, norms, the head and the adapters stay 16-bit."""
+    c = config("mixtral-8x7b-v0.1.json")
+    h, layers, n, f = c["hidden_size"], c["num_hidden_layers"], c["num_local_experts"], c["intermediate_size"]
+    kv = c["num_key_value_heads"] * h // c["num_attention_heads"]
+    frozen_linear = layers * (2 * h * h + 2 * h * kv + n * 3 * h * f + n * h)
+    est = tuned("mixtral-8x7b-v0.1.json", "qlora", 16, seq_len=16)
+    assert est.memory.weights == -(-int(frozen_linear * NF4_BITS) // 8) + (est.totals.params - frozen_linear) * 2
+
+
+def test_a_target_takes_every_module_of_that_name_as_peft_does():
+    """PEFT matches a target against a module's name or its last dotted parts (check_target_module_exists), so on
+    Qwen1.5-MoE-A2.7B 'gate_proj' takes the 60 routed experts' and the shared expert's (shared_expert.gate_proj,
+    which that name alone also takes), and 'gate' the router but not shared_expert_gate."""
+    c = config("qwen1.5-moe-a2.7b.json")
+    h, layers, n = c["hidden_size"], c["num_hidden_layers"], c["num_experts"]
+    f, shared, r = c["moe_intermediate_size"], c["shared_expert_intermediate_size"], 8
+    assert tuned("qwen1.5-moe-a2.7b.json", "lora", r, "gate_proj", seq_len=8).trainable_params == \
+        r * layers * (n * (h + f) + (h + shared))
+    assert tuned("qwen1.5-moe-a2.7b.json", "lora", r, "shared_expert.gate_proj", seq_len=8).trainable_params == \
+        r * layers * (h + shared)
+    assert tuned("qwen1.5-moe-a2.7b.json", "lora", r, "gate", seq_len=8).trainable_params == r * layers * (h + n)
+    with pytest.raises(SizingError, match="did you mean 'shared_expert.gate_proj'"):
+        load_graph(HF + "qwen1.5-moe-a2.7b.json", finetune=("lora", r, "shared_experts.gate_proj"))
+
+
+def test_a_bad_module_name_is_refused():
+    spec = {"input": [4], "layers": [{"op": "linear", "name": "a", "out_features": 2, "module": "shared expert"}]}
+    with pytest.raises(SizingError, match=r"layers\[0\] \(linear 'a'\)\.module: must be a module name"):
+        build(spec, {}, "t")

@@ -61,8 +61,8 @@ def test_every_reference_row_has_exactly_one_record():
 
 
 CURRENT = ("b200", "b300", "gb200", "gb300", "h200-sxm", "h200-nvl", "h20", "rtx-pro-6000", "rtx-5090", "rtx-4090",
-           "rtx-3090", "a100-sxm-40gb", "mi300x", "mi325x", "mi355x", "gaudi3", "tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2",
-           "grace-superchip", "xeon-6980p", "epyc-9755")
+           "rtx-3090", "a100-sxm-40gb", "a10g", "mi300x", "mi325x", "mi355x", "gaudi3", "tpu-v5e", "tpu-v5p", "tpu-v6e",
+           "trainium2", "grace-superchip", "xeon-6980p", "epyc-9755")
 
 
 def test_at_least_60_devices_with_the_current_parts():
@@ -127,8 +127,8 @@ def test_every_device_on_sale_has_a_price_and_every_rented_one_a_rate():
     assert unpriced == readme_gaps("Unpriced, on sale")
     assert unrented == readme_gaps("Rented only, no on-demand rate found")
     rented = {d.id for d in devices if d.cloud_only}
-    assert {"tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2", "inferentia2"} <= rented
-    assert not any(d.cloud_only for d in devices if d.kind != "accelerator")
+    assert {"tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2", "inferentia2", "a10g"} <= rented
+    assert {d.id for d in devices if d.cloud_only and d.kind != "accelerator"} == {"a10g"}   # AWS's own A10 variant
     assert len(unpriced) + len(unrented) < len(devices) // 3      # most devices are priced
 
 

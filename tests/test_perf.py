@@ -95,9 +95,11 @@ def test_wave_quantization_slows_a_layer_by_its_tile_count():
     assert waved.compute_s == pytest.approx(plain.compute_s * 108 / 64, rel=1e-12)
     split = layer_times(est, device(), "bf16", replace(UNIT, compute_units=108), t=2, training=False)[0]
     assert split.compute_s == pytest.approx(plain.compute_s / 2 * 108 / 32, rel=1e-12)
-    down = est_of(linear_spec(4096, 1024), batch=300, dtype="bf16")     # narrows its input: row-parallel
-    d1 = layer_times(down, device(), "bf16", UNIT, t=2, training=False)[0]
-    d2 = layer_times(down, device(), "bf16", replace(UNIT, compute_units=108), t=2, training=False)[0]
+    mlp = dict(linear_spec(1024, 4096), layers=[*linear_spec()["layers"],
+                                                 {"op": "linear", "name": "down", "out_features": 1024}])
+    down = est_of(mlp, batch=300, dtype="bf16")         # its input is the column-parallel fc's: row-parallel
+    d1 = layer_times(down, device(), "bf16", UNIT, t=2, training=False)[2]
+    d2 = layer_times(down, device(), "bf16", replace(UNIT, compute_units=108), t=2, training=False)[2]
     assert d2.compute_s == pytest.approx(d1.compute_s * 108 / (2 * 8), rel=1e-12)   # 300 x 1024: 2 x 8 tiles
 
 

@@ -69,13 +69,45 @@ def paper_activation_bytes(a, h, L, t, s, recompute, sp):
 def test_activation_memory_matches_korthikanti(name, recompute, sp):
     """GPT-3-style models (dropout 0.1, unfused attention as Megatron-LM ran it) at sequence 2048: the activations
     the planner puts on the first stage are within 10% of the paper's figures, with and without selective
-    recomputation and sequence parallelism."""
+    recomputation and sequence parallelism. The paper's formula covers the transformer layers; the input
+    embedding's dropout, which it counts apart (section 4.3), is left out of the graph here."""
     a, h, L, t, p = TABLE3[name]
-    est = estimate_graph(build(transformer_spec(name, L, h, a, 4 * h, 51200, 2048, dropout=0.1), {}, "k", batch=1,
-                               dtype="fp16"))
+    spec = transformer_spec(name, L, h, a, 4 * h, 51200, 2048, dropout=0.1, embedding_dropout=0)
+    est = estimate_graph(build(spec, {}, "k", batch=1, dtype="fp16"))
     layout = Layout(t, p, 1, 1, 2 * p, 1, recompute, sp, 1, fused_attention=False)
     ours = device_memory(est, layout).activations
     assert ours == pytest.approx(paper_activation_bytes(a, h, L, t, 2048, recompute, sp), rel=0.10)
+
+
+def tinyllama(seq=64):
+    """TinyLlama 1.1B from its config.json, as a user imports it: 22 layers of separate q, k (4 kv heads), v and
+    o projections around scaled_dot_product_attention (32 heads), SwiGLU, hidden 2048."""
+    from sizing.model.estimate import estimator
+    return estimator("tests/data/hf/tinyllama-1.1b.json", seq_len=seq, dtype="bf16")(1)
+
+
+def test_an_imported_llama_all_reduces_twice_a_layer():
+    """Megatron-LM's layout (Shoeybi et al. 2019, section 3): q, k, v and the MLP's gate and up projections are
+    column-parallel, the attention output and down projections row-parallel, so tensor parallelism all-reduces
+    2 x B x T x hidden values a layer (22 layers, T 64, bf16), however narrow the grouped-query k and v are."""
+    from sizing.predict.roofline import row_parallel_bytes, tensor_parallel_roles
+    est = tinyllama()
+    rows, split = tensor_parallel_roles(est)
+    assert {name.split(".")[-1] for name in rows} == {"o_proj", "down_proj"}
+    assert {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"} <= {name.split(".")[-1] for name in split}
+    assert row_parallel_bytes(est) == 2 * 22 * 64 * 2048 * 2
+
+
+def test_fused_attention_keeps_no_scores_of_an_imported_model():
+    """FlashAttention keeps no score matrix for scaled_dot_product_attention either: unfused, TinyLlama keeps
+    B x heads x T x T bf16 probabilities more per layer (32 heads, T 64, 22 layers, no dropout), and selective
+    recomputation drops them again."""
+    est = tinyllama()
+    fused = device_memory(est, Layout(micro_batch=1)).activations
+    unfused = device_memory(est, Layout(micro_batch=1, fused_attention=False)).activations
+    selective = device_memory(est, Layout(micro_batch=1, fused_attention=False, recompute="selective")).activations
+    assert unfused - fused == 22 * 32 * 64 * 64 * 2
+    assert selective == fused
 
 
 def test_fused_attention_keeps_no_scores_and_selective_changes_nothing_then():

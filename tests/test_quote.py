@@ -247,6 +247,22 @@ def test_count_is_the_fewest_devices_a_buyer_can_order_meeting_the_deadline():
             assert o.fewer_seconds > deadline and o.fewer_count == counts[counts.index(walk) - 1]
 
 
+def test_a_device_without_a_price_is_counted_like_one_sold_one_by_one():
+    """Only a device sold as whole servers (a node price, no unit price) skips the counts below a node; one without
+    any price (unpriced, rented only) is quoted at the fewest devices that meet, as a priced one is: with a
+    deadline one device meets, the quote says 1, not a whole node of 4."""
+    server = Price(20000, "list", "2024-01", "made up")
+    assert buyable_counts(device(price=None), 64)[:4] == [1, 2, 4, 8]
+    assert buyable_counts(device(price=None, node_price=server), 64)[:2] == [4, 8]
+    est = est_of(mlp_spec())
+    at = at_of(mlp_spec())
+    d = device(price=None)
+    one = search(at, training(est), d, shipped().factors(d, "bf16", db_with(d)), devices=1,
+                 global_batch=GLOBAL_BATCH).total_seconds
+    o = quote_of(devices=[d], deadline=2 * one).options[0]
+    assert (o.count, o.meets, o.tco) == (1, True, None)
+
+
 def test_nothing_meets_says_how_close():
     q = quote_of(deadline=1e-3, max_devices=64)
     assert q.pick is None and not q.alternatives

@@ -65,3 +65,13 @@ def test_a_rented_only_device_is_not_reported_as_a_missing_price(lang, said):
     assert found["rented_only"]["params"]["devices"] == "tpu-v5e" and said in found["rented_only"]["text"]
     assert found["unpriced"]["params"]["devices"] == "h100-nvl"
     assert found["discontinued_unpriced"]["params"]["devices"] == "a100-pcie-40gb"
+    status = {o["device"]: o["status"] for o in out["options"] if o["meets_target"]}
+    assert status == {"tpu-v5e": "rented_only", "h100-nvl": "unpriced", "a100-pcie-40gb": "discontinued"}
+
+
+def test_the_options_table_says_why_a_price_is_missing():
+    """The table's status column tells a rented-only or discontinued device from one on sale without a price."""
+    md = quote("--candidates", "tpu-v5e,h100-nvl,a100-pcie-40gb", "--precision", "bf16", "--format", "md")
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "rented only" in rows["tpu-v5e"] and "discontinued" in rows["a100-pcie-40gb"]
+    assert "no price" in rows["h100-nvl"] and "no price" not in rows["tpu-v5e"] + rows["a100-pcie-40gb"]

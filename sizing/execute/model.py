@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.counting import weight_shapes
+from ..model.counting import trained_weights, weight_shapes
 from ..model.graph import Graph, Node
 from ..model.ops import REGISTRY
 from .kernels import BACK, KERNELS, Grad, OpKernel, added, all_finite, counter, sgd
@@ -103,7 +103,7 @@ class Model:
             p.update({name: np.full(shape, 1.0 if name == "running_var" else 0.0, self.dtype)
                       for name, shape in buffers.items()})
             g = {name: self.tied_grads[node.tie] if tied and name == "weight" else Grad(shape, self.dtype, cnt)
-                 for name, shape in weights.items()}
+                 for name, shape in trained_weights(node).items()}
             params.append(p)
             grads.append(g)
         if node.group is None and "weight" in weights:     # ties join top-level layers only

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..model.counting import count, updated_params, weight_shapes
+from ..model.counting import count, trained_weights, updated_params
 from ..model.cost import total
 from ..common.errors import SizingError
 from ..model.graph import Graph, TensorType
@@ -153,7 +153,7 @@ def _difference_seconds(graph: Graph) -> float:
     each layer's pass timed by a roofline of the kernels' float64 speed, max(FLOPs / DIFFERENCE_FLOPS_PER_S,
     bytes / DIFFERENCE_BYTES_PER_S); the byte term is what keeps depthwise convolutions from looking free."""
     rows, _ = count(graph, "fp64")
-    tensors = sum(len(weight_shapes(r.node)) * r.node.repeat for r in rows if r.node.trainable)
+    tensors = sum(len(trained_weights(r.node)) * r.node.repeat for r in rows if r.node.trainable)
     forward = sum(max(r.cost.flops / DIFFERENCE_FLOPS_PER_S,
                       (r.cost.bytes_read + r.cost.bytes_written) / DIFFERENCE_BYTES_PER_S) for r in rows)
     return forward * (2 * tensors + 3)

@@ -35,6 +35,23 @@ def weight_shapes(node: Node) -> dict[str, tuple[int, ...]]:
     return REGISTRY[node.op].weights(node.kwargs, tuple(t.shape for t in node.in_types))
 
 
+def trained_weights(node: Node) -> dict[str, tuple[int, ...]]:
+    """The weights of ``node`` that take a gradient when it trains: all but the op's frozen ones (a LoRA-adapted
+    op's base weights)."""
+    shapes = tuple(t.shape for t in node.in_types)
+    frozen = REGISTRY[node.op].frozen(node.kwargs, shapes)
+    return {k: v for k, v in weight_shapes(node).items() if k not in frozen}
+
+
+def trained_params(row: LayerCost) -> int:
+    """Params of a row that train: none when the layer is frozen, else its own less the op's frozen weights."""
+    if not row.node.trainable:
+        return 0
+    trained = trained_weights(row.node)
+    frozen = sum(numel(s) for k, s in weight_shapes(row.node).items() if k not in trained)
+    return row.cost.params - frozen * row.node.repeat
+
+
 def _itemsize(t: TensorType, itemsize: int) -> int:
     return 8 if t.ids else itemsize
 
@@ -124,7 +141,7 @@ def updated_params(rows: list[LayerCost]) -> int:
     a dead layer's do not (autograd leaves its .grad None and optimizers skip it), unless a layer that
     receives a gradient ties to them."""
     tied_live = {r.node.tie for r in rows if r.backward and r.node.tie}
-    return sum(r.cost.params for r in rows if r.node.trainable and (r.backward or r.node.name in tied_live))
+    return sum(trained_params(r) for r in rows if r.backward or r.node.name in tied_live)
 
 
 def _reaches_output(graph: Graph, instances) -> set[str]:

@@ -10,7 +10,7 @@ from typing import Callable
 from . import finetune as finetune_mod
 from . import graph as graph_mod
 from .cost import Cost, total
-from .counting import LayerCost, count, updated_params
+from .counting import LayerCost, count, trained_params, updated_params
 from ..common.errors import SizingError
 from .graph import Graph
 from .importers import load_spec
@@ -61,7 +61,7 @@ class Estimate:
     @cached_property
     def trainable_params(self) -> int:
         """Params of the layers whose weights train (computed once: the planner asks for it per layout)."""
-        return sum(r.cost.params for r in self.layers if r.node.trainable)
+        return sum(map(trained_params, self.layers))
 
     def derived(self, key, make: Callable[[], object]):
         """``make()``, computed once per ``key`` for this estimate and kept on it (as ``trainable_params`` is): the

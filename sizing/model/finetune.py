@@ -5,13 +5,16 @@ Dettmers et al. 2023, "QLoRA", arXiv:2305.14314), so the one graph builder and c
 A targeted linear layer X (in -> out) becomes: X_base (the frozen original), X_lora_A (linear in -> r, no bias),
 X_lora_B (linear r -> out, no bias) on the same input, and an add named X of the two, so whatever read X reads the
 sum: h = W x + B A x (the scaling alpha / r is not counted). Trainable parameters r (in + out) per target, as PEFT
-prints them. docs/conventions.md states the memory of each method.
+prints them. A mixture of experts whose router or experts are targeted (by their module names, ``expert_modules``)
+gets the op's own adapters (``lora_rank``, ``lora_targets``) on every expert, its base frozen. docs/conventions.md
+states the memory of each method.
 """
 from __future__ import annotations
 
 import copy
 
 from ..common.errors import SizingError, closest
+from .ops.transformer import ROLES
 
 METHODS = ("full", "lora", "qlora")
 ALL_LINEAR = "all-linear"
@@ -20,16 +23,35 @@ ALL_LINEAR = "all-linear"
 NF4_BITS = 4.127
 
 
-def _linear_layers(data) -> list[tuple[list, int, dict]]:
-    """(the list holding it, its index, the layer) for every linear layer of the spec's layers and blocks."""
-    out = []
-    lists = [data.get("layers") or []] + [b.get("layers") or [] for b in (data.get("blocks") or {}).values()
-                                           if isinstance(b, dict)]
-    for items in lists:
-        for i, item in enumerate(items):
-            if isinstance(item, dict) and item.get("op") == "linear":
-                out.append((items, i, item))
-    return out
+def _layer_lists(data) -> list[list]:
+    """The spec's top-level layers and each block's layers."""
+    return [data.get("layers") or []] + [b.get("layers") or [] for b in (data.get("blocks") or {}).values()
+                                         if isinstance(b, dict)]
+
+
+def _items(data, op: str) -> list[dict]:
+    """Every layer of op ``op`` in the spec's layers and blocks."""
+    return [item for items in _layer_lists(data) for item in items if isinstance(item, dict) and item.get("op") == op]
+
+
+def expert_modules(item: dict) -> dict[str, str]:
+    """A mixture of experts' module names by role (gate: the router; w1, w3, w2: each expert's gate, up and down
+    projections): its ``modules`` (the importer's Hugging Face names), else the op's own weight names; a role
+    whose module is null (DeepSeek's router, a bare parameter) has none."""
+    given = item.get("modules") if isinstance(item.get("modules"), dict) else {}
+    return {role: given.get(role, role) for role in ROLES if isinstance(given.get(role, role), str)}
+
+
+def module_of(item: dict):
+    """The module a layer stands for, which --lora-targets matches: its ``module`` (the importer's Hugging Face
+    path inside the decoder layer, as shared_expert.gate_proj), else its name."""
+    return item.get("module", item.get("name"))
+
+
+def matches(target: str, module: str) -> bool:
+    """PEFT's rule for a list of target_modules (check_target_module_exists): the module's name is the target or
+    ends with '.' + target."""
+    return module == target or module.endswith("." + target)
 
 
 def head_names(data) -> set[str]:
@@ -55,20 +77,21 @@ def apply(data, method: str, rank: int | None = None, targets: str | None = None
     if not isinstance(data, dict):
         return data
     data = copy.deepcopy(data)
-    linears = _linear_layers(data)
-    names = sorted({item.get("name") for _, _, item in linears if item.get("name")})
-    head = head_names(data)
+    linears = _items(data, "linear")
+    names = sorted({m for m in map(module_of, linears) if isinstance(m, str)}
+                   | {m for item in _items(data, "mixture_of_experts") for m in expert_modules(item).values()})
     if targets in (None, ALL_LINEAR):
+        head = {module_of(item) for item in linears if item.get("name") in head_names(data)}
         wanted = set(names) - head
     else:
-        wanted = {t.strip() for t in targets.split(",") if t.strip()}
-        unknown = sorted(wanted - set(names))
-        if unknown or not wanted:
+        given = [t.strip() for t in targets.split(",") if t.strip()]
+        unknown = [t for t in given if not any(matches(t, m) for m in names)]
+        if unknown or not given:
             bad = unknown[0] if unknown else targets
             raise SizingError(f"--lora-targets: '{bad}' is not a linear layer of the model{closest(bad, names)}; "
                               f"it has {', '.join(names) or 'none'} (or give {ALL_LINEAR})")
-    for items in [data.get("layers") or []] + [b.get("layers") or [] for b in (data.get("blocks") or {}).values()
-                                               if isinstance(b, dict)]:
+        wanted = {m for m in names if any(matches(t, m) for t in given)}
+    for items in _layer_lists(data):
         _attach(items, wanted, rank)
     return data
 
@@ -82,13 +105,18 @@ def _attach(items: list, wanted: set, rank: int):
             out.append(item)
             continue
         frozen = {**item, "trainable": False} if "op" in item else dict(item)
+        roles = [role for role, module in expert_modules(item).items() if module in wanted] \
+            if item.get("op") == "mixture_of_experts" else []
+        if roles:       # adapters on the experts (and router) it names; its own weights stay frozen
+            frozen.update(trainable=True, lora_rank=rank, lora_targets=roles)
         name = item.get("name")
-        if item.get("op") == "linear" and name in wanted and "inputs" not in item and before is not None \
-                and not before.get("name"):
+        adapted = item.get("op") == "linear" and module_of(item) in wanted
+        if adapted and "inputs" not in item and before is not None and not before.get("name"):
             before["name"] = previous = f"lora_input_{k}"          # name the unnamed layer the adapters read
-        if item.get("op") == "linear" and name in wanted:
+        if adapted:
             source = item.get("inputs", previous)
             base = {**frozen, "name": f"{name}_base", "inputs": source}
+            base.pop("module", None)
             lora_a = {"op": "linear", "name": f"{name}_lora_A", "out_features": rank, "bias": False,
                       "inputs": source}
             lora_b = {"op": "linear", "name": f"{name}_lora_B", "out_features": item["out_features"], "bias": False}
@@ -100,8 +128,22 @@ def _attach(items: list, wanted: set, rank: int):
     items[:] = out
 
 
+def nf4_params(row, head: set) -> int:
+    """Params of a row that QLoRA stores in NF4 (bitsandbytes replaces the frozen nn.Linear modules but the
+    head): a frozen linear layer's; a mixture of experts' frozen experts, and its router where the router is a
+    module (not DeepSeek's bare parameter)."""
+    n = row.node
+    if n.op == "linear":
+        return row.cost.params if not n.trainable and n.name not in head else 0
+    if n.op != "mixture_of_experts" or (n.trainable and n.kwargs["lora_rank"] is None):
+        return 0
+    a, e = n.kwargs, n.in_types[0].shape[-1]
+    router = dict(a["modules"] or ()).get("gate", "gate") is not None
+    return a["num_experts"] * e * (3 * a["intermediate_size"] + router) * n.repeat
+
+
 def qlora_memory(est):
-    """``est`` with QLoRA's memory: frozen linear weights (the output head aside) in NF4 with double quantization
+    """``est`` with QLoRA's memory: frozen linear weights (``nf4_params``) in NF4 with double quantization
     (``NF4_BITS`` per parameter), everything else at the compute precision; the adapters' optimizer state in
     paged memory (QLoRA's paged AdamW: NVIDIA unified memory, moved to host RAM when the GPU runs short), so not
     on the device."""
@@ -111,7 +153,6 @@ def qlora_memory(est):
 
     size = DTYPES[est.settings["dtype"]]
     head = {est.layers[-1].node.name} if est.layers and est.layers[-1].node.op == "linear" else set()
-    quantized = sum(r.cost.params for r in est.layers
-                    if r.node.op == "linear" and not r.node.trainable and r.node.name not in head)
+    quantized = sum(nf4_params(r, head) for r in est.layers)
     weights = -(-int(quantized * NF4_BITS) // 8) + (est.totals.params - quantized) * size + est.totals.buffers * 4
     return replace(est, memory=replace(est.memory, weights=weights, optimizer=0))

@@ -22,7 +22,7 @@ DTYPES = {"fp64": 8, "fp32": 4, "bf16": 2, "fp16": 2}
 INPUT_DTYPES = {"float32": False, "float": False, "int64": True, "long": True}
 TOP_KEYS = ("name", "description", "input", "defaults", "blocks", "layers", "output")
 DEFAULT_KEYS = ("batch", "dtype", "seq_len", "optimizer")
-LAYER_KEYS = ("op", "name", "inputs", "trainable", "tie")
+LAYER_KEYS = ("op", "name", "inputs", "trainable", "tie", "module")
 BLOCK_USE_KEYS = ("block", "name", "inputs", "repeat")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
@@ -359,6 +359,10 @@ class Builder:
         trainable = item.get("trainable", True)
         if not isinstance(trainable, bool):
             raise self.error(where + ("trainable",), f"{label}.trainable: must be true or false")
+        module = item.get("module", "x")
+        if not isinstance(module, str) or not all(part.isidentifier() or part.isdigit() for part in module.split(".")):
+            raise self.error(where + ("module",), f"{label}.module: must be a module name (identifiers joined by "
+                             f"'.', as shared_expert.gate_proj), got {module!r}")
         tie = self.tie(item, where, label, top, op, args, shapes, trainable)
         gname = scope.prefix + name
         node = Node(gname, op_name, tuple(args.items()), tuple(s for s, _ in sources),

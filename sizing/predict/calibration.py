@@ -23,8 +23,8 @@ PUBLISHED = ("mfu", "hfu_tflops", "tflops", "tokens_per_s", "samples_per_s", "st
 RUN_KEYS = ("id", "use", "transformer", "zoo", "device", "devices", "dtype", "optimizer", "batch", "micro_batch",
             "tensor_parallel", "pipeline_parallel", "zero", "recompute", "network_gbs", "node_size", "tokens",
             "published", "source", "note", "software")
-TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "norm", "vocab", "seq_len", "tied",
-                    "dropout")
+TRANSFORMER_KEYS = ("layers", "d_model", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len", "tied", "dropout",
+                    "embedding_dropout")
 TOP_KEYS = ("fitted", "defaults", "gemm", "memory", "devices", "software", "runs", "serving")
 SERVING_KEYS = ("id", "use", "model", "device", "tensor_parallel", "weights", "kv_cache", "mode", "concurrency",
                 "prompt", "output", "published", "source", "note", "engine")

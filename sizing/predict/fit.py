@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..model.memory import Memory
 from ..model.ops import numel
-from .roofline import itemsize, tp_split
+from .roofline import ATTENTION, itemsize, score_elements, tensor_parallel_roles, tp_split
 from .setup import Layout
 
 
@@ -30,14 +30,13 @@ def zero_memory(weights: int, gradients: int, optimizer: int, stage: int, dp: in
 
 
 def attention_scores_bytes(row, itemsize: int) -> int:
-    """Bytes of the score matrices the attention op keeps for backward (sizing/model/ops/sequence.py: B x H x T x T
-    at the dtype, and a 1-byte dropout mask per score), over its copies. A fused kernel (FlashAttention, Dao et al.
-    2022; PyTorch's scaled_dot_product_attention) keeps none of them: it recomputes the scores in backward."""
-    if row.node.op != "multihead_attention":
-        return 0
-    b, t, _ = row.node.in_types[0].shape
-    scores = b * row.node.kwargs["num_heads"] * t * t
-    return (scores * itemsize + (scores if row.node.kwargs["dropout"] else 0)) * row.node.repeat
+    """Bytes of the score matrices an attention op keeps for backward (sizing/model/ops/sequence.py and
+    transformer.py: the probabilities, ``score_elements`` at the dtype, Gemma 2's capped scores as many again, and
+    a 1-byte dropout mask per score), over its copies. A fused kernel (FlashAttention, Dao et al. 2022; PyTorch's
+    scaled_dot_product_attention) keeps none of them: it recomputes the scores in backward."""
+    scores, a = score_elements(row), row.node.kwargs
+    cap = 1 if a.get("softcap") else 0
+    return (scores * (1 + cap) * itemsize + (scores if a.get("dropout") else 0)) * row.node.repeat
 
 
 def framework_attention_bytes(row, itemsize: int, scores_kept: bool) -> int:
@@ -45,11 +44,12 @@ def framework_attention_bytes(row, itemsize: int, scores_kept: bool) -> int:
     before the output projection (B x T x E, the projection's saved input: FlashAttention saves it too), and, when
     the score matrices are kept (unfused, not recomputed) with dropout, the probabilities after dropout as well as
     before (PyTorch autograd keeps both: 2 bytes per score more; Korthikanti et al. 2022 count 5 bytes per score)."""
-    if row.node.op != "multihead_attention":
+    if row.node.op not in ATTENTION:
         return 0
     b, t, e = row.node.in_types[0].shape
-    scores = b * row.node.kwargs["num_heads"] * t * t
-    extra = b * t * e * itemsize + (scores * itemsize if row.node.kwargs["dropout"] and scores_kept else 0)
+    # scaled_dot_product_attention's output is kept by the output projection after it, which saves its input
+    out = b * t * e * itemsize if row.node.op == "multihead_attention" else 0
+    extra = out + (score_elements(row) * itemsize if row.node.kwargs["dropout"] and scores_kept else 0)
     return extra * row.node.repeat
 
 
@@ -127,11 +127,11 @@ def _kept_rows(est, stage: Stages, recompute: str, fused: bool) -> tuple[tuple, 
     stage, recomputation and attention kernel): (bytes kept without recomputation, whether tensor parallelism
     splits it: ``tp_split``) per row outside the repeats, and (row, bytes kept, split) per row inside them."""
     def make():
-        size = itemsize(est)
-        outside = tuple((kept_bytes(r, size, "none", fused), tp_split(r, stage.width)) for r in est.layers
+        size, split = itemsize(est), tensor_parallel_roles(est)[1]
+        outside = tuple((kept_bytes(r, size, "none", fused), tp_split(r, stage.width, split)) for r in est.layers
                         if r.node.name not in stage.grouped)
-        inside = tuple((r, kept_bytes(r, size, recompute, fused), tp_split(r, stage.width)) for r in est.layers
-                       if r.node.name in stage.grouped)
+        inside = tuple((r, kept_bytes(r, size, recompute, fused), tp_split(r, stage.width, split))
+                       for r in est.layers if r.node.name in stage.grouped)
         return outside, inside
     return est.derived(("kept_rows", stage.grouped, stage.width, recompute, fused), make)
 

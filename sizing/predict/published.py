@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from ..common.errors import SizingError
 from .calibration import Calibration, Run
 from .roofline import peaks
 from .search import Pins, search
@@ -14,41 +15,38 @@ from .training import tokens_per_sample
 from .workload import Workload
 
 
-def transformer_spec(name: str, layers: int, d_model: int, heads: int, ffn: int, vocab: int, seq_len: int,
-                     kv_heads: int | None = None, mlp: str = "gelu", norm: str = "layernorm",
-                     tied: bool = False, dropout: float = 0.0) -> dict:
-    """A decoder-only transformer as a spec (docs/spec.md): token embedding; ``layers`` pre-norm blocks of causal
-    self-attention (``kv_heads`` for grouped-query attention) and an MLP (``gelu`` or ``relu``: up, activation,
-    down; ``swiglu``: down(silu(gate x) * up x), Shazeer 2020), each with a residual add; a final norm and the
-    output projection (``tied`` to the embedding). No biases (as PaLM and LLaMA; GPT-3's add < 0.1% FLOPs).
-    ``dropout`` > 0: on the attention probabilities and before each residual add (GPT-3, Megatron-LM)."""
-    ln = {"op": norm}
-    attn = {"op": "multihead_attention", "name": "attn", "num_heads": heads, "causal": True, "bias": False}
-    if kv_heads:
-        attn["num_kv_heads"] = kv_heads
-    if dropout:
-        attn["dropout"] = dropout
-    drop = [{"op": "dropout", "name": "drop1", "p": dropout}] if dropout else []
-    block = [dict(ln, name="norm1"), attn, *drop,
-             {"op": "add", "name": "res1", "inputs": ["drop1" if dropout else "attn", "input"]},
-             dict(ln, name="norm2")]
+def transformer_config(name: str, layers: int, d_model: int, heads: int, ffn: int, vocab: int, seq_len: int,
+                       kv_heads: int | None = None, mlp: str = "gelu", tied: bool | None = None,
+                       dropout: float = 0.0, embedding_dropout: float | None = None) -> dict:
+    """A calibration table's compact transformer as the Hugging Face config.json a user would type for it, so the
+    model is built by the HF importer (sizing/model/importers/hf.py), the one path a user's model takes:
+    - ``mlp: swiglu``: a ``llama`` config (LlamaForCausalLM: RMSNorm, rotary q and k, grouped-query attention
+      with ``kv_heads``, SwiGLU of width ``ffn``, no biases; ``dropout`` on the attention probabilities);
+    - ``gelu`` or ``relu``: a ``gpt2`` config (GPT2LMHeadModel, the architecture of GPT-3, Megatron-LM's GPT and
+      OPT: learned positions, LayerNorm, biased projections, an MLP of width ``ffn``; ``dropout`` on the attention
+      probabilities and before each residual add, ``embedding_dropout`` (default ``dropout``) after the embedding).
+    ``tied``: the output projection shares the embedding (None: the family's default, untied for llama and tied
+    for gpt2, as transformers' config classes); ``seq_len``: max_position_embeddings / n_positions."""
     if mlp == "swiglu":
-        block += [{"op": "linear", "name": "gate", "out_features": ffn, "bias": False},
-                  {"op": "silu", "name": "act"},
-                  {"op": "linear", "name": "up", "inputs": "norm2", "out_features": ffn, "bias": False},
-                  {"op": "mul", "name": "glu", "inputs": ["act", "up"]}]
-    else:
-        block += [{"op": "linear", "name": "up", "out_features": ffn, "bias": False}, {"op": mlp, "name": "act"}]
-    block += [{"op": "linear", "name": "down", "out_features": d_model, "bias": False},
-              *([{"op": "dropout", "name": "drop2", "p": dropout}] if dropout else []),
-              {"op": "add", "name": "res2", "inputs": ["drop2" if dropout else "down", "res1"]}]
-    head = {"op": "linear", "name": "lm_head", "out_features": vocab, "bias": False}
-    if tied:
-        head["tie"] = "wte"
-    return {"name": name, "input": {"shape": ["$seq_len"], "dtype": "int64"}, "defaults": {"seq_len": seq_len},
-            "blocks": {"decoder": {"layers": block}},
-            "layers": [{"op": "embedding", "name": "wte", "num_embeddings": vocab, "embedding_dim": d_model},
-                       {"block": "decoder", "name": "h", "repeat": layers}, dict(ln, name="norm_f"), head]}
+        return {"model_type": "llama", "_name_or_path": name, "num_hidden_layers": layers, "hidden_size": d_model,
+                "num_attention_heads": heads, "num_key_value_heads": kv_heads or heads, "intermediate_size": ffn,
+                "vocab_size": vocab, "max_position_embeddings": seq_len, "hidden_act": "silu",
+                "attention_dropout": dropout, "tie_word_embeddings": bool(tied)}
+    if kv_heads not in (None, heads):
+        raise SizingError(f"calibration model {name}: kv_heads needs mlp: swiglu (a gpt2 config has no "
+                          "grouped-query attention)")
+    return {"model_type": "gpt2", "_name_or_path": name, "n_layer": layers, "n_embd": d_model, "n_head": heads,
+            "n_inner": ffn, "vocab_size": vocab, "n_positions": seq_len, "activation_function": mlp,
+            "attn_pdrop": dropout, "resid_pdrop": dropout,
+            "embd_pdrop": dropout if embedding_dropout is None else embedding_dropout,
+            "tie_word_embeddings": True if tied is None else tied}
+
+
+def transformer_spec(name: str, *args, **kwargs) -> dict:
+    """The spec (docs/spec.md) of a compact transformer (``transformer_config`` arguments): the HF importer's
+    spec of its config.json."""
+    from ..model.importers.hf import spec_from_config
+    return spec_from_config(transformer_config(name, *args, **kwargs), f"calibration model {name}").data
 
 
 @dataclass(frozen=True)

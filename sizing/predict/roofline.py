@@ -38,6 +38,7 @@ from typing import NamedTuple
 from ..common.errors import SizingError
 from ..model.graph import DTYPES
 from ..model.ops import REGISTRY, numel
+from ..model.ops.transformer import band
 from .setup import Factors, recompute_mode
 
 
@@ -97,11 +98,42 @@ def out_bytes(row, itemsize: int) -> int:
     return numel(row.node.out.shape) * itemsize * row.node.repeat
 
 
-def tp_split(row, width: int | None) -> bool:
+def tp_split(row, width: int | None, split: frozenset = frozenset()) -> bool:
     """Whether tensor parallelism splits this row's work and kept tensors: matrix products (column- or
-    row-parallel) and anything wider than the model (inside the tensor-parallel regions); model-width rows between
-    them (norms, dropouts, residual adds) are replicated unless sequence parallelism splits them."""
-    return REGISTRY[row.node.op].matrix or width is None or row.node.out.shape[-1] > width
+    row-parallel), rows whose output is split over the devices (``split``: ``tensor_parallel_roles``; the rotary
+    embedding of a column-parallel q) and anything wider than the model (inside the tensor-parallel regions);
+    model-width rows between them (norms, dropouts, residual adds) are replicated unless sequence parallelism
+    splits them."""
+    return REGISTRY[row.node.op].matrix or width is None or row.node.name in split or row.node.out.shape[-1] > width
+
+
+def tensor_parallel_roles(est) -> tuple[frozenset, frozenset]:
+    """(the row-parallel layers, the layers whose output is split over the devices) of ``est`` under tensor
+    parallelism, as Megatron-LM lays a transformer out (Shoeybi et al. 2019, section 3: a sublayer's first
+    products split their columns, its last splits its inner dimension and all-reduces its output). A ``linear``
+    is row-parallel when its input is split: made, through ops without weights (activations, a product of two
+    tensors, views, rotary embeddings, attention's scores, dropout), by a column-parallel linear, one whose input
+    is whole (the graph input, or the output of a norm, an embedding, a residual add or a row-parallel layer). So
+    q, k and v projections are column-parallel however narrow (grouped-query k and v), and the output and down
+    projections row-parallel. Any other weighted product (a convolution; an op holding a whole sublayer:
+    multihead_attention, mixture_of_experts, an LSTM) is row-parallel when its output is no wider than its
+    input, else column-parallel. Graph nodes come in order (each after its inputs), so one pass decides."""
+    def make():
+        row_par, split = set(), set()
+        for r in est.layers:
+            n = r.node
+            weighted = r.cost.params > 0
+            if weighted and n.op == "linear":
+                parallel = n.inputs[0] in split
+            elif weighted and REGISTRY[n.op].matrix:
+                parallel = numel(n.out.shape) <= max(numel(t.shape) for t in n.in_types)
+            else:
+                if not weighted and n.op != "add" and n.inputs and n.inputs[0] in split:
+                    split.add(n.name)
+                continue
+            (row_par if parallel else split).add(n.name)
+        return frozenset(row_par), frozenset(split)
+    return est.derived("tensor_parallel_roles", make)
 
 
 def expert_weight_bytes(row, itemsize: int) -> int:
@@ -114,6 +146,17 @@ def expert_weight_bytes(row, itemsize: int) -> int:
 
 
 ATTENTION = ("multihead_attention", "scaled_dot_product_attention")
+
+
+def score_elements(row) -> int:
+    """Scores of one copy of an attention row (either attention op: the projections inside multihead_attention,
+    or q, k and v made by linears before scaled_dot_product_attention): batch x heads x queries x the keys each
+    query scores (all T, or a sliding window's band: sizing/model/ops/transformer.py ``band``); 0 for other rows."""
+    if row.node.op not in ATTENTION:
+        return 0
+    b, t = row.node.in_types[0].shape[:2]
+    a = row.node.kwargs
+    return b * a["num_heads"] * t * (band(a, t) if row.node.op == "scaled_dot_product_attention" else t)
 
 
 def attention_core_flops(row) -> int:
@@ -139,7 +182,7 @@ def recompute_flops(row, recompute: str, grouped) -> int:
     projections, 2 FLOPs per token per weight; Korthikanti et al. 2022)."""
     if recompute == "full":
         return row.cost.flops if row.node.name in grouped else 0
-    if recompute == "selective" and row.node.op == "multihead_attention":
+    if recompute == "selective" and row.node.op in ATTENTION:
         return attention_core_flops(row)
     return 0
 
@@ -149,12 +192,8 @@ def unfused_score_bytes(row, itemsize: int) -> int:
     counts a fused kernel, which keeps them on chip): Q K^T written and read by the softmax, the probabilities
     written and read by P V (4 x itemsize per score), and with dropout its mask written (1 byte) and the dropped
     probabilities written and read (2 x itemsize). Backward moves twice that."""
-    if row.node.op != "multihead_attention":
-        return 0
-    b, t, _ = row.node.in_types[0].shape
-    scores = b * row.node.kwargs["num_heads"] * t * t
-    per = 4 * itemsize + ((1 + 2 * itemsize) if row.node.kwargs["dropout"] else 0)
-    return scores * per * row.node.repeat
+    per = 4 * itemsize + ((1 + 2 * itemsize) if row.node.kwargs.get("dropout") else 0)
+    return score_elements(row) * per * row.node.repeat
 
 
 # A GEMM's output is computed in thread-block tiles of 256 x 128 (the tile NVIDIA's guide uses for the A100: one
@@ -174,20 +213,20 @@ def wave_efficiency(m: int, n: int, units: int, tile: tuple[int, int] = WAVE_TIL
 
 
 class Product(NamedTuple):
-    """The whole output, m x n, of one copy of a row's weighted matrix product (``product``), whether the product
-    is row-parallel (``row_parallel``), and the row's forward MACs and copies (its inner dimension is
-    MACs / (copies x m x n))."""
+    """The whole output, m x n, of one copy of a row's weighted matrix product (``product``), whether tensor
+    parallelism splits the product's inner dimension (a row-parallel product: ``tensor_parallel_roles``), and the
+    row's forward MACs and copies (its inner dimension is MACs / (copies x m x n))."""
     m: int
     n: int
-    row_parallel: bool
+    inner_split: bool
     macs: int
     repeat: int
 
     def output(self, k: int, context_parallel: int = 1) -> tuple[int, int]:
         """(m, n) on one device: tensor parallelism of degree k splits a column-parallel product's columns (a
-        row-parallel one splits its inner dimension and keeps its output whole); context parallelism splits the
-        tokens."""
-        return -(-self.m // context_parallel), self.n if self.row_parallel else -(-self.n // k)
+        row-parallel one, ``inner_split``, splits its inner dimension and keeps its output whole); context
+        parallelism splits the tokens."""
+        return -(-self.m // context_parallel), self.n if self.inner_split else -(-self.n // k)
 
     def smallest(self, k: int, context_parallel: int = 1) -> int:
         """The smallest of (m, n, inner) on one device (``output``), the inner dimension being the forward MACs
@@ -196,11 +235,11 @@ class Product(NamedTuple):
         return max(1, min(m, n, max(1, self.macs // (self.repeat * self.m * self.n))))
 
 
-def product(row) -> Product | None:
-    """The row's matrix product (``Product``), None for a row that is no weighted product: a linear's (tokens, out
-    features); a convolution's (batch x output positions, out channels); an attention row's output projection
-    (tokens, model width; row-parallel). Backward's products are taken at the forward's shape (a stated
-    simplification: their tiles cover the same output and input sizes)."""
+def product(row, inner_split: bool = False) -> Product | None:
+    """The row's matrix product (``Product``; ``inner_split``: it is row-parallel), None for a row that is no
+    weighted product: a linear's (tokens, out features); a convolution's (batch x output positions, out
+    channels); an attention row's output projection (tokens, model width; row-parallel). Backward's products are
+    taken at the forward's shape (a stated simplification: their tiles cover the same output and input sizes)."""
     op, out = row.node.op, row.node.out.shape
     if op == "linear" or op in ATTENTION:
         m, n = numel(out[:-1]), out[-1]
@@ -208,13 +247,13 @@ def product(row) -> Product | None:
         m, n = out[0] * numel(out[2:]), out[1]
     else:
         return None
-    return Product(m, n, row_parallel(row), row.cost.macs, row.node.repeat)
+    return Product(m, n, inner_split, row.cost.macs, row.node.repeat)
 
 
-def smallest_dim(row, k: int, context_parallel: int = 1) -> int | None:
+def smallest_dim(row, k: int, context_parallel: int = 1, inner_split: bool = False) -> int | None:
     """``Product.smallest`` of the row's product on one of k tensor-parallel devices; None for a row that is no
     weighted product."""
-    p = product(row)
+    p = product(row, inner_split)
     return None if p is None else p.smallest(k, context_parallel)
 
 
@@ -302,6 +341,7 @@ def _row_totals(est, training: bool, recompute: str, width: int | None, grouped,
     the kernels it launches and its weighted product (``product``, None for other rows)."""
     def make():
         size = itemsize(est)
+        row_par, split = tensor_parallel_roles(est)
         out = []
         for r in est.layers:
             c = r.cost
@@ -317,8 +357,8 @@ def _row_totals(est, training: bool, recompute: str, width: int | None, grouped,
                 nbytes += (2 * fwd_bytes if c.backward_flops else 0) + (fwd_bytes if again else 0)
             run = flops - causal_skipped_flops(r, training, fused_attention)
             matrix = REGISTRY[r.node.op].matrix
-            out.append((r.node.name, r.node.op, flops, nbytes, run, matrix, tp_split(r, width),
-                        kernels(r, training, bool(again)), product(r) if matrix else None))
+            out.append((r.node.name, r.node.op, flops, nbytes, run, matrix, tp_split(r, width, split),
+                        kernels(r, training, bool(again)), product(r, r.node.name in row_par) if matrix else None))
         return tuple(out)
     return est.derived(("row_totals", training, recompute, width, grouped, fused_attention, expert_parallel,
                         context_parallel), make)
@@ -480,17 +520,16 @@ def backward_share(est) -> float:
     return t.backward_flops / max(1, t.flops + t.backward_flops)
 
 
-def row_parallel(row) -> bool:
-    """A layer tensor parallelism all-reduces after: a weighted matrix product whose output is no wider than its
-    input (Megatron's row-parallel layers: attention's output projection, an MLP's down projection)."""
-    return (REGISTRY[row.node.op].matrix and row.cost.params > 0
-            and numel(row.node.out.shape) <= max(numel(s.shape) for s in row.node.in_types))
+def row_parallel(est, row) -> bool:
+    """A layer tensor parallelism all-reduces after (``tensor_parallel_roles``: attention's output projection, an
+    MLP's down projection)."""
+    return row.node.name in tensor_parallel_roles(est)[0]
 
 
 def row_parallel_bytes(est) -> int:
     """Output bytes of the row-parallel layers, over their copies."""
     size = itemsize(est)
-    return sum(out_bytes(r, size) for r in est.layers if row_parallel(r))
+    return sum(out_bytes(r, size) for r in est.layers if row_parallel(est, r))
 
 
 def facility_kw(tdp_w: float | None, count: int, pue: float) -> float | None:

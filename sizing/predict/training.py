@@ -205,7 +205,7 @@ def _step_rows(est, stage: Stages) -> _StepRows:
             inside = row.node.name in stage.grouped
             seen = seen or inside
             places[1 if inside else 2 if seen else 0].append(i)
-            if row_parallel(row):
+            if row_parallel(est, row):
                 allreduced.append((i, inside, row.node.repeat, numel(row.node.out.shape)))
             moe, attention = row.node.op == "mixture_of_experts", row.node.op in ATTENTION
             if moe or attention:

@@ -128,6 +128,7 @@ class Option:
     throughput: float | None = None       # inference: samples/s of all replicas
     fewer_seconds: float | None = None    # training: the time on the next smaller count (None: it does not fit)
     fewer_count: int | None = None        # training: that count
+    offer: str = "sold"                   # sold | rented_only (cloud_only) | discontinued: see ``offer``
     prediction: object = field(default=None, compare=False, repr=False)
 
     @property
@@ -207,12 +208,15 @@ def nodes_for(count: int, per_node: int) -> int:
 
 
 def buyable_counts(device, most: int) -> list[int]:
-    """The device counts a buyer can order: a device priced one by one goes in a server of 1, 2, 4 ... slots
-    below its usual node (a workstation) and in whole nodes past it (8, 16, 24, 32, 48, ... for nodes of 8); a
-    device sold only as a whole server (a node price, no unit price) in whole servers."""
+    """The device counts a buyer can order: a device goes in a server of 1, 2, 4 ... slots below its usual node
+    (a workstation; rented: an instance of that many) and in whole nodes past it (8, 16, 24, 32, 48, ... for
+    nodes of 8); a device sold only as a whole server (a node price, no unit price) in whole servers. A device
+    without any price (on sale without one in the database, rented only, discontinued) is counted as one sold
+    one by one, so its count is the fewest that meets the target, as a priced one's is."""
     node = device.devices_per_node
     whole = [node * f << k for f in (1, 3) for k in range(max(1, most // node).bit_length() + 1)]
-    small = [1 << k for k in range(node.bit_length()) if (1 << k) < node] if device.price is not None else []
+    whole_only = device.price is None and device.node_price is not None
+    small = [] if whole_only else [1 << k for k in range(node.bit_length()) if (1 << k) < node]
     return sorted(c for c in set(small) | set(whole) if c <= most)
 
 
@@ -323,12 +327,19 @@ def apply_prices(db: dict, path: str) -> dict:
     return out
 
 
+def offer(device) -> str:
+    """How a buyer gets the device: 'rented_only' (cloud_only: no price to fill, its cost is its cloud rate),
+    'discontinued' (no current price to fill) or 'sold'."""
+    return "rented_only" if device.cloud_only else "discontinued" if device.discontinued else "sold"
+
+
 def status(option: Option, budget: int | None) -> str:
-    """'ok' (meets the target, priced, within budget), 'over_budget', 'unpriced' or 'misses' (the target)."""
+    """'ok' (meets the target, priced, within budget), 'over_budget', 'misses' (the target), or, meeting it
+    without a price: 'unpriced' (sold, the database lacks its price), 'rented_only' or 'discontinued' (``offer``)."""
     if not option.meets:
         return "misses"
     if option.tco is None:
-        return "unpriced"
+        return "unpriced" if option.offer == "sold" else option.offer
     if budget is not None and option.purchase > budget:
         return "over_budget"
     return "ok"

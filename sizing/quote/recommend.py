@@ -24,7 +24,7 @@ from ..predict.setup import Setup
 from .tco import (CHECKPOINTS_KEPT, Cluster, assumptions as tco_assumptions, checkpoint_bytes, dataset_bytes,
     nics_per_node, ownership_items)
 from .core import (KWH_SOURCE, KWH_USD, MAX_DEVICES, SERVER_SOURCE, SERVER_USD_PER_SLOT, TCO_REFERENCE, Assumption,
-    Bytes, Exclusion, Message, Money, Option, Quote, Roofline, Seconds, cloud_cost, energy_cost, buyable_counts, pareto_front, purchase_items, server_slots, status)
+    Bytes, Exclusion, Message, Money, Option, Quote, Roofline, Seconds, cloud_cost, energy_cost, buyable_counts, offer, pareto_front, purchase_items, server_slots, status)
 
 YEAR_S = 31557600
 
@@ -152,7 +152,7 @@ def _train_option(at, workload, device, factors, terms: Terms, global_batch) -> 
         cloud=cloud_cost(device, pred.device_hours, terms.exchange), global_batch=pred.global_batch,
         steps=pred.steps, model_flops_per_step=pred.model_flops_per_step,
         fewer_seconds=fewer.total_seconds if fewer is not None else None,
-        fewer_count=fewer.devices if fewer is not None else None, prediction=pred)
+        fewer_count=fewer.devices if fewer is not None else None, offer=offer(device), prediction=pred)
 
 
 def _train_cluster(at, workload, device, pred, nodes: int, slots: int) -> Cluster:
@@ -215,10 +215,11 @@ def _serve_option(est, workload, device, factors, terms: Terms) -> Option | Excl
         peak_flops=mat, memory_per_device=pred.memory.total, device_memory=device.memory_bytes, bound=pred.bound,
         power_kw=kw, items=items, horizon_kwh=h_kwh, horizon_energy=h_cost, job_kwh=None, job_energy=None,
         cloud=cloud_cost(device, count * terms.horizon_s / 3600, terms.exchange), global_batch=pred.batch,
-        model_flops_per_step=flops, throughput=pred.throughput, prediction=pred)
+        model_flops_per_step=flops, throughput=pred.throughput, offer=offer(device), prediction=pred)
 
 
-_ORDER = ("ok", "over_budget", "unpriced", "misses")
+_ORDER = ("ok", "over_budget", "unpriced", "rented_only", "discontinued", "misses")
+_UNPRICED = ("unpriced", "rented_only", "discontinued")
 
 
 def _rank(options, budget):
@@ -226,7 +227,7 @@ def _rank(options, budget):
     the target by how far."""
     def key(o):
         s = status(o, budget)
-        return (_ORDER.index(s), o.tco if s in ("ok", "over_budget") else 0, o.seconds, o.device_id)
+        return (_ORDER.index("unpriced" if s in _UNPRICED else s), o.tco if s in ("ok", "over_budget") else 0, o.seconds, o.device_id)
     return tuple(sorted(options, key=key))
 
 
@@ -288,17 +289,17 @@ def _llm_option(model, request, device, cal, db, terms: Terms, dtype: str) -> Op
         memory_per_device=pred.memory_bytes, device_memory=device.memory_bytes, bound=pred.bound_decode,
         power_kw=kw, items=items, horizon_kwh=h_kwh, horizon_energy=h_cost, job_kwh=None, job_energy=None,
         cloud=cloud_cost(device, count * terms.horizon_s / 3600, terms.exchange), global_batch=pred.request.concurrency,
-        model_flops_per_step=round(flops), throughput=pred.tokens_per_s, prediction=pred)
+        model_flops_per_step=round(flops), throughput=pred.tokens_per_s, offer=offer(device), prediction=pred)
 
 
-def _findings(kind, ranked, budget, terms, workload, rented=frozenset(), ended=frozenset()) -> list[Message]:
-    """What the reader must know about the options; ``rented``: ids of devices that are only rented (cloud_only) and
-    ``ended``: of discontinued ones, whose missing price is no gap to fill."""
+def _findings(kind, ranked, budget, terms, workload) -> list[Message]:
+    """What the reader must know about the options: shortfalls, budget exclusions and the options that meet the
+    target without a price (sold without one in the database, rented only, or discontinued)."""
     by = {s: [o for o in ranked if status(o, budget) == s] for s in _ORDER}
     out = []
     if not ranked:
         return [Message("no_candidates")]
-    if not (by["ok"] or by["over_budget"] or by["unpriced"]):
+    if not (by["ok"] or by["over_budget"] or any(by[s] for s in _UNPRICED)):
         best = min(ranked, key=lambda o: o.seconds)
         if kind == "training":
             out.append(Message("short_deadline", {
@@ -315,11 +316,9 @@ def _findings(kind, ranked, budget, terms, workload, rented=frozenset(), ended=f
         out.append(Message("over_budget_all" if not by["ok"] else "over_budget_some", {
             "n": len(by["over_budget"]), "budget": Money(budget), "device": cheapest.device_id,
             "purchase": Money(cheapest.purchase)}))
-    for key, group in (("unpriced", [o for o in by["unpriced"] if o.device_id not in rented | ended]),
-                       ("rented_only", [o for o in by["unpriced"] if o.device_id in rented]),
-                       ("discontinued_unpriced", [o for o in by["unpriced"] if o.device_id in ended - rented])):
-        if group:
-            out.append(Message(key, {"n": len(group), "devices": ", ".join(o.device_id for o in group)}))
+    for s, key in zip(_UNPRICED, ("unpriced", "rented_only", "discontinued_unpriced")):
+        if by[s]:
+            out.append(Message(key, {"n": len(by[s]), "devices": ", ".join(o.device_id for o in by[s])}))
     return out
 
 
@@ -426,9 +425,7 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
         exchange=terms.exchange, horizon_s=terms.horizon_s, pue=pue, kwh_price=terms.kwh, budget=terms.budget,
         options=ranked, pick=pick, alternatives=alternatives, front=frozenset(priced[i] for i in front),
         excluded=tuple(excluded),
-        findings=tuple(_findings(kind, ranked, terms.budget, terms, workload,
-                                 frozenset(d.id for d in candidates if d.cloud_only),
-                                 frozenset(d.id for d in candidates if d.discontinued))),
+        findings=tuple(_findings(kind, ranked, terms.budget, terms, workload)),
         assumptions=tuple(_assumptions(kind, workload, terms, pue, cal.sources.get("pue_source", "--pue"),
                                        global_batch)),
         model_notes=tuple(pick.prediction.assumptions) if pick else (),

@@ -168,6 +168,8 @@ STRINGS = {
     "status_ok": ("meets the target", "목표 충족"),
     "status_over_budget": ("over budget", "예산 초과"),
     "status_unpriced": ("no price", "가격 없음"),
+    "status_rented_only": ("rented only", "임대 전용"),
+    "status_discontinued": ("discontinued", "단종"),
     "status_misses": ("misses the target", "목표 미달"),
     "front_mark": ("Pareto front", "파레토 최적"),
     # charts
@@ -270,18 +272,18 @@ STRINGS = {
     "as_prices": ("Prices are the database's list, street or estimated prices of the dates shown, converted once "
                   "per unit price.",
                   "가격은 표시된 날짜의 데이터베이스 정가, 시장가 또는 추정가이며 단가마다 한 번 환산합니다."),
-    "as_search": ("Devices priced one by one come in a server of 1, 2, 4 ... slots below their usual node and in "
-                  "whole nodes past it (devices sold as whole servers: whole servers); the fewest that fit in "
+    "as_search": ("Devices come in a server of 1, 2, 4 ... slots below their usual node and in whole nodes past it "
+                  "(devices sold only as whole servers: whole servers); the fewest that fit in "
                   "memory and meet the target, each with the fastest parallel layout the planner finds (tensor, "
                   "pipeline and data parallel, ZeRO, recomputation, micro-batch); at most {max} devices.",
-                  "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
+                  "장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
                   "파는 장치는 서버 단위); 메모리에 들어가고 목표를 충족하는 가장 적은 수, 각각 플래너가 찾은 가장 "
                   "빠른 병렬 구성(텐서·파이프라인·데이터 병렬, ZeRO, 재계산, 마이크로 배치); 최대 {max}대."),
-    "as_search_llm": ("Devices priced one by one come in a server of 1, 2, 4 ... slots below their usual node and "
-                      "in whole nodes past it (devices sold as whole servers: whole servers); the fewest whose "
+    "as_search_llm": ("Devices come in a server of 1, 2, 4 ... slots below their usual node and in whole nodes "
+                      "past it (devices sold only as whole servers: whole servers); the fewest whose "
                       "replicas hold the requests' KV cache and meet the targets: tensor parallel within a node, "
                       "pipeline stages across nodes, then replicas; at most {max} devices.",
-                      "개별 가격 장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
+                      "장치는 일반 노드보다 작으면 1, 2, 4 ... 슬롯 서버에, 그 이상은 노드 단위로 (서버 단위로만 "
                       "파는 장치는 서버 단위); 복제본들이 요청의 KV 캐시를 담고 목표를 충족하는 가장 적은 수: 노드 안에서 "
                       "텐서 병렬, 노드를 넘으면 파이프라인 단계, 그다음 복제; 최대 {max}대."),
     "as_model": ("Times come from the performance model: a per-layer roofline with calibrated compute and memory "
@@ -478,6 +480,14 @@ NOTES_KO = (
     (r"weights, KV cache and activations fill at most (\d+)% of each device's memory \(vLLM's default "
      r"--gpu-memory-utilization\)", lambda m: f"가중치, KV 캐시, 활성값은 장치 메모리의 최대 {m[1]}%까지 씀 (vLLM의 기본 "
                                             f"--gpu-memory-utilization)"),
+    (r"matrix products, attention and each other op \(norms, residual adds, activations\) at its own roofline, one "
+     r"after another(?:; no kernel shorter than its (\S+) us issue time)?",
+     lambda m: "행렬곱, 어텐션, 그 밖의 연산(정규화, 잔차 덧셈, 활성화)을 차례로 각자의 루프라인으로"
+               + (f"; 어떤 커널도 발행 시간 {m[1]} us보다 짧지 않음" if m[1] else "")),
+    (r"time to first token with (\d+) requests in flight is a lower bound: NVIDIA NIM 1\.8's published runs under "
+     r"load measure more \(this model comes out a median (\d+)% low against them; benchmarks/bench_serving\.py\)",
+     lambda m: f"요청 {m[1]}개가 동시에 처리될 때의 첫 토큰 시간은 하한입니다: NVIDIA NIM 1.8의 공개 부하 측정값이 더 "
+               f"큽니다 (이 모델은 그 측정값보다 중앙값 {m[2]}% 낮게 나옴; benchmarks/bench_serving.py)"),
     (r"serving efficiency ([\d.]+) for prefill, ([\d.]+) for decode, fitted on published serving runs \(apart from "
      r"training's\)", lambda m: f"서빙 효율 프리필 {m[1]}, 디코드 {m[2]}, 공개된 서빙 사례에 맞춤 (학습과 별도)"),
     (r"weights (\S+)(?: \((\d+)-bit, groups of (\d+) with an fp16 scale and a zero point; embeddings and norms in "

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ...model.ops.transformer import adapted
 from .common import BACK, FLOPS, KERNELS, OpKernel, added, matmul2, mul_into, scale_into
 from .elementwise import (SIGMOID, SILU, activation_backward, activation_forward, dropout_mask, softmax_backward,
     softmax_forward)
@@ -192,18 +193,21 @@ def combine(out_rows, tokens, slot_of, weights, y, filled, cnt):
 
 
 @njit(cache=True)
-def combine_backward(g, out_rows, tokens, slot_of, weights, d_out, d_weight, cnt):
-    """d(expert output) = weight * g (e multiplies), d(weight) = <g, expert output> (2e) per routed row."""
+def combine_backward(g, out_rows, tokens, slot_of, weights, d_out, d_weight, want_out, want_weight, cnt):
+    """Per routed row, as asked: d(expert output) = weight * g (e multiplies), d(weight) = <g, expert output>
+    (2e)."""
     e = g.shape[1]
     for r in range(out_rows.shape[0]):
         t = tokens[r]
         w = weights[t, slot_of[r]]
         acc = 0.0
         for j in range(e):
-            d_out[r, j] = w * g[t, j]
-            acc += g[t, j] * out_rows[r, j]
+            if want_out:
+                d_out[r, j] = w * g[t, j]
+            if want_weight:
+                acc += g[t, j] * out_rows[r, j]
         d_weight[t, slot_of[r]] = acc
-    cnt[BACK] += 3 * e * out_rows.shape[0]
+    cnt[BACK] += (want_out + 2 * want_weight) * e * out_rows.shape[0]
 
 
 @njit(cache=True)
@@ -243,12 +247,30 @@ def _plan(chosen, n):
     return out
 
 
+def _adapter(p, role, j):
+    """(A, B) of a role's LoRA adapter: the router's, or expert j's."""
+    prefix = "gate" if role == "gate" else f"experts.{role}"
+    a, b = p[f"{prefix}.lora_A.weight"], p[f"{prefix}.lora_B.weight"]
+    return (a, b) if role == "gate" else (a[j], b[j])
+
+
+def _plus_adapter(y, x, p, role, j, roles, kept, cnt):
+    """y + B (A x) when ``role`` has an adapter (A x kept under the role's name), else y."""
+    if role not in roles:
+        return y
+    a, b = _adapter(p, role, j)
+    kept[role] = matmul2(x, a.T, cnt, False)
+    return added(y, matmul2(kept[role], b.T, cnt, False), cnt, FLOPS)
+
+
 def _moe_forward(node, xs, p, cnt, seed):
     a = node.kwargs
     n, k = a["num_experts"], a["top_k"]
+    roles = adapted(a)
     x = xs[0]
     x2 = x.reshape(-1, x.shape[-1])
-    logits = matmul2(x2, p["gate.weight"].T, cnt, False)
+    router = {}
+    logits = _plus_adapter(matmul2(x2, p["gate.weight"].T, cnt, False), x2, p, "gate", None, roles, router, cnt)
     probs = np.empty_like(logits)
     if a["scoring"] == "sigmoid":
         activation_forward(logits.reshape(-1), probs.reshape(-1), SIGMOID, cnt)
@@ -265,64 +287,102 @@ def _moe_forward(node, xs, p, cnt, seed):
     y, filled = np.empty_like(x2), np.zeros(len(x2), np.bool_)
     experts = []
     for j, (tokens, slots) in enumerate(_plan(chosen, n)):
-        xj = x2[tokens]
-        h1 = matmul2(xj, p["experts.w1.weight"][j].T, cnt, False)
-        h3 = matmul2(xj, p["experts.w3.weight"][j].T, cnt, False)
+        xj, kept = x2[tokens], {}
+        h1 = _plus_adapter(matmul2(xj, p["experts.w1.weight"][j].T, cnt, False), xj, p, "w1", j, roles, kept, cnt)
+        h3 = _plus_adapter(matmul2(xj, p["experts.w3.weight"][j].T, cnt, False), xj, p, "w3", j, roles, kept, cnt)
         act = np.empty_like(h1)
         activation_forward(h1.reshape(-1), act.reshape(-1), SILU, cnt)
         m = act.copy()
         mul_into(m.reshape(-1), h3.reshape(-1), cnt, FLOPS)
-        out = matmul2(m, p["experts.w2.weight"][j].T, cnt, False)
+        out = _plus_adapter(matmul2(m, p["experts.w2.weight"][j].T, cnt, False), m, p, "w2", j, roles, kept, cnt)
         combine(out, tokens, slots, weights, y, filled, cnt)
-        experts.append((tokens, slots, xj, h1, h3, act, m, out))
-    return y.reshape(x.shape), (x2, probs, chosen, normed, weights, experts)
+        experts.append((tokens, slots, xj, h1, h3, act, m, out, kept))
+    return y.reshape(x.shape), (x2, probs, chosen, normed, weights, experts, router)
+
+
+def _adapter_backward(dy, x, p, role, j, kept, dw, cnt):
+    """Through y += B (A x): dB = dy^T (A x) and dA = (dy B)^T x into ``dw[role]``; returns d(A x) = dy B."""
+    d_ax = matmul2(dy, _adapter(p, role, j)[1], cnt, True)
+    dw.setdefault(role, ([], []))
+    dw[role][0].append(matmul2(d_ax.T, x, cnt, True))
+    dw[role][1].append(matmul2(dy.T, kept[role], cnt, True))
+    return d_ax
+
+
+def _through_adapter(dx, d_ax, p, role, j, cnt):
+    """dx plus the adapter's input gradient d(A x) A (when the role has one)."""
+    if d_ax is None:
+        return dx
+    return added(dx, matmul2(d_ax, _adapter(p, role, j)[0], cnt, True), cnt, BACK)
 
 
 def _moe_backward(node, saved, gy, need, p, grads, cnt):
-    x2, probs, chosen, normed, weights, experts = saved
-    g2 = gy.reshape(x2.shape)
-    d_weight = np.empty_like(weights)
-    parts = []
-    for j, (tokens, slots, xj, h1, h3, act, m, out) in enumerate(experts):
-        d_out = np.empty_like(out)
-        combine_backward(g2, out, tokens, slots, weights, d_out, d_weight, cnt)
-        dm = matmul2(d_out, p["experts.w2.weight"][j], cnt, True)
-        d_act, dh3 = dm.copy(), dm.copy()
-        mul_into(d_act.reshape(-1), h3.reshape(-1), cnt, BACK)
-        mul_into(dh3.reshape(-1), act.reshape(-1), cnt, BACK)
-        dh1 = np.empty_like(h1)
-        activation_backward(h1.reshape(-1), d_act.reshape(-1), dh1.reshape(-1), SILU, cnt)
-        parts.append((dh1, dh3, d_out))
+    """Backward as autograd takes it: with LoRA (frozen router and experts) only the gradients the adapters and
+    the input need (the op's formula: inner, routing)."""
+    x2, probs, chosen, normed, weights, experts, router = saved
     a = node.kwargs
-    factor = a["routed_scaling_factor"]
-    if factor != 1.0:                       # through the scaling
-        scale_into(d_weight.reshape(-1), factor, cnt, BACK)
-    d_probs = np.zeros_like(probs)
-    if a["norm_topk_prob"]:
-        route_backward(probs, chosen, normed, d_weight, d_probs, cnt)
-    else:                                   # the weights are the chosen probabilities themselves: no arithmetic
-        np.put_along_axis(d_probs, chosen, d_weight, axis=1)
-    d_logits = np.empty_like(probs)
-    if a["scoring"] == "sigmoid":
-        activation_backward(probs.reshape(-1), d_probs.reshape(-1), d_logits.reshape(-1), SIGMOID, cnt)
-    else:
-        softmax_backward(probs.reshape(-1, probs.shape[1], 1), d_probs.reshape(-1, probs.shape[1], 1),
-                         d_logits.reshape(-1, probs.shape[1], 1), cnt)
-    if grads is not None:
+    base = grads is not None and a["lora_rank"] is None
+    tuned = adapted(a) if grads is not None else ()
+    inner = need[0] or base or bool({"w1", "w3"} & set(tuned))
+    routing = need[0] or base or "gate" in tuned
+    g2 = gy.reshape(x2.shape)
+    d_weight = np.zeros_like(weights)
+    parts, dw = [], {}
+    for j, (tokens, slots, xj, h1, h3, act, m, out, kept) in enumerate(experts):
+        d_out = np.empty_like(out)
+        combine_backward(g2, out, tokens, slots, weights, d_out, d_weight, inner or "w2" in tuned, routing, cnt)
+        d_a2 = _adapter_backward(d_out, m, p, "w2", j, kept, dw, cnt) if "w2" in tuned else None
+        dh1 = dh3 = d_a1 = d_a3 = None
+        if inner:
+            dm = _through_adapter(matmul2(d_out, p["experts.w2.weight"][j], cnt, True), d_a2, p, "w2", j, cnt)
+            d_act, dh3 = dm.copy(), dm.copy()
+            mul_into(d_act.reshape(-1), h3.reshape(-1), cnt, BACK)
+            mul_into(dh3.reshape(-1), act.reshape(-1), cnt, BACK)
+            dh1 = np.empty_like(h1)
+            activation_backward(h1.reshape(-1), d_act.reshape(-1), dh1.reshape(-1), SILU, cnt)
+            d_a1 = _adapter_backward(dh1, xj, p, "w1", j, kept, dw, cnt) if "w1" in tuned else None
+            d_a3 = _adapter_backward(dh3, xj, p, "w3", j, kept, dw, cnt) if "w3" in tuned else None
+        parts.append((dh1, dh3, d_out, d_a1, d_a3))
+    d_logits = d_ag = None
+    if routing:
+        factor = a["routed_scaling_factor"]
+        if factor != 1.0:                       # through the scaling
+            scale_into(d_weight.reshape(-1), factor, cnt, BACK)
+        d_probs = np.zeros_like(probs)
+        if a["norm_topk_prob"]:
+            route_backward(probs, chosen, normed, d_weight, d_probs, cnt)
+        else:                                   # the weights are the chosen probabilities themselves: no arithmetic
+            np.put_along_axis(d_probs, chosen, d_weight, axis=1)
+        d_logits = np.empty_like(probs)
+        if a["scoring"] == "sigmoid":
+            activation_backward(probs.reshape(-1), d_probs.reshape(-1), d_logits.reshape(-1), SIGMOID, cnt)
+        else:
+            softmax_backward(probs.reshape(-1, probs.shape[1], 1), d_probs.reshape(-1, probs.shape[1], 1),
+                             d_logits.reshape(-1, probs.shape[1], 1), cnt)
+        if "gate" in tuned:
+            d_ag = _adapter_backward(d_logits, x2, p, "gate", None, router, dw, cnt)
+    if base:
         grads["gate.weight"].put(matmul2(d_logits.T, x2, cnt, True))
-        dw = {"w1": [], "w3": [], "w2": []}
-        for (tokens, slots, xj, h1, h3, act, m, out), (dh1, dh3, d_out) in zip(experts, parts):
-            dw["w1"].append(matmul2(dh1.T, xj, cnt, True))
-            dw["w3"].append(matmul2(dh3.T, xj, cnt, True))
-            dw["w2"].append(matmul2(d_out.T, m, cnt, True))
-        for name, mats in dw.items():
+        dws = {"w1": [], "w3": [], "w2": []}
+        for (tokens, slots, xj, h1, h3, act, m, out, _), (dh1, dh3, d_out, *_) in zip(experts, parts):
+            dws["w1"].append(matmul2(dh1.T, xj, cnt, True))
+            dws["w3"].append(matmul2(dh3.T, xj, cnt, True))
+            dws["w2"].append(matmul2(d_out.T, m, cnt, True))
+        for name, mats in dws.items():
             grads[f"experts.{name}.weight"].put(np.stack(mats))
+    for role, (d_a, d_b) in dw.items():
+        prefix = "gate" if role == "gate" else f"experts.{role}"
+        stack = (lambda mats: mats[0]) if role == "gate" else np.stack
+        grads[f"{prefix}.lora_A.weight"].put(stack(d_a))
+        grads[f"{prefix}.lora_B.weight"].put(stack(d_b))
     if not need[0]:
         return [None]
-    dx = matmul2(d_logits, p["gate.weight"], cnt, True)          # the router's term, then each expert's rows
-    for j, ((tokens, *_), (dh1, dh3, _)) in enumerate(zip(experts, parts)):
-        both = added(matmul2(dh1, p["experts.w1.weight"][j], cnt, True),
-                     matmul2(dh3, p["experts.w3.weight"][j], cnt, True), cnt, BACK)
+    # the router's term, then each expert's rows
+    dx = _through_adapter(matmul2(d_logits, p["gate.weight"], cnt, True), d_ag, p, "gate", None, cnt)
+    for j, ((tokens, *_), (dh1, dh3, _, d_a1, d_a3)) in enumerate(zip(experts, parts)):
+        both = added(_through_adapter(matmul2(dh1, p["experts.w1.weight"][j], cnt, True), d_a1, p, "w1", j, cnt),
+                     _through_adapter(matmul2(dh3, p["experts.w3.weight"][j], cnt, True), d_a3, p, "w3", j, cnt),
+                     cnt, BACK)
         scatter_rows(both, tokens, dx, cnt)
     return [dx.reshape(gy.shape)]
 

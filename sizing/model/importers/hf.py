@@ -187,13 +187,25 @@ def _lm_spec(c: Config, embed: list[dict], block, layers, final_norm: dict, head
             "blocks": blocks, "layers": [*embed, *uses, final_norm, head, *tail]}
 
 
-def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, prefix: str = "") -> list[dict]:
-    """LLaMA's gated MLP on the norm's output: down(act(gate x) * up x), its layers named <prefix>gate_proj ..."""
-    return [{"op": "linear", "name": f"{prefix}gate_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
-            {"op": "linear", "name": f"{prefix}up_proj", "out_features": inter, "bias": bias, "inputs": [norm]},
+def _swiglu(norm: str, inter: int, hidden: int, act: dict, bias: bool = False, prefix: str = "",
+            module: str = "") -> list[dict]:
+    """LLaMA's gated MLP on the norm's output: down(act(gate x) * up x), its layers named <prefix>gate_proj ...;
+    under a submodule (``module``: a shared expert's) the projections are <module>.gate_proj ... as modules."""
+    def where(proj: str) -> dict:
+        return {"module": f"{module}.{proj}"} if module else {}
+    return [{"op": "linear", "name": f"{prefix}gate_proj", "out_features": inter, "bias": bias, "inputs": [norm],
+             **where("gate_proj")},
+            {"op": "linear", "name": f"{prefix}up_proj", "out_features": inter, "bias": bias, "inputs": [norm],
+             **where("up_proj")},
             {**act, "name": f"{prefix}act", "inputs": [f"{prefix}gate_proj"]},
             {"op": "mul", "name": f"{prefix}gated", "inputs": [f"{prefix}act", f"{prefix}up_proj"]},
-            {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias}]
+            {"op": "linear", "name": f"{prefix}down_proj", "out_features": hidden, "bias": bias, **where("down_proj")}]
+
+
+# each expert's module names in transformers 4.x (Qwen2MoeMLP, Qwen3MoeMLP, DeepseekV2MLP, DeepseekV3MLP; Mixtral's
+# w1, w3, w2 are the op's own); the router is nn.Linear 'gate' but for DeepSeek's (DeepseekV2MoEGate,
+# DeepseekV3TopkRouter: a bare nn.Parameter, which PEFT cannot adapt)
+QWEN_EXPERTS = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
 
 
 def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
@@ -201,7 +213,7 @@ def _shared_expert(width: int, hidden: int, act: dict) -> list[dict]:
     ``shared_expert_intermediate_size`` on every token, scaled by sigmoid(shared_expert_gate x) (one output),
     added to the routed experts' sum."""
     norm = "post_attention_layernorm"
-    return [*_swiglu(norm, width, hidden, act, prefix="shared_"),
+    return [*_swiglu(norm, width, hidden, act, prefix="shared_", module="shared_expert"),
             {"op": "linear", "name": "shared_expert_gate", "out_features": 1, "bias": False, "inputs": [norm]},
             {"op": "sigmoid", "name": "shared_expert_weight"},
             {"op": "mul", "name": "shared_expert", "inputs": ["shared_down_proj", "shared_expert_weight"]},
@@ -268,7 +280,7 @@ def _llama(c: Config) -> dict:
         norm = True if c.family == "mixtral" else c.get("norm_topk_prob", boolean, False)
         block.append({"op": "mixture_of_experts", "name": experts[1], "intermediate_size": width,
                       "num_experts": c.get(experts[0], pos_int), "top_k": c.get("num_experts_per_tok", pos_int),
-                      "norm_topk_prob": norm})
+                      "norm_topk_prob": norm, **({} if c.family == "mixtral" else {"modules": dict(QWEN_EXPERTS)})})
         if c.family == "qwen2_moe":
             block += _shared_expert(c.get("shared_expert_intermediate_size", pos_int), hidden, act)
     else:
@@ -559,14 +571,15 @@ def _deepseek_moe(c: Config, hidden: int, act: dict) -> list[dict]:
            "n_group": c.get("n_group", pos_int, 1) if grouped else 1,
            "topk_group": c.get("topk_group", pos_int, 1) if grouped else 1, "group_top": 2 if method == "noaux_tc" else 1,
            "routed_scaling_factor": factor if (method == "noaux_tc" or not norm) else 1.0,
-           "inputs": ["post_attention_layernorm"]}
+           "modules": {**QWEN_EXPERTS, "gate": None}, "inputs": ["post_attention_layernorm"]}
     shared = c.get("n_shared_experts", any_int, 0)
     if shared < 0:
         raise SizingError(f"'n_shared_experts': an integer >= 0, got {shared}", c.path)
     if not shared:
         return [moe]
     width = shared * moe["intermediate_size"]
-    return [moe, *_swiglu("post_attention_layernorm", width, hidden, act, prefix="shared_experts_"),
+    return [moe, *_swiglu("post_attention_layernorm", width, hidden, act, prefix="shared_experts_",
+                          module="shared_experts"),
             {"op": "add", "name": "experts_sum", "inputs": ["mlp", "shared_experts_down_proj"]}]
 
 

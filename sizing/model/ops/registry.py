@@ -59,6 +59,8 @@ class OpDef:
     cost: Callable[[Call], Cost]
     weights: Callable[[Mapping[str, Any], tuple[Shape, ...]], dict[str, Shape]] = lambda a, s: {}
     buffers: Callable[[Mapping[str, Any], tuple[Shape, ...]], dict[str, Shape]] = lambda a, s: {}
+    # weights that take no gradient even when the layer trains (a LoRA-adapted op's base weights)
+    frozen: Callable[[Mapping[str, Any], tuple[Shape, ...]], frozenset] = lambda a, s: frozenset()
     arity: tuple[int, int | None] = (1, 1)       # (min, max) inputs; None = any number
     takes_ids: bool = False                       # the input is integer ids (embedding)
     matrix: bool = False                          # a matrix product: runs on tensor cores where a device has them
@@ -75,13 +77,14 @@ class OpDef:
 REGISTRY: dict[str, OpDef] = {}
 
 
-def register(name: str, *args: Arg, shape, weights=None, buffers=None, arity=(1, 1), takes_ids=False,
+def register(name: str, *args: Arg, shape, weights=None, buffers=None, frozen=None, arity=(1, 1), takes_ids=False,
              saves=(), note=None, matrix=False):
     """Decorator: register ``cost_fn`` as the cost formula of op ``name`` with its schema and rules."""
     def deco(cost_fn):
         if name in REGISTRY:
             raise RuntimeError(f"op {name!r} registered twice")
-        extra = {k: v for k, v in (("weights", weights), ("buffers", buffers), ("note", note)) if v}
+        extra = {k: v for k, v in (("weights", weights), ("buffers", buffers), ("frozen", frozen), ("note", note))
+                 if v}
         REGISTRY[name] = OpDef(name=name, args=tuple(args), shape=shape, cost=cost_fn, arity=arity,
                                takes_ids=takes_ids, matrix=matrix, saves=frozenset(saves), doc=(cost_fn.__doc__ or "").strip(),
                                **extra)

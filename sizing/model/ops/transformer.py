@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from ..cost import Cost
 from .elementwise import ACTIVATIONS
-from .registry import (Arg, Call, ShapeError, boolean, choice, io_bytes, optional, pos_float, pos_int, probability,
-    register)
+from .registry import (Arg, ArgError, Call, ShapeError, boolean, choice, io_bytes, optional, pos_float, pos_int,
+    probability, register)
 from .sequence import _SOFTMAX_BWD, _SOFTMAX_FWD
 
 ROTATION_FLOPS = 3      # per rotated element, forward and backward (see _rotary)
@@ -146,9 +146,43 @@ _SILU_FWD, _SILU_BWD = ACTIVATIONS["silu"][:2]
 SCORING = {"softmax": (_SOFTMAX_FWD, _SOFTMAX_BWD), "sigmoid": ACTIVATIONS["sigmoid"][:2]}
 
 
+# the products of a SwiGLU expert and the router, by the names of the op's weights: the router "gate" (hidden ->
+# experts), w1 (the gate projection) and w3 (the up projection), hidden -> width, and w2 (down), width -> hidden
+ROLES = ("gate", "w1", "w3", "w2")
+
+
+def lora_targets(v):
+    """A non-empty list of distinct roles (gate, w1, w3, w2)."""
+    if not isinstance(v, (list, tuple)) or not v or not all(r in ROLES for r in v) or len(set(v)) != len(v):
+        raise ArgError(f"a non-empty list of distinct names among {', '.join(ROLES)}")
+    return tuple(r for r in ROLES if r in v)
+
+
+def module_names(v):
+    """A mapping of roles to the model's module names (a string, or null where a role is no module)."""
+    if not isinstance(v, dict) or not set(v) <= set(ROLES) or not all(
+            m is None or (isinstance(m, str) and m.isidentifier()) for m in v.values()):
+        raise ArgError(f"a mapping of {', '.join(ROLES)} to module names (identifiers) or null")
+    return tuple((r, v.get(r, r)) for r in ROLES)
+
+
+def adapted(a) -> tuple[str, ...]:
+    """The roles with LoRA adapters: ``lora_targets`` (default all four) when ``lora_rank`` is set, else none."""
+    return () if a["lora_rank"] is None else a["lora_targets"] or ROLES
+
+
+def product_dims(a, hidden: int) -> dict[str, tuple[int, int]]:
+    """(in, out) of each role's product: gate hidden -> experts, w1 and w3 hidden -> width, w2 width -> hidden."""
+    f = a["intermediate_size"]
+    return {"gate": (hidden, a["num_experts"]), "w1": (hidden, f), "w3": (hidden, f), "w2": (f, hidden)}
+
+
 def expert_params(a, hidden: int) -> int:
-    """Weights of one SwiGLU expert: w1 (gate), w3 (up): F x E each; w2 (down): E x F."""
-    return 3 * hidden * a["intermediate_size"]
+    """Weights of one SwiGLU expert: w1 (gate), w3 (up): F x E each; w2 (down): E x F; plus r (in + out) per
+    adapted product (LoRA's A, r x in, and B, out x r)."""
+    dims = product_dims(a, hidden)
+    return 3 * hidden * a["intermediate_size"] + sum(a["lora_rank"] * sum(dims[r]) for r in adapted(a)
+                                                    if r != "gate")
 
 
 def _moe_shape(a, s):
@@ -162,13 +196,29 @@ def _moe_shape(a, s):
         raise ShapeError(f"n_group {g} must divide num_experts {n}, topk_group {a['topk_group']} be at most n_group, "
                          f"group_top {a['group_top']} at most the {n // g if n % g == 0 else '?'} experts of a group, "
                          f"and the chosen groups hold at least top_k {a['top_k']} experts")
+    if a["lora_targets"] is not None and a["lora_rank"] is None:
+        raise ShapeError("lora_targets needs lora_rank (the adapters' rank r)")
     return x
 
 
 def _moe_weights(a, s):
     n, e, f = a["num_experts"], s[0][-1], a["intermediate_size"]
-    return {"gate.weight": (n, e), "experts.w1.weight": (n, f, e), "experts.w3.weight": (n, f, e),
-            "experts.w2.weight": (n, e, f)}
+    out = {"gate.weight": (n, e), "experts.w1.weight": (n, f, e), "experts.w3.weight": (n, f, e),
+           "experts.w2.weight": (n, e, f)}
+    dims, r = product_dims(a, e), a["lora_rank"]
+    for role in adapted(a):
+        i, o = dims[role]
+        each = () if role == "gate" else (n,)
+        prefix = "gate" if role == "gate" else f"experts.{role}"
+        out[f"{prefix}.lora_A.weight"] = (*each, r, i)
+        out[f"{prefix}.lora_B.weight"] = (*each, o, r)
+    return out
+
+
+def _moe_frozen(a, s):
+    """With adapters (``lora_rank``) the router and the experts' own weights are frozen: only the adapters train."""
+    return frozenset(("gate.weight", "experts.w1.weight", "experts.w3.weight", "experts.w2.weight")
+                     if a["lora_rank"] is not None else ())
 
 
 def _moe_buffers(a, s):
@@ -206,8 +256,10 @@ def router_flops(a) -> tuple[int, int]:
           Arg("norm_topk_prob", boolean, True), Arg("scoring", choice(*SCORING), "softmax"),
           Arg("score_bias", boolean, False), Arg("n_group", pos_int, 1), Arg("topk_group", pos_int, 1),
           Arg("group_top", pos_int, 1), Arg("routed_scaling_factor", pos_float, 1.0),
-          shape=_moe_shape, weights=_moe_weights, buffers=_moe_buffers, saves=("inputs",), note=_moe_note,
-          matrix=True)
+          Arg("lora_rank", optional(pos_int), None), Arg("lora_targets", optional(lora_targets), None),
+          Arg("modules", optional(module_names), None),
+          shape=_moe_shape, weights=_moe_weights, buffers=_moe_buffers, frozen=_moe_frozen, saves=("inputs",),
+          note=_moe_note, matrix=True)
 def _moe(call: Call) -> Cost:
     """Sparse mixture of SwiGLU experts (Mixtral's block; DeepSeek's routed experts): router logits x G^T (G:
     num_experts x hidden), scores (softmax over the n experts, or DeepSeek-V3's sigmoid), the top k kept (within
@@ -218,15 +270,21 @@ def _moe(call: Call) -> Cost:
     MACs = N * (e*n + 3*k*e*F).
     Other forward FLOPs per token: the router's (``router_flops``), silu 5 and the product 1 per expert unit
     (6kF), weighting k*e and summing (k - 1)*e.
-    Backward per token, when anything needs a gradient: d(expert output) k*e and d(weight) 2*k*e, down
-    projection dx 2kFe, product 2kF, silu 9kF and the router's; weight gradients
-    (trainable) 2 * (3kFe + e*n); input gradient: gate and up dx 4kFe plus their sum k*e, the sum over
-    experts (k - 1)*e, router dx 2*e*n and its add e.
+    Backward per token, each part when a gradient needs it: d(expert output) k*e; d(weight) 2*k*e and the
+    router's (for the router's weights or the input); down projection dx 2kFe, product 2kF and silu 9kF (for the
+    gate and up weights or the input); weight gradients (trainable) 2 * (3kFe + e*n); input gradient: gate and up
+    dx 4kFe plus their sum k*e, the sum over experts (k - 1)*e, router dx 2*e*n and its add e.
     Kept per token: router scores n, the k routing weights and ids (int64), and per chosen expert the
     gate and up projections, their product (3F) and the output (e); plus the input.
+    LoRA (``lora_rank`` r on ``lora_targets``, as PEFT adapts each expert's nn.Linear under transformers 4.x):
+    the router and experts frozen (``modules`` only names them for --lora-targets), each adapted product
+    (in -> out) adds B A x: per row (a token for the router, each of a token's k experts for w1, w3, w2)
+    r (in + out) MACs and out adds; backward dB 2 r out, d(A x) 2 r out, dA 2 r in, and when the product's
+    input needs a gradient 2 r in plus in adds; kept r per row. A token pays the adapters of its k experts
+    only; every expert's adapters are weights.
     Traffic: the input, every expert's weights once (a batch large enough to reach every expert) and the output.
     Source: Jiang et al. 2024, arXiv:2401.04088 (Mixtral), section 2.1; transformers MixtralSparseMoeBlock;
-    Shazeer et al. 2017."""
+    Shazeer et al. 2017; Hu et al. 2021 (LoRA), arXiv:2106.09685."""
     a = call.args
     n, k, f = a["num_experts"], a["top_k"], a["intermediate_size"]
     e = call.inputs[0][-1]
@@ -234,13 +292,28 @@ def _moe(call: Call) -> Cost:
     macs = tokens * (e * n + 3 * k * e * f)
     route_fwd, route_bwd = router_flops(a)
     per_token = route_fwd + (_SILU_FWD + 1) * k * f + (2 * k - 1) * e
-    back = 0
-    if call.grad_inputs[0] or call.trainable:
-        back += tokens * (3 * k * e + 2 * k * f * e + (2 + _SILU_BWD) * k * f + route_bwd)
-    if call.trainable:
+    need_x = call.grad_inputs[0]
+    base = call.trainable and a["lora_rank"] is None              # the router's and experts' own weights train
+    tuned = adapted(a) if call.trainable else ()                  # the adapters that train
+    inner = need_x or base or bool({"w1", "w3"} & set(tuned))     # gradients inside the experts
+    routing = need_x or base or "gate" in tuned                   # gradients through the routing weights
+    back = tokens * ((k * e if inner or "w2" in tuned else 0) + (2 * k * e + route_bwd if routing else 0)
+                     + (2 * k * f * e + (2 + _SILU_BWD) * k * f if inner else 0))
+    if base:
         back += 2 * tokens * (3 * k * f * e + e * n)
-    if call.grad_inputs[0]:
+    if need_x:
         back += tokens * (4 * k * f * e + k * e + (k - 1) * e + 2 * e * n + e)
     saved = tokens * ((n + k + k * (3 * f + e)) * call.itemsize + k * call.index_itemsize)
-    return Cost(macs=macs, flops=2 * macs + tokens * per_token, backward_flops=back, saved_bytes=saved,
+    dims, r, extra = product_dims(a, e), a["lora_rank"], 0
+    for role in adapted(a):
+        i, o = dims[role]
+        rows = tokens if role == "gate" else tokens * k
+        macs += rows * r * (i + o)
+        extra += rows * o
+        if role in tuned:
+            back += rows * 2 * r * (2 * o + i)
+            if (inner if role == "w2" else need_x):
+                back += rows * (2 * r * i + i)
+            saved += rows * r * call.itemsize
+    return Cost(macs=macs, flops=2 * macs + tokens * per_token + extra, backward_flops=back, saved_bytes=saved,
                 **io_bytes(call))
