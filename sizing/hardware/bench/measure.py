@@ -255,31 +255,35 @@ class BenchResult:
         return CallOverhead(max(0.0, a), b / self.kernels_per_pair)
 
     def executor_terms(self) -> dict | None:
-        """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, version}} from the layer-class chains
-        (sizing/hardware/bench/chains.py): per class the line through the best repeat of each length, its slope
-        one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a layer), ``wide_us`` the wide
-        chains' slope less it (the work of one wide layer); ``step_us`` the tiny linear chain's intercept (the fixed
-        cost of a step; 0 when noise makes it negative). A class whose slope noise made no larger than zero (or, wide,
-        than the tiny one) gets no figure. None when not timed."""
+        """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}} from
+        the layer-class chains (sizing/hardware/bench/chains.py): per class the line through the best repeat of each
+        length, its slope one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a layer),
+        ``wide_us`` the wide chains' slope less it (the work of one wide layer), ``shapes_us`` the same for each of
+        the class's other shapes; ``step_us`` the tiny linear chain's intercept (the fixed cost of a step; absent
+        when noise makes it negative). A class whose slope noise made no larger than zero (or, wide, than the tiny
+        one) gets no figure. None when not timed."""
         from ..devices import LAYER_CLASSES
-        from .chains import LENGTHS, WIDE_LENGTHS
 
         out = {}
         for ex, version in (self.executors or {}).items():
-            terms = {"layer_us": {}, "wide_us": {}}
+            terms = {"layer_us": {}, "wide_us": {}, "shapes_us": {}}
             for cls in LAYER_CLASSES:
                 lines = {}
-                for wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)):
+                for wide, lengths in class_chains(cls):
                     names = [layer_chain_name(ex, cls, n, wide) for n in lengths]
                     if all(n in self.runs for n in names):
                         lines[wide] = fit_line([(n, 1 / self.runs[name].best) for n, name in zip(lengths, names)])
                 if lines.get(False, (0, 0))[1] > 0:
                     tiny = lines[False][1]
                     terms["layer_us"][cls] = tiny * 1e6
-                    if cls == "linear":
-                        terms["step_us"] = max(lines[False][0], 1e-9) * 1e6
-                    if lines.get(True, (0, 0))[1] > tiny:
-                        terms["wide_us"][cls] = (lines[True][1] - tiny) * 1e6
+                    if cls == "linear" and lines[False][0] > 0:
+                        terms["step_us"] = lines[False][0] * 1e6
+                    for wide, (_, slope) in lines.items():
+                        if wide is not False and slope > tiny:
+                            terms["wide_us" if wide is True else "shapes_us"][wide if wide is not True else cls] = (
+                                (slope - tiny) * 1e6)
+            if not terms["shapes_us"]:
+                del terms["shapes_us"]
             if terms["layer_us"]:
                 out[ex] = {**terms, **({"version": version} if version else {})}
         return out or None
@@ -412,18 +416,25 @@ def chain_jobs(chain: CallChain, lengths) -> list:
     return [Job(chain_name(n), "steps/s", chain.steps(n), 10 ** 9) for n in lengths]
 
 
-def layer_chain_name(executor: str, cls: str, n: int, wide: bool) -> str:
-    return f"{executor}_{cls}_{'wide' if wide else 'tiny'}_{n}"
+def layer_chain_name(executor: str, cls: str, n: int, wide: bool | str) -> str:
+    """wide: False (tiny), True (the class's wide layer) or a shape's name (chains.SHAPES)."""
+    return f"{executor}_{wide if isinstance(wide, str) else cls + ('_wide' if wide else '_tiny')}_{n}"
+
+
+def class_chains(cls: str):
+    """(wide, lengths) of every chain of the class: tiny, wide and its shapes (sizing/hardware/bench/chains.py)."""
+    from .chains import LENGTHS, bench_layers
+
+    return [(False, LENGTHS)] + bench_layers(cls)
 
 
 def layer_chain_specs(executor: str, classes=None):
     """(name, class, n, wide) of every layer-class chain (sizing/hardware/bench/chains.py) of ``classes``
     (None: every class)."""
     from ..devices import LAYER_CLASSES
-    from .chains import LENGTHS, WIDE_LENGTHS
 
     return [(layer_chain_name(executor, cls, n, wide), cls, n, wide) for cls in classes or LAYER_CLASSES
-            for wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)) for n in lengths]
+            for wide, lengths in class_chains(cls) for n in lengths]
 
 
 def layer_chain_jobs(chains: LayerChains, classes=None) -> list:
