@@ -210,6 +210,11 @@ def test_executor_terms_recover_a_shape_s_work_from_its_fanned_out_chains():
     terms = BenchResult(None, BenchConfig(threads=1), runs, {}, executors={"sizing": None}).executor_terms()["sizing"]
     assert terms["shapes_us"] == {"conv_s2": pytest.approx(700.0, rel=1e-6)}
     assert terms["wide_us"] == {"conv": pytest.approx(2000.0, rel=1e-6)}
+    # noise that leaves the tiny chains no slope drops the fixed cost, not the work figures (taken less nothing)
+    for name in [k for k in runs if "_tiny_" in k]:
+        runs[name] = Series(name, "steps/s", (1 / 150e-6,))
+    terms = BenchResult(None, BenchConfig(threads=1), runs, {}, executors={"sizing": None}).executor_terms()["sizing"]
+    assert terms["layer_us"] == {} and terms["shapes_us"] == {"conv_s2": pytest.approx(740.0, rel=1e-6)}
 
 
 @pytest.mark.parametrize("spec, op, cls", [("resnet18", "conv2d", "conv"), ("mobilenet_v2", "conv2d", "depthwise"),

@@ -260,8 +260,9 @@ class BenchResult:
         length, its slope one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a layer),
         ``wide_us`` the wide chains' slope less it (the work of one wide layer), ``shapes_us`` the same for each of
         the class's other shapes; ``step_us`` the tiny linear chain's intercept (the fixed cost of a step; absent
-        when noise makes it negative). A class whose slope noise made no larger than zero (or, wide, than the tiny
-        one) gets no figure. None when not timed."""
+        when noise makes it negative). A tiny slope that noise made no larger than zero gives no fixed cost (the
+        class's work figures stay, less nothing); a wide slope no larger than the tiny one gives no figure. None
+        when not timed."""
         from ..devices import LAYER_CLASSES
 
         out = {}
@@ -273,18 +274,20 @@ class BenchResult:
                     names = [layer_chain_name(ex, cls, n, wide) for n in lengths]
                     if all(n in self.runs for n in names):
                         lines[wide] = fit_line([(n, 1 / self.runs[name].best) for n, name in zip(lengths, names)])
-                if lines.get(False, (0, 0))[1] > 0:
-                    tiny = lines[False][1]
+                if False not in lines:
+                    continue
+                tiny = max(lines[False][1], 0.0)
+                if tiny > 0:
                     terms["layer_us"][cls] = tiny * 1e6
-                    if cls == "linear" and lines[False][0] > 0:
-                        terms["step_us"] = lines[False][0] * 1e6
-                    for wide, (_, slope) in lines.items():
-                        if wide is not False and slope > tiny:
-                            terms["wide_us" if wide is True else "shapes_us"][wide if wide is not True else cls] = (
-                                (slope - tiny) * 1e6)
+                if cls == "linear" and lines[False][0] > 0:
+                    terms["step_us"] = lines[False][0] * 1e6
+                for wide, (_, slope) in lines.items():
+                    if wide is not False and slope > tiny:
+                        terms["wide_us" if wide is True else "shapes_us"][cls if wide is True else wide] = (
+                            (slope - tiny) * 1e6)
             if not terms["shapes_us"]:
                 del terms["shapes_us"]
-            if terms["layer_us"]:
+            if terms["layer_us"] or terms["wide_us"]:
                 out[ex] = {**terms, **({"version": version} if version else {})}
         return out or None
 
