@@ -331,6 +331,21 @@ def test_tiny_run_measures_every_series():
     assert r.blas["library"]
 
 
+def test_another_interpreter_s_chains_are_timed_once_a_round_and_pooled():
+    """PyTorch's chains run in a child interpreter: once a round (a slow spell lowers one round's repeats), each
+    run giving the round's repeats, pooled as every other figure is."""
+    from sizing.hardware.bench.measure import LayerChains
+
+    calls = []
+
+    def child(config):
+        calls.append(config.repeats)
+        return {"pytorch_linear_tiny_2": [100.0 + len(calls)] * config.repeats}
+
+    r = run_bench(BenchConfig(threads=1, rounds=2, **TINY), layer_chains=[LayerChains("pytorch", measure=child)])
+    assert calls == [2, 2] and r.runs["pytorch_linear_tiny_2"].values == (101.0, 101.0, 102.0, 102.0)
+
+
 def test_cli_json_save_and_profile(tmp_path, monkeypatch):
     monkeypatch.setattr(BenchConfig, "for_machine",
                         classmethod(lambda cls, machine, quick=False, threads=None: cls(threads or 1, **TINY)))

@@ -586,7 +586,8 @@ def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | 
     """The run as (label, function) steps in order; each function returns {name: Series} of new repeats and may
     read the ``runs`` of the steps before it (the all-thread FMA runs the chain count that was best on one core
     when it first ran, in every round). The layer-call chains only with ``chain``; the layer-class chains of each
-    of ``layer_chains`` timed here (ours; another interpreter's are timed once, after the rounds)."""
+    of ``layer_chains`` (ours timed here; another interpreter's there, its repeats of the round in one run: a slow
+    spell then lowers one round's repeats, not all of them)."""
     r, t = config.repeats, config.sample_s
     calibrated, chosen = {}, {}
 
@@ -625,6 +626,9 @@ def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | 
                 return measure(made["jobs"], r, t, calibrated)
 
             out.append((f"layer classes ({ex.name})", classes))
+        elif ex.measure is not None:    # another interpreter (PyTorch): timed there once a round, repeats pooled
+            out.append((f"layer classes ({ex.name}, its own interpreter)", lambda ex=ex: {
+                name: Series(name, "steps/s", tuple(values)) for name, values in ex.measure(config).items()}))
     # memory bandwidth is the noisiest figure on a shared machine and its samples the cheapest: twice the repeats
     out.append(("STREAM", lambda: measure(stream_jobs(config.stream_elements), 2 * r, t, calibrated)))
     return out
@@ -648,10 +652,6 @@ def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None
     first, *todo = steps(config, machine, runs, chain, layer_chains)
     todo = [(f"{label} (round {k + 1}/{config.rounds})" if config.rounds > 1 else label, fn)
             for k in range(config.rounds) for label, fn in todo]
-    others = [ex for ex in layer_chains if ex.measure is not None]
-    todo += [(f"layer classes ({ex.name}, its own interpreter)", lambda ex=ex: {
-        name: Series(name, "steps/s", tuple(values)) for name, values in ex.measure(config).items()})
-        for ex in others]
     total = 1 + len(todo)
     progress = progress or (lambda done, total, label: None)
     progress(0, total, first[0])
