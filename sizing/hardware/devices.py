@@ -110,8 +110,8 @@ LAYER_CLASSES = ("linear", "conv", "depthwise", "batchnorm", "rownorm", "element
 
 def _check_executors(executors) -> None:
     """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}}
-    (``sizing bench``)."""
-    from .bench.chains import SHAPES          # the layers beyond each class's wide one that the bench times
+    (``sizing bench``); the shapes are those the bench times beyond each class's wide layer."""
+    from .bench.chains import SHAPES
 
     what = ("must map an executor (" + ", ".join(EXECUTORS) + ") to {step_us, layer_us, wide_us, shapes_us, "
             "version}, as `sizing bench` writes it")

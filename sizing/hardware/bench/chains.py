@@ -92,7 +92,7 @@ def fans_out(shape: str) -> bool:
     """Whether the layer of ``SHAPES[shape]`` changes its input's shape (its chain fans out)."""
     from ...model.graph import build
 
-    cls, dims, layer, _ = SHAPES[shape]
+    _, dims, layer, _ = SHAPES[shape]
     spec = {"name": shape, "input": dims, "defaults": {"batch": 1, "dtype": "fp32"},
             "layers": [{**layer, "name": "l0"}]}
     return list(build(spec, {}, shape).node("l0").out.shape[1:]) != dims

@@ -144,7 +144,8 @@ class BenchConfig:
     @classmethod
     def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
         """The default run (3 rounds of 3 repeats, 9 per figure: about 20 s, and with the executors' layer-class
-        chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02) or ``quick`` (about 3 s
+        chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02; with the chains' other shapes
+        too, 8.5 min at load 5.4-6.2, against 5.5 min without them at load 1.1-5.9) or ``quick`` (about 3 s
         beside the first touch of the STREAM arrays; a thin product beside the big ones, so the GEMM sweep spans a
         small and a large smallest dimension); STREAM arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
