@@ -27,8 +27,8 @@ executor reached on the bench's layers of the class, read at the layer's shape (
 STREAM's arrays; attention's causal mask and dropout; a product's compute term is then taken at the one matrix
 peak, not the numpy GEMM sweep, as the share carries the executor's own rate by shape), plus the class's fixed
 cost per layer (calls, allocations, dispatch, update); the step adds its own fixed cost (loss, optimizer loop),
-carried on the last row. Every constant is a bench measurement on layers of its own (sizing/hardware/bench/chains.py), none a zoo
-model's time."""
+carried on the last row. Every constant is a bench measurement on layers of its own
+(sizing/hardware/bench/chains.py), none a zoo model's time."""
 from __future__ import annotations
 
 import math
