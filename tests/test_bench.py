@@ -331,6 +331,29 @@ def test_tiny_run_measures_every_series():
     assert r.blas["library"]
 
 
+def test_another_interpreter_s_chains_are_timed_once_a_round_and_pooled():
+    """PyTorch's chains run in a child interpreter: once a round (a slow spell lowers one round's repeats), each
+    run giving the round's repeats, pooled as every other figure is."""
+    from sizing.hardware.bench.measure import LayerChains
+
+    calls = []
+
+    def child(config):
+        calls.append(config.repeats)
+        return {"pytorch_linear_tiny_2": [100.0 + len(calls)] * config.repeats}
+
+    from sizing.hardware.bench.measure import pool, steps, this_machine
+
+    config = BenchConfig(threads=1, rounds=2, **TINY)
+    runs = {}
+    todo = [fn for label, fn in steps(config, this_machine(), runs, None, [LayerChains("pytorch", measure=child)])
+            if label == "layer classes (pytorch, its own interpreter)"]
+    for _ in range(config.rounds):          # run_bench runs every step once a round
+        for fn in todo:
+            pool(runs, fn())
+    assert calls == [2, 2] and runs["pytorch_linear_tiny_2"].values == (101.0, 101.0, 102.0, 102.0)
+
+
 def test_cli_json_save_and_profile(tmp_path, monkeypatch):
     monkeypatch.setattr(BenchConfig, "for_machine",
                         classmethod(lambda cls, machine, quick=False, threads=None: cls(threads or 1, **TINY)))

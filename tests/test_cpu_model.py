@@ -4,6 +4,7 @@ kernels x call cost to each layer (the kernels counted as sizing/predict/rooflin
 A profile without them predicts as the plain roofline. No timing here: speed is in benchmarks/bench_check.py."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -197,6 +198,25 @@ def test_executor_terms_recover_each_class_fixed_cost_and_wide_work():
     assert BenchResult(None, BenchConfig(threads=1), runs, {}).executor_terms() is None      # not timed
 
 
+def test_executor_terms_recover_a_shape_s_work_from_its_fanned_out_chains():
+    """conv_s2 fans out at lengths 2 and 3 (chains.FAN_LENGTHS): its slope less the tiny conv slope is its work."""
+    from sizing.hardware.bench.chains import FAN_LENGTHS
+    from sizing.hardware.bench.measure import layer_chain_name
+
+    runs = _class_runs("sizing", 150e-6, {"conv": 40e-6}, {"conv": 2e-3})
+    for n in FAN_LENGTHS:
+        name = layer_chain_name("sizing", "conv", n, "conv_s2")
+        runs[name] = Series(name, "steps/s", (1 / (300e-6 + n * (40e-6 + 700e-6)),))
+    terms = BenchResult(None, BenchConfig(threads=1), runs, {}, executors={"sizing": None}).executor_terms()["sizing"]
+    assert terms["shapes_us"] == {"conv_s2": pytest.approx(700.0, rel=1e-6)}
+    assert terms["wide_us"] == {"conv": pytest.approx(2000.0, rel=1e-6)}
+    # noise that leaves the tiny chains no slope drops the fixed cost, not the work figures (taken less nothing)
+    for name in [k for k in runs if "_tiny_" in k]:
+        runs[name] = Series(name, "steps/s", (1 / 150e-6,))
+    terms = BenchResult(None, BenchConfig(threads=1), runs, {}, executors={"sizing": None}).executor_terms()["sizing"]
+    assert terms["layer_us"] == {} and terms["shapes_us"] == {"conv_s2": pytest.approx(740.0, rel=1e-6)}
+
+
 @pytest.mark.parametrize("spec, op, cls", [("resnet18", "conv2d", "conv"), ("mobilenet_v2", "conv2d", "depthwise"),
                                            ("resnet18", "batchnorm2d", "batchnorm"), ("gpt2_small", "layernorm", "rownorm"),
                                            ("gpt2_small", "multihead_attention", "attention"),
@@ -223,14 +243,64 @@ def test_the_wide_bench_layer_is_predicted_as_it_was_measured():
     """The share of the roofline is the bench's wide layer's roofline / its measured work, so that layer's own row
     comes back as measured: work + fixed cost, + the step's cost on this last row (an independent route: the
     definition, not the code's output)."""
-    from sizing.hardware.bench.chains import wide_layer
+    from sizing.hardware.bench.chains import slope_graphs
 
     device = cpu(executors=_record({"batchnorm": 20.0}, {"batchnorm": 9000.0}))
     factors = shipped().factors(device, "fp32", {})
     assert factors.framework_efficiency == 1.0 and factors.executor.name == "sizing"
-    est, name = wide_layer("batchnorm")
-    row = next(lt for lt in layer_times(est, device, "fp32", factors) if lt.name == name)
+    (est, _), _ = slope_graphs("batchnorm", True)
+    row = next(lt for lt in layer_times(est, device, "fp32", factors) if lt.name == "l0")
     assert row.seconds == pytest.approx(9000e-6 + 20e-6 + 100e-6, rel=1e-9)
+
+
+def test_a_fanned_out_shape_sets_one_copy_and_one_add_input_against_its_measured_work():
+    """A stride-2 convolution changes its input's shape, so its chain fans out: n copies of it read the first
+    layer's output and an add sums them. Its share is the plain roofline's growth from 2 to 3 copies (one
+    convolution and one more input of the add: its closed form written here) / the measured work."""
+    from sizing.hardware.bench.chains import chain_graph
+    from sizing.predict.roofline import executor_terms, shape_features
+
+    device = cpu(executors={"sizing": {"layer_us": {"conv": 20.0}, "shapes_us": {"conv_s2": 3000.0}}})
+    est = estimate_graph(chain_graph("conv", 3, "conv_s2"))
+    assert [r.node.op for r in est.layers] == ["batchnorm2d"] + ["conv2d"] * 3 + ["add"]
+    conv = est.layers[1]
+    c = conv.cost
+    conv_s = max((c.flops + c.backward_flops) / device.peak_per_s("fp32"),
+                 3 * (c.bytes_read + c.bytes_written) / device.memory_bw_bytes_per_s)
+    # one more (1, 128, 14, 14) fp32 input read; an add has no backward FLOPs, so the roofline moves no backward bytes
+    add_s = 128 * 14 * 14 * 4 / device.memory_bw_bytes_per_s
+    (features, share), = executor_terms(device, "fp32", "sizing").efficiency["conv"]
+    assert features == shape_features(conv)
+    assert share == pytest.approx((conv_s + add_s) / 3000e-6, rel=1e-9)
+
+
+@pytest.mark.parametrize("at, expected", [
+    ((1.0,), 0.5), ((5.0,), 2.0),                          # a measured layer's own share
+    ((3.0,), 1.0),                                         # half way: the geometric mean of 0.5 and 2
+    ((2.0,), math.exp((math.log(0.5) / 1 + math.log(2.0) / 9) / (1 + 1 / 9))),   # weights 1 / d^2: 1 and 1/9
+    ((1.0, 1.0), 1.0)])                                    # no point of its kind: the plain roofline
+def test_the_share_is_read_by_inverse_distance_in_log_space(at, expected):
+    from sizing.predict.roofline import read_share
+
+    assert read_share((((1.0,), 0.5), ((5.0,), 2.0)), at) == pytest.approx(expected, rel=1e-12)
+
+
+def test_shape_features_of_a_conv_a_linear_attention_and_a_pass():
+    from sizing.model.graph import build
+    from sizing.predict.roofline import shape_features
+
+    spec = {"name": "f", "input": [3, 32, 32], "defaults": {"batch": 2, "dtype": "fp32"},
+            "layers": [{"op": "conv2d", "name": "c", "out_channels": 8, "kernel_size": 3, "stride": 2},
+                       {"op": "relu", "name": "r"}, {"op": "flatten", "name": "f"},
+                       {"op": "linear", "name": "fc", "out_features": 10}]}
+    rows = {r.node.name: r for r in estimate_graph(build(spec, {}, "f")).layers}
+    log2 = math.log2
+    assert shape_features(rows["c"]) == pytest.approx((log2(2 * 15 * 15), log2(8), log2(3 * 9)))
+    assert shape_features(rows["r"]) == pytest.approx((log2(2 * 8 * 15 * 15),))
+    assert shape_features(rows["fc"]) == pytest.approx((log2(2), log2(10), log2(8 * 15 * 15)))
+    att = {"name": "a", "input": [16, 32], "defaults": {"batch": 1, "dtype": "fp32"},
+           "layers": [{"op": "multihead_attention", "name": "a", "num_heads": 2, "causal": True, "dropout": 0.1}]}
+    assert shape_features(estimate_graph(build(att, {}, "a")).layers[0]) == (8.0, 8.0, 4.0)
 
 
 def test_executor_rows_add_the_class_cost_per_copy_and_the_step_cost_once():

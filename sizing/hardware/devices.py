@@ -109,9 +109,12 @@ LAYER_CLASSES = ("linear", "conv", "depthwise", "batchnorm", "rownorm", "element
 
 
 def _check_executors(executors) -> None:
-    """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, version}} (``sizing bench``)."""
-    what = ("must map an executor (" + ", ".join(EXECUTORS) + ") to {step_us, layer_us, wide_us, version}, "
-            "as `sizing bench` writes it")
+    """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}}
+    (``sizing bench``); the shapes are those the bench times beyond each class's wide layer."""
+    from .bench.chains import SHAPES
+
+    what = ("must map an executor (" + ", ".join(EXECUTORS) + ") to {step_us, layer_us, wide_us, shapes_us, "
+            "version}, as `sizing bench` writes it")
     if not isinstance(executors, dict) or not executors:
         raise RecordError(("executors",), what)
     for name, terms in executors.items():
@@ -119,15 +122,18 @@ def _check_executors(executors) -> None:
         if not isinstance(terms, dict) or not isinstance(terms.get("layer_us"), dict):
             raise RecordError(("executors", name), what)
         for key in terms:
-            _check_choice(("executors", name, key), key, ("step_us", "layer_us", "wide_us", "version"))
-        _check_number(("executors", name, "step_us"), terms.get("step_us"), _RANGES["step_overhead_us"], "us")
+            _check_choice(("executors", name, key), key, ("step_us", "layer_us", "wide_us", "shapes_us", "version"))
+        if "step_us" in terms:          # absent when noise left the tiny linear chain's slope at or below zero
+            _check_number(("executors", name, "step_us"), terms["step_us"], _RANGES["step_overhead_us"], "us")
         _check_text(("executors", name, "version"), terms.get("version"))
-        for key, bounds in (("layer_us", _RANGES["call_overhead_us"]), ("wide_us", _RANGES["step_overhead_us"])):
+        for key, bounds, names in (("layer_us", _RANGES["call_overhead_us"], LAYER_CLASSES),
+                                   ("wide_us", _RANGES["step_overhead_us"], LAYER_CLASSES),
+                                   ("shapes_us", _RANGES["step_overhead_us"], tuple(SHAPES))):
             table = terms.get(key, {})
             if not isinstance(table, dict):
                 raise RecordError(("executors", name, key), what)
             for cls, value in table.items():
-                _check_choice(("executors", name, key, cls), cls, LAYER_CLASSES)
+                _check_choice(("executors", name, key, cls), cls, names)
                 _check_number(("executors", name, key, cls), value, bounds)
 
 
@@ -200,8 +206,9 @@ class Device:
     its shape (sizing/predict/roofline.py ``gemm_rate``); None: every product at ``peak_tflops``. ``executors``:
     per executor (EXECUTORS) the fixed cost of a training step (``step_us``) and of one layer of each class in a
     training step (``layer_us``: forward, backward, update), and the time beyond that fixed cost of one layer of
-    the class at a realistic size (``wide_us``: the bench's wide layer, sizing/hardware/bench/chains.py), as
-    ``sizing bench`` measures them; None: not measured.
+    the class at a realistic size (``wide_us``: the bench's wide layer, sizing/hardware/bench/chains.py) and at
+    the other shapes the bench times (``shapes_us``: chains.py ``SHAPES``), as ``sizing bench`` measures them;
+    None: not measured.
     Fields are in the order of a YAML record (hwdb/README.md); build one with keywords."""
     id: str
     vendor: str

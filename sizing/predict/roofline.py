@@ -22,10 +22,13 @@ layer's time instead: time = max(compute, memory) + kernels x call cost.
 A CPU executor whose terms ``sizing bench`` measured (a profile's ``executors``: ours, PyTorch's) is predicted
 from causes instead (``ExecutorTerms``): each layer by its class (``layer_class``: linear, conv, depthwise,
 batchnorm, rownorm, elementwise, pool, attention) takes max(compute, memory) / the share of the roofline that
-executor reached on the bench's wide layer of the class, plus the class's fixed cost per layer (calls,
-allocations, dispatch, update); the step adds its own fixed cost (loss, optimizer loop), carried on the last
-row. Every constant is a bench measurement on layers of its own (sizing/hardware/bench/chains.py), none a zoo
-model's time."""
+executor reached on the bench's layers of the class, read at the layer's shape (``shape_features``,
+``read_share``: a product's m, n and inner dimension; a pass's size, so cache-resident layers run faster than
+STREAM's arrays; attention's causal mask and dropout; a product's compute term is then taken at the one matrix
+peak, not the numpy GEMM sweep, as the share carries the executor's own rate by shape), plus the class's fixed
+cost per layer (calls, allocations, dispatch, update); the step adds its own fixed cost (loss, optimizer loop),
+carried on the last row. Every constant is a bench measurement on layers of its own
+(sizing/hardware/bench/chains.py), none a zoo model's time."""
 from __future__ import annotations
 
 import math
@@ -388,9 +391,43 @@ def layer_class(row) -> str:
     return "elementwise"
 
 
+def shape_features(row) -> tuple:
+    """Where a row sits among the bench's measured layers of its class (``executor_terms``), in log2 units: a
+    weighted product's (m, n, inner) as ``smallest_dim`` takes them (a linear's tokens, out and in features; a
+    convolution's batch x output positions, out channels, in channels per group x taps); attention's causal
+    mask and dropout (8 each: another code path, farther than any size) and its positions; any other row's output
+    elements per copy."""
+    op, out = row.node.op, row.node.out.shape
+    if op in ATTENTION:
+        return (8.0 * bool(row.node.kwargs.get("causal")), 8.0 * bool(row.node.kwargs.get("dropout")),
+                math.log2(max(1, row.node.in_types[0].shape[1])))
+    if REGISTRY[op].matrix and row.cost.macs:
+        p = product(row)
+        m, n = (p.m, p.n) if p else (numel(out[:-1]), out[-1])
+        inner = max(1, row.cost.macs // (row.node.repeat * m * n))
+        return math.log2(max(1, m)), math.log2(max(1, n)), math.log2(inner)
+    return (math.log2(max(1, numel(out))),)
+
+
+def read_share(points, features: tuple) -> float:
+    """The share of the roofline at ``features`` from the class's measured ``points`` ((features, share), ...):
+    inverse-distance weighting of log share (Shepard 1968, power 2) in the features' log2 space, a measured layer's
+    own share at its own features; 1 with no points."""
+    num = den = 0.0
+    for where, share in points:
+        if len(where) != len(features):
+            continue
+        d2 = sum((a - b) ** 2 for a, b in zip(where, features))
+        if d2 == 0:
+            return share
+        num, den = num + math.log(share) / d2, den + 1 / d2
+    return math.exp(num / den) if den else 1.0
+
+
 @dataclass(frozen=True)
 class ExecutorTerms:
-    """A CPU executor's measured terms (seconds; shares of the roofline), by layer class."""
+    """A CPU executor's measured terms (seconds; shares of the roofline), by layer class: ``efficiency`` maps a
+    class to its measured layers' (features, share) points (``read_share``)."""
     name: str
     version: str | None
     step_s: float
@@ -398,39 +435,56 @@ class ExecutorTerms:
     efficiency: dict
 
     def describe(self) -> str:
-        classes = ", ".join(f"{c} {self.layer_s[c] * 1e6:.3g} us / {self.efficiency.get(c, 1):.0%}"
-                            for c in self.layer_s)
+        def shares(c):
+            got = sorted(s for _, s in self.efficiency.get(c, ()))
+            return (f"{got[0]:.0%}" if len(got) == 1 else f"{got[0]:.0%}-{got[-1]:.0%} over {len(got)} shapes"
+                    ) if got else "100%"
+        classes = ", ".join(f"{c} {self.layer_s[c] * 1e6:.3g} us / {shares(c)}" for c in self.layer_s)
         return (f"figures for {EXECUTOR_NAMES[self.name]}{f' ({self.version})' if self.version else ''}: per layer "
                 f"class its fixed cost per layer in a step and the share of the roofline it reached on the bench's "
-                f"wide layer ({classes}); {self.step_s * 1e6:.3g} us per step (all measured by `sizing bench`)")
+                f"layers of the class, read by shape ({classes}); {self.step_s * 1e6:.3g} us per step (all measured "
+                f"by `sizing bench`)")
+
+
+def chain_roofline(est, device, precision: str) -> float:
+    """Seconds of the roofline an executor's shares are taken against (max(compute, memory) per row, no fixed
+    costs) of a training step of ``est``: an executor's terms with no figures (every share 1, no fixed cost)."""
+    bare = Factors(1.0, 1.0, 1.0, 1.0, 0.0, 1.0, executor=ExecutorTerms("sizing", None, 0.0, {}, {}))
+    return sum(max(lt.compute_s, lt.memory_s) for lt in layer_times(est, device, precision, bare))
 
 
 def executor_terms(device, precision: str, name: str) -> ExecutorTerms:
     """The terms of executor ``name`` from ``device.executors`` (sizing bench): per class, the fixed cost per layer
-    (``layer_us``) and the share of the roofline, roofline time of the bench's wide layer of the class (this
-    module's plain roofline on ``device``) / its measured work (``wide_us``), at most 1."""
-    from ..hardware.bench.chains import wide_layer
+    (``layer_us``) and, for each measured layer of the class (its wide one, ``wide_us``, and its other shapes,
+    ``shapes_us``: sizing/hardware/bench/chains.py), its features (``shape_features``) and share of the roofline:
+    the plain roofline's growth between the two chains the bench timed, per layer (this module's roofline on
+    ``device``), / the measured work of one layer. A share may pass 1: a layer whose tensors stay in cache moves
+    them faster than STREAM's memory-sized arrays."""
+    from ..hardware.bench.chains import SHAPES, slope_graphs
 
     rec = device.executors[name]
-    plain = Factors(1.0, 1.0, 1.0, 1.0, 0.0, 1.0)
-    efficiency = {}
-    for cls, us in rec.get("wide_us", {}).items():
-        est, layer = wide_layer(cls)
-        lt = next(l for l in layer_times(est, device, precision, plain) if l.name == layer)
-        efficiency[cls] = min(1.0, max(lt.compute_s, lt.memory_s) / (us * 1e-6))
+    efficiency: dict = {}
+    measured = [(cls, True, us) for cls, us in rec.get("wide_us", {}).items()] + [
+        (SHAPES[s][0], s, us) for s, us in rec.get("shapes_us", {}).items()]
+    for cls, wide, us in measured:
+        (short, long), (n1, n2) = slope_graphs(cls, wide)
+        grown = (chain_roofline(long, device, precision) - chain_roofline(short, device, precision)) / (n2 - n1)
+        row = next(r for r in long.layers if r.node.name == "l0")
+        efficiency.setdefault(cls, []).append((shape_features(row), grown / (us * 1e-6)))
     return ExecutorTerms(name, rec.get("version"), rec.get("step_us", 0.0) * 1e-6,
-                         {c: us * 1e-6 for c, us in rec["layer_us"].items()}, efficiency)
+                         {c: us * 1e-6 for c, us in rec["layer_us"].items()},
+                         {c: tuple(p) for c, p in efficiency.items()})
 
 
 def executor_seconds(row, terms: ExecutorTerms, launched: int) -> tuple[float, float]:
-    """(share of the roofline, fixed seconds) of the row's class for ``terms``: the class's cost per layer in a
-    training step x its copies, scaled by the kernels this pass runs (``launched``, ``kernels``) against a training
-    step's."""
+    """(share of the roofline, fixed seconds) of the row for ``terms``: the share read at its features from its
+    class's measured layers (``read_share``); the class's cost per layer in a training step x its copies, scaled by
+    the kernels this pass runs (``launched``, ``kernels``) against a training step's."""
     cls = layer_class(row)
     per_step = kernels(row, True, False)
     fixed = terms.layer_s.get(cls, terms.layer_s.get("elementwise", 0.0)) * row.node.repeat
     fixed *= launched / per_step if per_step else 0.0
-    return terms.efficiency.get(cls, 1.0), fixed
+    return read_share(terms.efficiency.get(cls, ()), shape_features(row)), fixed
 
 
 @dataclass(frozen=True, eq=False)
@@ -483,18 +537,18 @@ def layer_columns(est, device, precision: str, factors: Factors, t: int = 1, tra
     bw = device.memory_bw_bytes_per_s * factors.memory_fraction
     units, launch, fraction, serial = (factors.compute_units, factors.launch_seconds, factors.compute_fraction,
                                        factors.launch_serial)
+    executor = factors.executor
     work = row_work(est, t, training, recompute, sequence_parallel, width, grouped, fused_attention,
                     expert_parallel, context_parallel)
     matrix_rate, vector_rate = mat * fraction, vec * fraction
     rate = [matrix_rate if matrix else vector_rate for matrix in work.matrix]         # FLOP/s each row runs at
-    if sweep:
+    if sweep and not executor:      # an executor's shares carry its rate by shape (read_share): products at the peak
         rate = [gemm_rate(sweep, thin) * fraction if thin else r for r, thin in zip(rate, work.thin)]
     if units:                       # a row of no product keeps its rate (x 1.0 is the same float)
         rate = [r * wave_efficiency(*shape, units) if shape else r for r, shape in zip(rate, work.shape)]
     compute = list(map(truediv, work.run_flops, rate))
     memory = [nbytes / bw for nbytes in work.bytes_float]
     issue = launch_bound(work.kernels, launch)
-    executor = factors.executor
     if executor:
         for i, (r, launched) in enumerate(zip(est.layers, work.kernels)):
             share, issue[i] = executor_seconds(r, executor, launched)

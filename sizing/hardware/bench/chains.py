@@ -12,6 +12,15 @@ trained as one model (forward, loss, backward, SGD). Two chain lengths give the 
   slope is the layer's work, which sizing/predict/roofline.py sets against the roofline of that same layer to get
   the share of the roofline the executor reaches for the class.
 
+- shapes (``SHAPES``): more layers of a class at the other shapes models use, so that the share of the roofline is
+  read by shape rather than one figure per class: a 1 x 1, a stride-2 and a 7 x 7 stride-2 convolution, a small
+  5 x 5 one; linears over 1 and 8 tokens (a batch-1 or batch-8 layer: thin products that stream their weights);
+  depthwise at stride 2 and small; the row and map classes at 64 Ki elements (their tensors cache-resident);
+  attention with dropout, and causal with dropout (PyTorch's fused kernel takes neither path). A shape that keeps
+  its input's shape is chained as the others are; one that changes it (a stride, other channels) fans out: ``n``
+  copies read the first layer's output and an add sums them, lengths ``FAN_LENGTHS``, so the slope is one copy and
+  one more input of the add, which the roofline side counts the same way (the difference between the lengths).
+
 The chains are spec data (sizing/model/graph.py), so every executor runs the same layers and the prediction can
 count them. Nothing the zoo holds is timed here: a model the bench never saw is predicted from these alone.
 """
@@ -19,6 +28,31 @@ from __future__ import annotations
 
 LENGTHS = (2, 16)               # layers of the class per chain (tiny)
 WIDE_LENGTHS = (1, 3)           # (wide: each layer costs milliseconds)
+FAN_LENGTHS = (2, 3)            # copies of a shape that fans out (each with an add after it)
+
+# shape name -> (class, input shape at batch 1, the layer, whether it comes after the class's first layer)
+SHAPES = {
+    "conv_1x1": ("conv", [64, 28, 28], {"op": "conv2d", "out_channels": 256, "kernel_size": 1}, True),
+    "conv_s2": ("conv", [128, 28, 28], {"op": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2,
+                                        "padding": 1}, True),
+    "conv_7x7": ("conv", [3, 112, 112], {"op": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2,
+                                         "padding": 3}, False),       # a stem: the network's input, no gradient
+    "conv_5x5": ("conv", [6, 14, 14], {"op": "conv2d", "out_channels": 16, "kernel_size": 5}, True),
+    "linear_1": ("linear", [1, 4096], {"op": "linear", "out_features": 4096}, False),
+    "linear_8": ("linear", [8, 2048], {"op": "linear", "out_features": 2048}, False),
+    "depthwise_s2": ("depthwise", [96, 56, 56], {"op": "conv2d", "out_channels": 96, "kernel_size": 3, "stride": 2,
+                                                 "padding": 1, "groups": 96}, True),
+    "depthwise_small": ("depthwise", [192, 14, 14], {"op": "conv2d", "out_channels": 192, "kernel_size": 3,
+                                                     "padding": 1, "groups": 192}, True),
+    "batchnorm_small": ("batchnorm", [16, 64, 64], {"op": "batchnorm2d"}, True),
+    "rownorm_small": ("rownorm", [64, 1024], {"op": "layernorm"}, True),
+    "elementwise_small": ("elementwise", [64, 1024], {"op": "relu"}, True),
+    "pool_small": ("pool", [16, 64, 64], {"op": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1}, True),
+    "attention_dropout": ("attention", [256, 256], {"op": "multihead_attention", "num_heads": 4, "dropout": 0.1},
+                          False),
+    "attention_causal": ("attention", [256, 256], {"op": "multihead_attention", "num_heads": 4, "dropout": 0.1,
+                                                   "causal": True}, False),
+}
 
 
 def _first(cls: str, wide: bool) -> list:
@@ -54,8 +88,38 @@ _TOKENS = {False: [2, 4], True: [256, 1024]}
 _SEQ = {False: [2, 4], True: [256, 256]}
 
 
-def chain_spec(cls: str, n: int, wide: bool = False) -> dict:
-    """Spec data of the chain of ``n`` layers of class ``cls`` (tiny, or ``wide``)."""
+def fans_out(shape: str) -> bool:
+    """Whether the layer of ``SHAPES[shape]`` changes its input's shape (its chain fans out)."""
+    from ...model.graph import build
+
+    _, dims, layer, _ = SHAPES[shape]
+    spec = {"name": shape, "input": dims, "defaults": {"batch": 1, "dtype": "fp32"},
+            "layers": [{**layer, "name": "l0"}]}
+    return list(build(spec, {}, shape).node("l0").out.shape[1:]) != dims
+
+
+def shape_spec(shape: str, n: int) -> dict:
+    """Spec data of the chain of ``n`` layers of ``SHAPES[shape]``: in a row when the layer keeps its input's
+    shape, else ``n`` copies reading one input and an add of theirs (module docstring)."""
+    cls, dims, layer, first = SHAPES[shape]
+    layers = _first(cls, True) if first else []
+    source = layers[0]["name"] if layers else "input"
+    fan = fans_out(shape)
+    for i in range(n):
+        layers.append({**layer, "name": f"l{i}", **({"inputs": source} if fan else {})})
+    if fan and n > 1:
+        layers.append({"op": "add", "name": "sum", "inputs": [f"l{i}" for i in range(n)]})
+    return {"name": f"{shape}_{n}", "input": dims, "defaults": {"batch": 1, "dtype": "fp32"}, "layers": layers}
+
+
+def shape_lengths(shape: str) -> tuple:
+    return FAN_LENGTHS if fans_out(shape) else WIDE_LENGTHS
+
+
+def chain_spec(cls: str, n: int, wide: bool | str = False) -> dict:
+    """Spec data of the chain of ``n`` layers of class ``cls`` (tiny, ``wide``, or a shape of ``SHAPES``)."""
+    if isinstance(wide, str):
+        return shape_spec(wide, n)
     if cls in ("rownorm", "elementwise"):
         shape = _ROWS[wide]
     elif cls == "linear":
@@ -78,15 +142,23 @@ def chain_spec(cls: str, n: int, wide: bool = False) -> dict:
             "defaults": {"batch": 1, "dtype": "fp32"}, "layers": layers}
 
 
-def chain_graph(cls: str, n: int, wide: bool = False):
+def chain_graph(cls: str, n: int, wide: bool | str = False):
     from ...model.graph import build
 
     spec = chain_spec(cls, n, wide)
     return build(spec, {}, spec["name"])
 
 
-def wide_layer(cls: str):
-    """The estimate of the wide chain's one-layer graph and the name of its class layer (for the roofline)."""
+def bench_layers(cls: str):
+    """(size, lengths) of the class's measured layers beyond the tiny one: ``True`` (its wide layer), then the
+    names of its ``SHAPES``."""
+    return [(True, WIDE_LENGTHS)] + [(s, shape_lengths(s)) for s, v in SHAPES.items() if v[0] == cls]
+
+
+def slope_graphs(cls: str, wide: bool | str):
+    """The estimates of the two chains whose difference is one measured layer (and, fanned out, one more input of
+    the add), and their lengths: what the roofline sets against the measured slope."""
     from ...model.estimate import estimate_graph
 
-    return estimate_graph(chain_graph(cls, 1, True)), "l0"
+    lengths = WIDE_LENGTHS if wide is True else shape_lengths(wide)
+    return [estimate_graph(chain_graph(cls, n, wide)) for n in lengths], lengths

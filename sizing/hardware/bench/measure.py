@@ -144,7 +144,8 @@ class BenchConfig:
     @classmethod
     def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
         """The default run (3 rounds of 3 repeats, 9 per figure: about 20 s, and with the executors' layer-class
-        chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02) or ``quick`` (about 3 s
+        chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02; with the chains' other shapes
+        too, 8.5 min at load 5.4-6.2, against 5.5 min without them at load 1.1-5.9) or ``quick`` (about 3 s
         beside the first touch of the STREAM arrays; a thin product beside the big ones, so the GEMM sweep spans a
         small and a large smallest dimension); STREAM arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
@@ -255,32 +256,39 @@ class BenchResult:
         return CallOverhead(max(0.0, a), b / self.kernels_per_pair)
 
     def executor_terms(self) -> dict | None:
-        """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, version}} from the layer-class chains
-        (sizing/hardware/bench/chains.py): per class the line through the best repeat of each length, its slope
-        one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a layer), ``wide_us`` the wide
-        chains' slope less it (the work of one wide layer); ``step_us`` the tiny linear chain's intercept (the fixed
-        cost of a step; 0 when noise makes it negative). A class whose slope noise made no larger than zero (or, wide,
-        than the tiny one) gets no figure. None when not timed."""
+        """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}} from
+        the layer-class chains (sizing/hardware/bench/chains.py): per class the line through the best repeat of each
+        length, its slope one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a layer),
+        ``wide_us`` the wide chains' slope less it (the work of one wide layer), ``shapes_us`` the same for each of
+        the class's other shapes; ``step_us`` the tiny linear chain's intercept (the fixed cost of a step; absent
+        when noise makes it negative). A tiny slope that noise made no larger than zero gives no fixed cost (the
+        class's work figures stay, less nothing); a wide slope no larger than the tiny one gives no figure. None
+        when not timed."""
         from ..devices import LAYER_CLASSES
-        from .chains import LENGTHS, WIDE_LENGTHS
 
         out = {}
         for ex, version in (self.executors or {}).items():
-            terms = {"layer_us": {}, "wide_us": {}}
+            terms = {"layer_us": {}, "wide_us": {}, "shapes_us": {}}
             for cls in LAYER_CLASSES:
                 lines = {}
-                for wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)):
+                for wide, lengths in class_chains(cls):
                     names = [layer_chain_name(ex, cls, n, wide) for n in lengths]
                     if all(n in self.runs for n in names):
                         lines[wide] = fit_line([(n, 1 / self.runs[name].best) for n, name in zip(lengths, names)])
-                if lines.get(False, (0, 0))[1] > 0:
-                    tiny = lines[False][1]
+                if False not in lines:
+                    continue
+                tiny = max(lines[False][1], 0.0)
+                if tiny > 0:
                     terms["layer_us"][cls] = tiny * 1e6
-                    if cls == "linear":
-                        terms["step_us"] = max(lines[False][0], 1e-9) * 1e6
-                    if lines.get(True, (0, 0))[1] > tiny:
-                        terms["wide_us"][cls] = (lines[True][1] - tiny) * 1e6
-            if terms["layer_us"]:
+                if cls == "linear" and lines[False][0] > 0:
+                    terms["step_us"] = lines[False][0] * 1e6
+                for wide, (_, slope) in lines.items():
+                    if wide is not False and slope > tiny:
+                        terms["wide_us" if wide is True else "shapes_us"][cls if wide is True else wide] = (
+                            (slope - tiny) * 1e6)
+            if not terms["shapes_us"]:
+                del terms["shapes_us"]
+            if terms["layer_us"] or terms["wide_us"]:
                 out[ex] = {**terms, **({"version": version} if version else {})}
         return out or None
 
@@ -412,18 +420,25 @@ def chain_jobs(chain: CallChain, lengths) -> list:
     return [Job(chain_name(n), "steps/s", chain.steps(n), 10 ** 9) for n in lengths]
 
 
-def layer_chain_name(executor: str, cls: str, n: int, wide: bool) -> str:
-    return f"{executor}_{cls}_{'wide' if wide else 'tiny'}_{n}"
+def layer_chain_name(executor: str, cls: str, n: int, wide: bool | str) -> str:
+    """wide: False (tiny), True (the class's wide layer) or a shape's name (chains.SHAPES)."""
+    return f"{executor}_{wide if isinstance(wide, str) else cls + ('_wide' if wide else '_tiny')}_{n}"
+
+
+def class_chains(cls: str):
+    """(wide, lengths) of every chain of the class: tiny, wide and its shapes (sizing/hardware/bench/chains.py)."""
+    from .chains import LENGTHS, bench_layers
+
+    return [(False, LENGTHS)] + bench_layers(cls)
 
 
 def layer_chain_specs(executor: str, classes=None):
     """(name, class, n, wide) of every layer-class chain (sizing/hardware/bench/chains.py) of ``classes``
     (None: every class)."""
     from ..devices import LAYER_CLASSES
-    from .chains import LENGTHS, WIDE_LENGTHS
 
     return [(layer_chain_name(executor, cls, n, wide), cls, n, wide) for cls in classes or LAYER_CLASSES
-            for wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)) for n in lengths]
+            for wide, lengths in class_chains(cls) for n in lengths]
 
 
 def layer_chain_jobs(chains: LayerChains, classes=None) -> list:
@@ -572,7 +587,8 @@ def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | 
     """The run as (label, function) steps in order; each function returns {name: Series} of new repeats and may
     read the ``runs`` of the steps before it (the all-thread FMA runs the chain count that was best on one core
     when it first ran, in every round). The layer-call chains only with ``chain``; the layer-class chains of each
-    of ``layer_chains`` timed here (ours; another interpreter's are timed once, after the rounds)."""
+    of ``layer_chains`` (ours timed here; another interpreter's there, its repeats of the round in one run: a slow
+    spell then lowers one round's repeats, not all of them)."""
     r, t = config.repeats, config.sample_s
     calibrated, chosen = {}, {}
 
@@ -611,6 +627,9 @@ def steps(config: BenchConfig, machine: Machine, runs: dict, chain: CallChain | 
                 return measure(made["jobs"], r, t, calibrated)
 
             out.append((f"layer classes ({ex.name})", classes))
+        elif ex.measure is not None:    # another interpreter (PyTorch): timed there once a round, repeats pooled
+            out.append((f"layer classes ({ex.name}, its own interpreter)", lambda ex=ex: {
+                name: Series(name, "steps/s", tuple(values)) for name, values in ex.measure(config).items()}))
     # memory bandwidth is the noisiest figure on a shared machine and its samples the cheapest: twice the repeats
     out.append(("STREAM", lambda: measure(stream_jobs(config.stream_elements), 2 * r, t, calibrated)))
     return out
@@ -634,10 +653,6 @@ def run_bench(config: BenchConfig, machine: Machine | None = None, progress=None
     first, *todo = steps(config, machine, runs, chain, layer_chains)
     todo = [(f"{label} (round {k + 1}/{config.rounds})" if config.rounds > 1 else label, fn)
             for k in range(config.rounds) for label, fn in todo]
-    others = [ex for ex in layer_chains if ex.measure is not None]
-    todo += [(f"layer classes ({ex.name}, its own interpreter)", lambda ex=ex: {
-        name: Series(name, "steps/s", tuple(values)) for name, values in ex.measure(config).items()})
-        for ex in others]
     total = 1 + len(todo)
     progress = progress or (lambda done, total, label: None)
     progress(0, total, first[0])

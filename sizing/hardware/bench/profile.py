@@ -65,7 +65,8 @@ def to_device(result: BenchResult, device_id: str = LOCAL_ID) -> Device:
     if executors:
         sources["executors"] = ("per executor and layer class (sizing/hardware/bench/chains.py): the slope of the "
                                 "line through the best steps of chains of tiny layers (layer_us; the linear "
-                                "chain's intercept: step_us) and of wide ones, less the tiny slope (wide_us)")
+                                "chain's intercept: step_us) and of wide ones and other shapes, less the tiny slope "
+                                "(wide_us, shapes_us)")
         executors = {ex: {k: ({c: _sig(v) for c, v in t.items()} if isinstance(t, dict) else
                               _sig(t) if isinstance(t, float) else t) for k, t in terms.items()}
                      for ex, terms in executors.items()}

@@ -110,8 +110,10 @@ def table(r: BenchResult) -> str:
                                    f"{o.kernel_s * 1e6:.2f} us per kernel call ({r.kernels_per_pair} a pair), "
                                    f"{o.step_s * 1e6:.0f} us per step"])
     for ex, terms in (r.executor_terms() or {}).items():
+        shapes = ", ".join(f"{sh} {us:.4g}" for sh, us in terms.get("shapes_us", {}).items())
         calls.append(f"{ex}{' (' + terms['version'] + ')' if terms.get('version') else ''}: per layer class, fixed us "
                      "per layer in a step / us of work of the bench's wide layer: " + ", ".join(
                          f"{c} {us:.3g}/{terms['wide_us'][c]:.4g}" if c in terms["wide_us"] else f"{c} {us:.3g}"
-                         for c, us in terms["layer_us"].items()) + f"; {terms.get('step_us', 0):.3g} us per step")
+                         for c, us in terms["layer_us"].items()) + f"; {terms.get('step_us', 0):.3g} us per step"
+                     + (f"; us of work of its other shapes: {shapes}" if shapes else ""))
     return "\n".join(head + ["", body, "", f"ridge point (measured peak / median triad): {ridge}"] + calls)

@@ -206,10 +206,11 @@ def torch_chains(python: str | None = None):
 
 
 def _measure_in(python: str, config) -> dict:
-    """Every PyTorch chain timed in a child ``python`` -m this module: {name: [steps per second, ...]}."""
+    """Every PyTorch chain timed in a child ``python`` -m this module, ``config.repeats`` times (one round of the
+    bench): {name: [steps per second, ...]}."""
     from .measure import layer_chain_specs
 
-    job = {"chains": layer_chain_specs("pytorch", config.classes), "repeats": config.samples, "sample_s": config.sample_s,
+    job = {"chains": layer_chain_specs("pytorch", config.classes), "repeats": config.repeats, "sample_s": config.sample_s,
            "threads": config.threads}
     run = subprocess.run([python, "-m", __name__], input=json.dumps(job), capture_output=True, text=True)
     if run.returncode:
