@@ -277,30 +277,21 @@ def add_rows(y, b, cnt):
     cnt[FLOPS] += y.size
 
 
-@njit(cache=True)
-def _finite_serial(x):
+@njit(cache=True, fastmath=SUMS)
+def _finite(x):
+    """sum of x * 0 is 0 exactly when every element is finite (Inf * 0 and NaN * 0 are NaN; without LLVM's nnan
+    the multiply is not folded away): a branch-free sum, in vector lanes at one core's memory bandwidth."""
+    s = 0.0
     for i in range(x.size):
-        if not np.isfinite(x[i]):
-            return False
-    return True
-
-
-@njit(cache=True, parallel=True)
-def _finite_parallel(x):
-    bad = 0
-    for i in prange(x.size):
-        if not np.isfinite(x[i]):
-            bad += 1
-    return bad == 0
-
-
-FINITE_PARALLEL_MIN = 1 << 16   # elements from which the check is split over the threads
+        s += x[i] * 0.0
+    return s == 0.0
 
 
 def all_finite(x) -> bool:
-    """Whether every element of a flat array is finite (not a layer's work: uncounted). Small arrays are checked
-    on one thread: waking the thread pool costs more than the loop (milliseconds per call on a busy machine)."""
-    return bool(_finite_parallel(x) if x.size >= FINITE_PARALLEL_MIN else _finite_serial(x))
+    """Whether every element of a flat array is finite (not a layer's work: uncounted). One thread: a 25 MiB
+    fp32 array took 0.9 ms (the parallel count it replaced took 1.1 ms on one thread, 7.7 ms CPU on two, and
+    woke the thread pool for every check), 2026-12-02."""
+    return bool(_finite(x))
 
 
 @njit(cache=True)
