@@ -276,15 +276,6 @@ def _pointwise(geo, groups) -> bool:
 
 
 @njit(cache=True, parallel=True)
-def pointwise_by_samples(x3, w2, y, cnt):
-    """y[b] = W @ x[b], samples spread over the threads."""
-    work = np.zeros(x3.shape[0], np.int64)
-    for b in prange(x3.shape[0]):
-        work[b] = dot(w2, x3[b], y[b], 0.0)
-    count_product(cnt, work.sum(), False)
-
-
-@njit(cache=True, parallel=True)
 def pointwise_backward(x3, g3, w2, need_x, want_w, dw, dx3, cnt):
     """dW = sum over samples of g[b] @ x[b]^T (one reduction, BLAS accumulating sample by sample) and dx[b] =
     W^T @ g[b], input channels spread over the threads (each its columns of dW and rows of dx)."""
@@ -453,13 +444,10 @@ def _conv_forward(node, xs, p, cnt, seed):
     tile = max(1, TILE_BYTES // (ncol * geo[9] * x4.itemsize))          # output rows per im2col tile
     if _depthwise(node):                            # one input channel per group: a direct loop
         depthwise_forward(x4, w2, bias, "bias" in p, geo, y, cnt)
-    elif _pointwise(geo, node.kwargs["groups"]):    # no im2col: samples over the threads, or each product split
+    elif _pointwise(geo, node.kwargs["groups"]):    # no im2col: one product per sample, split over the threads
         x3 = x4.reshape(nb, shape4[1], n_out)
-        if nb >= PARTS:
-            pointwise_by_samples(x3, w2, y, cnt)
-        else:
-            for b in range(nb):
-                mm(w2, x3[b], y[b], cnt, False)
+        for b in range(nb):
+            mm(w2, x3[b], y[b], cnt, False)
         if "bias" in p:
             add_channel_bias(y, bias, cnt)
     elif n_out >= BY_SAMPLE:                        # tiles of a sample's output rows over the threads
