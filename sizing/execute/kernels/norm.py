@@ -135,6 +135,7 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
     independent: spread over the threads."""
     nr, n = x.shape
     cg = n // spatial
+    per_column = groups == 1 and spatial == 1
     for r in prange(nr):
         mu = 0.0
         if center:
@@ -152,7 +153,7 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
         for j in range(n):
             h = xhat[r, j] * rs
             xhat[r, j] = h
-            k = _affine_index(r, j, groups, cg, spatial)
+            k = j if per_column else _affine_index(r, j, groups, cg, spatial)     # j: the loop stays in vector lanes
             if has_w:
                 h = h * w[k]
             if has_b:
