@@ -2,8 +2,9 @@
 
 Every product goes through BLAS (``mm``, ``dot``), counted from the shapes of the blocks it multiplies. A
 convolution is W (C_out/g, C_in/g * kh*kw) @ col (C_in/g * kh*kw, B*H_out*W_out) per group, padding taps
-included as zeros: forward one product per sample (large maps) or over the batch; backward the weight gradient
-is one reduction over the batch (accumulated chunk by chunk in BLAS), the input gradient W^T @ gy then col2im.
+included as zeros: forward one product per tile of a sample's output rows (large maps) or over the batch;
+backward the weight gradient is one reduction over the batch (accumulated chunk by chunk in BLAS), the input
+gradient W^T @ gy then col2im. A 1 x 1 convolution of stride 1 skips im2col (x is its own column matrix).
 """
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from .common import (BACK, FLOPS, KERNELS, PARTS, OpKernel, add_rows, bias_grad,
     scratch)
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
-BY_SAMPLE = 512             # output pixels per sample from which samples go to the threads one by one
+BY_SAMPLE = 512             # output pixels per sample from which a forward goes by tiles of a sample (when the batch
+                            # has a sample per thread: a 64-channel 56 x 56 batch-1 layer took 7.1 ms by tiles, 5.4
+                            # ms by the whole-batch split, forward and backward, 2 threads, 2026-12-02)
+TILE_BYTES = 2 << 20       # a forward im2col tile: 1, 2, 4 MiB took 35, 25, 28 ms for a 64-channel 56 x 56 batch-8
+                            # 3 x 3 convolution on one core (2026-12-02)
 CHUNK_COLUMNS = 8192        # im2col columns (samples x output pixels) a backward thread works on at a time
 
 
@@ -69,18 +74,19 @@ def _inside(w, ow, sw, off):
 
 
 @njit(cache=True)
-def _im2col_row(x, row, geo, r):
-    """Row r = (c, i, j) of im2col over every sample of x: row[(b, oy, ox)] = x[b, c, oy*sh - pt + i*dh,
-    ox*sw - pl + j*dw] (0 on zero padding). A copy: no arithmetic."""
+def _im2col_row(x, row, geo, r, oy0, oy1):
+    """Row r = (c, i, j) of im2col over every sample of x and the output rows [oy0, oy1): row[(b, oy - oy0, ox)] =
+    x[b, c, oy*sh - pt + i*dh, ox*sw - pl + j*dw] (0 on zero padding). A copy: no arithmetic."""
     nb, nc, h, w = x.shape
     kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, mode = geo
     c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
     off = j * dw - pl
     lo, hi = _inside(w, ow, sw, off)
     for b in range(nb):
-        for oy in range(oh):
+        for oy in range(oy0, oy1):
             iy = _source(oy * sh - pt + i * dh, h, mode)
-            dst = row[(b * oh + oy) * ow:(b * oh + oy + 1) * ow]
+            q = (b * (oy1 - oy0) + oy - oy0) * ow
+            dst = row[q:q + ow]
             if iy < 0:
                 dst[:] = 0
                 continue
@@ -98,7 +104,7 @@ def im2col(x, col, geo):
     """col (C*kh*kw, B*H_out*W_out) of x (B, C, H, W); geo = (kh, kw, sh, sw, pt, pl, dh, dw, out_h, out_w,
     padding mode)."""
     for r in prange(col.shape[0]):
-        _im2col_row(x, col[r], geo, r)
+        _im2col_row(x, col[r], geo, r, 0, geo[8])
 
 
 @njit(cache=True)
@@ -164,23 +170,29 @@ def to_batch_major(src, dst, bias, has_bias, cnt):
 
 
 @njit(cache=True, parallel=True)
-def conv_by_samples(x, w2, bias, has_bias, geo, groups, cols, y, cnt):
-    """The forward convolution, samples spread over the threads: per sample an im2col small enough to stay in
-    cache, one product per group straight into y[b] (C_out, S), and the bias."""
+def conv_by_samples(x, w2, bias, has_bias, geo, groups, tile, cols, y, cnt):
+    """The forward convolution in tiles of ``tile`` output rows of one sample, spread over the threads: per tile
+    an im2col small enough to stay in cache (TILE_BYTES), one product per group straight into its columns of
+    y[b] (C_out, S), and the bias."""
     nb, nc, parts = x.shape[0], x.shape[1], cols.shape[0]
-    ncol, cout, ns = nc * geo[0] * geo[1], w2.shape[0], geo[8] * geo[9]
+    ncol, cout, oh, ow = nc * geo[0] * geo[1], w2.shape[0], geo[8], geo[9]
     ra, rb = cout // groups, ncol // groups
+    tiles = (oh + tile - 1) // tile
     work = np.zeros(parts, np.int64)
     for p in prange(parts):
-        col = cols[p].reshape(ncol, ns)
-        for b in range(p, nb, parts):
+        for q in range(p, nb * tiles, parts):
+            b, oy0 = q // tiles, q % tiles * tile
+            oy1 = min(oh, oy0 + tile)
+            n = (oy1 - oy0) * ow
+            col = cols[p, :ncol * n].reshape(ncol, n)
             for r in range(ncol):
-                _im2col_row(x[b:b + 1], col[r], geo, r)
+                _im2col_row(x[b:b + 1], col[r], geo, r, oy0, oy1)
+            out = y[b, :, oy0 * ow:oy1 * ow]
             for g in range(groups):
-                work[p] += dot(w2[g * ra:(g + 1) * ra], col[g * rb:(g + 1) * rb], y[b, g * ra:(g + 1) * ra], 0.0)
+                work[p] += dot(w2[g * ra:(g + 1) * ra], col[g * rb:(g + 1) * rb], out[g * ra:(g + 1) * ra], 0.0)
             if has_bias:
                 for c in range(cout):
-                    y[b, c] += bias[c]
+                    out[c] += bias[c]
     count_product(cnt, work.sum(), False)
     if has_bias:
         cnt[FLOPS] += y.size
@@ -207,7 +219,7 @@ def conv_backward_by_channels(x, gt, w2, geo, chunk, need_x, want_w, rows, dw, d
                 n = (b1 - b0) * ns
                 col = rows[t, :(r1 - r0) * n].reshape(r1 - r0, n)
                 for r in range(r0, r1):
-                    _im2col_row(x[b0:b1], col[r - r0], geo, r)
+                    _im2col_row(x[b0:b1], col[r - r0], geo, r, 0, geo[8])
                 g = gt[:, b0 * ns:b1 * ns]
                 if want_w:
                     work[t] += dot(g, col.T, dw[:, r0:r1], 0.0 if b0 == 0 else 1.0)
@@ -256,6 +268,30 @@ def channel_sums(g, out, cnt):
             for s in range(ns):
                 out[c] += g[b, c, s]
     cnt[BACK] += g.size
+
+
+# ---------------------------------------------------------------- pointwise convolution (1 x 1, stride 1, no padding)
+
+def _pointwise(geo, groups) -> bool:
+    """A 1 x 1 convolution of stride 1 without padding, groups = 1: x[b] (C_in, S) is its own im2col matrix."""
+    return groups == 1 and geo[0] == geo[1] == geo[2] == geo[3] == 1 and geo[4] == geo[5] == 0
+
+
+@njit(cache=True, parallel=True)
+def pointwise_backward(x3, g3, w2, need_x, want_w, dw, dx3, cnt):
+    """dW = sum over samples of g[b] @ x[b]^T (one reduction, BLAS accumulating sample by sample) and dx[b] =
+    W^T @ g[b], input channels spread over the threads (each its columns of dW and rows of dx)."""
+    nb, nc = x3.shape[0], x3.shape[1]
+    step = (nc + PARTS - 1) // PARTS
+    work = np.zeros(PARTS, np.int64)
+    for t in prange(PARTS):
+        c0, c1 = t * step, min(nc, (t + 1) * step)
+        for b in range(nb if c0 < c1 else 0):
+            if want_w:
+                work[t] += dot(g3[b], x3[b, c0:c1].T, dw[:, c0:c1], 0.0 if b == 0 else 1.0)
+            if need_x:
+                work[t] += dot(w2[:, c0:c1].T, g3[b], dx3[b, c0:c1], 0.0)
+    count_product(cnt, work.sum(), True)
 
 
 # ---------------------------------------------------------------- depthwise convolution (groups = C_in)
@@ -407,12 +443,19 @@ def _conv_forward(node, xs, p, cnt, seed):
     nb, n_out, ncol = shape4[0], geo[8] * geo[9], shape4[1] * geo[0] * geo[1]
     y = np.empty((nb, w2.shape[0], n_out), x4.dtype)
     bias = p.get("bias", w2[0])
-    parts = min(PARTS, nb) if n_out >= BY_SAMPLE else 1
+    tile = max(1, TILE_BYTES // (ncol * geo[9] * x4.itemsize))          # output rows per im2col tile
     if _depthwise(node):                            # one input channel per group: a direct loop
         depthwise_forward(x4, w2, bias, "bias" in p, geo, y, cnt)
-    elif parts > 1:                                 # samples over the threads
-        conv_by_samples(x4, w2, bias, "bias" in p, geo, node.kwargs["groups"],
-                        scratch("col", (parts, ncol * n_out), x4.dtype), y, cnt)
+    elif _pointwise(geo, node.kwargs["groups"]):    # no im2col: one product per sample, split over the threads
+        x3 = x4.reshape(nb, shape4[1], n_out)
+        for b in range(nb):
+            mm(w2, x3[b], y[b], cnt, False)
+        if "bias" in p:
+            add_channel_bias(y, bias, cnt)
+    elif n_out >= BY_SAMPLE and nb >= PARTS:        # tiles of a sample's output rows over the threads
+        parts = min(PARTS, nb * -(-geo[8] // tile))
+        conv_by_samples(x4, w2, bias, "bias" in p, geo, node.kwargs["groups"], tile,
+                        scratch("col", (parts, ncol * min(tile, geo[8]) * geo[9]), x4.dtype), y, cnt)
     else:                                           # the whole batch: im2col rows and the product split
         col = scratch("col", (ncol, nb * n_out), x4.dtype)
         im2col(x4, col, geo)
@@ -428,15 +471,22 @@ def _conv_backward(node, x4, gy, need, p, grads, cnt):
     w2 = p["weight"].reshape(p["weight"].shape[0], -1)
     g3 = gy.reshape(gy.shape[0], gy.shape[1], -1)
     nb, ncol, ns = g3.shape[0], w2.shape[1] * groups, g3.shape[2]
-    gt = scratch("product", (g3.shape[1], nb * ns), gy.dtype)
     db = np.empty(g3.shape[1], gy.dtype)
     want_db = grads is not None and "bias" in grads
-    to_channel_major(g3, gt, db, want_db, cnt)
+    pointwise, depthwise = _pointwise(geo, groups), _depthwise(node)
+    if (pointwise or depthwise) and want_db:        # their kernels read g3 itself: no channel-major copy
+        channel_sums(g3, db, cnt)
+    elif not (pointwise or depthwise):
+        gt = scratch("product", (g3.shape[1], nb * ns), gy.dtype)
+        to_channel_major(g3, gt, db, want_db, cnt)
     if want_db:
         grads["bias"].put(db)
     dw = np.empty(w2.shape, gy.dtype)
     dx = np.empty(x4.shape, gy.dtype) if need[0] else x4[:0]
-    if _depthwise(node):
+    if pointwise:
+        pointwise_backward(x4.reshape(nb, -1, ns), g3, w2, need[0], grads is not None, dw,
+                           dx.reshape(dx.shape[0], x4.shape[1], ns), cnt)
+    elif depthwise:
         depthwise_backward(x4, g3, w2, geo, need[0], grads is not None, dw, dx, cnt)
     elif groups == 1:
         chunk = min(nb, max(1, CHUNK_COLUMNS // ns))

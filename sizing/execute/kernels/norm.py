@@ -135,6 +135,7 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
     independent: spread over the threads."""
     nr, n = x.shape
     cg = n // spatial
+    per_column = groups == 1 and spatial == 1
     for r in prange(nr):
         mu = 0.0
         if center:
@@ -152,7 +153,7 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
         for j in range(n):
             h = xhat[r, j] * rs
             xhat[r, j] = h
-            k = _affine_index(r, j, groups, cg, spatial)
+            k = j if per_column else _affine_index(r, j, groups, cg, spatial)     # j: the loop stays in vector lanes
             if has_w:
                 h = h * w[k]
             if has_b:
@@ -163,38 +164,57 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
 
 
 @njit(cache=True, parallel=True, fastmath=SUMS)
-def _row_affine_grads(g, xhat, has_w, has_b, dw, db):
-    """dw[j] = sum over rows of g * xhat, db[j] = sum of g (one affine weight per column, layernorm and rmsnorm):
-    columns spread over the threads, each column's sum over the rows in order (the serial loop's adds)."""
-    nr, n = g.shape
-    step = (n + PARTS - 1) // PARTS
-    for t in prange(PARTS):
-        lo, hi = t * step, min(n, (t + 1) * step)
-        for j in range(lo, hi):
-            if has_w:
-                dw[j] = 0
-            if has_b:
-                db[j] = 0
-        for r in range(nr):
-            for j in range(lo, hi):
-                if has_w:
-                    dw[j] += g[r, j] * xhat[r, j]
-                if has_b:
-                    db[j] += g[r, j]
-
-
-@njit(cache=True, parallel=True, fastmath=SUMS)
-def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, need_x, want_w, gx, dw, db, cnt):
-    """The affine gradients (per column in parallel for layernorm and rmsnorm; serially for groupnorm, whose
-    weights are per channel) and the input gradient, rows spread over the threads."""
+def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, need_x, want_w, gx, dw, db, part, cnt):
+    """One pass over the rows, spread over the threads in blocks: per row the sums of d = g * weight and d * xhat,
+    then gx = rstd * (d - xhat * mean(d * xhat) - mean(d)) while the row is in cache, and the affine
+    gradients. Per-column weights (layernorm, rmsnorm): each thread sums its block's rows into its row of
+    ``part`` (PARTS, 2n; a weight gradient implies a weight), then dw = the sum of the parts; thread 0 starts from zero, a later thread from its
+    first row's terms, so the adds are the serial loop's, rows x columns (the order differs). Per-channel weights
+    (groupnorm): one serial loop over the rows."""
     nr, n = g.shape
     cg = n // spatial
-    dw[:] = 0
-    db[:] = 0
     per_column = groups == 1 and spatial == 1
+    step = (nr + PARTS - 1) // PARTS
+    for t in prange(PARTS):
+        pw, pb = part[t, :n], part[t, n:]
+        for r in range(t * step, min(nr, (t + 1) * step)):
+            if want_w and per_column:
+                if r == t * step and t > 0:             # a later thread's first row starts its part
+                    for j in range(n):
+                        pw[j] = g[r, j] * xhat[r, j]
+                        if has_b:
+                            pb[j] = g[r, j]
+                else:
+                    if r == 0:
+                        pw[:] = 0
+                        pb[:] = 0
+                    for j in range(n):
+                        pw[j] += g[r, j] * xhat[r, j]
+                        if has_b:
+                            pb[j] += g[r, j]
+            if need_x:
+                s1 = s2 = 0.0
+                for j in range(n):
+                    d = g[r, j] * w[_affine_index(r, j, groups, cg, spatial)] if has_w else g[r, j]
+                    gx[r, j] = d
+                    s1 += d
+                    s2 += d * xhat[r, j]
+                m1, m2 = s1 / n, s2 / n
+                for j in range(n):
+                    d = gx[r, j] - xhat[r, j] * m2
+                    gx[r, j] = rstd[r] * (d - m1 if center else d)
     if want_w and per_column:
-        _row_affine_grads(g, xhat, has_w, has_b, dw, db)
+        used = min(PARTS, (nr + step - 1) // step)
+        for t in range(1, used):
+            for j in range(n):
+                part[0, j] += part[t, j]
+                if has_b:
+                    part[0, n + j] += part[t, n + j]
+        dw[:] = part[0, :dw.size]
+        db[:] = part[0, n:n + db.size]
     elif want_w:
+        dw[:] = 0
+        db[:] = 0
         for r in range(nr):
             for j in range(n):
                 k = _affine_index(r, j, groups, cg, spatial)
@@ -202,21 +222,6 @@ def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, ne
                     dw[k] += g[r, j] * xhat[r, j]
                 if has_b:
                     db[k] += g[r, j]
-    for r in prange(nr):
-        s1 = s2 = 0.0
-        for j in range(n):
-            gi, h = g[r, j], xhat[r, j]
-            k = _affine_index(r, j, groups, cg, spatial)
-            if need_x:
-                d = gi * w[k] if has_w else gi
-                gx[r, j] = d
-                s1 += d
-                s2 += d * h
-        if need_x:
-            m1, m2 = s1 / n, s2 / n
-            for j in range(n):
-                d = gx[r, j] - xhat[r, j] * m2
-                gx[r, j] = rstd[r] * (d - m1 if center else d)
     if want_w:
         cnt[BACK] += g.size * (2 * has_w + has_b)
     if need_x:
@@ -253,9 +258,10 @@ def _rownorm_backward(node, saved, gy, need, p, grads, cnt):
     w = p.get("weight", empty).reshape(-1)
     has_b = "bias" in p
     dw, db = np.empty(w.size, gy.dtype), np.empty(p["bias"].size if has_b else 0, gy.dtype)
-    gx = np.empty_like(xhat)
+    gx = np.empty_like(xhat) if need[0] else xhat[:0]
+    part = np.empty((PARTS, 2 * n) if grads is not None and groups == 1 and spatial == 1 else (PARTS, 0), gy.dtype)
     rownorm_backward(gy.reshape(rows, n), xhat, w, w.size > 0, has_b, center, rstd, groups, spatial, need[0],
-                     grads is not None, gx, dw, db, cnt)
+                     grads is not None, gx, dw, db, part, cnt)
     if grads is not None:
         for name, value in (("weight", dw), ("bias", db)):
             if name in grads:
