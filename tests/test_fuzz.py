@@ -175,33 +175,33 @@ def edited_text(draw, text):
 
 # ---------------------------------------------------------------- the properties
 
-@fuzz(200)
+@fuzz(120)
 @given(st.data())
 def test_mutated_zoo_specs(data):
     tree = data.draw(st.sampled_from(ZOO_TREES))
     outcome(data.draw(mutated(tree)))
 
 
-@fuzz(250)
+@fuzz(150)
 @given(st.data())
 def test_edited_zoo_text(data):
     outcome(data.draw(edited_text(data.draw(st.sampled_from(ZOO)))))
 
 
-@fuzz(900)
+@fuzz(500)
 @given(small_spec())
 def test_small_generated_specs(text):
     outcome(text)
 
 
-@fuzz(400)
+@fuzz(250)
 @given(st.data())
 def test_mutated_small_specs(data):
     text = data.draw(small_spec())
     outcome(data.draw(mutated(loads(text, "seed")[0])))
 
 
-@fuzz(900)
+@fuzz(500)
 @given(st.text(st.sampled_from(list("{}[]:,-&*!|>'\"#%@? \n\t$.019abinputlayersop")), max_size=120))
 def test_random_yaml_text(text):
     outcome(text)
@@ -212,7 +212,7 @@ def test_generated_specs_are_often_accepted():
     12% of its specs are accepted (119 of 1000 draws), so 200 draws must give at least 5% (binomial sd ~2.3%)."""
     accepted = []
 
-    @fuzz(200)
+    @fuzz(120)
     @given(small_spec())
     def collect(text):
         accepted.append(outcome(text) is not None)
@@ -221,7 +221,7 @@ def test_generated_specs_are_often_accepted():
     assert sum(accepted) >= len(accepted) // 20, (sum(accepted), len(accepted))
 
 
-@fuzz(300)
+@fuzz(180)
 @given(st.integers(1, 400), st.integers(1, 400))
 def test_adaptive_pool_bins_closed_form(size, out):
     """The closed form that replaced a loop over output cells (10^8 cells took 10 s) equals PyTorch's bins
