@@ -123,7 +123,7 @@ STRINGS = {
     "why_memory": ("Memory per device: {memory} of {capacity} (tensor parallel {tp}, ZeRO-{zero}, {replicas} "
                    "replica(s)); bound: {bound}",
                    "장치당 메모리: {capacity} 중 {memory} (텐서 병렬 {tp}, ZeRO-{zero}, 복제 {replicas}개); 병목: {bound}"),
-    "why_fewer": ("The next smaller purchase ({count} devices) would take {time}, past the deadline {deadline}.",
+    "why_fewer": ("The next smaller purchase ({count} device(s)) would take {time}, past the deadline {deadline}.",
                   "한 단계 적은 구성({count}대)은 {time}이(가) 걸려 기한 {deadline}을(를) 넘깁니다."),
     "why_least": ("This is the fewest devices the model fits on.", "모델이 들어가는 가장 적은 장치 수입니다."),
     "why_serve_flops": ("FLOPs per request batch of {batch}: {flops}", "요청 배치 {batch}당 FLOPs: {flops}"),
