@@ -108,6 +108,19 @@ def test_gemm_rate_is_log_linear_in_the_smallest_dimension(smallest, gflops):
     assert gemm_rate(SWEEP, smallest) == pytest.approx(gflops * 1e9)
 
 
+def test_a_row_parallel_product_splits_its_inner_dimension():
+    """A linear 64 -> 4096 over 8 x 16 tokens, (m, n, inner) = (128, 4096, 64): column-parallel over 4 devices its
+    columns split (smallest 64, the inner); row-parallel its inner splits, ceil(64 / 4) = 16, and its output stays
+    whole; over 128 devices the inner is 1."""
+    from sizing.model.graph import build
+
+    spec = {"name": "l", "input": [16, 64], "defaults": {"batch": 8, "dtype": "fp32"},
+            "layers": [{"op": "linear", "name": "fc", "out_features": 4096}]}
+    row = estimate_graph(build(spec, {}, "l")).layers[0]
+    assert smallest_dim(row, 4) == 64 and smallest_dim(row, 4, inner_split=True) == 16
+    assert smallest_dim(row, 128, inner_split=True) == 1 and smallest_dim(row, 128) == 32
+
+
 def test_a_conv_reads_the_sweep_at_its_smallest_dimension():
     """lenet-like: a 5 x 5 conv from 1 to 6 channels at batch 8 on 32 x 32: (m, n, inner) = (8 x 28 x 28, 6, 25),
     so its smallest dimension is 6 and it runs at the thinnest rate; without a sweep, at the one peak."""

@@ -233,9 +233,11 @@ class Product(NamedTuple):
 
     def smallest(self, k: int, context_parallel: int = 1) -> int:
         """The smallest of (m, n, inner) on one device (``output``), the inner dimension being the forward MACs
-        per output element (a convolution's in-channels per group x taps: 9 for a 3 x 3 depthwise one)."""
+        per output element (a convolution's in-channels per group x taps: 9 for a 3 x 3 depthwise one), split
+        over the k devices in a row-parallel product: ceil(inner / k)."""
         m, n = self.output(k, context_parallel)
-        return max(1, min(m, n, max(1, self.macs // (self.repeat * self.m * self.n))))
+        inner = max(1, self.macs // (self.repeat * self.m * self.n))
+        return max(1, min(m, n, -(-inner // k) if self.inner_split else inner))
 
 
 def product(row, inner_split: bool = False) -> Product | None:
