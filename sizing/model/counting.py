@@ -45,11 +45,11 @@ def trained_weights(node: Node) -> dict[str, tuple[int, ...]]:
 
 def trained_params(row: LayerCost) -> int:
     """Params of a row that train: none when the layer is frozen, else its own less the op's frozen weights."""
-    if not row.node.trainable:
+    node = row.node
+    if not node.trainable:
         return 0
-    trained = trained_weights(row.node)
-    frozen = sum(numel(s) for k, s in weight_shapes(row.node).items() if k not in trained)
-    return row.cost.params - frozen * row.node.repeat
+    frozen = REGISTRY[node.op].frozen(node.kwargs, tuple(t.shape for t in node.in_types))
+    return row.cost.params - sum(numel(s) for k, s in weight_shapes(node).items() if k in frozen) * node.repeat
 
 
 def _itemsize(t: TensorType, itemsize: int) -> int:

@@ -231,13 +231,17 @@ class Product(NamedTuple):
         parallelism splits the tokens."""
         return -(-self.m // context_parallel), self.n if self.inner_split else -(-self.n // k)
 
+    @property
+    def inner(self) -> int:
+        """The whole inner dimension: the forward MACs per output element (a convolution's in-channels per group x
+        taps: 9 for a 3 x 3 depthwise one)."""
+        return max(1, self.macs // (self.repeat * self.m * self.n))
+
     def smallest(self, k: int, context_parallel: int = 1) -> int:
-        """The smallest of (m, n, inner) on one device (``output``), the inner dimension being the forward MACs
-        per output element (a convolution's in-channels per group x taps: 9 for a 3 x 3 depthwise one), split
-        over the k devices in a row-parallel product: ceil(inner / k)."""
+        """The smallest of (m, n, inner) on one device (``output``), the inner dimension split over the k devices
+        in a row-parallel product: ceil(inner / k)."""
         m, n = self.output(k, context_parallel)
-        inner = max(1, self.macs // (self.repeat * self.m * self.n))
-        return max(1, min(m, n, -(-inner // k) if self.inner_split else inner))
+        return max(1, min(m, n, -(-self.inner // k) if self.inner_split else self.inner))
 
 
 def product(row, inner_split: bool = False) -> Product | None:
@@ -404,10 +408,8 @@ def shape_features(row) -> tuple:
         return (8.0 * bool(row.node.kwargs.get("causal")), 8.0 * bool(row.node.kwargs.get("dropout")),
                 math.log2(max(1, row.node.in_types[0].shape[1])))
     if REGISTRY[op].matrix and row.cost.macs:
-        p = product(row)
-        m, n = (p.m, p.n) if p else (numel(out[:-1]), out[-1])
-        inner = max(1, row.cost.macs // (row.node.repeat * m * n))
-        return math.log2(max(1, m)), math.log2(max(1, n)), math.log2(inner)
+        p = product(row) or Product(numel(out[:-1]), out[-1], False, row.cost.macs, row.node.repeat)
+        return math.log2(max(1, p.m)), math.log2(max(1, p.n)), math.log2(p.inner)
     return (math.log2(max(1, numel(out))),)
 
 
