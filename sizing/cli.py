@@ -107,8 +107,9 @@ wide_option = click.option("--wide", is_flag=True, help="Tables at full width (d
 @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]),
               help="Fine-tune: every weight (full), LoRA adapters on a frozen 16-bit base, or QLoRA (a 4-bit base).")
 @click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")
-@click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters: comma-separated names "
-              "(HF module names, the experts' too: q_proj,v_proj,gate_proj) or all-linear (default).")
+@click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters, as PEFT's target_modules "
+              "match the HF module names: comma-separated names or their tails (q_proj,v_proj, layers.5.mlp.down_proj, "
+              "experts.3.gate_proj), a regular expression over the full names, or all-linear (default).")
 @click.option("--inference", is_flag=True, help="Serve the language model instead of training it (with --device).")
 @click.option("--concurrency", type=click.IntRange(1, 10 ** 9), help="Serving: sequences in flight (default 1).")
 @click.option("--prompt-tokens", type=click.IntRange(1, 10 ** 8),
@@ -373,7 +374,8 @@ def bench(quick, threads, fmt, save_to, no_save):
 @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]), help="Training: fine-tune (full, LoRA or "
               "QLoRA adapters on a frozen base).")
 @click.option("--lora-rank", type=click.IntRange(1, 10 ** 6), help="LoRA rank r (default 8).")
-@click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters (default all-linear).")
+@click.option("--lora-targets", metavar="NAMES", help="Linear layers that get adapters: HF module names or their "
+              "tails, comma-separated, or a regular expression (default all-linear).")
 @click.option("--concurrency", metavar="N", help="Serving a language model: requests in flight (or give --qps).")
 @click.option("--prompt-tokens", metavar="N", help="Serving a language model: prompt tokens per request.")
 @click.option("--output-tokens", metavar="N", help="Serving a language model: output tokens per request (256).")

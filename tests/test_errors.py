@@ -349,7 +349,7 @@ def test_block_missing_parameter(tmp_path):
 
 def test_block_unknown_parameter(tmp_path):
     spec_error(tmp_path, block_spec("$width", "{block: mlp, width: 4, widht: 5}"), "'widht'",
-               "valid: block, name, inputs, repeat, width", line=9)
+               "valid: block, name, inputs, repeat, module, width", line=9)
 
 
 @pytest.mark.parametrize("expr, fragments", [

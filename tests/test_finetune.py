@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy
 import pytest
 from click.testing import CliRunner
 
@@ -254,3 +255,96 @@ def test_a_bad_module_name_is_refused():
     spec = {"input": [4], "layers": [{"op": "linear", "name": "a", "out_features": 2, "module": "shared expert"}]}
     with pytest.raises(SizingError, match=r"layers\[0\] \(linear 'a'\)\.module: must be a module name"):
         build(spec, {}, "t")
+
+
+# ---------------------------------------------------------------- targets past a layer's own module name
+
+def test_targets_naming_three_layers_print_what_peft_printed():
+    """A PEFT print_trainable_parameters() log of LoRA r = 16 on q, k, v, o of layers 6, 7 and 8 only
+    (LoraConfig layers_to_transform=[6, 7, 8]) of HuggingFaceH4/zephyr-7b-beta, Mistral-7B-v0.1's config
+    (github sungwon-chae/arxiv_confi, ETU/etu/utils.py apply_lora_to_model and its run log):
+    'trainable params: 1,277,952 || all params: 7,243,010,048'. The same modules named in full, by tails past
+    their layer (PEFT's list rule: the name or its last dotted parts) and as one regular expression (re.fullmatch
+    over the full names, PEFT's rule for a target_modules string)."""
+    names = [f"{where}{i}.self_attn.{m}_proj" for i, where in ((6, "model.layers."), (7, "layers."), (8, ""))
+             for m in "qkvo"]
+    for targets in (",".join(names), r"model\.layers\.[678]\.self_attn\.[qkvo]_proj"):
+        est = tuned("mistral-7b-v0.1.json", "lora", 16, targets, seq_len=16)
+        assert (est.trainable_params, est.totals.params) == (1_277_952, 7_243_010_048), targets
+
+
+def test_one_layer_s_adapter_costs_its_own_products_only():
+    """model.layers.5.mlp.down_proj on Llama-2-7B: r (in + out) params, from the config, and r (in + out) MACs per
+    token on top of the frozen model's forward; the other 31 layers count as before (the split into runs of
+    alike layers changes no total)."""
+    c = config("llama-2-7b.json")
+    h, f, r, tokens = c["hidden_size"], c["intermediate_size"], 8, 16
+    base = tuned("llama-2-7b.json", "full", seq_len=tokens)
+    for target in ("model.layers.5.mlp.down_proj", "layers.5.mlp.down_proj", "5.mlp.down_proj"):
+        est = tuned("llama-2-7b.json", "lora", r, target, seq_len=tokens)
+        assert est.trainable_params == r * (f + h) == est.totals.params - base.totals.params, target
+        assert est.totals.macs - base.totals.macs == tokens * r * (f + h)
+    whole = tuned("llama-2-7b.json", "lora", r, "mlp.down_proj", seq_len=tokens)
+    assert whole.trainable_params == c["num_hidden_layers"] * r * (f + h)
+
+
+def test_one_expert_s_target_adapts_that_expert_only():
+    """transformers 4.x names each expert's projections <layer>.mlp.experts.<j>.gate_proj (Qwen3-MoE) and
+    <layer>.block_sparse_moe.experts.<j>.w1 (Mixtral), the router <layer>.mlp.gate / block_sparse_moe.gate: a
+    target naming expert 3 adapts expert 3 (of every layer, or of the one it names), r (in + out) each."""
+    q = config("qwen3-30b-a3b.json")
+    h, f, layers, r = q["hidden_size"], q["moe_intermediate_size"], q["num_hidden_layers"], 8
+    assert tuned("qwen3-30b-a3b.json", "lora", r, "model.layers.2.mlp.experts.3.gate_proj",
+                 seq_len=8).trainable_params == r * (h + f)
+    assert tuned("qwen3-30b-a3b.json", "lora", r, "experts.3.gate_proj,experts.3.down_proj",
+                 seq_len=8).trainable_params == layers * 2 * r * (h + f)
+    m = config("mixtral-8x7b-v0.1.json")
+    h, f, n = m["hidden_size"], m["intermediate_size"], m["num_local_experts"]
+    assert tuned("mixtral-8x7b-v0.1.json", "lora", r, "block_sparse_moe.experts.3.w1",
+                 seq_len=8).trainable_params == m["num_hidden_layers"] * r * (h + f)
+    assert tuned("mixtral-8x7b-v0.1.json", "lora", r, "layers.0.block_sparse_moe.gate",
+                 seq_len=8).trainable_params == r * (h + n)
+
+
+def test_adapters_on_some_experts_pay_their_share_of_the_rows():
+    """m of n experts adapted: their adapters' weights only, and under balanced routing their share of the
+    tokens x k rows, ceil(tokens k m / n), each r (in + out) MACs; naming all n is every expert's adapters."""
+    r, e, f, tokens, n, k = 4, 8, 6, 2 * 5, 4, 2
+    frozen = moe_row(apply(moe_spec(n, k), "lora", r, "proj"))
+    one = moe_row(apply(moe_spec(n, k), "lora", r, "moe.experts.1.w1"))
+    assert one.cost.params - frozen.cost.params == r * (e + f)
+    assert one.cost.macs - frozen.cost.macs == -(-tokens * k // n) * r * (e + f)
+    every = ",".join(f"moe.experts.{j}.w1" for j in range(n))
+    assert moe_row(apply(moe_spec(n, k), "lora", r, every)).cost == moe_row(apply(moe_spec(n, k), "lora", r, "w1")).cost
+
+
+def test_all_linear_leaves_out_gemma_2_s_head_before_its_soft_capping():
+    """Gemma 2's lm_head is followed by the logits' soft-capping, yet is the output embedding PEFT's all-linear
+    drops: the seven projections of every layer, from the config."""
+    c = config("gemma-2-2b.json")
+    h, layers, f = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+    q, kv = c["num_attention_heads"] * c["head_dim"], c["num_key_value_heads"] * c["head_dim"]
+    per_layer = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + f) + (f + h)
+    assert tuned("gemma-2-2b.json", "lora", 8, None, seq_len=16).trainable_params == 8 * layers * per_layer
+
+
+def test_bad_targets_name_the_model_s_modules_and_how_they_are_numbered():
+    r = CliRunner().invoke(main, ["estimate", HF + "llama-2-7b.json", "--finetune", "lora", "--lora-targets",
+                                  "model.layers.32.self_attn.q_proj"])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "'model.layers.32.self_attn.q_proj' is not a linear layer of the model" in r.stderr
+    assert "full names as model.layers.0.self_attn.q_proj, model.layers.0 to 31" in r.stderr
+    with pytest.raises(SizingError, match=r"the regular expression 'layers\\.0\\..\*' matches no linear layer"):
+        load_graph(HF + "llama-2-7b.json", finetune=("lora", 8, r"layers\.0\..*"))     # not the whole name
+    with pytest.raises(SizingError, match="is not a valid regular expression"):
+        load_graph(HF + "llama-2-7b.json", finetune=("lora", 8, "q_proj("))
+
+
+def test_adapters_on_some_experts_are_not_executed():
+    spec = {"input": [4, 8], "defaults": {"batch": 2}, "layers": [
+        {"op": "linear", "name": "proj", "out_features": 8, "bias": False, "trainable": False},
+        {"op": "mixture_of_experts", "name": "moe", "num_experts": 4, "top_k": 2, "intermediate_size": 6,
+         "lora_rank": 2, "lora_targets": ["w1"], "lora_experts": {"w1": [1]}}]}
+    from sizing.execute.model import Model, NoKernel
+    with pytest.raises(NoKernel, match="adapters on only some experts"):
+        Model(build(spec, {}, "t"), numpy.float32, 0)

@@ -259,7 +259,7 @@ def test_emit_yaml_to_stdout_prints_only_the_spec():
     import yaml
     spec = yaml.safe_load(r.output)
     assert spec["defaults"] == {"seq_len": 2048, "dtype": "bf16"}          # the config's torch_dtype: bfloat16
-    assert spec["layers"][1] == {"block": "decoder_layer", "name": "layers", "repeat": 22}
+    assert spec["layers"][1] == {"block": "decoder_layer", "name": "layers", "repeat": 22, "module": "model.layers"}
 
 
 # ---------------------------------------------------------------- language-model figures

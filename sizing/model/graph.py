@@ -23,7 +23,7 @@ INPUT_DTYPES = {"float32": False, "float": False, "int64": True, "long": True}
 TOP_KEYS = ("name", "description", "input", "defaults", "blocks", "layers", "output")
 DEFAULT_KEYS = ("batch", "dtype", "seq_len", "optimizer")
 LAYER_KEYS = ("op", "name", "inputs", "trainable", "tie", "module")
-BLOCK_USE_KEYS = ("block", "name", "inputs", "repeat")
+BLOCK_USE_KEYS = ("block", "name", "inputs", "repeat", "module")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
 
@@ -251,6 +251,7 @@ class Builder:
         missing = [k for k, v in params.items() if v is None]
         if missing:
             raise self.error(where, f"{self.field(where)}: block '{bname}' needs parameter '{missing[0]}'")
+        self.check_module(item, where, self.field(where))
         repeat = item.get("repeat", 1)
         if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
             raise self.error(where + ("repeat",), f"{self.field(where)}.repeat: must be an integer from 1 to 10^12,"
@@ -359,10 +360,7 @@ class Builder:
         trainable = item.get("trainable", True)
         if not isinstance(trainable, bool):
             raise self.error(where + ("trainable",), f"{label}.trainable: must be true or false")
-        module = item.get("module", "x")
-        if not isinstance(module, str) or not all(part.isidentifier() or part.isdigit() for part in module.split(".")):
-            raise self.error(where + ("module",), f"{label}.module: must be a module name (identifiers joined by "
-                             f"'.', as shared_expert.gate_proj), got {module!r}")
+        self.check_module(item, where, label)
         tie = self.tie(item, where, label, top, op, args, shapes, trainable)
         gname = scope.prefix + name
         node = Node(gname, op_name, tuple(args.items()), tuple(s for s, _ in sources),
@@ -372,6 +370,13 @@ class Builder:
         self.nodes.append(node)
         scope.tensors[name] = (gname, out)
         scope.last = name
+
+    def check_module(self, item, where, label: str):
+        """A layer's or block use's ``module`` (what --lora-targets matches) is a dotted module name."""
+        module = item.get("module", "x")
+        if not isinstance(module, str) or not all(part.isidentifier() or part.isdigit() for part in module.split(".")):
+            raise self.error(where + ("module",), f"{label}.module: must be a module name (identifiers joined by "
+                             f"'.', as shared_expert.gate_proj), got {module!r}")
 
     def tie(self, item, where, label, top, op, args, shapes, trainable: bool):
         """The node whose weight this layer shares: an earlier top-level layer with a weight of the same shape and the

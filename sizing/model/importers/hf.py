@@ -743,6 +743,46 @@ def _name(c: Config) -> str:
     return os.path.basename(folder) if base == "config.json" and folder else os.path.splitext(base)[0]
 
 
+# each family's module paths as transformers 4.x names them, which --lora-targets matches: the decoder layers'
+# nn.ModuleList, and a layer's modules by our layer names (a name not listed is the module's path as it stands:
+# the mixture of experts, 'mlp' or Mixtral's 'block_sparse_moe'); the top-level layers keep their names but these
+_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa",
+              "kv_b_proj")
+_MLP = ("gate_proj", "up_proj", "down_proj", "gate_up_proj", "shared_expert", "shared_expert_gate", "shared_experts",
+        "fc1", "fc2")
+_LLAMA_PATHS = {**{m: f"self_attn.{m}" for m in _ATTENTION}, **{m: f"mlp.{m}" for m in _MLP}}
+_FALCON_PATHS = {"query_key_value": "self_attention.query_key_value", "dense": "self_attention.dense",
+                 "dense_h_to_4h": "mlp.dense_h_to_4h", "dense_4h_to_h": "mlp.dense_4h_to_h"}
+MODULE_PATHS: dict[str, tuple[str, dict]] = {
+    "gpt2": ("transformer.h", {"c_fc": "mlp.c_fc", "c_proj": "mlp.c_proj"}),
+    "gpt_neox": ("gpt_neox.layers", {"query": "attention.query", "key": "attention.key", "value": "attention.value",
+                                     "dense": "attention.dense", "dense_h_to_4h": "mlp.dense_h_to_4h",
+                                     "dense_4h_to_h": "mlp.dense_4h_to_h"}),
+    "bert": ("encoder.layer", {"intermediate": "intermediate.dense", "output": "output.dense"}),
+    "falcon": ("transformer.h", _FALCON_PATHS),
+    "phi": ("model.layers", {**_LLAMA_PATHS, "dense": "self_attn.dense"}),
+}
+_TOP_PATHS = {"pooler": "pooler.dense"}
+
+
+def _module_paths(spec: dict, family: str):
+    """Give each linear layer and mixture of experts of ``spec`` its module path (``module``) inside its decoder
+    layer, each use of a decoder layer its nn.ModuleList (copies numbered from 0 across the uses of one list, as
+    model.layers.N), and BERT's pooler its dense: the full names PEFT's target_modules match."""
+    prefix, paths = MODULE_PATHS.get(family, ("model.layers", _LLAMA_PATHS))
+    for block in spec["blocks"].values():
+        for item in block["layers"]:
+            if item.get("op") in ("linear", "mixture_of_experts"):
+                own = item.get("module", item["name"])
+                head, _, rest = own.partition(".")
+                item["module"] = paths.get(own) or (f"{paths[head]}.{rest}" if head in paths and rest else own)
+    for item in spec["layers"]:
+        if "block" in item:
+            item["module"] = prefix
+        elif item.get("name") in _TOP_PATHS:
+            item["module"] = _TOP_PATHS[item["name"]]
+
+
 def spec_from_config(data: Any, path: str) -> Loaded:
     """Spec data of a parsed config.json, with what the import leaves out as warnings. Errors name the key, or
     the supported families."""
@@ -756,6 +796,7 @@ def spec_from_config(data: Any, path: str) -> Loaded:
         raise SizingError(f"model_type {family!r} is not supported (supported: {supported})", path)
     c = Config(data, path, family)
     spec = FAMILIES[family](c)
+    _module_paths(spec, family)
     return Loaded(spec, warnings=tuple(c.notes), origin=f"Hugging Face config, model_type {family}")
 
 

@@ -166,6 +166,30 @@ def module_names(v):
     return tuple((r, v.get(r, r)) for r in ROLES)
 
 
+def lora_experts(v):
+    """A mapping of expert roles (w1, w3, w2) to the experts (indices from 0) whose product has adapters."""
+    def indices(ix):
+        return isinstance(ix, list) and ix and len(set(ix)) == len(ix) and all(
+            isinstance(j, int) and not isinstance(j, bool) and j >= 0 for j in ix)
+    if not isinstance(v, dict) or not v or not set(v) <= set(ROLES[1:]) or not all(map(indices, v.values())):
+        raise ArgError("a mapping of w1, w3, w2 to non-empty lists of distinct expert indices (from 0)")
+    return tuple((r, tuple(sorted(v[r]))) for r in ROLES if r in v)
+
+
+def adapted_experts(a, role: str) -> int:
+    """Experts whose ``role`` product has an adapter: the ones ``lora_experts`` lists for it, else all of them."""
+    return len(dict(a["lora_experts"] or ()).get(role, range(a["num_experts"])))
+
+
+def adapter_rows(a, role: str, tokens: int) -> int:
+    """Rows through a role's adapters: every token through the router's; each of a token's k experts through its
+    own, so tokens * k when every expert is adapted, and with m of the n experts adapted their share under
+    balanced routing, ceil(tokens * k * m / n) (the routing of a batch is not known ahead)."""
+    if role == "gate":
+        return tokens
+    return -(-tokens * a["top_k"] * adapted_experts(a, role) // a["num_experts"])
+
+
 def adapted(a) -> tuple[str, ...]:
     """The roles with LoRA adapters: ``lora_targets`` (default all four) when ``lora_rank`` is set, else none."""
     return () if a["lora_rank"] is None else a["lora_targets"] or ROLES
@@ -179,10 +203,11 @@ def product_dims(a, hidden: int) -> dict[str, tuple[int, int]]:
 
 def expert_params(a, hidden: int) -> int:
     """Weights of one SwiGLU expert: w1 (gate), w3 (up): F x E each; w2 (down): E x F; plus r (in + out) per
-    adapted product (LoRA's A, r x in, and B, out x r)."""
-    dims = product_dims(a, hidden)
-    return 3 * hidden * a["intermediate_size"] + sum(a["lora_rank"] * sum(dims[r]) for r in adapted(a)
-                                                    if r != "gate")
+    adapted product (LoRA's A, r x in, and B, out x r); with adapters on only some experts (``lora_experts``),
+    the adapters' mean per expert, rounded down."""
+    dims, n = product_dims(a, hidden), a["num_experts"]
+    adapters = sum(adapted_experts(a, r) * a["lora_rank"] * sum(dims[r]) for r in adapted(a) if r != "gate")
+    return 3 * hidden * a["intermediate_size"] + adapters // n
 
 
 def _moe_shape(a, s):
@@ -198,6 +223,10 @@ def _moe_shape(a, s):
                          f"and the chosen groups hold at least top_k {a['top_k']} experts")
     if a["lora_targets"] is not None and a["lora_rank"] is None:
         raise ShapeError("lora_targets needs lora_rank (the adapters' rank r)")
+    for role, experts in a["lora_experts"] or ():
+        if role not in adapted(a) or experts[-1] >= n:
+            raise ShapeError(f"lora_experts: {role} must be among the adapted products ({', '.join(adapted(a))}) "
+                             f"and its experts below num_experts {n}")
     return x
 
 
@@ -208,7 +237,7 @@ def _moe_weights(a, s):
     dims, r = product_dims(a, e), a["lora_rank"]
     for role in adapted(a):
         i, o = dims[role]
-        each = () if role == "gate" else (n,)
+        each = () if role == "gate" else (adapted_experts(a, role),)
         prefix = "gate" if role == "gate" else f"experts.{role}"
         out[f"{prefix}.lora_A.weight"] = (*each, r, i)
         out[f"{prefix}.lora_B.weight"] = (*each, o, r)
@@ -257,7 +286,7 @@ def router_flops(a) -> tuple[int, int]:
           Arg("score_bias", boolean, False), Arg("n_group", pos_int, 1), Arg("topk_group", pos_int, 1),
           Arg("group_top", pos_int, 1), Arg("routed_scaling_factor", pos_float, 1.0),
           Arg("lora_rank", optional(pos_int), None), Arg("lora_targets", optional(lora_targets), None),
-          Arg("modules", optional(module_names), None),
+          Arg("lora_experts", optional(lora_experts), None), Arg("modules", optional(module_names), None),
           shape=_moe_shape, weights=_moe_weights, buffers=_moe_buffers, frozen=_moe_frozen, saves=("inputs",),
           note=_moe_note, matrix=True)
 def _moe(call: Call) -> Cost:
@@ -281,7 +310,9 @@ def _moe(call: Call) -> Cost:
     (in -> out) adds B A x: per row (a token for the router, each of a token's k experts for w1, w3, w2)
     r (in + out) MACs and out adds; backward dB 2 r out, d(A x) 2 r out, dA 2 r in, and when the product's
     input needs a gradient 2 r in plus in adds; kept r per row. A token pays the adapters of its k experts
-    only; every expert's adapters are weights.
+    only; every expert's adapters are weights. ``lora_experts`` limits a product's adapters to the experts it
+    lists (a target naming experts.3.gate_proj): their weights only, and their share of the rows
+    (``adapter_rows``).
     Traffic: the input, every expert's weights once (a batch large enough to reach every expert) and the output.
     Source: Jiang et al. 2024, arXiv:2401.04088 (Mixtral), section 2.1; transformers MixtralSparseMoeBlock;
     Shazeer et al. 2017; Hu et al. 2021 (LoRA), arXiv:2106.09685."""
@@ -307,7 +338,7 @@ def _moe(call: Call) -> Cost:
     dims, r, extra = product_dims(a, e), a["lora_rank"], 0
     for role in adapted(a):
         i, o = dims[role]
-        rows = tokens if role == "gate" else tokens * k
+        rows = adapter_rows(a, role, tokens)
         macs += rows * r * (i + o)
         extra += rows * o
         if role in tuned:
