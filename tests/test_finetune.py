@@ -348,3 +348,28 @@ def test_adapters_on_some_experts_are_not_executed():
     from sizing.execute.model import Model, NoKernel
     with pytest.raises(NoKernel, match="adapters on only some experts"):
         Model(build(spec, {}, "t"), numpy.float32, 0)
+
+
+def test_adapter_gradients_are_reduced_where_their_weights_live():
+    """Expert parallelism splits the experts, not a router or the attention: an expert adapter's gradient is
+    all-reduced over the d / e ranks that hold the same experts, a router adapter's and an attention adapter's
+    over all d, and their gradients and optimizer state are on every rank. So with adapters on Mixtral's routers
+    and attention only, the gradient all-reduce and its memory do not depend on e; with the routers' and w1's,
+    the expert-sharded share of what trains is n r (h + f) of n r (h + f) + r (h + n) per layer (config)."""
+    from sizing.predict.fit import stages
+    from sizing.predict.setup import Layout
+    from sizing.predict.training import evaluate
+    db = load_hwdb(environ={})
+    dev = db["h100-sxm"]
+    factors = shipped().factors(dev, "bf16", db)
+    est = estimator(HF + "mixtral-8x7b-v0.1.json", finetune=("lora", 8, "gate,q_proj,k_proj,v_proj,o_proj"),
+                    seq_len=64, dtype="bf16")(1)
+    work = Workload(dtype="bf16", optimizer=est.settings["optimizer"], tokens=10 ** 8)
+    one, split = (evaluate(est, Layout(data_parallel=8, expert_parallel=e), work, dev, factors) for e in (1, 8))
+    assert split.dp_comm_seconds == one.dp_comm_seconds > 0
+    assert (split.memory.gradients, split.memory.optimizer) == (one.memory.gradients, one.memory.optimizer)
+    assert split.memory.weights < one.memory.weights                    # the frozen experts are split
+    c = config("mixtral-8x7b-v0.1.json")
+    h, f, n = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    tuned_ = estimator(HF + "mixtral-8x7b-v0.1.json", finetune=("lora", 8, "gate,w1"), seq_len=64, dtype="bf16")(1)
+    assert stages(tuned_).trained_expert_share == n * (h + f) / (n * (h + f) + (h + n))

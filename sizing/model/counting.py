@@ -52,6 +52,16 @@ def trained_params(row: LayerCost) -> int:
     return row.cost.params - sum(numel(s) for k, s in weight_shapes(node).items() if k in frozen) * node.repeat
 
 
+def expert_trained_params(row: LayerCost) -> int:
+    """Params of a row that train and are split over expert-parallel ranks: a mixture of experts' trained weights
+    of its experts (``experts.*``: the experts' own in full training, their LoRA adapters under LoRA). Its
+    router's (``gate.*``, the router's adapter included) are on every rank, as every other layer's."""
+    node = row.node
+    if node.op != "mixture_of_experts" or not node.trainable:
+        return 0
+    return sum(numel(s) for k, s in trained_weights(node).items() if k.startswith("experts.")) * node.repeat
+
+
 def _itemsize(t: TensorType, itemsize: int) -> int:
     return 8 if t.ids else itemsize
 

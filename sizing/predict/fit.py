@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..model.counting import expert_trained_params
 from ..model.memory import Memory
 from ..model.ops import numel
 from .roofline import ATTENTION, itemsize, score_elements, tensor_parallel_roles, tp_split
@@ -67,6 +68,7 @@ class Stages:
     grouped_params: int = 0         # params of the rows inside iterations (the same at every micro-batch)
     before_params: int = 0          # params of the rows before the first iteration
     expert_share: float = 0.0       # expert_share of the graph
+    trained_expert_share: float = 0.0   # trained_expert_share of the graph
 
     def share(self, p: int) -> float:
         """Share of the repeated layers on the fullest stage: ceil(U / p) / U."""
@@ -99,7 +101,8 @@ def _stages(est) -> Stages:
     before = frozenset(r.node.name for r in est.layers[:first])
     return Stages(units, max(widths) if widths else None, before, grouped, peeled,
                   sum(r.cost.params for r in est.layers if r.node.name in grouped),
-                  sum(r.cost.params for r in est.layers if r.node.name in before), expert_share(est))
+                  sum(r.cost.params for r in est.layers if r.node.name in before), expert_share(est),
+                  trained_expert_share(est))
 
 
 def kept_bytes(row, size: int, recompute: str, fused: bool) -> int:
@@ -181,13 +184,13 @@ def device_memory(est, layout: Layout, stage: Stages | None = None, kept: tuple 
     m = est.memory
     t, p, e, cp = layout.tensor_parallel, layout.pipeline_parallel, layout.expert_parallel, layout.context_parallel
     f = stage_params_share(est, stage, p) / t
-    experts = stage.expert_share
+    experts, trained = stage.expert_share, stage.trained_expert_share   # of the weights, of what trains
     ranks = layout.data_parallel * cp          # context-parallel ranks hold the same weights: ZeRO shards over them
-    w, g, o = zero_memory(math.ceil(m.weights * f * (1 - experts)), math.ceil(m.gradients * f * (1 - experts)),
-                          math.ceil(m.optimizer * f * (1 - experts)), layout.zero, ranks)
+    w, g, o = zero_memory(math.ceil(m.weights * f * (1 - experts)), math.ceil(m.gradients * f * (1 - trained)),
+                          math.ceil(m.optimizer * f * (1 - trained)), layout.zero, ranks)
     if experts:                     # 1 / e of the experts on each device, ZeRO over the d / e that hold the same
-        ew, eg, eo = zero_memory(*(math.ceil(x * f * experts / e) for x in (m.weights, m.gradients, m.optimizer)),
-                                 layout.zero, ranks // e)
+        ew, eg, eo = zero_memory(math.ceil(m.weights * f * experts / e), math.ceil(m.gradients * f * trained / e),
+                                 math.ceil(m.optimizer * f * trained / e), layout.zero, ranks // e)
         w, g, o = w + ew, g + eg, o + eo
     if layout.zero == 3 and layout.data_parallel > 1:
         w += 2 * largest_layer_weights(est, stage) // t      # gathered for compute, and the next one prefetched
@@ -208,6 +211,14 @@ def expert_share(est) -> float:
     experts = sum(r.cost.params - r.node.kwargs["num_experts"] * r.node.in_types[0].shape[-1] * r.node.repeat
                   for r in est.layers if r.node.op == "mixture_of_experts")
     return experts / est.totals.params if est.totals.params else 0.0
+
+
+def trained_expert_share(est) -> float:
+    """Share of the trainable parameters that are experts' (``expert_trained_params``), so split over the
+    expert-parallel ranks with their gradients and optimizer state: expert_share in full training; under LoRA the
+    experts' adapters only (attention adapters and a router's are on every rank)."""
+    trained = est.trainable_params
+    return sum(map(expert_trained_params, est.layers)) / trained if trained else 0.0
 
 
 def largest_layer_weights(est, stage: Stages) -> int:

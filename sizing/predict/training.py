@@ -332,7 +332,7 @@ def step_time(est, layout: Layout, workload, device, factors: Factors, node: int
         link, hop = (network_bps, INTER_HOP_SECONDS) if t * p > node else (intra, INTRA_HOP_SECONDS)
         pp_comm = 2 * n * v * (boundary / link + hop)
     params_share = stage_params_share(est, stage, p) / t
-    experts = stage.expert_share
+    experts = stage.trained_expert_share        # the experts' gradients (their adapters' under LoRA), not a router's
     grad_bytes = math.ceil(est.trainable_params * params_share * (1 - experts)) * DTYPES[workload.dtype]
     ar = allreduce_seconds(grad_bytes, d * cp, max(1, node // t), intra, network_bps, INTRA_HOP_SECONDS,
                            INTER_HOP_SECONDS)
