@@ -73,6 +73,8 @@ def test_qlora_weights_are_nf4_and_its_claims_hold():
     head = 32000 * 8192
     frozen = sum(r.cost.params for r in est.layers if r.node.op == "linear" and not r.node.trainable) - head
     assert est.memory.weights == -(-int(frozen * NF4_BITS) // 8) + (est.totals.params - frozen) * 2
+    assert est.memory.optimizer == 0 and any("optimizer state" in w and "paged memory" in w
+                                             for w in est.graph.warnings)      # said, not silently left out
     db = load_hwdb(environ={})
     for config, device in (("llama-65b.json", "rtx-a6000"), ("llama-30b.json", "rtx-4090")):
         dev = db[device]
@@ -373,3 +375,42 @@ def test_adapter_gradients_are_reduced_where_their_weights_live():
     h, f, n = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
     tuned_ = estimator(HF + "mixtral-8x7b-v0.1.json", finetune=("lora", 8, "gate,w1"), seq_len=64, dtype="bf16")(1)
     assert stages(tuned_).trained_expert_share == n * (h + f) / (n * (h + f) + (h + n))
+
+
+def test_a_split_block_use_is_still_read_by_its_name():
+    """A target naming one copy splits the use into runs named by their first copy (stack_0, stack_2, stack_3); a
+    layer that read the use by name reads its last run, and the unnamed layers after it keep the names the
+    builder gave them (linear_1, which 'out' reads). Trainable: copy 2's fc alone, r (8 + 8)."""
+    spec = {"input": [8], "defaults": {"batch": 2},
+            "blocks": {"b": {"layers": [{"op": "linear", "name": "fc", "out_features": 8}, {"op": "relu"}]}},
+            "layers": [{"block": "b", "name": "stack", "repeat": 4},
+                       {"op": "linear", "out_features": 3, "inputs": "stack"},
+                       {"op": "add", "name": "out", "inputs": ["linear_1", "linear_1"]}], "output": "out"}
+    data = apply(spec, "lora", 2, "stack.2.fc")
+    assert [(x.get("name"), x.get("repeat")) for x in data["layers"][:3]] == [("stack_0", 2), ("stack_2", 1),
+                                                                              ("stack_3", 1)]
+    assert estimate_graph(build(data, {}, "t")).trainable_params == 2 * (8 + 8)
+
+
+def test_all_linear_says_what_a_multihead_attention_layer_leaves_out():
+    """GPT-2's attention is one multihead_attention layer here, whose projections take no adapters, while PEFT's
+    all-linear adapts its Conv1D c_attn (E -> 3E) and c_proj (E -> E) too: the warning gives the params the count
+    is short, r (4E + 2E) per layer, and with them the count is PEFT's r (E + 3E) + r 2E + r (E + 4E) + r (4E + E)."""
+    c = config("gpt2.json")
+    e, layers, r = c["n_embd"], c["n_layer"], 8
+    est = tuned("gpt2.json", "lora", r, None, seq_len=16)
+    short = r * layers * (4 * e + 2 * e)
+    assert any(f"{short:,} trainable params fewer than PEFT prints" in w for w in est.graph.warnings)
+    assert est.trainable_params + short == r * layers * ((e + 3 * e) + 2 * e + (e + 4 * e) + (4 * e + e))
+    assert not any("multihead" in w for w in tuned("gpt2.json", "lora", r, "c_fc", seq_len=16).graph.warnings)
+
+
+def test_gpt_neox_s_fused_query_key_value_is_the_target():
+    """GPT-NeoX (Pythia) has one fused attention.query_key_value nn.Linear (h -> 3h), PEFT's default target for
+    the family: r (h + 3h) per layer; all-linear adds dense (h -> h) and the MLP's two (h -> f, f -> h)."""
+    c = config("pythia-160m.json")
+    h, f, layers, r = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], 8
+    assert tuned("pythia-160m.json", "lora", r, "query_key_value", seq_len=16).trainable_params == \
+        r * layers * (h + 3 * h)
+    assert tuned("pythia-160m.json", "lora", r, None, seq_len=16).trainable_params == \
+        r * layers * ((h + 3 * h) + 2 * h + 2 * (h + f))

@@ -126,8 +126,9 @@ def estimator(spec: str | os.PathLike, allow_unmapped: bool = False, finetune: t
 
 
 def finetuned(est: Estimate, finetune: tuple | None) -> Estimate:
-    """QLoRA's 4-bit base weights in the memory (sizing.model.finetune.qlora_memory); other methods as counted."""
-    return finetune_mod.qlora_memory(est) if finetune and finetune[0] == "qlora" else est
+    """The estimate as fine-tuning leaves it (sizing.model.finetune.finished: QLoRA's 4-bit base weights in the
+    memory, and what the count leaves out said); without ``finetune``, as counted."""
+    return finetune_mod.finished(est, finetune) if finetune else est
 
 
 def estimate_graph(g: Graph) -> Estimate:

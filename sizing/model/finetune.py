@@ -273,25 +273,43 @@ def _adapt(data, chosen: list, rank: int):
             _attach(blocks[vname]["layers"], _by_index(p), rank)
     for name in set(originals) - set(used):      # blocks no use reaches are frozen too
         _attach(blocks[name]["layers"], {}, rank)
-    out, moved = [], {}
+    out, moved, renamed = [], {}, {}
+    taken = {x.get("name") for x in layers if isinstance(x, dict)}
+    first = {t: int(path_of(0).rsplit(".", 1)[-1]) if isinstance(use.get("module"), str) else 0
+             for t, use, _, path_of in _uses(data)}
     for t, item in enumerate(layers):
         if t not in runs:
             moved[t] = len(out)
             out.append(item)
             continue
         pieces, start = runs[t], 0
+        taken.discard(item["name"])             # its runs replace it
         for n, (count, p) in enumerate(pieces):
             piece = {**item, "block": variant[item["block"], p], "repeat": count}
-            if n < len(pieces) - 1:
-                piece["name"] = _fresh(f"{item['name']}_{start}", {x.get("name") for x in layers if
-                                                                   isinstance(x, dict)})
+            if len(pieces) > 1:          # named by its first copy: layers_5 is model.layers.5 onwards
+                stem = item["module"].rsplit(".", 1)[-1] if isinstance(item.get("module"), str) else item["name"]
+                piece["name"] = _fresh(f"{stem}_{first[t] + start}", taken)
+                taken.add(piece["name"])
+                renamed[item["name"]] = piece["name"]
             if n:
                 piece.pop("inputs", None)
             out.append(piece)
             start += count
     marks = {moved[t]: mark for t, mark in _by_index(_pattern(top, layers)).items()}
-    layers[:] = out
+    layers[:] = [_renamed(item, renamed) for item in out]
+    if renamed.get(data.get("output")):
+        data["output"] = renamed[data["output"]]
     _attach(layers, marks, rank)
+
+
+def _renamed(item, renamed: dict):
+    """A top-level layer reading a split block use by its old name reads the use's last run instead."""
+    refs = item.get("inputs") if isinstance(item, dict) else None
+    if isinstance(refs, str) and refs in renamed:
+        return {**item, "inputs": renamed[refs]}
+    if isinstance(refs, list) and any(isinstance(r, str) and r in renamed for r in refs):
+        return {**item, "inputs": [renamed.get(r, r) if isinstance(r, str) else r for r in refs]}
+    return item
 
 
 def _by_index(pattern: tuple) -> dict:
@@ -353,6 +371,31 @@ def _attach(items: list, marks: dict, rank: int):
     items[:] = out
 
 
+def finished(est, tune: tuple):
+    """The Estimate of a fine-tuned graph (``tune``: method, rank, targets as ``apply`` took them): QLoRA's memory
+    (``qlora_memory``), and with all-linear a warning for the attention inside multihead_attention layers (GPT-2's,
+    BERT's), whose projections PEFT adapts too (GPT-2's c_attn, E -> E + 2 kv d, and c_proj; BERT's query, key,
+    value and output dense) but the op here takes no adapters: r (in + out) each, the params the count is short."""
+    from dataclasses import replace
+
+    method, rank, targets = tune
+    est = qlora_memory(est) if method == "qlora" else est
+    inner = [r.node for r in est.layers if r.node.op == "multihead_attention"]
+    if method == "full" or targets not in (None, ALL_LINEAR) or not inner:
+        return est
+    r = 8 if rank is None else rank
+    short = 0
+    for n in inner:
+        e = n.in_types[0].shape[-1]
+        kv = (n.kwargs["num_kv_heads"] or n.kwargs["num_heads"]) * (e // n.kwargs["num_heads"])
+        qkv = 2 * e + 2 * (e + kv) if n.kwargs["separate_qkv"] else e + e + 2 * kv
+        short += r * (qkv + 2 * e) * n.repeat
+    note = (f"{ALL_LINEAR}: the attention projections inside {sum(n.repeat for n in inner)} multihead_attention "
+            f"layer(s) ({inner[0].name}) get no adapters here, where PEFT adapts them too (GPT-2's c_attn and "
+            f"c_proj, BERT's query, key, value and output dense): {short:,} trainable params fewer than PEFT prints")
+    return replace(est, graph=replace(est.graph, warnings=(*est.graph.warnings, note)))
+
+
 def head_rows(rows) -> set[str]:
     """Names of the output head's rows, which bitsandbytes keeps at 16 bits (transformers' get_keys_to_not_convert:
     the output embedding): ``_head``'s rule on the counted rows, a top-level linear layer that is the last row or
@@ -380,13 +423,17 @@ def qlora_memory(est):
     """``est`` with QLoRA's memory: frozen linear weights (``nf4_params``) in NF4 with double quantization
     (``NF4_BITS`` per parameter), everything else at the compute precision; the adapters' optimizer state in
     paged memory (QLoRA's paged AdamW: NVIDIA unified memory, moved to host RAM when the GPU runs short), so not
-    on the device."""
+    on the device, as a warning says."""
     from dataclasses import replace
 
+    from ..common.units import iec
     from .graph import DTYPES
 
     size = DTYPES[est.settings["dtype"]]
     head = head_rows(est.layers)
     quantized = sum(nf4_params(r, head) for r in est.layers)
     weights = -(-int(quantized * NF4_BITS) // 8) + (est.totals.params - quantized) * size + est.totals.buffers * 4
-    return replace(est, memory=replace(est.memory, weights=weights, optimizer=0))
+    paged = (f"qlora: the adapters' optimizer state ({iec(est.memory.optimizer)}) is in paged memory (QLoRA's paged "
+             "AdamW, moved to host RAM when the GPU runs short), not counted on the device")
+    return replace(est, graph=replace(est.graph, warnings=(*est.graph.warnings, paged)),
+                   memory=replace(est.memory, weights=weights, optimizer=0))

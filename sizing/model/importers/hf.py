@@ -11,8 +11,10 @@ Each family is written as its transformers modeling file builds it, so params eq
   top k renormalised only with ``norm_topk_prob``), qwen2_moe with a gated shared expert beside them.
 - gpt2 (``GPT2LMHeadModel``): learned positions, pre-LayerNorm layers of biased attention and a 4x gelu MLP,
   dropout where the config has it, lm_head tied to wte.
-- gpt_neox (``GPTNeoXForCausalLM``, Pythia): LayerNorm, fused biased q/k/v (three linears here: the same
-  params), partial rotary (``rotary_pct``), parallel residual, untied ``embed_out``.
+- gpt_neox (``GPTNeoXForCausalLM``, Pythia): LayerNorm, one fused biased query_key_value projection split by
+  views into q, k and v (each head's three are interleaved in the checkpoint; views cost nothing either way, and
+  LoRA sees the fused module PEFT targets), partial rotary (``rotary_pct``), parallel residual, untied
+  ``embed_out``.
 - bert (``BertModel``, with the pooler): word, position and token-type embeddings, post-LayerNorm encoder
   layers (query, key and value are three linears: ``separate_qkv``), the pooler on the first token.
 - gemma (``GemmaForCausalLM``): llama's layer with an explicit head_dim, a GeGLU MLP (``hidden_activation``),
@@ -661,10 +663,14 @@ def _gpt_neox(c: Config) -> dict:
     bias = c.get("attention_bias", boolean, True)
     rotary_dim = int(heads[2] * c.get("rotary_pct", _fraction, c.get("partial_rotary_factor", _fraction, 1.0)))
     hidden_drop = c.dropout("hidden_dropout")
+    width = heads[0] * heads[2]
+    attention = _rotary_attention("input_layernorm", hidden, heads, (bias, bias),
+                                  rotary_dim if rotary_dim < heads[2] else None, c.dropout("attention_dropout"),
+                                  ("query", "key", "value", "dense"))
     block = [{"op": "layernorm", "name": "input_layernorm", "eps": eps},
-             *_rotary_attention("input_layernorm", hidden, heads, (bias, bias),
-                                rotary_dim if rotary_dim < heads[2] else None, c.dropout("attention_dropout"),
-                                ("query", "key", "value", "dense")),
+             {"op": "linear", "name": "query_key_value", "out_features": 3 * width, "bias": bias},
+             *_split("query_key_value", ("query", width), ("key", width), ("value", width)),
+             *attention[3:],                             # rotary, attention and dense on the three views
              *_dropout("post_attention_dropout", hidden_drop)]
     attn_out = block[-1]["name"]
     parallel = c.get("use_parallel_residual", boolean, True)
@@ -755,9 +761,8 @@ _FALCON_PATHS = {"query_key_value": "self_attention.query_key_value", "dense": "
                  "dense_h_to_4h": "mlp.dense_h_to_4h", "dense_4h_to_h": "mlp.dense_4h_to_h"}
 MODULE_PATHS: dict[str, tuple[str, dict]] = {
     "gpt2": ("transformer.h", {"c_fc": "mlp.c_fc", "c_proj": "mlp.c_proj"}),
-    "gpt_neox": ("gpt_neox.layers", {"query": "attention.query", "key": "attention.key", "value": "attention.value",
-                                     "dense": "attention.dense", "dense_h_to_4h": "mlp.dense_h_to_4h",
-                                     "dense_4h_to_h": "mlp.dense_4h_to_h"}),
+    "gpt_neox": ("gpt_neox.layers", {"query_key_value": "attention.query_key_value", "dense": "attention.dense",
+                                     "dense_h_to_4h": "mlp.dense_h_to_4h", "dense_4h_to_h": "mlp.dense_4h_to_h"}),
     "bert": ("encoder.layer", {"intermediate": "intermediate.dense", "output": "output.dense"}),
     "falcon": ("transformer.h", _FALCON_PATHS),
     "phi": ("model.layers", {**_LLAMA_PATHS, "dense": "self_attn.dense"}),
