@@ -751,7 +751,8 @@ def _name(c: Config) -> str:
 
 # each family's module paths as transformers 4.x names them, which --lora-targets matches: the decoder layers'
 # nn.ModuleList, and a layer's modules by our layer names (a name not listed is the module's path as it stands:
-# the mixture of experts, 'mlp' or Mixtral's 'block_sparse_moe'); the top-level layers keep their names but these
+# the mixture of experts, 'mlp' or Mixtral's 'block_sparse_moe'); the top-level layers keep their names (lm_head)
+# but BERT's pooler (_TOP_PATHS)
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa",
               "kv_b_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj", "gate_up_proj", "shared_expert", "shared_expert_gate", "shared_experts",
