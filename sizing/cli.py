@@ -159,7 +159,8 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
     answer = estimate_answer(spec, loaded, check=then_check, **options)
     width = terminal_width(wide)
     if answer.kind is None and then_check:
-        return _run_check(spec, fmt, width, answer.report, batch=batch, seq_len=seq_len)
+        tune = None if finetune is None else (finetune, lora_rank, lora_targets)
+        return _run_check(spec, fmt, width, answer.report, batch=batch, seq_len=seq_len, finetune=tune)
     if fmt != "table" or answer.kind is None:
         click.echo(_estimate_text(answer.report, fmt, width) if answer.kind is None else
                    WRITERS[fmt](answer.report).rstrip("\n"))

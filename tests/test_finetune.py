@@ -414,3 +414,15 @@ def test_gpt_neox_s_fused_query_key_value_is_the_target():
         r * layers * (h + 3 * h)
     assert tuned("pythia-160m.json", "lora", r, None, seq_len=16).trainable_params == \
         r * layers * ((h + 3 * h) + 2 * h + 2 * (h + f))
+
+
+def test_estimate_check_runs_the_fine_tuned_graph(monkeypatch):
+    """--check after --finetune runs the graph the estimate counted (frozen base, adapters), not the base's full
+    training: the options reach sizing.execute.check.check."""
+    import sizing.execute.check as checking
+
+    def fake(spec, **options):
+        raise SizingError(f"checked {options['finetune']}")
+    monkeypatch.setattr(checking, "check", fake)
+    r = CliRunner().invoke(main, ["estimate", "mnist_mlp", "--finetune", "lora", "--lora-rank", "4", "--check"])
+    assert r.exit_code == 2 and "checked ('lora', 4, None)" in r.stderr

@@ -125,9 +125,9 @@ def auto_lr(loss: float, norm2: float) -> float:
 
 def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps: int = 3, lr: float | None = None,
           loss: str | None = None, full: bool = False, shrink: int | None = None, seed: int = 0,
-          progress: Callable[[int, int, str], None] | None = None) -> CheckResult:
+          progress: Callable[[int, int, str], None] | None = None, finetune: tuple | None = None) -> CheckResult:
     """Runs ``steps`` SGD steps of SPEC (a path or a zoo name) through the kernels and checks them; see the
-    module docstring. ``progress(done, total, label)`` is called as it compiles and runs: once per layer of the
+    module docstring. ``finetune``: (method, rank, targets), the graph fine-tuning makes (sizing.model.finetune). ``progress(done, total, label)`` is called as it compiles and runs: once per layer of the
     first step (which compiles or loads the kernels), once per later step, once per weight tensor of the gradient
     check, and at the end."""
     from .gradcheck import gradient_check  # first: it sets BLAS threads before numpy loads BLAS
@@ -141,7 +141,7 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
     say = progress or (lambda done, total, label: None)
 
     def load(**size):
-        return load_graph(spec, **size)
+        return load_graph(spec, finetune=finetune, **size)
 
     instance = plan(load, batch, seq_len, steps, full)
     graph = instance.graph
