@@ -340,6 +340,11 @@ def test_bad_targets_name_the_model_s_modules_and_how_they_are_numbered():
         load_graph(HF + "llama-2-7b.json", finetune=("lora", 8, r"layers\.0\..*"))     # not the whole name
     with pytest.raises(SizingError, match="is not a valid regular expression"):
         load_graph(HF + "llama-2-7b.json", finetune=("lora", 8, "q_proj("))
+    huge = {"input": [8], "blocks": {"b": {"layers": [{"op": "linear", "name": "fc", "out_features": 8}]}},
+            "layers": [{"block": "b", "name": "stack", "repeat": 10 ** 12}]}
+    with pytest.raises(SizingError, match="names numbered modules, and the model has more than 1,000,000"):
+        apply(huge, "lora", 2, "stack.5.fc")                 # refused without listing 10^12 names
+    assert apply(huge, "lora", 2, "fc")["layers"][0]["repeat"] == 10 ** 12    # an unnumbered name takes all
 
 
 def test_adapters_on_some_experts_are_not_executed():
