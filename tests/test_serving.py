@@ -436,3 +436,12 @@ def test_ttft_under_load_carries_its_validated_error():
              ["inference"]["assumptions"] for c in (1, 8)}
     caveat = f"a median {-TTFT_UNDER_LOAD_ERROR:.0%} low"
     assert not any(caveat in n for n in notes[1]) and any(caveat in n for n in notes[8])
+
+
+def test_training_options_are_refused_when_serving():
+    """--inference sizes serving: a training option (a pinned tensor-parallel degree, a ZeRO stage, --precision,
+    a token budget) is not silently dropped but refused in one line naming it and what serving takes."""
+    r = run_cli(LLAMA2_7B, "--device", "h100-sxm", "--inference", "--tensor-parallel", "2", "--precision", "fp8")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: --tensor-parallel, --precision: training options; serving (--inference) "
+                               "takes --devices and --concurrency")

@@ -120,6 +120,11 @@ def estimate_answer(spec: str, loaded=None, *, batch=None, dtype=None, optimizer
         return EstimateAnswer(d)
     if check:
         raise SizingError("--check runs without --device (run `sizing check` separately)")
+    training = [name for name, value in planner.items() if value is not None and name not in ("--devices",
+                                                                                               "--inference")]
+    if inference and training:
+        raise SizingError(f"{', '.join(training)}: training options; serving (--inference) takes --devices and "
+                          f"{', '.join(serving)}")
     if inference:
         pred = _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency,
                       prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say)
