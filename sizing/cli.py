@@ -167,18 +167,19 @@ def estimate(spec, batch, dtype, optimizer, seq_len, fmt, device, devices, globa
         return
     d = {k: v for k, v in answer.report.items() if k != answer.kind}
     table = prediction_table if answer.kind == "prediction" else serving_table
-    click.echo(_estimate_text(d, fmt, width) + "\n\n" + table(answer.prediction, width))
+    click.echo(_estimate_text(d, fmt, width, serving=answer.kind == "inference") + "\n\n"
+               + table(answer.prediction, width))
 
 
-def _estimate_text(d: dict, fmt: str, width: int | None) -> str:
+def _estimate_text(d: dict, fmt: str, width: int | None, serving: bool = False) -> str:
     """The estimate in a table (fitted to ``width``), JSON or CSV writer; in a table, a language model's figures
-    follow."""
+    follow; ``serving``: the forward pass only (no backward, training step or training memory)."""
     from .model.report import WRITERS, estimate_table, figures_table
 
     if fmt != "table":
         return WRITERS[fmt](d).rstrip("\n")
-    return estimate_table(d, width) + ("\n\n" + figures_table(d["language_model"], width)
-                                       if "language_model" in d else "")
+    return estimate_table(d, width, serving) + ("\n\n" + figures_table(d["language_model"], width, serving)
+                                                if "language_model" in d else "")
 
 
 def _emit_yaml(spec: str, target: str, allow_unmapped: bool, sizes: dict, force: bool) -> bool:

@@ -322,6 +322,25 @@ def test_training_flops_per_token_beside_6n():
                                                   for k in ("flops", "backward_flops")), 2048)
 
 
+def test_lora_training_flops_beside_6n_less_the_frozen_weight_gradients():
+    """PEFT's Llama-2-7b LoRA r=8 on q_proj, v_proj trains 4,194,304 params; the 6,738,415,616 base weights are
+    frozen, so the reference is 6 (N + adapters) - 2 N_base."""
+    r = CliRunner().invoke(main, ["estimate", str(HF / "llama-2-7b.json"), "--finetune", "lora", "--lora-rank", "8",
+                                  "--lora-targets", "q_proj,v_proj", "--seq-len", "256", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)["language_model"]["training_flops_per_token"]
+    base, adapters = 6_738_415_616, 4_194_304
+    assert d["frozen_params"] == base and d["six_n"] == 6 * (base + adapters)
+    assert d["six_n_less_frozen"] == 6 * (base + adapters) - 2 * base
+    # the frozen embedding lookup, which the reference charges 4 FLOPs per weight, costs 0 forward and has no input
+    # gradient; what is left is attention's token pairs at 256 and elementwise work
+    left = Fraction(d["difference_less_frozen"]) + 4 * 32000 * 4096
+    assert 0 < left < Fraction(d["six_n_less_frozen"], 20)
+    full = json.loads(CliRunner().invoke(main, ["estimate", str(HF / "llama-2-7b.json"), "--seq-len", "256",
+                                                "--format", "json"]).stdout)["language_model"]
+    assert "frozen_params" not in full["training_flops_per_token"]
+
+
 def test_cli_prints_language_model_figures():
     r = CliRunner().invoke(main, ["estimate", str(HF / "qwen2.5-0.5b.json"), "--seq-len", "256", "--format", "json"])
     assert r.exit_code == 0, r.output

@@ -337,6 +337,24 @@ def test_cli_inference_errors():
     one_line(run_cli(LLAMA2_7B, "--device", "a100-sxm-80gb", "--inference", "--weights", "fp8"), "no fp8 matmuls")
     one_line(run_cli(LLAMA2_7B, "--device", "l4", "--inference", "--concurrency", "100000", "--devices", "1"),
              "cannot be served on 1 l4")
+    one_line(run_cli(LLAMA2_7B, "--device", "h100-sxm", "--inference", "--prompt-tokens", "4000", "--output-tokens",
+                     "97"), "4,097 tokens", "context of 4,096", "--seq-len")     # max_position_embeddings 4096
+    assert run_cli(LLAMA2_7B, "--device", "h100-sxm", "--inference", "--prompt-tokens", "4000", "--output-tokens",
+                   "96").exit_code == 0
+
+
+def test_served_model_shows_one_prompts_forward_pass():
+    """--inference reports the forward pass of one prompt (the same counts `sizing estimate --seq-len P` gives), no
+    backward, training step or training memory."""
+    args = (LLAMA2_7B, "--device", "h100-sxm", "--inference", "--prompt-tokens", "300", "--output-tokens", "20")
+    served = json.loads(run_cli(*args, "--format", "json").stdout)
+    alone = json.loads(run_cli(LLAMA2_7B, "--seq-len", "300", "--format", "json").stdout)
+    assert served["forward"] == alone["forward"] and served["seq_len"] == 300
+    assert served["language_model"]["prefill_flops"] == alone["language_model"]["prefill_flops"]
+    text = run_cli(*args).stdout
+    assert "forward of batch 1" in text and "seq_len 300" in text
+    for training in ("bwd FLOPs", "training step", "gradients", "training FLOPs/token"):
+        assert training not in text
 
 
 def quote(*args):

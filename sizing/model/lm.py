@@ -12,7 +12,8 @@ coefficients are read off exact counts at T = 1, 2, 3 and checked at T = 4 (``fi
 - training FLOPs per token = (forward + backward) / (batch * T) at the estimate's size, beside the
   approximation 6 * N per token (C = 6 N D: Kaplan et al. 2020, arXiv:2001.08361, section 2.1, with N there the
   non-embedding params; here N = all params, as Hoffmann et al. 2022 use it, the active ones for a mixture of
-  experts), with their difference;
+  experts), with their difference; a partly frozen model (LoRA, QLoRA) is also set beside 6N - 2N_frozen, as its
+  frozen weights (the active ones) take no weight gradient (2 FLOPs per weight and token of the 6);
 - KV cache per token = 2 (k and v) * kv_heads * head_dim per causal attention layer, at the cache precision
   (latent attention: its latent and rotary key, ``latent_attention``);
 - inference memory = weights (params at the compute dtype, buffers fp32) + batch * context * KV per token.
@@ -155,10 +156,17 @@ class LMFigures:
     per_sequence_flops: Fraction      # c0: forward FLOPs a sequence costs once (0 for a decoder LM)
     kv_bytes_per_token: int
     weights_bytes: int
+    frozen_params: int = 0            # active params that take no weight gradient (a LoRA or QLoRA base)
 
     @property
     def six_n(self) -> int:
         return 6 * self.active_params
+
+    @property
+    def frozen_reference(self) -> int:
+        """6N - 2N_frozen: the forward (2N) and input gradients (2N) of every active weight, the weight gradients
+        (2N) of the trained ones only."""
+        return self.six_n - 2 * self.frozen_params
 
     @property
     def prefill_flops(self) -> Fraction:
@@ -183,7 +191,11 @@ class LMFigures:
             "batch": self.batch, "context": self.context, "dtype": self.dtype, "kv_dtype": self.kv_dtype,
             "params": self.params, "active_params": self.active_params,
             "training_flops_per_token": {"counted": _exact(counted), "six_n": self.six_n,
-                                         "difference": _exact(counted - self.six_n)},
+                                         "difference": _exact(counted - self.six_n),
+                                         **({"frozen_params": self.frozen_params,
+                                             "six_n_less_frozen": self.frozen_reference,
+                                             "difference_less_frozen": _exact(counted - self.frozen_reference)}
+                                            if self.frozen_params else {})},
             "prefill_flops": _exact(self.prefill_flops),
             "decode_flops_per_token": _exact(self.decode_flops),
             "forward_flops_fit": {"per_sequence": _exact(self.per_sequence_flops),
@@ -212,7 +224,9 @@ def figures(est, forward_flops_at: Callable[[int], int], kv_dtype: str | None = 
         training_flops_per_token=Fraction(t.flops + t.backward_flops, batch * seq),
         per_token_flops=c1, per_pair_flops=c2, per_sequence_flops=c0,
         kv_bytes_per_token=kv_cache_elems_per_token(g) * KV_ITEMSIZE[kv_dtype or dtype],
-        weights_bytes=t.params * DTYPES[dtype] + t.buffers * 4)
+        weights_bytes=t.params * DTYPES[dtype] + t.buffers * 4,
+        frozen_params=max(0, t.params - est.trainable_params - inactive_params(g)) if t.params > est.trainable_params
+        else 0)
 
 
 def for_spec(spec: str, est, allow_unmapped: bool = False) -> LMFigures | None:

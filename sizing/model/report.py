@@ -60,8 +60,9 @@ LAYER_COLUMNS = (Column("layer", fold=16), Column("op", fold=20), Column("rep", 
 SUMMARY_COLUMNS = (Column(""), Column("", fold=16), Column("", fold=24))
 
 
-def estimate_table(d: dict, width: int | None = 80) -> str:
-    """The per-layer table, totals and notes, fitted to ``width`` columns (None: full width)."""
+def estimate_table(d: dict, width: int | None = 80, forward_only: bool = False) -> str:
+    """The per-layer table, totals and notes, fitted to ``width`` columns (None: full width). ``forward_only``
+    (a model served, not trained): no backward column, no backward, training-step or training-memory totals."""
     rows = [[terminal(l["name"]), l["op"], f"x{l['repeat']}" if l["repeat"] > 1 else "",
              "x".join(map(str, l["output_shape"])), si(l["params"]), si(l["macs"]), si(l["flops"]), si(l["backward_flops"]), iec(l["activation_bytes"])]
             for l in d["layers"]]
@@ -76,27 +77,37 @@ def estimate_table(d: dict, width: int | None = 80) -> str:
         ["memory", f"total {iec(m['total'])}", f"weights {iec(m['weights'])}, gradients {iec(m['gradients'])}, "
                                               f"optimizer {iec(m['optimizer'])}, activations {iec(m['activations'])}"],
     ]
-    title = (f"{terminal(d['model'])}  batch {d['batch']}  {d['dtype']}  optimizer {d['optimizer']['name']}"
-             + (f"  seq_len {d['seq_len']}" if d["seq_len"] else ""))
+    columns = LAYER_COLUMNS
+    title = f"{terminal(d['model'])}  batch {d['batch']}  {d['dtype']}  optimizer {d['optimizer']['name']}"
+    if forward_only:
+        rows, columns = [r[:7] for r in rows], LAYER_COLUMNS[:7]
+        summary = [[summary[0][0], summary[0][1], ""], summary[1]]
+        title = f"{terminal(d['model'])}  forward of batch {d['batch']}  {d['dtype']}"
+    title += f"  seq_len {d['seq_len']}" if d["seq_len"] else ""
     notes = [fill(f"note: {terminal(l['name'])}: {terminal(l['note'])}", width) for l in d["layers"] if l.get("note")]
-    return "\n".join([fill(title, width), "", table(rows, LAYER_COLUMNS, width), "",
+    return "\n".join([fill(title, width), "", table(rows, columns, width), "",
                       table(summary, SUMMARY_COLUMNS, width, header=False), *([""] + notes if notes else [])])
 
 
 WRITERS = {"table": estimate_table, "json": estimate_json, "csv": estimate_csv}
 
 
-def figures_table(d: dict, width: int | None = 80) -> str:
-    """Text for ``sizing estimate``'s table output, from ``LMFigures.to_dict()``, fitted to ``width``."""
+def figures_table(d: dict, width: int | None = 80, serving: bool = False) -> str:
+    """Text for ``sizing estimate``'s table output, from ``LMFigures.to_dict()``, fitted to ``width``; ``serving``
+    leaves out the training FLOPs per token."""
     def n(x):
         return si(x if isinstance(x, int) else float(Fraction(x)))
     tr = d["training_flops_per_token"]
     diff = Fraction(tr["difference"]) / tr["six_n"]
     mem = d["inference_memory_bytes"]
     active = "" if d["active_params"] == d["params"] else f" ({d['active_params']:,} active params)"
-    rows = [
+    frozen = (f"; vs 6N - 2N_frozen {n(tr['six_n_less_frozen'])} (a frozen base takes no weight gradients): "
+              f"{float(Fraction(tr['difference_less_frozen']) / tr['six_n_less_frozen']):+.1%}"
+              if "frozen_params" in tr else "")
+    rows = [] if serving else [
         ["training FLOPs/token", f"{n(tr['counted'])} counted (attention included) vs 6N {n(tr['six_n'])}{active}: "
-                                 f"{float(diff):+.1%}"],
+                                 f"{float(diff):+.1%}{frozen}"]]
+    rows += [
         ["prefill", f"{n(d['prefill_flops'])} FLOPs per {d['context']}-token prompt"],
         ["decode", f"{n(d['decode_flops_per_token'])} FLOPs per generated token at context {d['context']}"],
         ["KV cache", f"{iec(d['kv_cache_bytes']['per_token'])} per token, "

@@ -116,7 +116,8 @@ def estimate_answer(spec: str, loaded=None, *, batch=None, dtype=None, optimizer
     if device is None:
         given = [name for name, value in planner.items() if value is not None]
         if given:
-            raise SizingError(f"{', '.join(given)} describe(s) a prediction: name a --device")
+            raise SizingError(f"{', '.join(given)} {'describes' if len(given) == 1 else 'describe'} a prediction: "
+                              f"name a --device")
         return EstimateAnswer(d)
     if check:
         raise SizingError("--check runs without --device (run `sizing check` separately)")
@@ -126,9 +127,10 @@ def estimate_answer(spec: str, loaded=None, *, batch=None, dtype=None, optimizer
         raise SizingError(f"{', '.join(training)}: training options; serving (--inference) takes --devices and "
                           f"{', '.join(serving)}")
     if inference:
-        pred = _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency,
-                      prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say)
-        return EstimateAnswer({**d, "inference": pred}, "inference", pred)
+        pred, base, fig = _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, seq_len,
+                                 concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say)
+        return EstimateAnswer({**base.to_dict(), "language_model": fig.to_dict(), "inference": pred}, "inference",
+                              pred)
     from ..common.units import parse_duration
     from ..model.estimate import estimator
     from .workload import parse_count
@@ -155,8 +157,11 @@ def estimate_answer(spec: str, loaded=None, *, batch=None, dtype=None, optimizer
 
 
 def _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency, prompt_tokens,
-           output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say) -> dict:
-    """`sizing estimate --inference`: the serving model of a causal language model (sizing/predict/serving.py)."""
+           output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say) -> tuple:
+    """`sizing estimate --inference`: (the serving model's prediction for a causal language model,
+    sizing/predict/serving.py; the Estimate of one prompt's forward pass; the LMFigures at the prompt's length).
+    A prompt and its output must fit the model's context: ``seq_len`` when given, else the spec's (a config's
+    max_position_embeddings), as engines refuse longer requests (vLLM's max_model_len)."""
     from ..common.errors import SizingError
     from ..model.estimate import estimator
     from ..model.lm import figures
@@ -166,12 +171,17 @@ def _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, se
         raise SizingError(f"--inference serves a causal language model (token ids in, causal attention); "
                           f"{est.graph.name} is not one: size its serving with `sizing quote --qps`")
     prompt = prompt_tokens or seq_len or est.graph.input.shape[1]
+    context, output = est.graph.input.shape[1], output_tokens or 256
+    if prompt_tokens is not None and prompt + output > context:
+        raise SizingError(f"--prompt-tokens {prompt:,} + --output-tokens {output:,} = {prompt + output:,} tokens: more "
+                          f"than {est.graph.name}'s context of {context:,} tokens; give at most {context:,} in all, or "
+                          f"--seq-len N to serve a longer context")
     for name, ms in (("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms)):
         if ms is not None and not 0 < ms < float("inf"):
             raise SizingError(f"{name}: must be a positive number of milliseconds, got {ms!r}")
     dtype_ = est.settings["dtype"]
     sixteen = dtype_ if dtype_ in ("bf16", "fp16") else "bf16"
-    request = Request(concurrency or 1, prompt, output_tokens or 256, weights or sixteen, kv_cache or sixteen,
+    request = Request(concurrency or 1, prompt, output, weights or sixteen, kv_cache or sixteen,
                       ttft_s=None if ttft_ms is None else ttft_ms / 1e3,
                       tpot_s=None if tpot_ms is None else tpot_ms / 1e3)
 
@@ -180,4 +190,4 @@ def _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, se
     base = at_length(prompt)
     fig = figures(base, lambda tokens: at_length(tokens).totals.flops)
     return plan_serve(serving_model(base, fig), device, request, hwdb_files, devices=devices, dtype=sixteen,
-                      say=say).to_dict()
+                      say=say).to_dict(), base, fig
