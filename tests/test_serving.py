@@ -403,9 +403,10 @@ def test_quote_says_why_a_device_cannot_serve():
         return ex
     slow = excluded("--concurrency", "8", "--tpot-ms", "0.0001", "--candidates", "h100-sxm")
     assert slow["key"] == "ex_targets" and slow["params"]["tpot"] > 0.0001 / 1e3
-    full = excluded("--concurrency", "1", "--prompt-tokens", "50000000", "--candidates", "l4")
+    full = excluded("--concurrency", "1", "--prompt-tokens", "50000000", "--seq-len", "50000256", "--candidates", "l4")
     assert full["key"] == "ex_kv_no_fit" and "KV cache" in full["text"]
-    many = excluded("--concurrency", "100000", "--prompt-tokens", "100000", "--candidates", "l4", "--max-devices", "8")
+    many = excluded("--concurrency", "100000", "--prompt-tokens", "100000", "--seq-len", "100256", "--candidates", "l4",
+                    "--max-devices", "8")
     assert many["key"] == "ex_too_many" and many["params"]["count"] > 8
     cpu = excluded("--concurrency", "8", "--weights", "int4", "--candidates", "xeon-8480")
     assert cpu["key"] == "ex_precision" and "no bf16 or fp16 peak" in cpu["text"]

@@ -160,22 +160,14 @@ def _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, se
            output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say) -> tuple:
     """`sizing estimate --inference`: (the serving model's prediction for a causal language model,
     sizing/predict/serving.py; the Estimate of one prompt's forward pass; the LMFigures at the prompt's length).
-    A prompt and its output must fit the model's context: ``seq_len`` when given, else the spec's (a config's
-    max_position_embeddings), as engines refuse longer requests (vLLM's max_model_len)."""
+    A prompt and its output must fit the model's context (``served_prompt``)."""
     from ..common.errors import SizingError
-    from ..model.estimate import estimator
-    from ..model.lm import figures
-    from .serving import Request, serving_model
+    from .serving import Request, served_prompt, serving_model
 
     if lm is None:
         raise SizingError(f"--inference serves a causal language model (token ids in, causal attention); "
                           f"{est.graph.name} is not one: size its serving with `sizing quote --qps`")
-    prompt = prompt_tokens or seq_len or est.graph.input.shape[1]
-    context, output = est.graph.input.shape[1], output_tokens or 256
-    if prompt_tokens is not None and prompt + output > context:
-        raise SizingError(f"--prompt-tokens {prompt:,} + --output-tokens {output:,} = {prompt + output:,} tokens: more "
-                          f"than {est.graph.name}'s context of {context:,} tokens; give at most {context:,} in all, or "
-                          f"--seq-len N to serve a longer context")
+    prompt, output, base, fig = served_prompt(spec, est, prompt_tokens, output_tokens, dtype, allow_unmapped)
     for name, ms in (("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms)):
         if ms is not None and not 0 < ms < float("inf"):
             raise SizingError(f"{name}: must be a positive number of milliseconds, got {ms!r}")
@@ -184,10 +176,5 @@ def _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, se
     request = Request(concurrency or 1, prompt, output, weights or sixteen, kv_cache or sixteen,
                       ttft_s=None if ttft_ms is None else ttft_ms / 1e3,
                       tpot_s=None if tpot_ms is None else tpot_ms / 1e3)
-
-    def at_length(tokens):
-        return estimator(spec, allow_unmapped, dtype=dtype, seq_len=tokens)(1)
-    base = at_length(prompt)
-    fig = figures(base, lambda tokens: at_length(tokens).totals.flops)
     return plan_serve(serving_model(base, fig), device, request, hwdb_files, devices=devices, dtype=sixteen,
                       say=say).to_dict(), base, fig

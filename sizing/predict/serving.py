@@ -222,6 +222,31 @@ def serving_model(est, fig) -> Model:
                  sum(m.cached * m.repeat for m in mla), absorbed, small)
 
 
+OUTPUT_TOKENS = 256       # --output-tokens when not given
+
+
+def served_prompt(spec, est, prompt_tokens: int | None, output_tokens: int | None, dtype: str | None = None,
+                  allow_unmapped: bool = False) -> tuple:
+    """(prompt length, output length, the Estimate of one prompt's forward pass at batch 1, its LMFigures) for
+    serving ``spec``, whose estimate ``est`` is at the context it serves (``--seq-len`` or the spec's: a config's
+    max_position_embeddings). The prompt defaults to that context; a prompt and its output given past it are
+    refused, as engines refuse longer requests (vLLM's max_model_len)."""
+    from ..model.estimate import estimator
+    from ..model.lm import figures
+
+    context = est.graph.input.shape[1]
+    prompt, output = prompt_tokens or context, output_tokens or OUTPUT_TOKENS
+    if prompt_tokens is not None and prompt + output > context:
+        raise SizingError(f"--prompt-tokens {prompt:,} + --output-tokens {output:,} = {prompt + output:,} tokens: more "
+                          f"than {est.graph.name}'s context of {context:,} tokens; give at most {context:,} in all, or "
+                          f"--seq-len N to serve a longer context")
+
+    def at_length(tokens):
+        return estimator(spec, allow_unmapped, dtype=dtype, seq_len=tokens)(1)
+    base = at_length(prompt)
+    return prompt, output, base, figures(base, lambda tokens: at_length(tokens).totals.flops)
+
+
 @dataclass(frozen=True)
 class ServingPrediction:
     device: str

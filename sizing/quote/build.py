@@ -151,26 +151,21 @@ def device_terms(quote: Quote, db: dict) -> tuple:
 
 def _llm_job(spec, est, dtype, concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, qps):
     """(serving Model, Request) of a causal language model for `sizing quote`'s serving options."""
-    from ..model.estimate import estimator
-    from ..model.lm import figures, is_causal_lm
-    from ..predict.serving import Request, serving_model
+    from ..model.lm import is_causal_lm
+    from ..predict.serving import Request, served_prompt, serving_model
     from ..predict.workload import parse_count
     from .money import decimal
 
     if not is_causal_lm(est.graph):
         raise SizingError(f"--concurrency, --prompt-tokens and --output-tokens size a causal language model's "
                           f"serving; {est.graph.name} is not one: use --qps and --latency-ms")
-    prompt = parse_count("--prompt-tokens", prompt_tokens) or est.graph.input.shape[1]
-
-    def at_length(tokens):
-        return estimator(spec, dtype=dtype, seq_len=tokens)(1)
-    base = at_length(prompt)
+    prompt, output, base, fig = served_prompt(spec, est, parse_count("--prompt-tokens", prompt_tokens),
+                                              parse_count("--output-tokens", output_tokens), dtype)
     sixteen = base.settings["dtype"] if base.settings["dtype"] in ("bf16", "fp16") else "bf16"
     if concurrency is not None and qps is not None:
         raise SizingError("give --concurrency (requests in flight) or --qps (requests per second), not both")
     concurrency = parse_count("--concurrency", concurrency) or 1
-    request = Request(concurrency, prompt, parse_count("--output-tokens", output_tokens) or 256,
-                      weights or sixteen, kv_cache or sixteen,
+    request = Request(concurrency, prompt, output, weights or sixteen, kv_cache or sixteen,
                       ttft_s=None if ttft_ms is None else float(decimal("--ttft-ms", ttft_ms)) / 1e3,
                       tpot_s=None if tpot_ms is None else float(decimal("--tpot-ms", tpot_ms)) / 1e3)
-    return serving_model(base, figures(base, lambda tokens: at_length(tokens).totals.flops)), request
+    return serving_model(base, fig), request
