@@ -118,6 +118,21 @@ def test_quote_fine_tunes_on_one_consumer_card():
     assert full.exit_code == 0 and json.loads(full.stdout)["pick"] is None
 
 
+def test_quote_task_names_the_fine_tuning():
+    """The quote says what is fine-tuned: method, rank, targets and PEFT's trainable count (4,194,304 of Llama-2-7b
+    + adapters for r=8 on q_proj, v_proj); a training quote without --finetune says nothing of it."""
+    args = ["quote", HF + "llama-2-7b.json", "--tokens", "1e7", "--seq-len", "1024", "--deadline", "7d",
+            "--candidates", "h100-sxm"]
+    tuned = args + ["--finetune", "lora", "--lora-targets", "q_proj,v_proj"]
+    w = json.loads(CliRunner().invoke(main, tuned + ["--format", "json"]).stdout)["workload"]
+    assert w["finetune"] == {"method": "lora", "rank": 8, "targets": "q_proj,v_proj", "trained_params": 4_194_304,
+                             "params": 6_738_415_616 + 4_194_304}
+    task = next(line for line in CliRunner().invoke(main, tuned).stdout.splitlines() if line.startswith("| Task"))
+    assert "LoRA rank 8 on q\\_proj,v\\_proj: 4,194,304 of 6,742,609,920 params trained" in task  # Markdown-escaped
+    plain = json.loads(CliRunner().invoke(main, args + ["--format", "json"]).stdout)["workload"]
+    assert "finetune" not in plain
+
+
 # ---------------------------------------------------------------- mixture-of-experts models
 
 def config(path):

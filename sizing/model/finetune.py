@@ -22,6 +22,7 @@ from .ops.transformer import ROLES
 
 METHODS = ("full", "lora", "qlora")
 ALL_LINEAR = "all-linear"
+DEFAULT_RANK = 8
 # bits per frozen linear weight under QLoRA: NF4 (4) + double quantization (Dettmers et al. 2023, section 3:
 # 0.127 bits per parameter for blocks of 64 with fp8 second-level constants in blocks of 256)
 NF4_BITS = 4.127
@@ -170,7 +171,7 @@ def apply(data, method: str, rank: int | None = None, targets: str | None = None
         if rank is not None or targets is not None:
             raise SizingError("--lora-rank and --lora-targets go with --finetune lora or qlora")
         return data
-    rank = 8 if rank is None else rank
+    rank = DEFAULT_RANK if rank is None else rank
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise SizingError(f"--lora-rank: a positive integer, got {rank!r}")
     if not isinstance(data, dict):

@@ -115,7 +115,7 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     quote = recommend(est, workload, candidates_for(db, candidates), db, terms, progress, spec,
                       datetime.date.today().isoformat(), at=at,
                       global_batch=parse_count("--global-batch", global_batch) or parse_count("--batch", batch),
-                      llm=job)
+                      llm=job, finetune=tune)
     return replace(quote, assumptions=quote.assumptions + device_terms(quote, db))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..common.errors import SizingError
+from ..model.finetune import ALL_LINEAR, DEFAULT_RANK
 from .money import Exchange, fmt_rate
 from ..predict.inference import predict_inference
 from ..predict.roofline import facility_kw, peaks, require_work
@@ -365,10 +366,11 @@ def roofline(device, option: Option) -> Roofline:
 
 
 def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_source: str = "",
-              date: str = "", at=None, global_batch: int | None = None, llm=None) -> Quote:
+              date: str = "", at=None, global_batch: int | None = None, llm=None, finetune=None) -> Quote:
     """The quote for ``workload`` (its graph's estimate ``est``; training: ``at``, the graph at any micro-batch,
     and the ``global_batch``, default the planner's rule) over the ``candidates`` devices of ``db``. ``llm``:
-    (sizing.predict.serving.Model, Request) to size a language model's serving fleet instead."""
+    (sizing.predict.serving.Model, Request) to size a language model's serving fleet instead. ``finetune``: the
+    (method, rank, targets) ``est`` was fine-tuned with, for the quote's task line."""
     if workload.kind == "training":
         if at is None:
             raise ValueError("a training quote needs the model at any micro-batch (at)")
@@ -413,6 +415,11 @@ def recommend(est, workload, candidates, db, terms: Terms, progress=None, model_
             "seq_len": s["seq_len"]}
     if kind == "training":
         work.update(batch=global_batch, samples=workload.samples, tokens=workload.tokens, epochs=workload.epochs)
+        if finetune is not None:
+            method, rank, targets = finetune
+            work["finetune"] = {"method": method, "rank": None if method == "full" else rank or DEFAULT_RANK,
+                                "targets": None if method == "full" else targets or ALL_LINEAR,
+                                "trained_params": est.trainable_params, "params": est.totals.params}
     elif kind == "llm":
         r = llm[1]
         work.update(concurrency=r.concurrency, prompt=r.prompt, output=r.output, weights=r.weights,

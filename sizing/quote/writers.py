@@ -134,9 +134,16 @@ class Section:
 def _task(r: Render) -> str:
     q, w = r.q, r.q.workload
     if q.kind == "training":
-        if w["tokens"] is not None:
-            return r.t("task_train_tokens", tokens=w["tokens"], epochs=w["epochs"], deadline=Seconds(q.deadline_s))
-        return r.t("task_train_samples", samples=w["samples"], epochs=w["epochs"], deadline=Seconds(q.deadline_s))
+        task = (r.t("task_train_tokens", tokens=w["tokens"], epochs=w["epochs"], deadline=Seconds(q.deadline_s))
+                if w["tokens"] is not None else
+                r.t("task_train_samples", samples=w["samples"], epochs=w["epochs"], deadline=Seconds(q.deadline_s)))
+        tune = w.get("finetune")
+        if tune is None:
+            return task
+        return task + "; " + (r.t("task_finetune_full") if tune["method"] == "full" else
+                              r.t("task_finetune", method=tune["method"].replace("qlora", "QLoRA").replace("lora", "LoRA"),
+                                  rank=tune["rank"], targets=tune["targets"], trained=f"{tune['trained_params']:,}",
+                                  params=f"{tune['params']:,}"))
     if q.kind == "llm":
         parts = [r.t("task_llm_qps", qps=f"{w['qps']:,.4g}", prompt=f"{w['prompt']:,}", output=f"{w['output']:,}")
                  if w["qps"] else r.t("task_llm", concurrency=f"{w['concurrency']:,}", prompt=f"{w['prompt']:,}",
