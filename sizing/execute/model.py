@@ -89,8 +89,6 @@ class Model:
         if node.op not in KERNELS:
             raise NoKernel(f"layer '{node.name}': op '{node.op}' has no kernel")
         why = KERNELS[node.op].refuse(node)
-        if not why and node.op == "mixture_of_experts" and node.kwargs["lora_experts"]:
-            why = "with adapters on only some experts (lora_experts): the kernels adapt every expert"
         if why:
             raise NoKernel(f"layer '{node.name}' ({node.op}): no kernel runs {why}")
         weights = weight_shapes(node)

@@ -387,4 +387,9 @@ def _moe_backward(node, saved, gy, need, p, grads, cnt):
     return [dx.reshape(gy.shape)]
 
 
-KERNELS["mixture_of_experts"] = OpKernel(_moe_forward, _moe_backward)
+def _moe_refuse(node):
+    return ("with adapters on only some experts (lora_experts): the kernels adapt every expert"
+            if node.kwargs["lora_experts"] else None)
+
+
+KERNELS["mixture_of_experts"] = OpKernel(_moe_forward, _moe_backward, _moe_refuse)
