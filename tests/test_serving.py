@@ -389,7 +389,9 @@ def test_quote_serving_errors():
     r = CliRunner().invoke(main, ["quote", "resnet50", "--concurrency", "4"])
     assert r.exit_code == 2 and "is not one: use --qps and --latency-ms" in r.stderr
     r = quote("--concurrency", "4", "--latency-ms", "10")
-    assert r.exit_code == 2 and "takes no --latency-ms" in r.stderr
+    assert r.exit_code == 2 and r.stderr.startswith("error: --latency-ms: ") and "takes no --latency-ms" in r.stderr
+    r = quote("--concurrency", "4", "--tokens", "1e9", "--deadline", "1d")
+    assert r.exit_code == 2 and r.stderr.startswith("error: --tokens, --deadline: a language model's serving")
 
 
 def test_quote_says_why_a_device_cannot_serve():

@@ -64,9 +64,12 @@ def build_quote(spec, *, samples, tokens, epochs, deadline, qps, latency_ms, bat
     lm_options = {"--concurrency": concurrency, "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens,
                   "--weights": weights, "--kv-cache": kv_cache, "--ttft-ms": ttft_ms, "--tpot-ms": tpot_ms}
     llm = any(v is not None for v in lm_options.values())
-    if llm and (latency_ms is not None or samples or tokens or deadline or finetune):
-        raise SizingError("a language model's serving (--concurrency or --qps with --prompt-tokens, "
-                          "--output-tokens, --ttft-ms, --tpot-ms) takes no --latency-ms and no training options")
+    clash = [name for name, v in (("--latency-ms", latency_ms), ("--samples", samples), ("--tokens", tokens),
+                                  ("--deadline", deadline), ("--finetune", finetune)) if v]
+    if llm and clash:
+        raise SizingError(f"{', '.join(clash)}: a language model's serving (--concurrency or --qps with "
+                          f"--prompt-tokens, --output-tokens, --ttft-ms, --tpot-ms) takes no --latency-ms and no "
+                          f"training options")
     serving = qps is not None or latency_ms is not None or llm
     if serving and (samples or tokens or deadline):
         raise SizingError("give a training job (--samples or --tokens, --deadline) or a serving target (--qps, "
