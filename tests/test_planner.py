@@ -328,3 +328,27 @@ def test_a_device_without_an_interconnect_figure_says_so():
     lines = [a for a in pred.assumptions if "network" in a and "GB/s per device each way" in a]
     assert lines and lines[0].startswith("no interconnect figure (devices talk over the network)")
     assert not any("interconnect - GB/s" in a or "interconnect None" in a for a in pred.assumptions)
+
+
+@pytest.mark.parametrize("config, layers_before", [("gemma-2-2b.json", 2), ("deepseek-v2-lite.json", 1),
+                                                   ("gemma-3-1b.json", 2), ("llama-2-7b.json", 1)])
+def test_every_decoder_layer_is_a_pipeline_unit(config, layers_before):
+    """A pipeline splits every decoder layer, folded into a repeat or not: Gemma 2 alternates local and global
+    layers (none fold), Gemma 3 puts a global layer after every five local ones, DeepSeek-V2-Lite's first layer
+    is dense; the units are the config's num_hidden_layers, and only the embedding (and Gemma's normalizer) come
+    before them."""
+    from sizing.model.estimate import estimator
+    from sizing.predict.fit import stages
+    path = f"tests/data/hf/{config}"
+    with open(path) as f:
+        layers = json.load(f)["num_hidden_layers"]
+    s = stages(estimator(path)(1))
+    assert s.units == layers and len(s.before) == layers_before
+
+
+def test_gemma_2_pipelines():
+    """Gemma 2's unfolded layers were no pipeline units: --pipeline-parallel 2 was refused ("0 repeated layers")."""
+    r = CliRunner().invoke(main, ["estimate", "tests/data/hf/gemma-2-2b.json", "--device", "a100-sxm-80gb",
+                                  "--devices", "2", "--pipeline-parallel", "2", "--tokens", "1e8", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["prediction"]["pipeline_parallel"] == 2

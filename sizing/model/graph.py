@@ -62,7 +62,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Group:
-    """A folded repeat: its nodes run ``repeat`` times, iteration k+1 taking iteration k's output."""
+    """A folded repeat: its nodes run ``repeat`` times, iteration k+1 taking iteration k's output. (Also an
+    unfolded iteration of a block use, ``Graph.iterations``: repeat 1, its nodes named under ``name``.)"""
     name: str
     repeat: int
     input: str
@@ -79,6 +80,7 @@ class Graph:
     groups: tuple[Group, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)   # batch, dtype, seq_len, optimizer
     warnings: tuple[str, ...] = ()
+    iterations: tuple[Group, ...] = ()      # every block use's unfolded iterations (its nodes: "name.<layer>")
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -101,6 +103,7 @@ class Builder:
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.nodes: list[Node] = []
         self.groups: list[Group] = []
+        self.iterations: list[Group] = []
         self.consumed: set[str] = set()
 
     # ------------------------------------------------------------ errors
@@ -158,7 +161,8 @@ class Builder:
             out = scope.tensors[d["output"]][0]
         warnings = tuple(f"{self.source}: layer '{n.name}' ({n.op}) is not used by any later layer nor the output"
                          for n in self.nodes if n.name not in self.consumed and n.name != out)
-        return Graph(name, self.source, in_type, tuple(self.nodes), out, tuple(self.groups), settings, warnings)
+        return Graph(name, self.source, in_type, tuple(self.nodes), out, tuple(self.groups), settings, warnings,
+                     tuple(self.iterations))
 
     def settings(self, defaults) -> dict[str, Any]:
         if not isinstance(defaults, dict):
@@ -278,6 +282,7 @@ class Builder:
                 self.groups.append(Group(label, repeat - k, src, out))
                 k = repeat
             else:
+                self.iterations.append(Group(label, 1, src, out))
                 k += 1
             prev_in, src, src_t = src_t, out, out_t
             if len(self.nodes) > MAX_NODES:

@@ -56,15 +56,15 @@ def framework_attention_bytes(row, itemsize: int, scores_kept: bool) -> int:
 
 @dataclass(frozen=True)
 class Stages:
-    """How a pipeline cuts the graph: the iterations of the folded repeats (``units`` in all: transformer layers)
-    are the layers it splits; rows before the first go to the first stage, rows after the last to the last stage.
-    The graph builder unfolds a repeat's first iteration (its input shape may differ); ``peeled`` maps those rows
-    to the repeat they belong to, so they count as one more iteration."""
-    units: int                      # iterations of all folded repeats (transformer layers)
-    width: int | None               # model width: the last dimension of a repeat's output
+    """How a pipeline cuts the graph: the iterations of the block uses (``units`` in all: transformer layers),
+    folded or not, are the layers it splits; rows before the first go to the first stage, rows after the last to
+    the last stage. ``unfolded`` maps the rows of each iteration the builder did not fold (a repeat's first, whose
+    input shape may differ; a block used once, as Gemma 2 alternates its local and global layers) to its label."""
+    units: int                      # iterations of all block uses (transformer layers)
+    width: int | None               # model width: the last dimension of an iteration's output
     before: frozenset               # row names before the first iteration
-    grouped: frozenset              # row names inside iterations (peeled ones included)
-    peeled: dict                    # row name -> its repeat's group name, for unfolded first iterations
+    grouped: frozenset              # row names inside iterations (unfolded ones included)
+    unfolded: dict                  # row name -> its unfolded iteration's label
     grouped_params: int = 0         # params of the rows inside iterations (the same at every micro-batch)
     before_params: int = 0          # params of the rows before the first iteration
     expert_share: float = 0.0       # expert_share of the graph
@@ -75,7 +75,8 @@ class Stages:
         return 1.0 if p == 1 or not self.units else -(-self.units // p) / self.units
 
     def iteration(self, row) -> str | None:
-        return row.node.group or self.peeled.get(row.node.name)
+        """The label of the iteration ``row`` belongs to: its folded repeat's, or its unfolded iteration's."""
+        return row.node.group or self.unfolded.get(row.node.name)
 
 
 def stages(est) -> Stages:
@@ -84,22 +85,16 @@ def stages(est) -> Stages:
 
 
 def _stages(est) -> Stages:
-    groups = {g.name: g for g in est.graph.groups}
-    index = {r.node.name: i for i, r in enumerate(est.layers)}
-    peeled: dict[str, str] = {}
-    for g in groups.values():
-        own = [r for r in est.layers if r.node.group == g.name]
-        first = index[own[0].node.name]
-        if g.input in index and index[g.input] == first - 1 and first >= len(own):
-            copy = est.layers[first - len(own):first]
-            if [r.node.op for r in copy] == [r.node.op for r in own] and not any(r.node.group for r in copy):
-                peeled.update((r.node.name, g.name) for r in copy)
-    grouped = frozenset(r.node.name for r in est.layers if r.node.group in groups) | frozenset(peeled)
+    graph = est.graph
+    labels = {it.name for it in graph.iterations}
+    unfolded = {r.node.name: r.node.name.rpartition(".")[0] for r in est.layers
+                if r.node.group is None and r.node.name.rpartition(".")[0] in labels}
+    grouped = frozenset(r.node.name for r in est.layers if r.node.group is not None) | frozenset(unfolded)
     first = next((i for i, r in enumerate(est.layers) if r.node.name in grouped), len(est.layers))
-    widths = [est.graph.node(g.output).out.shape[-1] for g in groups.values()]
-    units = sum(g.repeat for g in groups.values()) + len(set(peeled.values()))
+    widths = [graph.node(g.output).out.shape[-1] for g in (*graph.groups, *graph.iterations)]
+    units = sum(g.repeat for g in graph.groups) + len(set(unfolded.values()))
     before = frozenset(r.node.name for r in est.layers[:first])
-    return Stages(units, max(widths) if widths else None, before, grouped, peeled,
+    return Stages(units, max(widths) if widths else None, before, grouped, unfolded,
                   sum(r.cost.params for r in est.layers if r.node.name in grouped),
                   sum(r.cost.params for r in est.layers if r.node.name in before), expert_share(est),
                   trained_expert_share(est))
@@ -121,7 +116,7 @@ def activations(est, layout: Layout, stage: Stages) -> tuple[float, float, float
     and (t, sequence parallelism, recomputation, fused attention): the planner asks on every candidate device."""
     key = ("activations", layout.tensor_parallel, layout.sequence_parallel, layout.recompute,
            layout.fused_attention, stage.units, stage.width, stage.before, stage.grouped,
-           tuple(sorted(stage.peeled.items())))
+           tuple(sorted(stage.unfolded.items())))
     return est.derived(key, lambda: _activations(est, layout, stage))
 
 
@@ -149,11 +144,11 @@ def _activations(est, layout: Layout, stage: Stages) -> tuple[float, float, floa
         return sum(b for _, b in inside), outside, 0.0, first
     per_iteration: dict[str, float] = {}
     for r, b in inside:
-        key = r.node.group or f"first of {stage.iteration(r)}"
+        key = stage.iteration(r)
         per_iteration[key] = per_iteration.get(key, 0) + b / r.node.repeat
-    peeled = set(stage.peeled.values())
-    checkpoints = sum((g.repeat + (g.name in peeled)) * numel(est.graph.node(g.output).out.shape) * size
-                      for g in est.graph.groups)
+    unfolded = set(stage.unfolded.values())
+    checkpoints = sum(g.repeat * numel(est.graph.node(g.output).out.shape) * size
+                      for g in (*est.graph.groups, *(it for it in est.graph.iterations if it.name in unfolded)))
     return checkpoints / (t if sp else 1), outside, max(per_iteration.values(), default=0), first
 
 
@@ -229,7 +224,7 @@ def largest_layer_weights(est, stage: Stages) -> int:
     outside = [0]
     for r in est.layers:
         if r.node.name in stage.grouped:
-            key = r.node.group or f"first of {stage.iteration(r)}"
+            key = stage.iteration(r)
             per_iteration[key] = per_iteration.get(key, 0) + r.cost.params // r.node.repeat
         else:
             outside.append(r.cost.params)
