@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .common import (BACK, FLOPS, KERNELS, PARTS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm,
+from .common import (BACK, FLOPS, KERNELS, PARTS, SUMS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm,
     scratch)
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
@@ -398,56 +398,114 @@ def pointwise_backward(x3, g3, w2, need_x, want_w, dw, dx3, cnt):
 
 
 # ---------------------------------------------------------------- depthwise convolution (groups = C_in)
-
-@njit(cache=True)
-def _padded_plane(src, dst, geo):
-    """dst = the plane src (H, W) with its padding, as far as the kernel's taps reach: dst[yy, xx] =
-    src[yy - pt, xx - pl] inside, the padding mode's source outside (0 for zeros). A copy: no arithmetic."""
-    h, w = src.shape
-    pt, pl, mode = geo[4], geo[5], geo[10]
-    for yy in range(dst.shape[0]):
-        iy = _source(yy - pt, h, mode)
-        for xx in range(dst.shape[1]):
-            ix = _source(xx - pl, w, mode)
-            dst[yy, xx] = src[iy, ix] if iy >= 0 and ix >= 0 else 0
-
+# A sample's channel plane is padded into a flat work plane split by column phase: padded column xx of row yy sits
+# at (yy*sw + xx % sw) * wq + xx // sw (wq = ceil(padded width / sw)), so that the columns one tap reads across
+# an output row, xx = ox*sw + j*dw, are contiguous at every stride (they vectorise; a stride-2 gather or scatter
+# did not).
 
 @njit(cache=True)
 def _reach(geo):
-    """(rows, columns) of the padded plane the taps reach."""
+    """(rows, columns, columns per phase) of the padded plane the taps reach."""
     kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
-    return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+    wp = (ow - 1) * sw + (kw - 1) * dw + 1
+    return (oh - 1) * sh + (kh - 1) * dh + 1, wp, (wp + sw - 1) // sw
+
+
+@njit(cache=True)
+def _tap_starts(geo, wq):
+    """Where the run of padded columns read by tap (i, j) across output row 0 starts in the work plane (output row
+    oy: oy * sh * sw * wq further), one entry per tap; worked out once per call (the divisions per row cost more
+    than the row's MACs on small planes)."""
+    kh, kw, sw, dh, dw = geo[0], geo[1], geo[3], geo[6], geo[7]
+    out = np.empty(kh * kw, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            out[i * kw + j] = (i * dh * sw + j * dw % sw) * wq + j * dw // sw
+    return out
+
+
+@njit(cache=True)
+def _padded_plane(src, dst, geo):
+    """dst (the work plane, flat) = the plane src (H, W) with its padding: padded (yy, xx) = src[yy - pt, xx - pl]
+    inside, the padding mode's source outside (0 for zeros, whose inside copies in runs). A copy: no arithmetic."""
+    h, w = src.shape
+    sw, pt, pl, mode = geo[3], geo[4], geo[5], geo[10]
+    hp, wp, wq = _reach(geo)
+    for yy in range(hp):
+        iy = _source(yy - pt, h, mode)
+        for ph in range(sw):
+            e = (yy * sw + ph) * wq
+            if mode == 0:                           # inside: 0 <= m*sw + ph - pl < w
+                lo = min(wq, max(0, (pl - ph + sw - 1) // sw))
+                hi = max(lo, min(wq, (w + pl - ph + sw - 1) // sw)) if iy >= 0 else lo
+                for m in range(e, e + lo):
+                    dst[np.uint64(m)] = 0
+                if iy >= 0:
+                    row = src[iy]
+                    for m in range(lo, hi):
+                        dst[np.uint64(e + m)] = row[np.uint64(m * sw + ph - pl)]
+                for m in range(e + hi, e + wq):
+                    dst[np.uint64(m)] = 0
+                continue
+            for m in range(wq):
+                ix = _source(m * sw + ph - pl, w, mode)
+                dst[np.uint64(e + m)] = src[iy, ix] if iy >= 0 and ix >= 0 else 0
+
+
+@njit(cache=True)
+def _fold_plane(src, dst, geo):
+    """dst (H, W) = the gradient of the work plane src folded back onto the plane it was padded from: the inside
+    copied (0 beyond the taps' reach), the padding added onto its sources (a non-zero mode; zeros: dropped). Those adds complete the
+    product's reduction (as col2im's)."""
+    h, w = dst.shape
+    sw, pt, pl, mode = geo[3], geo[4], geo[5], geo[10]
+    hp, wp, wq = _reach(geo)
+    for iy in range(h):
+        row, reach = dst[iy], min(w, wp - pl) if iy + pt < hp else 0       # beyond the taps' reach: no gradient
+        for ix in range(reach, w):
+            row[np.uint64(ix)] = 0
+        for ph in range(sw if reach > 0 else 0):        # ix = m*sw + ph - pl in [0, reach)
+            e = ((iy + pt) * sw + ph) * wq
+            lo = max(0, (pl - ph + sw - 1) // sw)
+            for m in range(lo, (reach + pl - ph + sw - 1) // sw):
+                row[np.uint64(m * sw + ph - pl)] = src[np.uint64(e + m)]
+    if mode == 0:
+        return
+    for yy in range(hp):
+        iy = _source(yy - pt, h, mode)
+        for xx in range(wp):
+            ix = _source(xx - pl, w, mode)
+            if iy >= 0 and ix >= 0 and not (0 <= yy - pt < h and 0 <= xx - pl < w):
+                dst[iy, ix] += src[np.uint64((yy * sw + xx % sw) * wq + xx // sw)]
 
 
 @njit(cache=True, parallel=True)
 def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
     """y[b, o] = sum over taps (i, j) of w[o, i, j] * padded x[b, o // m] at (oy*sh + i*dh, ox*sw + j*dw),
     m = C_out / C_in output channels per input channel: a direct loop, every tap a MAC (padding taps multiply
-    the padded zeros, as im2col's columns do), planes spread over the threads; + bias (1 FLOP per element).
-    Flat unsigned indices spare Numba's negative-index checks, which keep LLVM from vectorising the rows."""
+    the padded zeros, as im2col's columns do), planes spread over the threads, each output row summed over the
+    taps while it is in cache; + bias (1 FLOP per element). Flat unsigned indices spare Numba's negative-index
+    checks, which keep LLVM from vectorising the rows."""
     nb, nc = x.shape[0], x.shape[1]
-    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
+    kh, kw, oh, ow = geo[0], geo[1], geo[8], geo[9]
     mult = w2.shape[0] // nc
-    hp, wp = _reach(geo)
+    hp, wp, wq = _reach(geo)
+    starts, step = _tap_starts(geo, wq), geo[2] * geo[3] * wq
     for bc in prange(nb * nc):
         b, c = bc // nc, bc % nc
-        pad = np.empty((hp, wp), x.dtype)
-        _padded_plane(x[b, c], pad, geo)
-        pf = pad.ravel()
+        pf = np.empty(hp * geo[3] * wq, x.dtype)
+        _padded_plane(x[b, c], pf, geo)
         for o in range(c * mult, (c + 1) * mult):
             out = y[b, o]
-            out[:] = 0
-            for i in range(kh):
-                for j in range(kw):
-                    wv = w2[o, i * kw + j]
-                    for oy in range(oh):
-                        ob, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
-                        if sw == 1:
-                            for ox in range(ow):
-                                out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox)]
-                        else:
-                            for ox in range(ow):
-                                out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox * sw)]
+            for oy in range(oh):
+                ob = np.uint64(oy * ow)
+                for ox in range(ow):
+                    out[ob + np.uint64(ox)] = 0
+                for i in range(kh):
+                    for j in range(kw):
+                        wv, pb = w2[o, i * kw + j], np.uint64(oy * step + starts[i * kw + j])
+                        for ox in range(ow):
+                            out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox)]
             if has_bias:
                 out += bias[o]
     count_product(cnt, nb * w2.shape[0] * oh * ow * kh * kw, False)
@@ -455,52 +513,46 @@ def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
         cnt[FLOPS] += y.size
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
-    """The two products of ``depthwise_forward`` backward, input channels spread over the threads: dW[o, tap]
-    = sum over (b, oy, ox) of g * padded x (one reduction over the batch), and d(padded x) = sum of w * g over
-    the taps that read it, folded back onto dx (the padding's sources for a non-zero mode: those adds complete
-    the product's reduction, as col2im's). g3: the output gradient (B, C_out, OH*OW)."""
-    nb, nc, h, wd = x.shape
-    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
-    pt, pl, mode = geo[4], geo[5], geo[10]
+    """The two products of ``depthwise_forward`` backward, input channels spread over the threads, row by row
+    while a row is in cache: dW[o, tap] = sum over (b, oy, ox) of g * padded x (one reduction over the batch, in
+    vector lanes), and d(padded x) = sum of w * g over the taps that read it, folded back onto dx (the
+    padding's sources for a non-zero mode: those adds complete the product's reduction, as col2im's). g3: the
+    output gradient (B, C_out, OH*OW)."""
+    nb, nc = x.shape[0], x.shape[1]
+    kh, kw, oh, ow = geo[0], geo[1], geo[8], geo[9]
     mult = w2.shape[0] // nc
-    hp, wp = _reach(geo)
+    hp, wp, wq = _reach(geo)
+    starts, step = _tap_starts(geo, wq), geo[2] * geo[3] * wq
     for c in prange(nc):
-        pad = np.empty((hp, wp), x.dtype)
-        dpad = np.empty((hp, wp), x.dtype)
+        pf, df = np.empty(hp * geo[3] * wq, x.dtype), np.empty(hp * geo[3] * wq, x.dtype)
         if want_w:
             dw2[c * mult:(c + 1) * mult] = 0
         for b in range(nb):
             if want_w:
-                _padded_plane(x[b, c], pad, geo)
+                _padded_plane(x[b, c], pf, geo)
             if need_x:
-                dpad[:] = 0
-            pf, df = pad.ravel(), dpad.ravel()
+                df[:] = 0
             for o in range(c * mult, (c + 1) * mult):
                 g = g3[b, o]
-                for i in range(kh):
-                    for j in range(kw):
-                        t = i * kw + j
-                        for oy in range(oh):
-                            gb, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
+                for oy in range(oh):
+                    gb = np.uint64(oy * ow)
+                    for i in range(kh):
+                        for j in range(kw):
+                            t = i * kw + j
+                            pb = np.uint64(oy * step + starts[t])
                             if want_w:
                                 acc = dw2[o, t]
                                 for ox in range(ow):
-                                    acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox * sw)]
+                                    acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox)]
                                 dw2[o, t] = acc
                             if need_x:
                                 wv = w2[o, t]
                                 for ox in range(ow):
-                                    df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
+                                    df[pb + np.uint64(ox)] += wv * g[gb + np.uint64(ox)]
             if need_x:
-                dx[b, c] = 0
-                for yy in range(hp):
-                    iy = _source(yy - pt, h, mode)
-                    for xx in range(wp):
-                        ix = _source(xx - pl, wd, mode)
-                        if iy >= 0 and ix >= 0:
-                            dx[b, c, iy, ix] += dpad[yy, xx]
+                _fold_plane(df, dx[b, c], geo)
     macs = nb * w2.shape[0] * oh * ow * kh * kw
     count_product(cnt, macs * (int(want_w) + int(need_x)), True)
 
