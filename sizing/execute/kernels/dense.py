@@ -94,6 +94,17 @@ def _span(geo, w):
 
 
 @njit(cache=True)
+def _zero_wrapped(row, d0, rows, ow, lo, hi):
+    """row[d0 + r*ow + ox] = 0 for the rows r < ``rows`` and the columns ox outside [lo, hi): those a tap's run
+    carried round a row's edge. A column at a time, strided (a loop per row cost more than the run's copy)."""
+    for ox in range(ow):
+        if lo <= ox < hi:
+            continue
+        for e in range(d0 + ox, d0 + rows * ow, ow):
+            row[np.uint64(e)] = 0
+
+
+@njit(cache=True)
 def _im2col_tile(x, col, geo, r0, b0, b1, oy0, oy1):
     """Rows r0, r0 + 1, ... of im2col over the samples [b0, b1) and output rows [oy0, oy1): col[r - r0, ((b - b0) *
     (oy1 - oy0) + oy - oy0) * W_out + ox] = x[b, c, oy*sh - pt + i*dh, ox*sw - pl + j*dw] for r = (c, i, j) (0 on
@@ -122,11 +133,7 @@ def _im2col_tile(x, col, geo, r0, b0, b1, oy0, oy1):
                 s, d0 = base + (ya - pt + i * dh) * w + off, q0 + (ya - oy0) * ow       # x index of (ya, 0), its column
                 for t in range(max(0, base - s), min((yb - ya) * ow, base + plane - s)):
                     row[np.uint64(d0 + t)] = xf[np.uint64(s + t)]
-                for e in range(d0, d0 + (yb - ya) * ow, ow):                    # the columns that wrapped
-                    for ox in range(lo):
-                        row[np.uint64(e + ox)] = 0
-                    for ox in range(hi, ow):
-                        row[np.uint64(e + ox)] = 0
+                _zero_wrapped(row, d0, yb - ya, ow, lo, hi)
                 continue
             for oy in range(oy0, oy1):
                 iy = _source(oy * sh - pt + i * dh, h, mode)
@@ -184,11 +191,7 @@ def _col2im_tile(col, x, geo, r0, c0, c1, b0, b1, oy0, oy1):
                     if span:
                         ya, yb = _rows_inside(h, oy0, oy1, 1, i * dh - pt)
                         s, d0 = base + (ya - pt + i * dh) * w + off, q0 + (ya - oy0) * ow
-                        for e in range(d0, d0 + (yb - ya) * ow, ow):
-                            for ox in range(lo):
-                                row[np.uint64(e + ox)] = 0
-                            for ox in range(hi, ow):
-                                row[np.uint64(e + ox)] = 0
+                        _zero_wrapped(row, d0, yb - ya, ow, lo, hi)
                         for t in range(max(0, base - s), min((yb - ya) * ow, base + plane - s)):
                             xf[np.uint64(s + t)] += row[np.uint64(d0 + t)]
                         continue
