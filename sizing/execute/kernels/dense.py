@@ -20,7 +20,6 @@ BY_SAMPLE = 512             # output pixels per sample from which a forward goes
                             # ms by the whole-batch split, forward and backward, 2 threads, 2026-12-02)
 TILE_BYTES = 2 << 20       # a forward im2col tile: 1, 2, 4 MiB took 35, 25, 28 ms for a 64-channel 56 x 56 batch-8
                             # 3 x 3 convolution on one core (2026-12-02)
-NARROW = 14                 # output row width up to which a depthwise convolution runs channel-last
 BACK_TILE_BYTES = 1 << 20   # a backward thread's im2col tile (its rows of a few samples or output rows), and
 BACK_COLUMNS = 512          # at least this many columns, so that the products accumulating dW^T tile by tile stay
                             # long in their inner dimension
@@ -143,15 +142,8 @@ def _im2col_tile(x, col, geo, r0, b0, b1, oy0, oy1):
                         row[np.uint64(q + ox)] = 0
                     continue
                 sb = base + iy * w + off
-                if sw == 1:
-                    for ox in range(lo, hi):                    # ox * sw + off >= 0 here (_inside)
-                        row[np.uint64(q + ox)] = xf[np.uint64(sb + ox)]
-                elif sw == 2:
-                    for ox in range(lo, hi):
-                        row[np.uint64(q + ox)] = xf[np.uint64(sb + 2 * ox)]
-                else:
-                    for ox in range(lo, hi):
-                        row[np.uint64(q + ox)] = xf[np.uint64(sb + ox * sw)]
+                for ox in range(lo, hi):                        # ox * sw + off >= 0 here (_inside)
+                    row[np.uint64(q + ox)] = xf[np.uint64(sb + ox * sw)]
                 for ox in range(ow - (hi - lo)):                 # the padded edges: lo left, ow - hi right
                     e = ox if ox < lo else ox - lo + hi
                     ix = _source(e * sw + off, w, mode)
@@ -200,15 +192,8 @@ def _col2im_tile(col, x, geo, r0, c0, c1, b0, b1, oy0, oy1):
                         if iy < 0:
                             continue
                         q, sb = q0 + (oy - oy0) * ow, base + iy * w + off
-                        if sw == 1:
-                            for ox in range(lo, hi):
-                                xf[np.uint64(sb + ox)] += row[np.uint64(q + ox)]
-                        elif sw == 2:
-                            for ox in range(lo, hi):
-                                xf[np.uint64(sb + 2 * ox)] += row[np.uint64(q + ox)]
-                        else:
-                            for ox in range(lo, hi):
-                                xf[np.uint64(sb + ox * sw)] += row[np.uint64(q + ox)]
+                        for ox in range(lo, hi):
+                            xf[np.uint64(sb + ox * sw)] += row[np.uint64(q + ox)]
                         for ox in range(ow - (hi - lo)):         # the padded edges: lo left, ow - hi right
                             e = ox if ox < lo else ox - lo + hi
                             ix = _source(e * sw + off, w, mode)
@@ -561,129 +546,6 @@ def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
     count_product(cnt, macs * (int(want_w) + int(need_x)), True)
 
 
-# Narrow planes (short output rows, where a row's loop is mostly its remainder) go channel-last instead: a block of
-# channels per thread, each sample's padded planes transposed to (row, column, channel), every tap one loop over
-# the block's channels.
-
-@njit(cache=True)
-def _padded_block(x, b, c0, c1, xt, geo):
-    """xt (rows, columns the taps reach, c1 - c0) = x[b, c0:c1] padded, channel-last (padding as _padded_plane).
-    A copy: no arithmetic."""
-    h, w = x.shape[2], x.shape[3]
-    pt, pl, mode = geo[4], geo[5], geo[10]
-    for yy in range(xt.shape[0]):
-        iy = _source(yy - pt, h, mode)
-        for xx in range(xt.shape[1]):
-            ix = _source(xx - pl, w, mode)
-            cell = xt[yy, xx]
-            if iy < 0 or ix < 0:
-                cell[:] = 0
-            else:
-                for c in range(c0, c1):
-                    cell[c - c0] = x[b, c, iy, ix]
-
-
-@njit(cache=True)
-def _fold_block(dxt, dx, b, c0, c1, geo):
-    """dx[b, c0:c1] = the channel-last gradient of the padded block folded back (as _fold_plane)."""
-    h, w = dx.shape[2], dx.shape[3]
-    hp, wp = dxt.shape[0], dxt.shape[1]
-    pt, pl, mode = geo[4], geo[5], geo[10]
-    for c in range(c0, c1):
-        for iy in range(h):
-            for ix in range(w):
-                yy, xx = iy + pt, ix + pl
-                dx[b, c, iy, ix] = dxt[yy, xx, c - c0] if yy < hp and xx < wp else 0
-    if mode == 0:
-        return
-    for yy in range(hp):
-        iy = _source(yy - pt, h, mode)
-        for xx in range(wp):
-            ix = _source(xx - pl, w, mode)
-            if iy >= 0 and ix >= 0 and not (0 <= yy - pt < h and 0 <= xx - pl < w):
-                for c in range(c0, c1):
-                    dx[b, c, iy, ix] += dxt[yy, xx, c - c0]
-
-
-@njit(cache=True)
-def _channel_blocks(nc):
-    """(channels per thread's block, blocks): blocks of whole vector lanes (16) over PARTS threads."""
-    per = ((nc + PARTS - 1) // PARTS + 15) // 16 * 16
-    return per, (nc + per - 1) // per
-
-
-@njit(cache=True, parallel=True)
-def depthwise_forward_narrow(x, w2, bias, has_bias, geo, y, cnt):
-    """``depthwise_forward`` for one output channel per input channel, channel-last: the same MACs in the same
-    order per output (taps (i, j) in turn from 0), in vector lanes over the channels; + bias."""
-    nb, nc = x.shape[0], x.shape[1]
-    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
-    hp, wp, _ = _reach(geo)
-    per, blocks = _channel_blocks(nc)
-    for k in prange(blocks):
-        c0, c1 = k * per, min(nc, (k + 1) * per)
-        n = c1 - c0
-        wt = np.ascontiguousarray(w2[c0:c1].T)
-        xt, acc = np.empty((hp, wp, n), x.dtype), np.empty(n, x.dtype)
-        for b in range(nb):
-            _padded_block(x, b, c0, c1, xt, geo)
-            for oy in range(oh):
-                for ox in range(ow):
-                    acc[:] = 0
-                    for i in range(kh):
-                        for j in range(kw):
-                            src, wv = xt[oy * sh + i * dh, ox * sw + j * dw], wt[i * kw + j]
-                            for c in range(n):
-                                acc[c] += wv[c] * src[c]
-                    for c in range(n):
-                        y[b, c0 + c, oy * ow + ox] = acc[c] + bias[c0 + c] if has_bias else acc[c]
-    count_product(cnt, nb * nc * oh * ow * kh * kw, False)
-    if has_bias:
-        cnt[FLOPS] += y.size
-
-
-@njit(cache=True, parallel=True)
-def depthwise_backward_narrow(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
-    """``depthwise_backward`` for one output channel per input channel, channel-last (vector lanes over the
-    channels): dW[c, tap] summed over (b, oy, ox), d(padded x) over the taps, folded back onto dx."""
-    nb, nc = x.shape[0], x.shape[1]
-    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
-    hp, wp, _ = _reach(geo)
-    per, blocks = _channel_blocks(nc)
-    for k in prange(blocks):
-        c0, c1 = k * per, min(nc, (k + 1) * per)
-        n = c1 - c0
-        wt = np.ascontiguousarray(w2[c0:c1].T)
-        dwt = np.zeros((kh * kw, n), x.dtype)
-        xt, dxt, gt = np.empty((hp, wp, n), x.dtype), np.empty((hp, wp, n), x.dtype), np.empty(n, x.dtype)
-        for b in range(nb):
-            if want_w:
-                _padded_block(x, b, c0, c1, xt, geo)
-            if need_x:
-                dxt[:] = 0
-            for oy in range(oh):
-                for ox in range(ow):
-                    for c in range(n):
-                        gt[c] = g3[b, c0 + c, oy * ow + ox]
-                    for i in range(kh):
-                        for j in range(kw):
-                            t, yy, xx = i * kw + j, oy * sh + i * dh, ox * sw + j * dw
-                            if want_w:
-                                src, acc = xt[yy, xx], dwt[t]
-                                for c in range(n):
-                                    acc[c] += gt[c] * src[c]
-                            if need_x:
-                                dst, wv = dxt[yy, xx], wt[t]
-                                for c in range(n):
-                                    dst[c] += wv[c] * gt[c]
-            if need_x:
-                _fold_block(dxt, dx, b, c0, c1, geo)
-        if want_w:
-            dw2[c0:c1] = dwt.T
-    macs = nb * nc * oh * ow * kh * kw
-    count_product(cnt, macs * (int(want_w) + int(need_x)), True)
-
-
 # ---------------------------------------------------------------- conv1d, conv2d
 
 def _pads(padding, kernel, dilation, nd):
@@ -712,12 +574,6 @@ def _conv_geometry(node):
     return (x[0], x[1], *lift(spatial)), geo, outs
 
 
-def _narrow(geo, w2, x4) -> bool:
-    """A depthwise convolution whose output rows are short (NARROW) with one output channel per input channel:
-    the channel-last kernels."""
-    return geo[9] <= NARROW and w2.shape[0] == x4.shape[1]
-
-
 def _depthwise(node) -> bool:
     """A depthwise convolution: groups = C_in > 1 (each output channel reads one input channel)."""
     groups = node.kwargs["groups"]
@@ -733,8 +589,7 @@ def _conv_forward(node, xs, p, cnt, seed):
     bias = p.get("bias", w2[0])
     tile = max(1, TILE_BYTES // (ncol * geo[9] * x4.itemsize))          # output rows per im2col tile
     if _depthwise(node):                            # one input channel per group: a direct loop
-        (depthwise_forward_narrow if _narrow(geo, w2, x4) else depthwise_forward)(x4, w2, bias, "bias" in p, geo, y,
-                                                                                   cnt)
+        depthwise_forward(x4, w2, bias, "bias" in p, geo, y, cnt)
     elif _pointwise(geo, node.kwargs["groups"]):    # no im2col: one product per sample, split over the threads
         x3 = x4.reshape(nb, shape4[1], n_out)
         for b in range(nb):
@@ -776,8 +631,7 @@ def _conv_backward(node, x4, gy, need, p, grads, cnt):
         pointwise_backward(x4.reshape(nb, -1, ns), g3, w2, need[0], grads is not None, dw,
                            dx.reshape(dx.shape[0], x4.shape[1], ns), cnt)
     elif depthwise:
-        (depthwise_backward_narrow if _narrow(geo, w2, x4) else depthwise_backward)(
-            x4, g3, w2, geo, need[0], grads is not None, dw, dx, cnt)
+        depthwise_backward(x4, g3, w2, geo, need[0], grads is not None, dw, dx, cnt)
     elif groups == 1:
         unit = geo[0] * geo[1] if need[0] else 1
         per = -(-ncol // unit // PARTS) * unit                          # im2col rows per thread
