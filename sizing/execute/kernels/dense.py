@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .common import (BACK, FLOPS, KERNELS, PARTS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm,
+from .common import (BACK, FLOPS, KERNELS, PARTS, SUMS, OpKernel, add_rows, bias_grad, count_product, dot, matmul2, mm,
     scratch)
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
@@ -20,7 +20,12 @@ BY_SAMPLE = 512             # output pixels per sample from which a forward goes
                             # ms by the whole-batch split, forward and backward, 2 threads, 2026-12-02)
 TILE_BYTES = 2 << 20       # a forward im2col tile: 1, 2, 4 MiB took 35, 25, 28 ms for a 64-channel 56 x 56 batch-8
                             # 3 x 3 convolution on one core (2026-12-02)
-CHUNK_COLUMNS = 8192        # im2col columns (samples x output pixels) a backward thread works on at a time
+BACK_TILE_BYTES = 1 << 20   # a backward thread's im2col tile (its rows of a few samples or output rows), and
+BACK_COLUMNS = 512          # at least this many columns, so that the products accumulating dW^T tile by tile stay
+                            # long in their inner dimension
+DW_TRANSPOSED = 256         # output channels below which dW is made as dW^T = col @ gt^T and transposed: OpenBLAS
+                            # ran 576 x 3136 x 64 at 125 GFLOPS and 64 x 3136 x 576 at 99 (one core, 2026-12-02);
+                            # from 256 on the two orientations ran alike and the transpose costs more
 
 
 # ---------------------------------------------------------------- linear
@@ -74,72 +79,140 @@ def _inside(w, ow, sw, off):
 
 
 @njit(cache=True)
-def _im2col_row(x, row, geo, r, oy0, oy1):
-    """Row r = (c, i, j) of im2col over every sample of x and the output rows [oy0, oy1): row[(b, oy - oy0, ox)] =
-    x[b, c, oy*sh - pt + i*dh, ox*sw - pl + j*dw] (0 on zero padding). A copy: no arithmetic."""
+def _rows_inside(h, oy0, oy1, sh, off):
+    """The output rows oy of [oy0, oy1) whose tap row oy*sh + off lies in [0, h): the range [ya, yb)."""
+    ya = min(max(oy0, (-off + sh - 1) // sh), oy1)
+    return ya, max(ya, min(oy1, (h - 1 - off) // sh + 1))
+
+
+@njit(cache=True)
+def _span(geo, w):
+    """Whether a tap's rows of im2col are one shifted copy of the input plane: stride 1, zero padding, and an
+    output as wide as the input (a 'same' convolution), so output rows follow each other as input rows do."""
+    return geo[2] == 1 and geo[3] == 1 and geo[9] == w and geo[10] == 0
+
+
+@njit(cache=True)
+def _zero_wrapped(row, d0, rows, ow, lo, hi):
+    """row[d0 + r*ow + ox] = 0 for the rows r < ``rows`` and the columns ox outside [lo, hi): those a tap's run
+    carried round a row's edge. A column at a time, strided (a loop per row cost more than the run's copy)."""
+    for ox in range(ow):
+        if lo <= ox < hi:
+            continue
+        for e in range(d0 + ox, d0 + rows * ow, ow):
+            row[np.uint64(e)] = 0
+
+
+@njit(cache=True)
+def _im2col_tile(x, col, geo, r0, b0, b1, oy0, oy1):
+    """Rows r0, r0 + 1, ... of im2col over the samples [b0, b1) and output rows [oy0, oy1): col[r - r0, ((b - b0) *
+    (oy1 - oy0) + oy - oy0) * W_out + ox] = x[b, c, oy*sh - pt + i*dh, ox*sw - pl + j*dw] for r = (c, i, j) (0 on
+    zero padding, the padding mode's source otherwise). x C-contiguous. A copy: no arithmetic. A 'same' stride-1
+    convolution (``_span``) copies each tap's plane in one run and then zeroes the columns that wrapped round a
+    row's edge; otherwise row by row. Flat unsigned indices spare Numba's negative-index checks, which keep LLVM
+    from vectorising the copies."""
     nb, nc, h, w = x.shape
     kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, mode = geo
-    c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
-    off = j * dw - pl
-    lo, hi = _inside(w, ow, sw, off)
-    for b in range(nb):
-        for oy in range(oy0, oy1):
-            iy = _source(oy * sh - pt + i * dh, h, mode)
-            q = (b * (oy1 - oy0) + oy - oy0) * ow
-            dst = row[q:q + ow]
-            if iy < 0:
-                dst[:] = 0
+    ny, plane, span = oy1 - oy0, h * w, _span(geo, w)
+    xf = x.ravel()
+    for rr in range(col.shape[0]):
+        r = r0 + rr
+        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+        off = j * dw - pl
+        lo, hi = _inside(w, ow, sw, off)
+        row = col[rr]
+        for b in range(b0, b1):
+            q0, base = (b - b0) * ny * ow, (b * nc + c) * plane
+            if span:
+                ya, yb = _rows_inside(h, oy0, oy1, 1, i * dh - pt)
+                for t in range(q0, q0 + (ya - oy0) * ow):
+                    row[np.uint64(t)] = 0
+                for t in range(q0 + (yb - oy0) * ow, q0 + ny * ow):
+                    row[np.uint64(t)] = 0
+                s, d0 = base + (ya - pt + i * dh) * w + off, q0 + (ya - oy0) * ow       # x index of (ya, 0), its column
+                for t in range(max(0, base - s), min((yb - ya) * ow, base + plane - s)):
+                    row[np.uint64(d0 + t)] = xf[np.uint64(s + t)]
+                _zero_wrapped(row, d0, yb - ya, ow, lo, hi)
                 continue
-            src = x[b, c, iy]
-            for ox in range(lo, hi):                                 # ox * sw + off >= 0 here (_inside)
-                dst[np.uint64(ox)] = src[np.uint64(ox * sw + off)]
-            for ox in range(ow - (hi - lo)):                         # the padded edges: lo left, ow - hi right
-                e = ox if ox < lo else ox - lo + hi
-                ix = _source(e * sw + off, w, mode)
-                dst[e] = src[ix] if ix >= 0 else 0
+            for oy in range(oy0, oy1):
+                iy = _source(oy * sh - pt + i * dh, h, mode)
+                q = q0 + (oy - oy0) * ow
+                if iy < 0:
+                    for ox in range(ow):
+                        row[np.uint64(q + ox)] = 0
+                    continue
+                sb = base + iy * w + off
+                for ox in range(lo, hi):                        # ox * sw + off >= 0 here (_inside)
+                    row[np.uint64(q + ox)] = xf[np.uint64(sb + ox * sw)]
+                for ox in range(ow - (hi - lo)):                 # the padded edges: lo left, ow - hi right
+                    e = ox if ox < lo else ox - lo + hi
+                    ix = _source(e * sw + off, w, mode)
+                    row[np.uint64(q + e)] = xf[np.uint64(base + iy * w + ix)] if ix >= 0 else 0
 
 
 @njit(cache=True, parallel=True)
 def im2col(x, col, geo):
-    """col (C*kh*kw, B*H_out*W_out) of x (B, C, H, W); geo = (kh, kw, sh, sw, pt, pl, dh, dw, out_h, out_w,
-    padding mode)."""
-    for r in prange(col.shape[0]):
-        _im2col_row(x, col[r], geo, r, 0, geo[8])
+    """col (C*kh*kw, B*H_out*W_out) of x (B, C, H, W), C-contiguous; geo = (kh, kw, sh, sw, pt, pl, dh, dw,
+    out_h, out_w, padding mode). Blocks of rows over the threads."""
+    step = (col.shape[0] + PARTS - 1) // PARTS
+    for t in prange(PARTS):
+        r0, r1 = t * step, min(col.shape[0], (t + 1) * step)
+        if r0 < r1:
+            _im2col_tile(x, col[r0:r1], geo, r0, 0, x.shape[0], 0, geo[8])
 
 
 @njit(cache=True)
-def _col2im_channel(col, x, geo, c, first):
-    """Channel c of ``col2im`` over every sample of x; col holds im2col rows from row ``first`` on."""
+def _col2im_tile(col, x, geo, r0, c0, c1, b0, b1, oy0, oy1):
+    """The transpose of ``_im2col_tile`` for the channels [c0, c1): x[b, c, tap position] += the col entries that
+    read it (col's rows from r0 on, x C-contiguous). The 'same' stride-1 case adds each tap's run at once, after
+    zeroing the col entries that wrapped round a row's edge (padding taps, whose gradient has nowhere to go; the
+    zeros they add leave x as it was). These adds complete the product's reduction over kernel taps (see
+    common.py) and are counted there."""
     nb, nc, h, w = x.shape
     kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, mode = geo
-    x[:, c] = 0
-    for i in range(kh):
-        for j in range(kw):
-            r = (c * kh + i) * kw + j - first
-            off = j * dw - pl
-            lo, hi = _inside(w, ow, sw, off)
-            for b in range(nb):
-                for oy in range(oh):
-                    iy = _source(oy * sh - pt + i * dh, h, mode)
-                    if iy < 0:
+    ny, plane, span = oy1 - oy0, h * w, _span(geo, w)
+    xf = x.ravel()
+    for c in range(c0, c1):
+        for i in range(kh):
+            for j in range(kw):
+                row = col[(c * kh + i) * kw + j - r0]
+                off = j * dw - pl
+                lo, hi = _inside(w, ow, sw, off)
+                for b in range(b0, b1):
+                    q0, base = (b - b0) * ny * ow, (b * nc + c) * plane
+                    if span:
+                        ya, yb = _rows_inside(h, oy0, oy1, 1, i * dh - pt)
+                        s, d0 = base + (ya - pt + i * dh) * w + off, q0 + (ya - oy0) * ow
+                        _zero_wrapped(row, d0, yb - ya, ow, lo, hi)
+                        for t in range(max(0, base - s), min((yb - ya) * ow, base + plane - s)):
+                            xf[np.uint64(s + t)] += row[np.uint64(d0 + t)]
                         continue
-                    src = col[r, (b * oh + oy) * ow:(b * oh + oy + 1) * ow]
-                    dst = x[b, c, iy]
-                    for ox in range(lo, hi):                         # unsigned: no negative-index checks
-                        dst[np.uint64(ox * sw + off)] += src[np.uint64(ox)]
-                    for ox in range(ow - (hi - lo)):                 # the padded edges: lo left, ow - hi right
-                        e = ox if ox < lo else ox - lo + hi
-                        ix = _source(e * sw + off, w, mode)
-                        if ix >= 0:
-                            dst[ix] += src[e]
+                    for oy in range(oy0, oy1):
+                        iy = _source(oy * sh - pt + i * dh, h, mode)
+                        if iy < 0:
+                            continue
+                        q, sb = q0 + (oy - oy0) * ow, base + iy * w + off
+                        for ox in range(lo, hi):
+                            xf[np.uint64(sb + ox * sw)] += row[np.uint64(q + ox)]
+                        for ox in range(ow - (hi - lo)):         # the padded edges: lo left, ow - hi right
+                            e = ox if ox < lo else ox - lo + hi
+                            ix = _source(e * sw + off, w, mode)
+                            if ix >= 0:
+                                xf[np.uint64(base + iy * w + ix)] += row[np.uint64(q + e)]
 
 
 @njit(cache=True, parallel=True)
 def col2im(col, x, geo):
-    """The transpose of ``im2col``: x[b, c, tap position] = sum of the col entries that read it. These adds
-    complete the product's reduction over kernel taps (see common.py) and are counted there."""
-    for c in prange(x.shape[1]):
-        _col2im_channel(col, x, geo, c, 0)
+    """The transpose of ``im2col`` into x (zeroed first): x[b, c, tap position] = sum of the col entries that read
+    it. Blocks of channels over the threads."""
+    nb, nc = x.shape[0], x.shape[1]
+    step = (nc + PARTS - 1) // PARTS
+    for t in prange(PARTS):
+        c0, c1 = t * step, min(nc, (t + 1) * step)
+        for b in range(nb if c0 < c1 else 0):
+            x[b, c0:c1] = 0
+        if c0 < c1:
+            _col2im_tile(col, x, geo, 0, c0, c1, 0, nb, 0, geo[8])
 
 
 @njit(cache=True)
@@ -185,8 +258,7 @@ def conv_by_samples(x, w2, bias, has_bias, geo, groups, tile, cols, y, cnt):
             oy1 = min(oh, oy0 + tile)
             n = (oy1 - oy0) * ow
             col = cols[p, :ncol * n].reshape(ncol, n)
-            for r in range(ncol):
-                _im2col_row(x[b:b + 1], col[r], geo, r, oy0, oy1)
+            _im2col_tile(x, col, geo, 0, b, b + 1, oy0, oy1)
             out = y[b, :, oy0 * ow:oy1 * ow]
             for g in range(groups):
                 work[p] += dot(w2[g * ra:(g + 1) * ra], col[g * rb:(g + 1) * rb], out[g * ra:(g + 1) * ra], 0.0)
@@ -199,35 +271,55 @@ def conv_by_samples(x, w2, bias, has_bias, geo, groups, tile, cols, y, cnt):
 
 
 @njit(cache=True, parallel=True)
-def conv_backward_by_channels(x, gt, w2, geo, chunk, need_x, want_w, rows, dw, dx, cnt):
+def conv_backward_by_channels(x, gt, w2, geo, chunk, tile, need_x, want_w, rows, dwt, dw, dx, cnt):
     """The backward of a convolution with groups = 1, im2col rows (whole input channels when dx is needed)
-    spread over the threads, samples taken ``chunk`` at a time: each thread im2col's its rows for the chunk
-    (small enough to stay in cache), adds gt_chunk @ rows^T into its columns of dW (BLAS accumulating over the
-    chunks: one reduction over the batch, each product term added once), and for dx takes
-    W[:, its columns]^T @ gt_chunk back to its channels (col2im). gt: the output gradient (C_out, B*S)."""
+    spread over the threads, each taking a tile of the columns at a time (``chunk`` whole samples, or ``tile``
+    output rows of one sample): it im2col's its rows of the tile (small enough to stay in cache), adds
+    gt_tile @ rows^T into its columns of dW (BLAS accumulating over the tiles: one reduction over the batch, each
+    product term added once; into its rows of dW^T, rows @ gt_tile^T, then transposed, where ``dwt`` is not
+    empty), and for dx takes W[:, its rows]^T @ gt_tile back onto its channels (col2im).
+    gt: the output gradient channel-major (C_out, B*S); x, dx C-contiguous."""
     nb, nc = x.shape[0], x.shape[1]
-    kk, ns, parts = geo[0] * geo[1], geo[8] * geo[9], rows.shape[0]
+    kk, oh, ow, parts = geo[0] * geo[1], geo[8], geo[9], rows.shape[0]
     unit = kk if need_x else 1                    # dx needs whole channels per thread; dW alone any rows
     per = (nc * kk // unit + parts - 1) // parts * unit
+    tiles, batches = (oh + tile - 1) // tile, (nb + chunk - 1) // chunk
     work = np.zeros(parts, np.int64)
     for t in prange(parts):
         r0, r1 = t * per, min(nc * kk, (t + 1) * per)
         c0, c1 = r0 // kk, r1 // kk
-        if r0 < r1:
-            for b0 in range(0, nb, chunk):
-                b1 = min(nb, b0 + chunk)
-                n = (b1 - b0) * ns
-                col = rows[t, :(r1 - r0) * n].reshape(r1 - r0, n)
-                for r in range(r0, r1):
-                    _im2col_row(x[b0:b1], col[r - r0], geo, r, 0, geo[8])
-                g = gt[:, b0 * ns:b1 * ns]
-                if want_w:
-                    work[t] += dot(g, col.T, dw[:, r0:r1], 0.0 if b0 == 0 else 1.0)
-                if need_x:
-                    work[t] += dot(w2[:, r0:r1].T, g, col, 0.0)          # col now holds dcol
-                    for c in range(c0, c1):
-                        _col2im_channel(col, dx[b0:b1], geo, c, r0)
+        for b in range(nb if need_x and r0 < r1 else 0):
+            dx[b, c0:c1] = 0
+        for q in range(batches * tiles if r0 < r1 else 0):
+            b0, oy0 = q // tiles * chunk, q % tiles * tile
+            b1, oy1 = min(nb, b0 + chunk), min(oh, oy0 + tile)
+            n, first = (b1 - b0) * (oy1 - oy0) * ow, (b0 * oh + oy0) * ow
+            col = rows[t, :(r1 - r0) * n].reshape(r1 - r0, n)
+            g = gt[:, first:first + n]
+            if want_w:
+                _im2col_tile(x, col, geo, r0, b0, b1, oy0, oy1)
+                if dwt.size:
+                    work[t] += dot(col, g.T, dwt[r0:r1], 0.0 if q == 0 else 1.0)
+                else:
+                    work[t] += dot(g, col.T, dw[:, r0:r1], 0.0 if q == 0 else 1.0)
+            if need_x:
+                work[t] += dot(w2[:, r0:r1].T, g, col, 0.0)          # col now holds dcol
+                _col2im_tile(col, dx, geo, r0, c0, c1, b0, b1, oy0, oy1)
+        if want_w and dwt.size and r0 < r1:
+            _transpose(dwt[r0:r1], dw[:, r0:r1])
     count_product(cnt, work.sum(), True)
+
+
+@njit(cache=True)
+def _transpose(src, dst):
+    """dst = src^T in 32 x 32 blocks (numpy's strided copy of a 4608 x 512 fp32 transpose took 18 ms here: its
+    rows' power-of-two strides thrash the cache). A copy: no arithmetic."""
+    n0, n1 = src.shape
+    for i0 in range(0, n0, 32):
+        for j0 in range(0, n1, 32):
+            for j in range(j0, min(n1, j0 + 32)):
+                for i in range(i0, min(n0, i0 + 32)):
+                    dst[j, i] = src[i, j]
 
 
 @njit(cache=True)
@@ -295,56 +387,114 @@ def pointwise_backward(x3, g3, w2, need_x, want_w, dw, dx3, cnt):
 
 
 # ---------------------------------------------------------------- depthwise convolution (groups = C_in)
-
-@njit(cache=True)
-def _padded_plane(src, dst, geo):
-    """dst = the plane src (H, W) with its padding, as far as the kernel's taps reach: dst[yy, xx] =
-    src[yy - pt, xx - pl] inside, the padding mode's source outside (0 for zeros). A copy: no arithmetic."""
-    h, w = src.shape
-    pt, pl, mode = geo[4], geo[5], geo[10]
-    for yy in range(dst.shape[0]):
-        iy = _source(yy - pt, h, mode)
-        for xx in range(dst.shape[1]):
-            ix = _source(xx - pl, w, mode)
-            dst[yy, xx] = src[iy, ix] if iy >= 0 and ix >= 0 else 0
-
+# A sample's channel plane is padded into a flat work plane split by column phase: padded column xx of row yy sits
+# at (yy*sw + xx % sw) * wq + xx // sw (wq = ceil(padded width / sw)), so that the columns one tap reads across
+# an output row, xx = ox*sw + j*dw, are contiguous at every stride (they vectorise; a stride-2 gather or scatter
+# did not).
 
 @njit(cache=True)
 def _reach(geo):
-    """(rows, columns) of the padded plane the taps reach."""
+    """(rows, columns, columns per phase) of the padded plane the taps reach."""
     kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
-    return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+    wp = (ow - 1) * sw + (kw - 1) * dw + 1
+    return (oh - 1) * sh + (kh - 1) * dh + 1, wp, (wp + sw - 1) // sw
+
+
+@njit(cache=True)
+def _tap_starts(geo, wq):
+    """Where the run of padded columns read by tap (i, j) across output row 0 starts in the work plane (output row
+    oy: oy * sh * sw * wq further), one entry per tap; worked out once per call (the divisions per row cost more
+    than the row's MACs on small planes)."""
+    kh, kw, sw, dh, dw = geo[0], geo[1], geo[3], geo[6], geo[7]
+    out = np.empty(kh * kw, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            out[i * kw + j] = (i * dh * sw + j * dw % sw) * wq + j * dw // sw
+    return out
+
+
+@njit(cache=True)
+def _padded_plane(src, dst, geo):
+    """dst (the work plane, flat) = the plane src (H, W) with its padding: padded (yy, xx) = src[yy - pt, xx - pl]
+    inside, the padding mode's source outside (0 for zeros, whose inside copies in runs). A copy: no arithmetic."""
+    h, w = src.shape
+    sw, pt, pl, mode = geo[3], geo[4], geo[5], geo[10]
+    hp, wp, wq = _reach(geo)
+    for yy in range(hp):
+        iy = _source(yy - pt, h, mode)
+        for ph in range(sw):
+            e = (yy * sw + ph) * wq
+            if mode == 0:                           # inside: 0 <= m*sw + ph - pl < w
+                lo = min(wq, max(0, (pl - ph + sw - 1) // sw))
+                hi = max(lo, min(wq, (w + pl - ph + sw - 1) // sw)) if iy >= 0 else lo
+                for m in range(e, e + lo):
+                    dst[np.uint64(m)] = 0
+                if iy >= 0:
+                    row = src[iy]
+                    for m in range(lo, hi):
+                        dst[np.uint64(e + m)] = row[np.uint64(m * sw + ph - pl)]
+                for m in range(e + hi, e + wq):
+                    dst[np.uint64(m)] = 0
+                continue
+            for m in range(wq):
+                ix = _source(m * sw + ph - pl, w, mode)
+                dst[np.uint64(e + m)] = src[iy, ix] if iy >= 0 and ix >= 0 else 0
+
+
+@njit(cache=True)
+def _fold_plane(src, dst, geo):
+    """dst (H, W) = the gradient of the work plane src folded back onto the plane it was padded from: the inside
+    copied (0 beyond the taps' reach), the padding added onto its sources (a non-zero mode; zeros: dropped). Those adds complete the
+    product's reduction (as col2im's)."""
+    h, w = dst.shape
+    sw, pt, pl, mode = geo[3], geo[4], geo[5], geo[10]
+    hp, wp, wq = _reach(geo)
+    for iy in range(h):
+        row, reach = dst[iy], min(w, wp - pl) if iy + pt < hp else 0       # beyond the taps' reach: no gradient
+        for ix in range(reach, w):
+            row[np.uint64(ix)] = 0
+        for ph in range(sw if reach > 0 else 0):        # ix = m*sw + ph - pl in [0, reach)
+            e = ((iy + pt) * sw + ph) * wq
+            lo = max(0, (pl - ph + sw - 1) // sw)
+            for m in range(lo, (reach + pl - ph + sw - 1) // sw):
+                row[np.uint64(m * sw + ph - pl)] = src[np.uint64(e + m)]
+    if mode == 0:
+        return
+    for yy in range(hp):
+        iy = _source(yy - pt, h, mode)
+        for xx in range(wp):
+            ix = _source(xx - pl, w, mode)
+            if iy >= 0 and ix >= 0 and not (0 <= yy - pt < h and 0 <= xx - pl < w):
+                dst[iy, ix] += src[np.uint64((yy * sw + xx % sw) * wq + xx // sw)]
 
 
 @njit(cache=True, parallel=True)
 def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
     """y[b, o] = sum over taps (i, j) of w[o, i, j] * padded x[b, o // m] at (oy*sh + i*dh, ox*sw + j*dw),
     m = C_out / C_in output channels per input channel: a direct loop, every tap a MAC (padding taps multiply
-    the padded zeros, as im2col's columns do), planes spread over the threads; + bias (1 FLOP per element).
-    Flat unsigned indices spare Numba's negative-index checks, which keep LLVM from vectorising the rows."""
+    the padded zeros, as im2col's columns do), planes spread over the threads, each output row summed over the
+    taps while it is in cache; + bias (1 FLOP per element). Flat unsigned indices spare Numba's negative-index
+    checks, which keep LLVM from vectorising the rows."""
     nb, nc = x.shape[0], x.shape[1]
-    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
+    kh, kw, oh, ow = geo[0], geo[1], geo[8], geo[9]
     mult = w2.shape[0] // nc
-    hp, wp = _reach(geo)
+    hp, wp, wq = _reach(geo)
+    starts, step = _tap_starts(geo, wq), geo[2] * geo[3] * wq
     for bc in prange(nb * nc):
         b, c = bc // nc, bc % nc
-        pad = np.empty((hp, wp), x.dtype)
-        _padded_plane(x[b, c], pad, geo)
-        pf = pad.ravel()
+        pf = np.empty(hp * geo[3] * wq, x.dtype)
+        _padded_plane(x[b, c], pf, geo)
         for o in range(c * mult, (c + 1) * mult):
             out = y[b, o]
-            out[:] = 0
-            for i in range(kh):
-                for j in range(kw):
-                    wv = w2[o, i * kw + j]
-                    for oy in range(oh):
-                        ob, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
-                        if sw == 1:
-                            for ox in range(ow):
-                                out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox)]
-                        else:
-                            for ox in range(ow):
-                                out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox * sw)]
+            for oy in range(oh):
+                ob = np.uint64(oy * ow)
+                for ox in range(ow):
+                    out[ob + np.uint64(ox)] = 0
+                for i in range(kh):
+                    for j in range(kw):
+                        wv, pb = w2[o, i * kw + j], np.uint64(oy * step + starts[i * kw + j])
+                        for ox in range(ow):
+                            out[ob + np.uint64(ox)] += wv * pf[pb + np.uint64(ox)]
             if has_bias:
                 out += bias[o]
     count_product(cnt, nb * w2.shape[0] * oh * ow * kh * kw, False)
@@ -352,52 +502,46 @@ def depthwise_forward(x, w2, bias, has_bias, geo, y, cnt):
         cnt[FLOPS] += y.size
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def depthwise_backward(x, g3, w2, geo, need_x, want_w, dw2, dx, cnt):
-    """The two products of ``depthwise_forward`` backward, input channels spread over the threads: dW[o, tap]
-    = sum over (b, oy, ox) of g * padded x (one reduction over the batch), and d(padded x) = sum of w * g over
-    the taps that read it, folded back onto dx (the padding's sources for a non-zero mode: those adds complete
-    the product's reduction, as col2im's). g3: the output gradient (B, C_out, OH*OW)."""
-    nb, nc, h, wd = x.shape
-    kh, kw, sh, sw, dh, dw, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[6], geo[7], geo[8], geo[9]
-    pt, pl, mode = geo[4], geo[5], geo[10]
+    """The two products of ``depthwise_forward`` backward, input channels spread over the threads, row by row
+    while a row is in cache: dW[o, tap] = sum over (b, oy, ox) of g * padded x (one reduction over the batch, in
+    vector lanes), and d(padded x) = sum of w * g over the taps that read it, folded back onto dx (the
+    padding's sources for a non-zero mode: those adds complete the product's reduction, as col2im's). g3: the
+    output gradient (B, C_out, OH*OW)."""
+    nb, nc = x.shape[0], x.shape[1]
+    kh, kw, oh, ow = geo[0], geo[1], geo[8], geo[9]
     mult = w2.shape[0] // nc
-    hp, wp = _reach(geo)
+    hp, wp, wq = _reach(geo)
+    starts, step = _tap_starts(geo, wq), geo[2] * geo[3] * wq
     for c in prange(nc):
-        pad = np.empty((hp, wp), x.dtype)
-        dpad = np.empty((hp, wp), x.dtype)
+        pf, df = np.empty(hp * geo[3] * wq, x.dtype), np.empty(hp * geo[3] * wq, x.dtype)
         if want_w:
             dw2[c * mult:(c + 1) * mult] = 0
         for b in range(nb):
             if want_w:
-                _padded_plane(x[b, c], pad, geo)
+                _padded_plane(x[b, c], pf, geo)
             if need_x:
-                dpad[:] = 0
-            pf, df = pad.ravel(), dpad.ravel()
+                df[:] = 0
             for o in range(c * mult, (c + 1) * mult):
                 g = g3[b, o]
-                for i in range(kh):
-                    for j in range(kw):
-                        t = i * kw + j
-                        for oy in range(oh):
-                            gb, pb = np.uint64(oy * ow), np.uint64((oy * sh + i * dh) * wp + j * dw)
+                for oy in range(oh):
+                    gb = np.uint64(oy * ow)
+                    for i in range(kh):
+                        for j in range(kw):
+                            t = i * kw + j
+                            pb = np.uint64(oy * step + starts[t])
                             if want_w:
                                 acc = dw2[o, t]
                                 for ox in range(ow):
-                                    acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox * sw)]
+                                    acc += g[gb + np.uint64(ox)] * pf[pb + np.uint64(ox)]
                                 dw2[o, t] = acc
                             if need_x:
                                 wv = w2[o, t]
                                 for ox in range(ow):
-                                    df[pb + np.uint64(ox * sw)] += wv * g[gb + np.uint64(ox)]
+                                    df[pb + np.uint64(ox)] += wv * g[gb + np.uint64(ox)]
             if need_x:
-                dx[b, c] = 0
-                for yy in range(hp):
-                    iy = _source(yy - pt, h, mode)
-                    for xx in range(wp):
-                        ix = _source(xx - pl, wd, mode)
-                        if iy >= 0 and ix >= 0:
-                            dx[b, c, iy, ix] += dpad[yy, xx]
+                _fold_plane(df, dx[b, c], geo)
     macs = nb * w2.shape[0] * oh * ow * kh * kw
     count_product(cnt, macs * (int(want_w) + int(need_x)), True)
 
@@ -438,7 +582,7 @@ def _depthwise(node) -> bool:
 
 def _conv_forward(node, xs, p, cnt, seed):
     shape4, geo, outs = _conv_geometry(node)
-    x4 = xs[0].reshape(shape4)
+    x4 = np.ascontiguousarray(xs[0]).reshape(shape4)
     w2 = p["weight"].reshape(p["weight"].shape[0], -1)
     nb, n_out, ncol = shape4[0], geo[8] * geo[9], shape4[1] * geo[0] * geo[1]
     y = np.empty((nb, w2.shape[0], n_out), x4.dtype)
@@ -469,16 +613,16 @@ def _conv_backward(node, x4, gy, need, p, grads, cnt):
     _, geo, _ = _conv_geometry(node)
     groups = node.kwargs["groups"]
     w2 = p["weight"].reshape(p["weight"].shape[0], -1)
-    g3 = gy.reshape(gy.shape[0], gy.shape[1], -1)
+    g3 = np.ascontiguousarray(gy).reshape(gy.shape[0], gy.shape[1], -1)
     nb, ncol, ns = g3.shape[0], w2.shape[1] * groups, g3.shape[2]
     db = np.empty(g3.shape[1], gy.dtype)
     want_db = grads is not None and "bias" in grads
     pointwise, depthwise = _pointwise(geo, groups), _depthwise(node)
-    if (pointwise or depthwise) and want_db:        # their kernels read g3 itself: no channel-major copy
-        channel_sums(g3, db, cnt)
-    elif not (pointwise or depthwise):
+    if not (pointwise or depthwise):                # the products read the gradient channel-major
         gt = scratch("product", (g3.shape[1], nb * ns), gy.dtype)
         to_channel_major(g3, gt, db, want_db, cnt)
+    elif want_db:                                   # theirs read g3 itself
+        channel_sums(g3, db, cnt)
     if want_db:
         grads["bias"].put(db)
     dw = np.empty(w2.shape, gy.dtype)
@@ -489,9 +633,13 @@ def _conv_backward(node, x4, gy, need, p, grads, cnt):
     elif depthwise:
         depthwise_backward(x4, g3, w2, geo, need[0], grads is not None, dw, dx, cnt)
     elif groups == 1:
-        chunk = min(nb, max(1, CHUNK_COLUMNS // ns))
-        rows = scratch("col", (PARTS, -(-x4.shape[1] // PARTS) * geo[0] * geo[1] * chunk * ns), gy.dtype)  # >= per
-        conv_backward_by_channels(x4, gt, w2, geo, chunk, need[0], grads is not None, rows, dw, dx, cnt)
+        unit = geo[0] * geo[1] if need[0] else 1
+        per = -(-ncol // unit // PARTS) * unit                          # im2col rows per thread
+        columns = max(BACK_COLUMNS, BACK_TILE_BYTES // (per * gy.itemsize))         # per tile
+        chunk, tile = (min(nb, columns // ns), geo[8]) if columns >= ns else (1, max(1, columns // geo[9]))
+        rows = scratch("col", (PARTS, per * chunk * tile * geo[9]), gy.dtype)
+        dwt = scratch("dwt", (ncol, w2.shape[0]) if w2.shape[0] < DW_TRANSPOSED else (0, 0), gy.dtype)
+        conv_backward_by_channels(x4, gt, w2, geo, chunk, tile, need[0], grads is not None, rows, dwt, dw, dx, cnt)
     else:
         col = scratch("col", (ncol, gt.shape[1]), gy.dtype)
         if grads is not None:
