@@ -281,6 +281,9 @@ def test_an_op_the_bench_timed_on_its_own_reads_its_own_share_and_others_their_c
     assert executor_seconds(t, terms, 2)[0] == tanh_share and executor_seconds(r, terms, 2)[0] == relu_share
     (short, _), _ = slope_graphs("elementwise", "tanh")
     assert [row.node.op for row in short.layers] == ["layernorm", "tanh"]
+    # an add's chain is a residual stream: each add reads the one before and the first layer (a fork each)
+    (_, long), _ = slope_graphs("elementwise", "add")
+    assert [r.node.inputs for r in long.layers[1:]] == [("first", "first"), ("l0", "first"), ("l1", "first")]
 
 
 @pytest.mark.parametrize("spec, op, cls", [("resnet18", "conv2d", "conv"), ("mobilenet_v2", "conv2d", "depthwise"),

@@ -20,7 +20,7 @@ trained as one model (forward, loss, backward, SGD). Two chain lengths give the 
   16 Mi (64 MiB, past the cores' L2); a stride-2 pool; attention with dropout, and causal with dropout (PyTorch's
   fused kernel takes neither path).
 - ops of the elementwise class whose cost per element is not a relu's (``own_op``): tanh, gelu (erf and tanh
-  forms), dropout (a random mask), softmax, and an embedding (32 Ki x 768 table, 512 ids: its gather and its dense
+  forms), dropout (a random mask), softmax, a residual add (its backward's gradient sum at the fork), and an embedding (32 Ki x 768 table, 512 ids: its gather and its dense
   table gradient); a row of such an op reads its share from that op's layer alone. A shape that keeps
   its input's shape is chained as the others are; one that changes it (a stride, other channels) fans out: ``n``
   copies read the first layer's output and an add sums them, lengths ``FAN_LENGTHS``, so the slope is one copy and
@@ -80,6 +80,7 @@ SHAPES = {
     "gelu_tanh": Shape("elementwise", [1024, 1024], {"op": "gelu", "approximate": "tanh"}, True),
     "dropout": Shape("elementwise", [1024, 1024], {"op": "dropout", "p": 0.1}, True),
     "softmax": Shape("elementwise", [1024, 1024], {"op": "softmax"}, True),
+    "add": Shape("elementwise", [1024, 1024], {"op": "add"}, True),
     "embedding": Shape("elementwise", _IDS, {"op": "embedding", "num_embeddings": 32768, "embedding_dim": 768},
                        False),
     "pool_small": Shape("pool", [16, 64, 64], {"op": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1}, True),
@@ -139,6 +140,8 @@ def fans_out(shape: str) -> bool:
     from ...model.graph import build
 
     s = SHAPES[shape]
+    if s.layer["op"] == "add":
+        return False
     spec = {"name": shape, "input": s.input, "defaults": {"batch": 1, "dtype": "fp32"},
             "layers": [{**s.layer, "name": "l0"}]}
     return list(build(spec, {}, shape).node("l0").out.shape[1:]) != s.input
@@ -146,13 +149,18 @@ def fans_out(shape: str) -> bool:
 
 def shape_spec(shape: str, n: int) -> dict:
     """Spec data of the chain of ``n`` layers of ``SHAPES[shape]``: in a row when the layer keeps its input's
-    shape, else ``n`` copies reading one input and an add of theirs (module docstring)."""
+    shape, else ``n`` copies reading one input and an add of theirs (module docstring); an add's chain is a
+    residual stream, each add summing the one before and the first layer's output (so each adds a fork too, whose
+    gradients backward sums, as a residual network's do)."""
     cls, dims, layer, first, batch = SHAPES[shape]
     layers = _first(cls, True) if first else []
     source = layers[0]["name"] if layers else "input"
     fan = fans_out(shape)
     for i in range(n):
-        layers.append({**layer, "name": f"l{i}", **({"inputs": source} if fan else {})})
+        inputs = {"inputs": source} if fan else {}
+        if layer["op"] == "add":
+            inputs = {"inputs": [f"l{i - 1}" if i else source, source]}
+        layers.append({**layer, "name": f"l{i}", **inputs})
     if fan and n > 1:
         layers.append({"op": "add", "name": "sum", "inputs": [f"l{i}" for i in range(n)]})
     return {"name": f"{shape}_{n}", "input": dims, "defaults": {"batch": batch, "dtype": "fp32"}, "layers": layers}
