@@ -28,8 +28,9 @@ STREAM's arrays; attention's causal mask and dropout; a product's compute term i
 peak, not the numpy GEMM sweep, as the share carries the executor's own rate by shape; an elementwise op the bench
 timed on its own, tanh, gelu, dropout, softmax, embedding, reads its own layers' share: ``efficiency_key``), plus
 the class's fixed cost per layer (calls, allocations, dispatch, update); the step adds its own fixed cost
-(optimizer loop) and its loss (the output's elements x the measured loss per element), carried on the last row. Every constant is a bench measurement on layers of its own
-(sizing/hardware/bench/chains.py), none a zoo model's time."""
+(optimizer loop) and its loss (the output's elements x the measured loss per element), carried on the last row.
+Every constant is a bench measurement on layers of its own (sizing/hardware/bench/chains.py), none a zoo model's
+time."""
 from __future__ import annotations
 
 import math
