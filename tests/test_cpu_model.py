@@ -230,6 +230,62 @@ def test_executor_terms_recover_a_shape_s_work_from_its_fanned_out_chains():
     assert terms["layer_us"] == {} and terms["shapes_us"] == {"conv_s2": pytest.approx(740.0, rel=1e-6)}
 
 
+def test_executor_terms_recover_the_loss_from_the_wide_linear_chain_s_intercept():
+    """The wide linear chain's step is the step's cost, its loss over chains.LOSS_ELEMENTS more logits and n layers,
+    less the input gradient its first layer does not compute (a third of a layer's work): the loss comes back."""
+    from sizing.hardware.bench.chains import LENGTHS, WIDE_LENGTHS
+    from sizing.hardware.bench.measure import layer_chain_name
+
+    step, tiny, wide, loss = 150e-6, 30e-6, 3e-3, 2e-3
+    runs = {}
+    for is_wide, lengths in ((False, LENGTHS), (True, WIDE_LENGTHS)):
+        for n in lengths:
+            name = layer_chain_name("sizing", "linear", n, is_wide)
+            t = step + n * tiny + ((loss + n * wide - wide / 3) if is_wide else 0.0)
+            runs[name] = Series(name, "steps/s", (1 / t,))
+    terms = BenchResult(None, BenchConfig(threads=1), runs, {}, executors={"sizing": None}).executor_terms()["sizing"]
+    assert terms["loss_us"] == pytest.approx(loss * 1e6, rel=1e-6)
+    assert terms["step_us"] == pytest.approx(step * 1e6, rel=1e-6)
+
+
+def test_the_loss_adds_its_measured_cost_per_output_element_once():
+    """loss_us over the bench's LOSS_ELEMENTS logits, times the graph's output elements, on the last row only."""
+    from sizing.hardware.bench.chains import LOSS_ELEMENTS
+
+    with_loss = cpu(executors={"sizing": {"step_us": 10.0, "loss_us": 5000.0, "layer_us": {"linear": 30.0}}})
+    without = cpu(executors={"sizing": {"step_us": 10.0, "layer_us": {"linear": 30.0}}})
+    est = estimate_graph(chain_graph(3))              # its output: one row of CHAIN_WIDTH (4) values
+    a, b = (layer_times(est, d, "fp32", shipped().factors(d, "fp32", {})) for d in (with_loss, without))
+    assert [x.seconds for x in a[:-1]] == [x.seconds for x in b[:-1]]
+    assert a[-1].seconds - b[-1].seconds == pytest.approx(5000e-6 / LOSS_ELEMENTS * 4, rel=1e-9)
+
+
+def test_an_op_the_bench_timed_on_its_own_reads_its_own_share_and_others_their_class_s():
+    """tanh has its own chain (chains.SHAPES 'tanh'): a tanh row takes that layer's share; relu6, which no chain
+    runs, the elementwise class's (its wide relu layer's)."""
+    from sizing.hardware.bench.chains import slope_graphs
+    from sizing.predict.roofline import executor_seconds, executor_terms
+
+    device = cpu(executors={"sizing": {"layer_us": {"elementwise": 5.0},
+                                       "wide_us": {"elementwise": 400.0}, "shapes_us": {"tanh": 4000.0}}})
+    terms = executor_terms(device, "fp32", "sizing")
+    assert set(terms.efficiency) == {"elementwise", "tanh"}
+    (_, tanh_share), = terms.efficiency["tanh"]
+    (_, relu_share), = terms.efficiency["elementwise"]
+    assert tanh_share == pytest.approx(relu_share / 10, rel=0.05)    # the same pass, ten times the time
+    spec = {"name": "e", "input": [64], "defaults": {"batch": 1, "dtype": "fp32"},
+            "layers": [{"op": "tanh", "name": "t"}, {"op": "relu6", "name": "r"}]}
+    from sizing.model.graph import build
+
+    t, r = estimate_graph(build(spec, {}, "e")).layers
+    assert executor_seconds(t, terms, 2)[0] == tanh_share and executor_seconds(r, terms, 2)[0] == relu_share
+    (short, _), _ = slope_graphs("elementwise", "tanh")
+    assert [row.node.op for row in short.layers] == ["layernorm", "tanh"]
+    # an add's chain is a residual stream: each add reads the one before and the first layer (a fork each)
+    (_, long), _ = slope_graphs("elementwise", "add")
+    assert [r.node.inputs for r in long.layers[1:]] == [("first", "first"), ("l0", "first"), ("l1", "first")]
+
+
 @pytest.mark.parametrize("spec, op, cls", [("resnet18", "conv2d", "conv"), ("mobilenet_v2", "conv2d", "depthwise"),
                                            ("resnet18", "batchnorm2d", "batchnorm"), ("gpt2_small", "layernorm", "rownorm"),
                                            ("gpt2_small", "multihead_attention", "attention"),

@@ -109,12 +109,12 @@ LAYER_CLASSES = ("linear", "conv", "depthwise", "batchnorm", "rownorm", "element
 
 
 def _check_executors(executors) -> None:
-    """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}}
+    """{executor: {step_us, loss_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}}
     (``sizing bench``); the shapes are those the bench times beyond each class's wide layer."""
     from .bench.chains import SHAPES
 
-    what = ("must map an executor (" + ", ".join(EXECUTORS) + ") to {step_us, layer_us, wide_us, shapes_us, "
-            "version}, as `sizing bench` writes it")
+    what = ("must map an executor (" + ", ".join(EXECUTORS) + ") to {step_us, loss_us, layer_us, wide_us, "
+            "shapes_us, version}, as `sizing bench` writes it")
     if not isinstance(executors, dict) or not executors:
         raise RecordError(("executors",), what)
     for name, terms in executors.items():
@@ -122,9 +122,11 @@ def _check_executors(executors) -> None:
         if not isinstance(terms, dict) or not isinstance(terms.get("layer_us"), dict):
             raise RecordError(("executors", name), what)
         for key in terms:
-            _check_choice(("executors", name, key), key, ("step_us", "layer_us", "wide_us", "shapes_us", "version"))
-        if "step_us" in terms:          # absent when noise left the tiny linear chain's slope at or below zero
-            _check_number(("executors", name, "step_us"), terms["step_us"], _RANGES["step_overhead_us"], "us")
+            _check_choice(("executors", name, key), key, ("step_us", "loss_us", "layer_us", "wide_us", "shapes_us",
+                                                          "version"))
+        for key in ("step_us", "loss_us"):      # absent when noise left a chain's intercept at or below zero
+            if key in terms:
+                _check_number(("executors", name, key), terms[key], _RANGES["step_overhead_us"], "us")
         _check_text(("executors", name, "version"), terms.get("version"))
         for key, bounds, names in (("layer_us", _RANGES["call_overhead_us"], LAYER_CLASSES),
                                    ("wide_us", _RANGES["step_overhead_us"], LAYER_CLASSES),

@@ -25,10 +25,12 @@ batchnorm, rownorm, elementwise, pool, attention) takes max(compute, memory) / t
 executor reached on the bench's layers of the class, read at the layer's shape (``shape_features``,
 ``read_share``: a product's m, n and inner dimension; a pass's size, so cache-resident layers run faster than
 STREAM's arrays; attention's causal mask and dropout; a product's compute term is then taken at the one matrix
-peak, not the numpy GEMM sweep, as the share carries the executor's own rate by shape), plus the class's fixed
-cost per layer (calls, allocations, dispatch, update); the step adds its own fixed cost (loss, optimizer loop),
-carried on the last row. Every constant is a bench measurement on layers of its own
-(sizing/hardware/bench/chains.py), none a zoo model's time."""
+peak, not the numpy GEMM sweep, as the share carries the executor's own rate by shape; an elementwise op the bench
+timed on its own, tanh, gelu, dropout, softmax, embedding, reads its own layers' share: ``efficiency_key``), plus
+the class's fixed cost per layer (calls, allocations, dispatch, update); the step adds its own fixed cost
+(optimizer loop) and its loss (the output's elements x the measured loss per element), carried on the last row.
+Every constant is a bench measurement on layers of its own (sizing/hardware/bench/chains.py), none a zoo model's
+time."""
 from __future__ import annotations
 
 import math
@@ -397,6 +399,16 @@ def layer_class(row) -> str:
     return "elementwise"
 
 
+def efficiency_key(row) -> str:
+    """Which measured layers give a row its share of the roofline (``executor_terms``): an elementwise row's op and
+    its string arguments ('gelu/tanh', 'dropout'), when the bench timed that op on its own, else its class
+    (``layer_class``); ``executor_seconds`` falls back to the class for an op the bench did not time."""
+    cls = layer_class(row)
+    if cls != "elementwise":
+        return cls
+    return "/".join([row.node.op] + [v for _, v in sorted(row.node.kwargs.items()) if isinstance(v, str)])
+
+
 def shape_features(row) -> tuple:
     """Where a row sits among the bench's measured layers of its class (``executor_terms``), in log2 units: a
     weighted product's (m, n, inner) as ``smallest_dim`` takes them (a linear's tokens, out and in features; a
@@ -437,6 +449,7 @@ class ExecutorTerms:
     step_s: float
     layer_s: dict
     efficiency: dict
+    loss_s: float = 0.0             # the loss per element of the graph's output (measured as a cross-entropy)
 
     def describe(self) -> str:
         def shares(c):
@@ -446,8 +459,8 @@ class ExecutorTerms:
         classes = ", ".join(f"{c} {self.layer_s[c] * 1e6:.3g} us / {shares(c)}" for c in self.layer_s)
         return (f"figures for {EXECUTOR_NAMES[self.name]}{f' ({self.version})' if self.version else ''}: per layer "
                 f"class its fixed cost per layer in a step and the share of the roofline it reached on the bench's "
-                f"layers of the class, read by shape ({classes}); {self.step_s * 1e6:.3g} us per step (all measured "
-                f"by `sizing bench`)")
+                f"layers of the class, read by shape ({classes}); {self.step_s * 1e6:.3g} us per step and "
+                f"{self.loss_s * 1e9:.3g} ns per output element for the loss (all measured by `sizing bench`)")
 
 
 def chain_roofline(est, device, precision: str) -> float:
@@ -464,20 +477,21 @@ def executor_terms(device, precision: str, name: str) -> ExecutorTerms:
     the plain roofline's growth between the two chains the bench timed, per layer (this module's roofline on
     ``device``), / the measured work of one layer. A share may pass 1: a layer whose tensors stay in cache moves
     them faster than STREAM's memory-sized arrays."""
-    from ..hardware.bench.chains import SHAPES, slope_graphs
+    from ..hardware.bench.chains import LOSS_ELEMENTS, SHAPES, own_op, slope_graphs
 
     rec = device.executors[name]
     efficiency: dict = {}
     measured = [(cls, True, us) for cls, us in rec.get("wide_us", {}).items()] + [
-        (SHAPES[s][0], s, us) for s, us in rec.get("shapes_us", {}).items()]
+        (SHAPES[s].cls, s, us) for s, us in rec.get("shapes_us", {}).items()]
     for cls, wide, us in measured:
         (short, long), (n1, n2) = slope_graphs(cls, wide)
         grown = (chain_roofline(long, device, precision) - chain_roofline(short, device, precision)) / (n2 - n1)
         row = next(r for r in long.layers if r.node.name == "l0")
-        efficiency.setdefault(cls, []).append((shape_features(row), grown / (us * 1e-6)))
+        key = efficiency_key(row) if wide is not True and own_op(wide) else cls
+        efficiency.setdefault(key, []).append((shape_features(row), grown / (us * 1e-6)))
     return ExecutorTerms(name, rec.get("version"), rec.get("step_us", 0.0) * 1e-6,
                          {c: us * 1e-6 for c, us in rec["layer_us"].items()},
-                         {c: tuple(p) for c, p in efficiency.items()})
+                         {c: tuple(p) for c, p in efficiency.items()}, rec.get("loss_us", 0.0) * 1e-6 / LOSS_ELEMENTS)
 
 
 def executor_seconds(row, terms: ExecutorTerms, launched: int) -> tuple[float, float]:
@@ -488,7 +502,8 @@ def executor_seconds(row, terms: ExecutorTerms, launched: int) -> tuple[float, f
     per_step = kernels(row, True, False)
     fixed = terms.layer_s.get(cls, terms.layer_s.get("elementwise", 0.0)) * row.node.repeat
     fixed *= launched / per_step if per_step else 0.0
-    return read_share(terms.efficiency.get(cls, ()), shape_features(row)), fixed
+    points = terms.efficiency.get(efficiency_key(row)) or terms.efficiency.get(cls, ())
+    return read_share(points, shape_features(row)), fixed
 
 
 @dataclass(frozen=True, eq=False)
@@ -557,8 +572,8 @@ def layer_columns(est, device, precision: str, factors: Factors, t: int = 1, tra
         for i, (r, launched) in enumerate(zip(est.layers, work.kernels)):
             share, issue[i] = executor_seconds(r, executor, launched)
             compute[i], memory[i] = compute[i] / share, memory[i] / share
-        if issue:                   # the step's own fixed cost (loss, optimizer loop) on the last row
-            issue[-1] += executor.step_s
+        if issue:                   # the step's own fixed cost (optimizer loop) and its loss on the last row
+            issue[-1] += executor.step_s + executor.loss_s * numel(est.graph.node(est.graph.output).out.shape)
     seconds = ([(c if c >= m else m) + i for c, m, i in zip(compute, memory, issue)] if serial else
                [(c if c >= i else i) if c >= m else (m if m >= i else i) for c, m, i in zip(compute, memory, issue)])
     return LayerColumns(work, compute, memory, issue, serial, seconds, list(map(ge, compute, memory)))

@@ -14,9 +14,14 @@ trained as one model (forward, loss, backward, SGD). Two chain lengths give the 
 
 - shapes (``SHAPES``): more layers of a class at the other shapes models use, so that the share of the roofline is
   read by shape rather than one figure per class: a 1 x 1, a stride-2 and a 7 x 7 stride-2 convolution, a small
-  5 x 5 one; linears over 1 and 8 tokens (a batch-1 or batch-8 layer: thin products that stream their weights);
-  depthwise at stride 2 and small; the row and map classes at 64 Ki elements (their tensors cache-resident);
-  attention with dropout, and causal with dropout (PyTorch's fused kernel takes neither path). A shape that keeps
+  5 x 5 one, a deep one (256 channels at 14 x 14) and one at batch 8 (the wide one's, 8 times the rows); linears
+  over 1 and 8 tokens (a batch-1 or batch-8 layer: thin products that stream their weights) and over 1024; depthwise
+  at stride 2, small and at batch 8; the row and map classes at 64 Ki elements (their tensors cache-resident) and
+  16 Mi (64 MiB, past the cores' L2); a stride-2 pool; attention with dropout, and causal with dropout (PyTorch's
+  fused kernel takes neither path).
+- ops of the elementwise class whose cost per element is not a relu's (``own_op``): tanh, gelu (erf and tanh
+  forms), dropout (a random mask), softmax, a residual add (its backward's gradient sum at the fork), and an embedding (32 Ki x 768 table, 512 ids: its gather and its dense
+  table gradient); a row of such an op reads its share from that op's layer alone. A shape that keeps
   its input's shape is chained as the others are; one that changes it (a stride, other channels) fans out: ``n``
   copies read the first layer's output and an add sums them, lengths ``FAN_LENGTHS``, so the slope is one copy and
   one more input of the add, which the roofline side counts the same way (the difference between the lengths).
@@ -26,32 +31,64 @@ count them. Nothing the zoo holds is timed here: a model the bench never saw is 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 LENGTHS = (2, 16)               # layers of the class per chain (tiny)
 WIDE_LENGTHS = (1, 3)           # (wide: each layer costs milliseconds)
 FAN_LENGTHS = (2, 3)            # copies of a shape that fans out (each with an add after it)
 
-# shape name -> (class, input shape at batch 1, the layer, whether it comes after the class's first layer)
+class Shape(NamedTuple):
+    """A measured layer: its class, its input (a shape without the batch, or an ids input's spec), the layer, whether
+    it comes after the class's first layer, and the batch it runs at."""
+    cls: str
+    input: list | dict
+    layer: dict
+    first: bool
+    batch: int = 1
+
+
+_IDS = {"shape": [512], "dtype": "int64"}           # 512 token ids: an embedding's input
+
 SHAPES = {
-    "conv_1x1": ("conv", [64, 28, 28], {"op": "conv2d", "out_channels": 256, "kernel_size": 1}, True),
-    "conv_s2": ("conv", [128, 28, 28], {"op": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2,
-                                        "padding": 1}, True),
-    "conv_7x7": ("conv", [3, 112, 112], {"op": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2,
-                                         "padding": 3}, False),       # a stem: the network's input, no gradient
-    "conv_5x5": ("conv", [6, 14, 14], {"op": "conv2d", "out_channels": 16, "kernel_size": 5}, True),
-    "linear_1": ("linear", [1, 4096], {"op": "linear", "out_features": 4096}, False),
-    "linear_8": ("linear", [8, 2048], {"op": "linear", "out_features": 2048}, False),
-    "depthwise_s2": ("depthwise", [96, 56, 56], {"op": "conv2d", "out_channels": 96, "kernel_size": 3, "stride": 2,
-                                                 "padding": 1, "groups": 96}, True),
-    "depthwise_small": ("depthwise", [192, 14, 14], {"op": "conv2d", "out_channels": 192, "kernel_size": 3,
-                                                     "padding": 1, "groups": 192}, True),
-    "batchnorm_small": ("batchnorm", [16, 64, 64], {"op": "batchnorm2d"}, True),
-    "rownorm_small": ("rownorm", [64, 1024], {"op": "layernorm"}, True),
-    "elementwise_small": ("elementwise", [64, 1024], {"op": "relu"}, True),
-    "pool_small": ("pool", [16, 64, 64], {"op": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1}, True),
-    "attention_dropout": ("attention", [256, 256], {"op": "multihead_attention", "num_heads": 4, "dropout": 0.1},
-                          False),
-    "attention_causal": ("attention", [256, 256], {"op": "multihead_attention", "num_heads": 4, "dropout": 0.1,
-                                                   "causal": True}, False),
+    "conv_1x1": Shape("conv", [64, 28, 28], {"op": "conv2d", "out_channels": 256, "kernel_size": 1}, True),
+    "conv_s2": Shape("conv", [128, 28, 28], {"op": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2,
+                                             "padding": 1}, True),
+    "conv_7x7": Shape("conv", [3, 112, 112], {"op": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2,
+                                              "padding": 3}, False),       # a stem: the network's input, no gradient
+    "conv_5x5": Shape("conv", [6, 14, 14], {"op": "conv2d", "out_channels": 16, "kernel_size": 5}, True),
+    "conv_deep": Shape("conv", [256, 14, 14], {"op": "conv2d", "out_channels": 256, "kernel_size": 3,
+                                               "padding": 1}, True),
+    "conv_b8": Shape("conv", [64, 56, 56], {"op": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1},
+                     True, 8),
+    "linear_1": Shape("linear", [1, 4096], {"op": "linear", "out_features": 4096}, False),
+    "linear_8": Shape("linear", [8, 2048], {"op": "linear", "out_features": 2048}, False),
+    "linear_1024": Shape("linear", [1024, 1024], {"op": "linear", "out_features": 1024}, False),
+    "depthwise_s2": Shape("depthwise", [96, 56, 56], {"op": "conv2d", "out_channels": 96, "kernel_size": 3,
+                                                      "stride": 2, "padding": 1, "groups": 96}, True),
+    "depthwise_small": Shape("depthwise", [192, 14, 14], {"op": "conv2d", "out_channels": 192, "kernel_size": 3,
+                                                          "padding": 1, "groups": 192}, True),
+    "depthwise_b8": Shape("depthwise", [96, 56, 56], {"op": "conv2d", "out_channels": 96, "kernel_size": 3,
+                                                      "padding": 1, "groups": 96}, True, 8),
+    "batchnorm_small": Shape("batchnorm", [16, 64, 64], {"op": "batchnorm2d"}, True),
+    "batchnorm_large": Shape("batchnorm", [64, 512, 512], {"op": "batchnorm2d"}, True),
+    "rownorm_small": Shape("rownorm", [64, 1024], {"op": "layernorm"}, True),
+    "rownorm_large": Shape("rownorm", [16384, 1024], {"op": "layernorm"}, True),
+    "elementwise_small": Shape("elementwise", [64, 1024], {"op": "relu"}, True),
+    "elementwise_large": Shape("elementwise", [16384, 1024], {"op": "relu"}, True),
+    "tanh": Shape("elementwise", [1024, 1024], {"op": "tanh"}, True),
+    "gelu": Shape("elementwise", [1024, 1024], {"op": "gelu"}, True),
+    "gelu_tanh": Shape("elementwise", [1024, 1024], {"op": "gelu", "approximate": "tanh"}, True),
+    "dropout": Shape("elementwise", [1024, 1024], {"op": "dropout", "p": 0.1}, True),
+    "softmax": Shape("elementwise", [1024, 1024], {"op": "softmax"}, True),
+    "add": Shape("elementwise", [1024, 1024], {"op": "add"}, True),
+    "embedding": Shape("elementwise", _IDS, {"op": "embedding", "num_embeddings": 32768, "embedding_dim": 768},
+                       False),
+    "pool_small": Shape("pool", [16, 64, 64], {"op": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1}, True),
+    "pool_s2": Shape("pool", [64, 112, 112], {"op": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}, True),
+    "attention_dropout": Shape("attention", [256, 256], {"op": "multihead_attention", "num_heads": 4,
+                                                         "dropout": 0.1}, False),
+    "attention_causal": Shape("attention", [256, 256], {"op": "multihead_attention", "num_heads": 4,
+                                                        "dropout": 0.1, "causal": True}, False),
 }
 
 
@@ -81,35 +118,52 @@ def _layer(cls: str, i: int, channels: int) -> dict:
     }[cls]
 
 
+def own_op(shape: str) -> bool:
+    """Whether the layer of ``SHAPES[shape]`` is another op than its class's chains run (tanh, gelu, dropout, softmax,
+    embedding among the elementwise class's relu): its share is that op's alone (sizing/predict/roofline.py
+    ``efficiency_key``)."""
+    s = SHAPES[shape]
+    return s.layer["op"] != _layer(s.cls, 0, 1)["op"]
+
+
 # input shape (batch 1) and the widths the classes use: tiny and wide
 _ROWS = {False: [2, 4], True: [1024, 1024]}
 _MAPS = {False: [2, 4, 4], True: [64, 128, 128]}
 _TOKENS = {False: [2, 4], True: [256, 1024]}
 _SEQ = {False: [2, 4], True: [256, 256]}
+# logits of the wide linear chain's loss beyond the tiny one's (its cross-entropy: the step's loss term, per logit)
+LOSS_ELEMENTS = _TOKENS[True][0] * _TOKENS[True][1] - _TOKENS[False][0] * _TOKENS[False][1]
 
 
 def fans_out(shape: str) -> bool:
     """Whether the layer of ``SHAPES[shape]`` changes its input's shape (its chain fans out)."""
     from ...model.graph import build
 
-    _, dims, layer, _ = SHAPES[shape]
-    spec = {"name": shape, "input": dims, "defaults": {"batch": 1, "dtype": "fp32"},
-            "layers": [{**layer, "name": "l0"}]}
-    return list(build(spec, {}, shape).node("l0").out.shape[1:]) != dims
+    s = SHAPES[shape]
+    if s.layer["op"] == "add":
+        return False
+    spec = {"name": shape, "input": s.input, "defaults": {"batch": 1, "dtype": "fp32"},
+            "layers": [{**s.layer, "name": "l0"}]}
+    return list(build(spec, {}, shape).node("l0").out.shape[1:]) != s.input
 
 
 def shape_spec(shape: str, n: int) -> dict:
     """Spec data of the chain of ``n`` layers of ``SHAPES[shape]``: in a row when the layer keeps its input's
-    shape, else ``n`` copies reading one input and an add of theirs (module docstring)."""
-    cls, dims, layer, first = SHAPES[shape]
+    shape, else ``n`` copies reading one input and an add of theirs (module docstring); an add's chain is a
+    residual stream, each add summing the one before and the first layer's output (so each adds a fork too, whose
+    gradients backward sums, as a residual network's do)."""
+    cls, dims, layer, first, batch = SHAPES[shape]
     layers = _first(cls, True) if first else []
     source = layers[0]["name"] if layers else "input"
     fan = fans_out(shape)
     for i in range(n):
-        layers.append({**layer, "name": f"l{i}", **({"inputs": source} if fan else {})})
+        inputs = {"inputs": source} if fan else {}
+        if layer["op"] == "add":
+            inputs = {"inputs": [f"l{i - 1}" if i else source, source]}
+        layers.append({**layer, "name": f"l{i}", **inputs})
     if fan and n > 1:
         layers.append({"op": "add", "name": "sum", "inputs": [f"l{i}" for i in range(n)]})
-    return {"name": f"{shape}_{n}", "input": dims, "defaults": {"batch": 1, "dtype": "fp32"}, "layers": layers}
+    return {"name": f"{shape}_{n}", "input": dims, "defaults": {"batch": batch, "dtype": "fp32"}, "layers": layers}
 
 
 def shape_lengths(shape: str) -> tuple:
@@ -152,7 +206,7 @@ def chain_graph(cls: str, n: int, wide: bool | str = False):
 def bench_layers(cls: str):
     """(size, lengths) of the class's measured layers beyond the tiny one: ``True`` (its wide layer), then the
     names of its ``SHAPES``."""
-    return [(True, WIDE_LENGTHS)] + [(s, shape_lengths(s)) for s, v in SHAPES.items() if v[0] == cls]
+    return [(True, WIDE_LENGTHS)] + [(s, shape_lengths(s)) for s, v in SHAPES.items() if v.cls == cls]
 
 
 def slope_graphs(cls: str, wide: bool | str):

@@ -145,7 +145,8 @@ class BenchConfig:
     def for_machine(cls, machine: "Machine", quick: bool = False, threads: int | None = None) -> "BenchConfig":
         """The default run (3 rounds of 3 repeats, 9 per figure: about 20 s, and with the executors' layer-class
         chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02; with the chains' other shapes
-        too, 8.5 min at load 5.4-6.2, against 5.5 min without them at load 1.1-5.9) or ``quick`` (about 3 s
+        too, 8.5 min at load 5.4-6.2, against 5.5 min without them at load 1.1-5.9; 3.5 min quiet; with the ops
+        timed on their own, the 16 Mi passes and norms and the batch-8 and deep products, 12.6 min at load 2.6-5.3) or ``quick`` (about 3 s
         beside the first touch of the STREAM arrays; a thin product beside the big ones, so the GEMM sweep spans a
         small and a large smallest dimension); STREAM arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
@@ -256,11 +257,13 @@ class BenchResult:
         return CallOverhead(max(0.0, a), b / self.kernels_per_pair)
 
     def executor_terms(self) -> dict | None:
-        """{executor: {step_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}} from
-        the layer-class chains (sizing/hardware/bench/chains.py): per class the line through the best repeat of each
-        length, its slope one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a layer),
-        ``wide_us`` the wide chains' slope less it (the work of one wide layer), ``shapes_us`` the same for each of
-        the class's other shapes; ``step_us`` the tiny linear chain's intercept (the fixed cost of a step; absent
+        """{executor: {step_us, loss_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us},
+        version}} from the layer-class chains (sizing/hardware/bench/chains.py): per class the line through the best
+        repeat of each length, its slope one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a
+        layer), ``wide_us`` the wide chains' slope less it (the work of one wide layer), ``shapes_us`` the same for
+        each of the class's other shapes; ``step_us`` the tiny linear chain's intercept (the fixed cost of a step;
+        absent when noise makes it negative); ``loss_us`` the wide linear chain's intercept, plus the input gradient
+        its first layer skips, less that: its loss, a cross-entropy over ``chains.LOSS_ELEMENTS`` more logits (absent
         when noise makes it negative). A tiny slope that noise made no larger than zero gives no fixed cost (the
         class's work figures stay, less nothing); a wide slope no larger than the tiny one gives no figure. None
         when not timed."""
@@ -282,6 +285,13 @@ class BenchResult:
                     terms["layer_us"][cls] = tiny * 1e6
                 if cls == "linear" and lines[False][0] > 0:
                     terms["step_us"] = lines[False][0] * 1e6
+                if cls == "linear" and True in lines:
+                    # the first linear reads the input, so computes no input gradient: a third of a layer's work
+                    # (its forward, input- and weight-gradient products do the same MACs) is missing from the
+                    # intercept
+                    loss = lines[True][0] + (lines[True][1] - tiny) / 3 - max(lines[False][0], 0.0)
+                    if loss > 0:
+                        terms["loss_us"] = loss * 1e6
                 for wide, (_, slope) in lines.items():
                     if wide is not False and slope > tiny:
                         terms["wide_us" if wide is True else "shapes_us"][cls if wide is True else wide] = (

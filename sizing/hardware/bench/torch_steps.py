@@ -54,7 +54,7 @@ def torch_model(graph):
         if node.op == "layernorm":
             return nn.LayerNorm(shape[-1], a["eps"], a["elementwise_affine"], a["bias"])
         if node.op == "embedding":
-            return nn.Embedding(a["num_embeddings"], a["embedding_dim"], a["padding_idx"], a["max_norm"])
+            return embedding(a)
         if node.op in ("positional_embedding", "token_type_embedding"):
             return Table(node.op, a["num_embeddings"], shape[-1])
         if node.op == "multihead_attention":
@@ -64,6 +64,18 @@ def torch_model(graph):
         if node.op in ("add", "mul", "concat"):
             return None
         raise NotImplementedError(f"the PyTorch side has no module for op '{node.op}'")
+
+    def embedding(a):
+        """nn.Embedding with its table drawn N(0, 0.02^2), as our executor and Hugging Face's GPT-2 and BERT draw it
+        (initializer_range 0.02). nn.Embedding's own N(0, 1) makes a tied output layer's logits spread so far
+        (std 28 at width 768) that most softmax probabilities are subnormal floats, which run its backward
+        products at 3-7 GFLOP/s instead of 50-230 (measured, torch 2.13 on 2 cores)."""
+        e = nn.Embedding(a["num_embeddings"], a["embedding_dim"], a["padding_idx"], a["max_norm"])
+        with torch.no_grad():
+            e.weight.normal_(0.0, 0.02)
+            if a["padding_idx"] is not None:
+                e.weight[a["padding_idx"]] = 0.0
+        return e
 
     class Table(nn.Module):
         """x + table[positions] (positional) or x + table[0] (token types, the synthetic input's type 0)."""
