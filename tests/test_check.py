@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -799,6 +800,30 @@ def test_a_fresh_process_runs_the_cached_kernels(tmp_path):
     kernel of TINY is a product whose parallel part comes from a cached callee."""
     run = subprocess.run([sys.executable, "-m", "sizing.cli", "check", spec_file(tmp_path, TINY), "--steps", "1",
                           "--format", "json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout)["exact"]
+
+
+NORMED = """
+name: normed
+input: [16]
+defaults: {batch: 32}
+layers:
+  - {op: linear, name: l1, out_features: 24}
+  - {op: layernorm, name: n1}
+  - {op: linear, name: l2, out_features: 3}
+"""
+
+
+def test_cached_kernels_run_under_another_thread_count(tmp_path):
+    """A kernel loaded from the disk cache keeps the thread count it was compiled with (Numba freezes globals):
+    layernorm's backward, compiled here, wrote one weight-gradient part per compiled thread into a buffer its
+    caller sized for the running process's, so a process with NUMBA_NUM_THREADS=1 corrupted the heap and
+    aborted (free(): invalid next size)."""
+    spec = spec_file(tmp_path, NORMED)
+    assert check(spec, steps=1).exact                      # compiled (or loaded) at this process's thread count
+    run = subprocess.run([sys.executable, "-m", "sizing.cli", "check", spec, "--steps", "1", "--format", "json"],
+                         capture_output=True, text=True, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout)["exact"]
 

@@ -168,14 +168,15 @@ def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, ne
     """One pass over the rows, spread over the threads in blocks: per row the sums of d = g * weight and d * xhat,
     then gx = rstd * (d - xhat * mean(d * xhat) - mean(d)) while the row is in cache, and the affine
     gradients. Per-column weights (layernorm, rmsnorm): each thread sums its block's rows into its row of
-    ``part`` (PARTS, 2n; a weight gradient implies a weight), then dw = the sum of the parts; thread 0 starts from zero, a later thread from its
+    ``part`` (parts x 2n, the threads' share of the rows split as its rows; a weight gradient implies a weight), then dw = the sum of the parts; thread 0 starts from zero, a later thread from its
     first row's terms, so the adds are the serial loop's, rows x columns (the order differs). Per-channel weights
     (groupnorm): one serial loop over the rows."""
     nr, n = g.shape
     cg = n // spatial
     per_column = groups == 1 and spatial == 1
-    step = (nr + PARTS - 1) // PARTS
-    for t in prange(PARTS):
+    parts = part.shape[0]        # the caller's PARTS: a kernel loaded from the disk cache may have another one
+    step = (nr + parts - 1) // parts
+    for t in prange(parts):
         pw, pb = part[t, :n], part[t, n:]
         for r in range(t * step, min(nr, (t + 1) * step)):
             if want_w and per_column:
@@ -204,7 +205,7 @@ def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, ne
                     d = gx[r, j] - xhat[r, j] * m2
                     gx[r, j] = rstd[r] * (d - m1 if center else d)
     if want_w and per_column:
-        used = min(PARTS, (nr + step - 1) // step)
+        used = min(parts, (nr + step - 1) // step)
         for t in range(1, used):
             for j in range(n):
                 part[0, j] += part[t, j]
