@@ -798,21 +798,18 @@ def test_a_layer_without_a_kernel_is_named(tmp_path):
 def test_a_fresh_process_runs_the_cached_kernels(tmp_path):
     """A new process loads the kernels from the disk cache (the first run here compiled them); the first
     kernel of TINY is a product whose parallel part comes from a cached callee."""
-    run = subprocess.run([sys.executable, "-m", "sizing.cli", "check", spec_file(tmp_path, TINY), "--steps", "1",
-                          "--format", "json"], capture_output=True, text=True)
+    check_in_a_new_process(spec_file(tmp_path, TINY))
+
+
+def check_in_a_new_process(spec: str, **env):
+    """`sizing check SPEC --steps 1` in a fresh process (``env`` added to this one's): it passes, counts exact."""
+    run = subprocess.run([sys.executable, "-m", "sizing.cli", "check", spec, "--steps", "1", "--format", "json"],
+                         capture_output=True, text=True, env={**os.environ, **env})
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout)["exact"]
 
 
-NORMED = """
-name: normed
-input: [16]
-defaults: {batch: 32}
-layers:
-  - {op: linear, name: l1, out_features: 24}
-  - {op: layernorm, name: n1}
-  - {op: linear, name: l2, out_features: 3}
-"""
+NORMED = TINY.replace("{op: relu, name: r1}", "{op: layernorm, name: n1}")
 
 
 def test_cached_kernels_run_under_another_thread_count(tmp_path):
@@ -820,12 +817,10 @@ def test_cached_kernels_run_under_another_thread_count(tmp_path):
     layernorm's backward, compiled here, wrote one weight-gradient part per compiled thread into a buffer its
     caller sized for the running process's, so a process with NUMBA_NUM_THREADS=1 corrupted the heap and
     aborted (free(): invalid next size)."""
+    assert "layernorm" in NORMED
     spec = spec_file(tmp_path, NORMED)
     assert check(spec, steps=1).exact                      # compiled (or loaded) at this process's thread count
-    run = subprocess.run([sys.executable, "-m", "sizing.cli", "check", spec, "--steps", "1", "--format", "json"],
-                         capture_output=True, text=True, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert json.loads(run.stdout)["exact"]
+    check_in_a_new_process(spec, NUMBA_NUM_THREADS="1")
 
 
 def test_library_call(tmp_path):

@@ -97,7 +97,7 @@ def estimate_answer(spec: str, loaded=None, *, batch=None, dtype=None, optimizer
                                         finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets,
                                         inference=inference, allow_unmapped=allow_unmapped)
     d = est.to_dict()
-    lm = for_spec(spec, est, allow_unmapped)
+    lm = None if inference else for_spec(spec, est, allow_unmapped)     # serving works its figures out at the prompt
     if lm is not None:
         d["language_model"] = lm.to_dict()
     planner = {"--devices": devices, "--global-batch": global_batch, "--deadline": deadline,
@@ -127,8 +127,8 @@ def estimate_answer(spec: str, loaded=None, *, batch=None, dtype=None, optimizer
         raise SizingError(f"{', '.join(training)}: training options; serving (--inference) takes --devices and "
                           f"{', '.join(serving)}")
     if inference:
-        pred, base, fig = _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, seq_len,
-                                 concurrency, prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say)
+        pred, base, fig = _serve(spec, est, device, devices, hwdb_files, allow_unmapped, dtype, concurrency,
+                                 prompt_tokens, output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say)
         return EstimateAnswer({**base.to_dict(), "language_model": fig.to_dict(), "inference": pred}, "inference",
                               pred)
     from ..common.units import parse_duration
@@ -156,15 +156,16 @@ def estimate_answer(spec: str, loaded=None, *, batch=None, dtype=None, optimizer
     return EstimateAnswer({**d, "prediction": pred}, "prediction", pred)
 
 
-def _serve(spec, est, lm, device, devices, hwdb_files, allow_unmapped, dtype, seq_len, concurrency, prompt_tokens,
-           output_tokens, weights, kv_cache, ttft_ms, tpot_ms, say) -> tuple:
+def _serve(spec, est, device, devices, hwdb_files, allow_unmapped, dtype, concurrency, prompt_tokens, output_tokens,
+           weights, kv_cache, ttft_ms, tpot_ms, say) -> tuple:
     """`sizing estimate --inference`: (the serving model's prediction for a causal language model,
     sizing/predict/serving.py; the Estimate of one prompt's forward pass; the LMFigures at the prompt's length).
     A prompt and its output must fit the model's context (``served_prompt``)."""
     from ..common.errors import SizingError
+    from ..model.lm import is_causal_lm
     from .serving import Request, served_prompt, serving_model
 
-    if lm is None:
+    if not is_causal_lm(est.graph):
         raise SizingError(f"--inference serves a causal language model (token ids in, causal attention); "
                           f"{est.graph.name} is not one: size its serving with `sizing quote --qps`")
     prompt, output, base, fig = served_prompt(spec, est, prompt_tokens, output_tokens, dtype, allow_unmapped)
