@@ -724,6 +724,25 @@ def test_the_gradient_instance_is_small():
     assert inst.graph.groups[0].repeat == 2
 
 
+
+def test_the_gradient_instance_narrows_until_the_measured_differences_fit():
+    """A measurement over the plan's budget narrows the instance further (a machine slower than the plan, or a
+    loaded one); the plan alone keeps every width here; an explicit --shrink is never measured."""
+    load = lambda **size: graph_of(STACK, **size)
+    assert gradient_instance(load, 8, 40, None).describe() is not None and "width" not in \
+        gradient_instance(load, 8, 40, None).describe()
+    seen = []
+
+    def measure(g):                             # 4 minutes at the embedding's 8 wide, a quarter of it per halving
+        width = g.nodes[0].out.shape[-1]
+        seen.append(width)
+        return 240.0 * (width / 8) ** 2
+    inst = gradient_instance(load, 8, 40, None, measure)
+    assert seen == [8, 4, 2]                    # 240 s, 60 s, then 15 s: within half the minute's budget
+    assert inst.describe()["width"] == {"divided_by": 4} and inst.graph.nodes[0].out.shape[-1] == 2
+    assert gradient_instance(load, 8, 40, 2, measure).describe()["width"] == {"divided_by": 2} and len(seen) == 3
+
+
 # ---------------------------------------------------------------- the command
 
 TINY = """

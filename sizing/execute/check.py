@@ -131,6 +131,7 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
     first step (which compiles or loads the kernels), once per later step, once per weight tensor of the gradient
     check, and at the end."""
     from .gradcheck import gradient_check  # first: it sets BLAS threads before numpy loads BLAS
+    from .loss import choose_loss
     from .model import Model, NoKernel
     from .reduce import gradient_instance, plan
 
@@ -145,12 +146,21 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
 
     instance = plan(load, batch, seq_len, steps, full)
     graph = instance.graph
-    small = gradient_instance(load, batch, seq_len, shrink)
     require_training(graph)
-    require_memory(graph, small.graph)
+    kind, built = loss or choose_loss(graph), {}
+
+    def measure(g):                 # the gradient instance's finite differences, timed here (``difference_seconds``)
+        require_memory(graph, g)
+        say(0, 1, "timing the gradient check's instance")
+        built.clear()
+        built[id(g)] = Model(g, np.float64, seed, kind)
+        return difference_seconds(built[id(g)])
+
     try:
+        small = gradient_instance(load, batch, seq_len, shrink, measure)
+        require_memory(graph, small.graph)
         model = Model(graph, np.float32, seed, loss)
-        checker = Model(small.graph, np.float64, seed, model.loss_kind)
+        checker = built.get(id(small.graph)) or Model(small.graph, np.float64, seed, kind)
     except NoKernel as e:
         raise SizingError(f"cannot check: {e}", graph.source) from None
     losses, times = [], []
@@ -183,6 +193,17 @@ def check(spec: str, batch: int | None = None, seq_len: int | None = None, steps
                        instance.describe(), layers, tuple(losses), sum(times[-timed:]) / timed, times[0], grad,
                        {"batch": small.graph.settings["batch"], "seq_len": small.graph.settings["seq_len"],
                         "reduced": small.describe()}, predicted_step_seconds(graph), graph.warnings)
+
+
+def difference_seconds(checker) -> float:
+    """Seconds the gradient check's finite differences take on ``checker`` (sizing/execute/gradcheck.py), measured:
+    one forward pass timed after a first one (which loads or compiles the kernels) x the passes the check runs at
+    its first step size, two per weight tensor, and three more (the backprop and these two)."""
+    checker.loss_at()
+    t0 = time.perf_counter()
+    checker.loss_at()
+    tensors = sum(1 for _ in checker.weights())
+    return (time.perf_counter() - t0) * (2 * tensors + 3)
 
 
 def require_training(graph) -> None:

@@ -125,27 +125,42 @@ def plan(load: Callable[..., Graph], batch: int | None, seq_len: int | None, ste
 
 
 def gradient_instance(load: Callable[..., Graph], batch: int | None, seq_len: int | None,
-                      factor: int | None) -> Instance:
+                      factor: int | None, measure: Callable[[Graph], float] | None = None) -> Instance:
     """Batch 2, at most 16 positions and 2 copies of each folded group; hidden widths divided by ``factor``,
-    or, when ``factor`` is None, by the smallest power of two that brings the finite differences (two
-    forward passes per weight tensor, in float64) within the time budget, among the factors the graph can take
-    (a view to a fixed head count, as Qwen3's per-head norms, keeps its widths: then no narrower instance)."""
+    or, when ``factor`` is None, by the smallest power of two that brings the finite differences within half
+    the time budget, among the factors the graph can take (a view to a fixed head count, as Qwen3's per-head
+    norms, keeps its widths: then no narrower instance): first by their planned seconds
+    (``_difference_seconds``, cheap, so no instance too big to build is built), then, from that factor on, by
+    ``measure(graph)``, their seconds measured on this machine as it is now (sizing/execute/check.py
+    ``difference_seconds``: the plan's roofline misses the float64 kernels' speed by 2-5x on some graphs and
+    knows nothing of the machine's load)."""
     graph = load(batch=batch, seq_len=seq_len)
     start = _sizes(graph)
     t = graph.settings["seq_len"]
     graph = load(batch=GRADIENT_BATCH, seq_len=min(t, GRADIENT_SEQ_LEN) if t else None)
     graph = with_repeats(graph, GRADIENT_REPEAT)
     if factor is None:
-        factor = 1
-        while factor < 64 and _difference_seconds(shrink(graph, factor)) > TIME_BUDGET_S / 2:
-            try:
-                shrink(graph, factor * 2)
-            except SizingError:
-                break                       # the widest instance that still builds
-            factor *= 2
+        factor, small = _narrowest(graph, 1, _difference_seconds)
+        if measure is not None:
+            factor, small = _narrowest(graph, factor, measure)
+    else:
+        small = shrink(graph, factor) if factor > 1 else graph
     if factor == 1:
-        return _instance(graph, start)
-    return _instance(shrink(graph, factor), start, (Reduction("width", factor, 1),))
+        return _instance(small, start)
+    return _instance(small, start, (Reduction("width", factor, 1),))
+
+
+def _narrowest(graph: Graph, factor: int, seconds: Callable[[Graph], float]) -> tuple[int, Graph]:
+    """(factor, the graph's widths divided by it): the smallest power of two from ``factor`` up to 64 at which
+    ``seconds`` is within half the time budget, or the narrowest that builds."""
+    small = shrink(graph, factor) if factor > 1 else graph
+    while factor < 64 and seconds(small) > TIME_BUDGET_S / 2:
+        try:
+            narrower = shrink(graph, factor * 2)
+        except SizingError:
+            break                       # the widest instance that still builds
+        factor, small = factor * 2, narrower
+    return factor, small
 
 
 def _difference_seconds(graph: Graph) -> float:
