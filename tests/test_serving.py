@@ -334,7 +334,12 @@ def test_cli_inference_errors():
         assert line.startswith("error: ") and all(f in line for f in fragments), line
     one_line(run_cli("resnet50", "--device", "h100-sxm", "--inference"), "serves a causal language model")
     one_line(run_cli(LLAMA2_7B, "--concurrency", "4"), "--concurrency", "add --inference")
-    one_line(run_cli(LLAMA2_7B, "--device", "a100-sxm-80gb", "--inference", "--weights", "fp8"), "no fp8 matmuls")
+    one_line(run_cli(LLAMA2_7B, "--device", "a100-sxm-80gb", "--inference", "--weights", "fp8"), "no fp8 matmuls",
+             "use --weights int8 or int4")
+    for weights in ("fp8", "int4"):     # a CPU runs none of them: no advice to try another format it cannot run
+        r = run_cli(LLAMA2_7B, "--device", "epyc-9654", "--inference", "--weights", weights)
+        one_line(r, f"--weights {weights}: epyc-9654 has no", "fp32", "pick a device")
+        assert "use --weights" not in r.stderr
     one_line(run_cli(LLAMA2_7B, "--device", "l4", "--inference", "--concurrency", "100000", "--devices", "1"),
              "cannot be served on 1 l4")
     one_line(run_cli(LLAMA2_7B, "--device", "h100-sxm", "--inference", "--prompt-tokens", "4000", "--output-tokens",

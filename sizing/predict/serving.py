@@ -308,18 +308,22 @@ def closed_loop_wait(clients: int, service: float, cycle: float) -> float:
 
 
 def matmul_precision(device, weights: str, dtype: str) -> str:
-    """fp8 weights run fp8 matmuls (SizingError on a device without them); 16-bit and weight-only int8 / int4
-    run at the model's 16-bit dtype (bf16 where the device lacks fp16's peak)."""
-    if weights == "fp8":
-        if "fp8" not in device.peak_tflops:
-            raise SizingError(f"--weights fp8: {device.id} has no fp8 matmuls (it has {', '.join(device.precisions())});"
-                              f" use --weights int8 or int4 (weight-only) or bf16")
+    """fp8 weights run fp8 matmuls; 16-bit and weight-only int8 / int4 run at the model's 16-bit dtype (bf16 where
+    the device lacks fp16's peak). SizingError, one line, on a device without them, suggesting only formats it
+    can run (a CPU of fp32 and fp64 peaks serves none: this model has no fp32 serving path)."""
+    sixteen = next((p for p in (dtype, "bf16", "fp16") if p in ("bf16", "fp16") and p in device.peak_tflops), None)
+    if weights == "fp8" and "fp8" in device.peak_tflops:
         return "fp8"
-    for p in (dtype, "bf16", "fp16"):
-        if p in device.peak_tflops and p in ("bf16", "fp16"):
-            return p
-    raise SizingError(f"--weights {weights}: {device.id} has no 16-bit matmuls to run it (it has "
-                      f"{', '.join(device.precisions())})")
+    if weights != "fp8" and sixteen:
+        return sixteen
+    has = ", ".join(device.precisions())
+    if weights == "fp8" and sixteen:
+        raise SizingError(f"--weights fp8: {device.id} has no fp8 matmuls (it has {has}); use --weights int8 or "
+                          f"int4 (weight-only) or bf16")
+    need = "fp8" if weights == "fp8" else "16-bit"
+    raise SizingError(f"--weights {weights}: {device.id} has no {need} matmuls to run it (it has {has}), and "
+                      f"serving runs fp8 or 16-bit ones (weight-only int8 / int4 as 16-bit); pick a device that has "
+                      f"them (`sizing hw list --sort bf16`)")
 
 
 def _phase(flops, dequant, nbytes, mat, vec, bw, factors) -> tuple[float, str]:
