@@ -44,7 +44,11 @@ class OneLineErrors(click.Group):
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.UsageError as e:
-            command = f" {e.ctx.command_path.split(' ', 1)[-1]}" if e.ctx and " " in e.ctx.command_path else ""
+            names, ctx = [], e.ctx          # the subcommands' names, whatever started the program (python -m)
+            while ctx is not None and ctx.parent is not None:
+                names.append(ctx.info_name)
+                ctx = ctx.parent
+            command = "".join(f" {n}" for n in reversed(names))
             click.echo(f"error: {terminal(e.format_message())} (see `sizing{command} --help`)", err=True)
             sys.exit(2)
         except click.ClickException as e:

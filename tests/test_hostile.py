@@ -127,6 +127,8 @@ def test_usage_errors_are_one_line():
     one_line_error(invoke("estimate", "mnist_mlp", "--no-such-option"), "--no-such-option")
     one_line_error(invoke("no-such-command"), "no-such-command")
     assert invoke("--help").exit_code == 0 and invoke("estimate", "--help").exit_code == 0
+    started = CliRunner().invoke(main, ["hw", "show"], prog_name="python -m sizing.cli")    # as `python -m` names it
+    one_line_error(started, "Missing argument 'NAME'", "(see `sizing hw show --help`)")
 
 
 def test_files_that_are_not_files(tmp_path):
