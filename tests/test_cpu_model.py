@@ -468,3 +468,24 @@ def test_executor_terms_take_a_fixed_shape_s_slope_as_its_path_s_cost_and_keep_t
     assert "conv_onednn" not in terms.get("shapes_us", {}) and terms["threads"] == 2
     cpu(executors={"pytorch": terms})                # the profile takes them
 
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_with_executor_terms_the_step_adds_only_the_optimizer_s_work_beyond_sgd(optimizer):
+    """The bench's chains train with SGD, so each layer's measured time holds its update: the step adds nothing
+    for SGD and, for Adam, its traffic less SGD's (closed form: fp32, SGD reads w and g and writes w, 12 bytes a
+    parameter; Adam reads and writes its two moments too, 28; at 10 GB/s both are memory bound on this device).
+    Without executor terms the whole update is added, as before."""
+    graph = chain_graph(3)
+    est = estimate_graph(replace(graph, settings={**graph.settings, "optimizer": optimizer}))
+    p = est.trainable_params
+
+    def optimizer_s(device):
+        factors = shipped().factors(device, "fp32", {})
+        return search(lambda _: est, Workload(dtype="fp32", optimizer=optimizer), device, factors,
+                      Pins(micro_batch=1, zero=0, recompute="none"), devices=1, global_batch=1,
+                      name="chain").optimizer_seconds
+
+    bw = 10e9
+    whole = {"sgd": 12, "adam": 28}[optimizer] * p / bw
+    assert optimizer_s(cpu(executors=_record({"linear": 30.0}, {}))) == pytest.approx(whole - 12 * p / bw, abs=1e-15)
+    assert optimizer_s(cpu()) == pytest.approx(whole, rel=1e-9)
