@@ -146,7 +146,9 @@ class BenchConfig:
         """The default run (3 rounds of 3 repeats, 9 per figure: about 20 s, and with the executors' layer-class
         chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02; with the chains' other shapes
         too, 8.5 min at load 5.4-6.2, against 5.5 min without them at load 1.1-5.9; 3.5 min quiet; with the ops
-        timed on their own, the 16 Mi passes and norms and the batch-8 and deep products, 12.6 min at load 2.6-5.3) or ``quick`` (about 3 s
+        timed on their own, the 16 Mi passes and norms and the batch-8 and deep products, 12.6 min at load 2.6-5.3;
+        with oneDNN's tiny convolution, the 7 x 7 maps, the thin linears over 512 features and relu6, 6.6 min
+        on one pinned core, --threads 1, at load 1.6-2.3, 6.4 min before the last three) or ``quick`` (about 3 s
         beside the first touch of the STREAM arrays; a thin product beside the big ones, so the GEMM sweep spans a
         small and a large smallest dimension); STREAM arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
