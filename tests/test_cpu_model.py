@@ -402,3 +402,90 @@ def test_profile_keeps_executor_terms_and_refuses_a_bad_one(tmp_path):
     assert load_hwdb([path])["box"] == replace(device, id="box")
     with pytest.raises(SizingError, match="executors.sizing.layer_us.convolution"):
         cpu(executors=_record({"convolution": 12.5}, {}))
+
+
+# ---------------------------------------------------------------- PyTorch's convolution paths
+
+def _conv_row(channels, size, kernel, batch=1, stride=1, groups=1):
+    from sizing.model.graph import build
+
+    spec = {"name": "c", "input": [channels, size, size], "defaults": {"batch": batch, "dtype": "fp32"},
+            "layers": [{"op": "conv2d", "name": "c", "out_channels": channels, "kernel_size": kernel,
+                        "stride": stride, "padding": kernel // 2, "groups": groups}]}
+    return estimate_graph(build(spec, {}, "c")).layers[0]
+
+
+@pytest.mark.parametrize("channels, size, kernel, batch, stride, groups, threads, onednn", [
+    # what torch 2.13's profiler showed on this machine (aten::mkldnn_convolution or aten::_slow_conv2d_forward)
+    (2, 4, 3, 1, 1, 1, 1, False), (2, 4, 3, 2, 1, 1, 1, True), (2, 4, 5, 1, 1, 1, 1, True),
+    (2, 4, 3, 1, 1, 2, 1, True), (8, 50, 3, 1, 1, 1, 1, False), (8, 51, 3, 1, 1, 1, 1, True),
+    (64, 14, 1, 1, 1, 1, 1, False), (64, 14, 1, 1, 2, 1, 1, False), (64, 14, 1, 8, 1, 1, 1, False),
+    (64, 14, 1, 8, 1, 1, 2, True), (64, 14, 1, 16, 1, 1, 1, True), (64, 56, 1, 1, 1, 1, 2, True)])
+def test_pytorch_s_convolution_path_follows_its_use_mkldnn_rule(channels, size, kernel, batch, stride, groups,
+                                                                  threads, onednn):
+    from sizing.predict.roofline import conv_path
+
+    row = _conv_row(channels, size, kernel, batch, stride, groups)
+    assert conv_path(row, threads) == ("conv_onednn" if onednn else "conv")
+
+
+def test_pytorch_s_onednn_convolutions_take_that_path_s_fixed_cost_and_ours_the_class_s():
+    """A 5 x 5 convolution (oneDNN's in PyTorch) pays the bench's conv_onednn cost per layer, a tiny batch-1 3 x 3
+    one (PyTorch's native kernels) the tiny conv chain's; our executor has one path (the class's cost for both), and
+    a profile made before conv_onednn was timed keeps the class's cost for every convolution. A oneDNN layer's
+    measured work is taken less that path's extra fixed cost."""
+    from sizing.predict.roofline import executor_seconds, executor_terms
+
+    terms = {"layer_us": {"conv": 40.0, "conv_onednn": 250.0}, "wide_us": {"conv": 2000.0}, "threads": 1}
+    device = cpu(executors={"sizing": terms, "pytorch": terms})
+    big, small = _conv_row(6, 14, 5), _conv_row(2, 4, 3)
+    pt, ours = (executor_terms(device, "fp32", ex) for ex in ("pytorch", "sizing"))
+    launched = kernels(big, True, False)             # a training step's kernels: the cost per layer as measured
+    assert executor_seconds(big, pt, launched)[1] == pytest.approx(250e-6)
+    assert executor_seconds(small, pt, launched)[1] == pytest.approx(40e-6)
+    assert executor_seconds(big, ours, launched)[1] == pytest.approx(40e-6)
+    # the wide conv (oneDNN's in PyTorch) was timed less the tiny native cost: its work is 210 us less, as the row
+    # pays the 210 us more as its fixed cost; ours keeps the measured work
+    (_, pt_share), = pt.efficiency["conv"]
+    (_, our_share), = ours.efficiency["conv"]
+    assert pt_share == pytest.approx(our_share * 2000 / (2000 - 210), rel=1e-9)
+    old = executor_terms(cpu(executors={"pytorch": {"layer_us": {"conv": 40.0}}}), "fp32", "pytorch")
+    assert old.threads is None and executor_seconds(big, old, launched)[1] == pytest.approx(40e-6)
+
+
+def test_executor_terms_take_a_fixed_shape_s_slope_as_its_path_s_cost_and_keep_the_threads():
+    """conv_onednn runs at the tiny lengths; its slope is the cost per layer itself (not less the tiny conv's)."""
+    from sizing.hardware.bench.chains import LENGTHS
+    from sizing.hardware.bench.measure import layer_chain_name
+
+    runs = _class_runs("pytorch", 150e-6, {"conv": 40e-6}, {"conv": 2e-3})
+    for n in LENGTHS:
+        name = layer_chain_name("pytorch", "conv", n, "conv_onednn")
+        runs[name] = Series(name, "steps/s", (1 / (300e-6 + n * 260e-6),))
+    result = BenchResult(None, BenchConfig(threads=2), runs, {}, executors={"pytorch": "torch 2.13.0"})
+    terms = result.executor_terms()["pytorch"]
+    assert terms["layer_us"] == {"conv": pytest.approx(40.0, rel=1e-6), "conv_onednn": pytest.approx(260.0, rel=1e-6)}
+    assert "conv_onednn" not in terms.get("shapes_us", {}) and terms["threads"] == 2
+    cpu(executors={"pytorch": terms})                # the profile takes them
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_with_executor_terms_the_step_adds_only_the_optimizer_s_work_beyond_sgd(optimizer):
+    """The bench's chains train with SGD, so each layer's measured time holds its update: the step adds nothing
+    for SGD and, for Adam, its traffic less SGD's (closed form: fp32, SGD reads w and g and writes w, 12 bytes a
+    parameter; Adam reads and writes its two moments too, 28; at 10 GB/s both are memory bound on this device).
+    Without executor terms the whole update is added, as before."""
+    graph = chain_graph(3)
+    est = estimate_graph(replace(graph, settings={**graph.settings, "optimizer": optimizer}))
+    p = est.trainable_params
+
+    def optimizer_s(device):
+        factors = shipped().factors(device, "fp32", {})
+        return search(lambda _: est, Workload(dtype="fp32", optimizer=optimizer), device, factors,
+                      Pins(micro_batch=1, zero=0, recompute="none"), devices=1, global_batch=1,
+                      name="chain").optimizer_seconds
+
+    bw = 10e9
+    whole = {"sgd": 12, "adam": 28}[optimizer] * p / bw
+    assert optimizer_s(cpu(executors=_record({"linear": 30.0}, {}))) == pytest.approx(whole - 12 * p / bw, abs=1e-15)
+    assert optimizer_s(cpu()) == pytest.approx(whole, rel=1e-9)

@@ -109,8 +109,9 @@ LAYER_CLASSES = ("linear", "conv", "depthwise", "batchnorm", "rownorm", "element
 
 
 def _check_executors(executors) -> None:
-    """{executor: {step_us, loss_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, version}}
-    (``sizing bench``); the shapes are those the bench times beyond each class's wide layer."""
+    """{executor: {step_us, loss_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us}, threads,
+    version}} (``sizing bench``); the shapes are those the bench times beyond each class's wide layer (layer_us also
+    takes a fixed-cost shape's name: sizing/hardware/bench/chains.py ``Shape.fixed``)."""
     from .bench.chains import SHAPES
 
     what = ("must map an executor (" + ", ".join(EXECUTORS) + ") to {step_us, loss_us, layer_us, wide_us, "
@@ -123,12 +124,15 @@ def _check_executors(executors) -> None:
             raise RecordError(("executors", name), what)
         for key in terms:
             _check_choice(("executors", name, key), key, ("step_us", "loss_us", "layer_us", "wide_us", "shapes_us",
-                                                          "version"))
+                                                          "threads", "version"))
         for key in ("step_us", "loss_us"):      # absent when noise left a chain's intercept at or below zero
             if key in terms:
                 _check_number(("executors", name, key), terms[key], _RANGES["step_overhead_us"], "us")
+        if "threads" in terms:                  # absent in a profile made before the bench recorded it
+            _check_number(("executors", name, "threads"), terms["threads"], (1, 100_000), integer=True)
         _check_text(("executors", name, "version"), terms.get("version"))
-        for key, bounds, names in (("layer_us", _RANGES["call_overhead_us"], LAYER_CLASSES),
+        paths = tuple(s for s, shape in SHAPES.items() if shape.fixed)      # another code path's fixed cost
+        for key, bounds, names in (("layer_us", _RANGES["call_overhead_us"], LAYER_CLASSES + paths),
                                    ("wide_us", _RANGES["step_overhead_us"], LAYER_CLASSES),
                                    ("shapes_us", _RANGES["step_overhead_us"], tuple(SHAPES))):
             table = terms.get(key, {})

@@ -27,7 +27,8 @@ executor reached on the bench's layers of the class, read at the layer's shape (
 STREAM's arrays; attention's causal mask and dropout; a product's compute term is then taken at the one matrix
 peak, not the numpy GEMM sweep, as the share carries the executor's own rate by shape; an elementwise op the bench
 timed on its own, tanh, gelu, dropout, softmax, embedding, reads its own layers' share: ``efficiency_key``), plus
-the class's fixed cost per layer (calls, allocations, dispatch, update); the step adds its own fixed cost
+the class's fixed cost per layer (calls, allocations, dispatch, update; PyTorch's convolutions on its oneDNN path
+that path's own: ``conv_path``); the step adds its own fixed cost
 (optimizer loop) and its loss (the output's elements x the measured loss per element), carried on the last row.
 Every constant is a bench measurement on layers of its own (sizing/hardware/bench/chains.py), none a zoo model's
 time."""
@@ -44,6 +45,7 @@ from ..common.errors import SizingError
 from ..model.graph import DTYPES
 from ..model.ops import REGISTRY, numel
 from ..model.ops.transformer import band
+from ..hardware.devices import LAYER_CLASSES
 from .setup import Factors, recompute_mode
 
 
@@ -447,12 +449,15 @@ class ExecutorTerms:
     name: str
     version: str | None
     step_s: float
-    layer_s: dict
+    layer_s: dict                   # per class (and per other code path: conv_onednn) its fixed cost per layer
     efficiency: dict
     loss_s: float = 0.0             # the loss per element of the graph's output (measured as a cross-entropy)
+    threads: int | None = None      # the threads the bench ran it on (None: a profile made before it said)
 
     def describe(self) -> str:
         def shares(c):
+            if c not in LAYER_CLASSES:
+                return "its own path's fixed cost"
             got = sorted(s for _, s in self.efficiency.get(c, ()))
             return (f"{got[0]:.0%}" if len(got) == 1 else f"{got[0]:.0%}-{got[-1]:.0%} over {len(got)} shapes"
                     ) if got else "100%"
@@ -475,32 +480,58 @@ def executor_terms(device, precision: str, name: str) -> ExecutorTerms:
     (``layer_us``) and, for each measured layer of the class (its wide one, ``wide_us``, and its other shapes,
     ``shapes_us``: sizing/hardware/bench/chains.py), its features (``shape_features``) and share of the roofline:
     the plain roofline's growth between the two chains the bench timed, per layer (this module's roofline on
-    ``device``), / the measured work of one layer. A share may pass 1: a layer whose tensors stay in cache moves
-    them faster than STREAM's memory-sized arrays."""
+    ``device``), / the measured work of one layer (for PyTorch's convolutions on its oneDNN path, ``conv_path``,
+    less that path's fixed cost beyond the tiny native one: the row pays it as its fixed cost). A share may pass 1:
+    a layer whose tensors stay in cache moves them faster than STREAM's memory-sized arrays."""
     from ..hardware.bench.chains import LOSS_ELEMENTS, SHAPES, own_op, slope_graphs
 
     rec = device.executors[name]
+    layer_us, threads = rec["layer_us"], rec.get("threads")
     efficiency: dict = {}
     measured = [(cls, True, us) for cls, us in rec.get("wide_us", {}).items()] + [
         (SHAPES[s].cls, s, us) for s, us in rec.get("shapes_us", {}).items()]
     for cls, wide, us in measured:
         (short, long), (n1, n2) = slope_graphs(cls, wide)
-        grown = (chain_roofline(long, device, precision) - chain_roofline(short, device, precision)) / (n2 - n1)
         row = next(r for r in long.layers if r.node.name == "l0")
+        if name == "pytorch" and cls == "conv":     # a layer on the oneDNN path pays that path's fixed cost, not
+            path = conv_path(row, threads)          # the tiny (native) one its work was taken less
+            us -= layer_us.get(path, layer_us.get(cls, 0.0)) - layer_us.get(cls, 0.0)
+            if us <= 0:                             # noise: no work left beside the path's fixed cost
+                continue
+        grown = (chain_roofline(long, device, precision) - chain_roofline(short, device, precision)) / (n2 - n1)
         key = efficiency_key(row) if wide is not True and own_op(wide) else cls
         efficiency.setdefault(key, []).append((shape_features(row), grown / (us * 1e-6)))
     return ExecutorTerms(name, rec.get("version"), rec.get("step_us", 0.0) * 1e-6,
                          {c: us * 1e-6 for c, us in rec["layer_us"].items()},
-                         {c: tuple(p) for c, p in efficiency.items()}, rec.get("loss_us", 0.0) * 1e-6 / LOSS_ELEMENTS)
+                         {c: tuple(p) for c, p in efficiency.items()}, rec.get("loss_us", 0.0) * 1e-6 / LOSS_ELEMENTS,
+                         rec.get("threads"))
+
+
+def conv_path(row, threads: int | None) -> str:
+    """The code path PyTorch's fp32 CPU convolution takes for ``row`` (a named framework term): 'conv_onednn'
+    when ConvParams::use_mkldnn holds (pytorch/pytorch aten/src/ATen/native/Convolution.cpp), (strided or dilated
+    or batch >= 16 or a kernel other than 1 x 1 or more than one thread) and (grouped or a kernel over 3 x 3 both
+    ways or batch > 1 or more than 20480 input elements); else 'conv', its native kernels (what the bench's tiny
+    batch-1 convolutions run). ``threads`` None (a profile that does not say) is taken as more than one."""
+    a, (n, c, *space) = row.node.kwargs, row.node.in_types[0].shape
+    kernel, stride, dilation = (tuple(v) if isinstance(v, (tuple, list)) else (v,) * len(space)
+                                for v in (a["kernel_size"], a["stride"], a["dilation"]))
+    first = (any(s > 1 for s in stride) or any(d > 1 for d in dilation) or n >= 16 or any(k != 1 for k in kernel)
+             or threads is None or threads > 1)
+    second = a.get("groups", 1) > 1 or all(k > 3 for k in kernel) or n > 1 or numel(row.node.in_types[0].shape) > 20480
+    return "conv_onednn" if first and second else "conv"
 
 
 def executor_seconds(row, terms: ExecutorTerms, launched: int) -> tuple[float, float]:
     """(share of the roofline, fixed seconds) of the row for ``terms``: the share read at its features from its
     class's measured layers (``read_share``); the class's cost per layer in a training step x its copies, scaled by
-    the kernels this pass runs (``launched``, ``kernels``) against a training step's."""
+    the kernels this pass runs (``launched``, ``kernels``) against a training step's. PyTorch's convolutions on its
+    oneDNN path (``conv_path``) take that path's measured cost per layer (chains.py 'conv_onednn'), where the
+    profile has it, instead of the native kernels' that the tiny chain times."""
     cls = layer_class(row)
     per_step = kernels(row, True, False)
-    fixed = terms.layer_s.get(cls, terms.layer_s.get("elementwise", 0.0)) * row.node.repeat
+    path = conv_path(row, terms.threads) if terms.name == "pytorch" and cls == "conv" else cls
+    fixed = terms.layer_s.get(path, terms.layer_s.get(cls, terms.layer_s.get("elementwise", 0.0))) * row.node.repeat
     fixed *= launched / per_step if per_step else 0.0
     points = terms.efficiency.get(efficiency_key(row)) or terms.efficiency.get(cls, ())
     return read_share(points, shape_features(row)), fixed

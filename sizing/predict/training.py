@@ -21,7 +21,10 @@ Step time = (stage time x (micro-batches + (p - 1) / v) + tensor-parallel commun
 exposed data-parallel communication + optimizer) / framework efficiency, the one factor fitted on published
 training runs (sizing/predict/calibration.yaml) for what the causes modelled leave out; the layer times carry the
 causes below peak (wave quantization of matrix products, the kernel issue floor: sizing/predict/roofline.py), and
-a layout fits in the share of memory a framework can fill (sizing/predict/fit.py ``capacity``). Every formula is
+a layout fits in the share of memory a framework can fill (sizing/predict/fit.py ``capacity``). The optimizer
+moves its weights, gradients and states at the memory bandwidth (fit.py ``optimizer_bytes``); with a CPU
+executor's measured terms (a bench profile) only what the optimizer does beyond SGD, as the bench's layer chains
+train with SGD, so each layer's measured time holds its own update already. Every formula is
 closed form over the folded graph: a layout of 10^12 parameters on 10^5 devices costs what a small model does.
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import NamedTuple
 from ..common.errors import SizingError
 from ..common.units import iec
 from ..model.graph import DTYPES
-from ..model.memory import Memory
+from ..model.memory import Memory, bytes_per_param, optimizer_flops
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
 from .fit import Stages, capacity, device_memory, optimizer_bytes, stage_params_share, stages
@@ -346,8 +349,13 @@ def step_time(est, layout: Layout, workload, device, factors: Factors, node: int
     else:
         dp_comm = ar
         exposed = max(0.0, dp_comm - factors.overlap * stage_s * backward_share(est))
-    opt = max(est.optimizer_flops / (vec * factors.compute_fraction),
-              optimizer_bytes(est) / (device.memory_bw_bytes_per_s * factors.memory_fraction)) * params_share
+    bw = device.memory_bw_bytes_per_s * factors.memory_fraction
+    opt = max(est.optimizer_flops / (vec * factors.compute_fraction), optimizer_bytes(est) / bw) * params_share
+    if factors.executor:            # the bench's chains train with SGD: each layer's measured time holds its update
+        w, g, o = bytes_per_param(workload.dtype, "sgd")
+        sgd = max(optimizer_flops(est.trainable_params, "sgd") / (vec * factors.compute_fraction),
+                  est.trainable_params * (2 * w + g + 2 * o) / bw) * params_share
+        opt = max(0.0, opt - sgd)
     opt /= d * cp if layout.zero >= 1 else 1
     return StepTime(compute, tp_comm, pp_comm, dp_comm, exposed, opt,
                     (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency)

@@ -15,12 +15,21 @@ trained as one model (forward, loss, backward, SGD). Two chain lengths give the 
 - shapes (``SHAPES``): more layers of a class at the other shapes models use, so that the share of the roofline is
   read by shape rather than one figure per class: a 1 x 1, a stride-2 and a 7 x 7 stride-2 convolution, a small
   5 x 5 one, a deep one (256 channels at 14 x 14) and one at batch 8 (the wide one's, 8 times the rows); linears
-  over 1 and 8 tokens (a batch-1 or batch-8 layer: thin products that stream their weights) and over 1024; depthwise
-  at stride 2, small and at batch 8; the row and map classes at 64 Ki elements (their tensors cache-resident) and
+  over 1 and 8 tokens (a batch-1 or batch-8 layer: thin products that stream their weights), the same over 512
+  features (1 MiB of weights, which stay in cache from step to step: an MLP's or LeNet's layers) and over 1024; a deep
+  one on 7 x 7 maps (512 channels: a ResNet's last stage at batch 1, 49 output rows a product); depthwise at stride
+  2, small, on 7 x 7 maps (960 channels: MobileNet-V2's last stage) and at batch 8; the row and map classes at 64 Ki elements (their tensors cache-resident) and
   16 Mi (64 MiB, past the cores' L2); a stride-2 pool; attention with dropout, and causal with dropout (PyTorch's
   fused kernel takes neither path).
-- ops of the elementwise class whose cost per element is not a relu's (``own_op``): tanh, gelu (erf and tanh
-  forms), dropout (a random mask), softmax, a residual add (its backward's gradient sum at the fork), and an embedding (32 Ki x 768 table, 512 ids: its gather and its dense
+- a fixed cost on another code path (``Shape.fixed``): ``conv_onednn``, the tiny convolution at batch 2. PyTorch
+  runs a convolution through oneDNN unless it is a small batch-1 one (ConvParams::use_mkldnn, pytorch/pytorch
+  aten/src/ATen/native/Convolution.cpp: fp32 on the CPU takes oneDNN when (strided, dilated, batch >= 16, a kernel
+  other than 1 x 1 or more than one thread) and (grouped, a kernel over 3 x 3 both ways, batch > 1 or more than
+  20480 input elements); torch 2.13 on this machine's profiler agrees on each case), so the tiny batch-1 chain
+  times its native kernels, and real layers (nearly all of them oneDNN's) pay oneDNN's cost per call instead
+  (sizing/predict/roofline.py ``conv_path``). Its slope is that path's fixed cost (``layer_us``), not work.
+- ops of the elementwise class whose cost per element is not a relu's (``own_op``): relu6 (a clip), tanh, gelu
+  (erf and tanh forms), dropout (a random mask), softmax, a residual add (its backward's gradient sum at the fork), and an embedding (32 Ki x 768 table, 512 ids: its gather and its dense
   table gradient); a row of such an op reads its share from that op's layer alone. A shape that keeps
   its input's shape is chained as the others are; one that changes it (a stride, other channels) fans out: ``n``
   copies read the first layer's output and an add sums them, lengths ``FAN_LENGTHS``, so the slope is one copy and
@@ -39,12 +48,14 @@ FAN_LENGTHS = (2, 3)            # copies of a shape that fans out (each with an 
 
 class Shape(NamedTuple):
     """A measured layer: its class, its input (a shape without the batch, or an ids input's spec), the layer, whether
-    it comes after the class's first layer, and the batch it runs at."""
+    it comes after the class's first layer, the batch it runs at, and whether it is a tiny layer whose slope is
+    the fixed cost of another code path (chained as the tiny layers are, at their lengths)."""
     cls: str
     input: list | dict
     layer: dict
     first: bool
     batch: int = 1
+    fixed: bool = False
 
 
 _IDS = {"shape": [512], "dtype": "int64"}           # 512 token ids: an embedding's input
@@ -60,13 +71,21 @@ SHAPES = {
                                                "padding": 1}, True),
     "conv_b8": Shape("conv", [64, 56, 56], {"op": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1},
                      True, 8),
+    "conv_7px": Shape("conv", [512, 7, 7], {"op": "conv2d", "out_channels": 512, "kernel_size": 3, "padding": 1},
+                      True),
+    "conv_onednn": Shape("conv", [2, 4, 4], {"op": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1},
+                         True, 2, True),
     "linear_1": Shape("linear", [1, 4096], {"op": "linear", "out_features": 4096}, False),
     "linear_8": Shape("linear", [8, 2048], {"op": "linear", "out_features": 2048}, False),
     "linear_1024": Shape("linear", [1024, 1024], {"op": "linear", "out_features": 1024}, False),
+    "linear_1_small": Shape("linear", [1, 512], {"op": "linear", "out_features": 512}, False),
+    "linear_8_small": Shape("linear", [8, 512], {"op": "linear", "out_features": 512}, False),
     "depthwise_s2": Shape("depthwise", [96, 56, 56], {"op": "conv2d", "out_channels": 96, "kernel_size": 3,
                                                       "stride": 2, "padding": 1, "groups": 96}, True),
     "depthwise_small": Shape("depthwise", [192, 14, 14], {"op": "conv2d", "out_channels": 192, "kernel_size": 3,
                                                           "padding": 1, "groups": 192}, True),
+    "depthwise_7px": Shape("depthwise", [960, 7, 7], {"op": "conv2d", "out_channels": 960, "kernel_size": 3,
+                                                      "padding": 1, "groups": 960}, True),
     "depthwise_b8": Shape("depthwise", [96, 56, 56], {"op": "conv2d", "out_channels": 96, "kernel_size": 3,
                                                       "padding": 1, "groups": 96}, True, 8),
     "batchnorm_small": Shape("batchnorm", [16, 64, 64], {"op": "batchnorm2d"}, True),
@@ -76,6 +95,7 @@ SHAPES = {
     "elementwise_small": Shape("elementwise", [64, 1024], {"op": "relu"}, True),
     "elementwise_large": Shape("elementwise", [16384, 1024], {"op": "relu"}, True),
     "tanh": Shape("elementwise", [1024, 1024], {"op": "tanh"}, True),
+    "relu6": Shape("elementwise", [1024, 1024], {"op": "relu6"}, True),
     "gelu": Shape("elementwise", [1024, 1024], {"op": "gelu"}, True),
     "gelu_tanh": Shape("elementwise", [1024, 1024], {"op": "gelu", "approximate": "tanh"}, True),
     "dropout": Shape("elementwise", [1024, 1024], {"op": "dropout", "p": 0.1}, True),
@@ -152,8 +172,8 @@ def shape_spec(shape: str, n: int) -> dict:
     shape, else ``n`` copies reading one input and an add of theirs (module docstring); an add's chain is a
     residual stream, each add summing the one before and the first layer's output (so each adds a fork too, whose
     gradients backward sums, as a residual network's do)."""
-    cls, dims, layer, first, batch = SHAPES[shape]
-    layers = _first(cls, True) if first else []
+    cls, dims, layer, first, batch, fixed = SHAPES[shape]
+    layers = _first(cls, not fixed) if first else []
     source = layers[0]["name"] if layers else "input"
     fan = fans_out(shape)
     for i in range(n):
@@ -167,7 +187,7 @@ def shape_spec(shape: str, n: int) -> dict:
 
 
 def shape_lengths(shape: str) -> tuple:
-    return FAN_LENGTHS if fans_out(shape) else WIDE_LENGTHS
+    return LENGTHS if SHAPES[shape].fixed else FAN_LENGTHS if fans_out(shape) else WIDE_LENGTHS
 
 
 def chain_spec(cls: str, n: int, wide: bool | str = False) -> dict:

@@ -146,7 +146,9 @@ class BenchConfig:
         """The default run (3 rounds of 3 repeats, 9 per figure: about 20 s, and with the executors' layer-class
         chains 1.6 min on 2 quiet cores, 3.3 min on a busy one, measured 2026-12-02; with the chains' other shapes
         too, 8.5 min at load 5.4-6.2, against 5.5 min without them at load 1.1-5.9; 3.5 min quiet; with the ops
-        timed on their own, the 16 Mi passes and norms and the batch-8 and deep products, 12.6 min at load 2.6-5.3) or ``quick`` (about 3 s
+        timed on their own, the 16 Mi passes and norms and the batch-8 and deep products, 12.6 min at load 2.6-5.3;
+        with oneDNN's tiny convolution, the 7 x 7 maps, the thin linears over 512 features and relu6, 6.6 min
+        on one pinned core, --threads 1, at load 1.6-2.3, 6.4 min before the last three) or ``quick`` (about 3 s
         beside the first touch of the STREAM arrays; a thin product beside the big ones, so the GEMM sweep spans a
         small and a large smallest dimension); STREAM arrays of 4x the last-level cache (at least 64 MiB) each."""
         llc = machine.llc_bytes or 32 * 1024 ** 2
@@ -258,9 +260,10 @@ class BenchResult:
 
     def executor_terms(self) -> dict | None:
         """{executor: {step_us, loss_us, layer_us: {class: us}, wide_us: {class: us}, shapes_us: {shape: us},
-        version}} from the layer-class chains (sizing/hardware/bench/chains.py): per class the line through the best
-        repeat of each length, its slope one layer's time; ``layer_us`` the tiny chains' slope (the fixed cost of a
-        layer), ``wide_us`` the wide chains' slope less it (the work of one wide layer), ``shapes_us`` the same for
+        threads, version}} from the layer-class chains (sizing/hardware/bench/chains.py): per class the line through
+        the best repeat of each length, its slope one layer's time; ``layer_us`` the tiny chains' slope (the fixed
+        cost of a layer; and under a fixed shape's name, ``chains.Shape.fixed``, its own slope: another code path's
+        fixed cost), ``threads`` the threads it ran on, ``wide_us`` the wide chains' slope less it (the work of one wide layer), ``shapes_us`` the same for
         each of the class's other shapes; ``step_us`` the tiny linear chain's intercept (the fixed cost of a step;
         absent when noise makes it negative); ``loss_us`` the wide linear chain's intercept, plus the input gradient
         its first layer skips, less that: its loss, a cross-entropy over ``chains.LOSS_ELEMENTS`` more logits (absent
@@ -268,6 +271,7 @@ class BenchResult:
         class's work figures stay, less nothing); a wide slope no larger than the tiny one gives no figure. None
         when not timed."""
         from ..devices import LAYER_CLASSES
+        from .chains import SHAPES
 
         out = {}
         for ex, version in (self.executors or {}).items():
@@ -293,13 +297,16 @@ class BenchResult:
                     if loss > 0:
                         terms["loss_us"] = loss * 1e6
                 for wide, (_, slope) in lines.items():
-                    if wide is not False and slope > tiny:
+                    if isinstance(wide, str) and SHAPES[wide].fixed:      # another path's fixed cost
+                        if slope > 0:
+                            terms["layer_us"][wide] = slope * 1e6
+                    elif wide is not False and slope > tiny:
                         terms["wide_us" if wide is True else "shapes_us"][cls if wide is True else wide] = (
                             (slope - tiny) * 1e6)
             if not terms["shapes_us"]:
                 del terms["shapes_us"]
             if terms["layer_us"] or terms["wide_us"]:
-                out[ex] = {**terms, **({"version": version} if version else {})}
+                out[ex] = {**terms, "threads": self.config.threads, **({"version": version} if version else {})}
         return out or None
 
     def ridge(self, precision: str) -> float:
