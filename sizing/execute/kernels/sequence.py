@@ -15,9 +15,10 @@ import math
 import numpy as np
 from numba import njit
 
-from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, count_product, dot, matmul2, mm,
-    mul_into, scale_into)
-from .elementwise import dropout_mask, masked, softmax_backward, softmax_forward, unmasked
+from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, copy_block, count_product, dot,
+    matmul2, mm, mul_into, scale_into, take_block)
+from .elementwise import dropout_mask, masked, softmax_backward, softmax_row, unmasked
+from .vecmath import like, quotient, vtanh
 
 
 # ---------------------------------------------------------------- multi-head attention
@@ -74,44 +75,65 @@ def band_apply_t(p, b, w, out, cnt):
 
 
 @njit(cache=True)
-def attention_forward(qkv, heads, kv_heads, dh, dv, w, causal, scale, softcap, probs, capped, dropped, mask,
+def scale_into_row(row, factor):
+    """row *= factor (factor of row's dtype), in vector lanes."""
+    for c in range(row.size):
+        row[c] *= factor
+
+
+@njit(cache=True)
+def _capped_row(row, scale, cap, t):
+    """Soft-capped scores: t = tanh(row * scale / cap), row = t * cap (4 FLOPs per element)."""
+    for c in range(row.size):
+        t[c] = vtanh(quotient(row[c] * scale, cap))
+        row[c] = t[c] * cap
+
+
+@njit(cache=True)
+def _mask_after(row, last):
+    """The causal mask: row[c] += -inf past ``last`` (the query's own key), + 0 up to it (1 add per element)."""
+    neg, zero = like(row, -np.inf), like(row, 0.0)
+    for c in range(row.size):
+        row[c] += neg if c > last else zero
+
+
+@njit(cache=True)
+def attention_forward(qkv, heads, kvheads, dh, dv, w, causal, scale, softcap, probs, capped, dropped, mask,
                       has_drop, o, cnt):
     """qkv (B, T, H*dh + kv*dh + kv*dv) -> o (B, T, H*dv), each query scoring its band of w keys; keeps the
     probabilities (B, H, T, w), the soft-capped scores' tanh (with ``softcap`` > 0) and, with dropout, the
     dropped probabilities."""
     nb, nt = qkv.shape[0], qkv.shape[1]
-    e, group = heads * dh, heads // kv_heads
-    vo = e + kv_heads * dh
+    e, group = heads * dh, heads // kvheads
+    vo = e + kvheads * dh
     q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     s, ob = np.empty((nt, w), qkv.dtype), np.empty((nt, dv), qkv.dtype)
+    sc, cap = like(s, scale), like(s, softcap)
     for b in range(nb):
         for h in range(heads):
             kh = h // group
-            q[:] = qkv[b, :, h * dh:(h + 1) * dh]
-            k[:] = qkv[b, :, e + kh * dh:e + (kh + 1) * dh]
-            v[:] = qkv[b, :, vo + kh * dv:vo + (kh + 1) * dv]
+            take_block(qkv[b], q, h * dh)
+            take_block(qkv[b], k, e + kh * dh)
+            take_block(qkv[b], v, vo + kh * dv)
             band_product(q, k, w, s, cnt, False)
-            for i in range(nt):
-                j0 = _band_start(i, nt, w)
-                for c in range(w):
-                    s[i, c] *= scale                                   # 1
-                    if softcap > 0:
-                        t = math.tanh(s[i, c] / softcap)               # / cap 1, tanh 1
-                        capped[b, h, i, c] = t
-                        s[i, c] = t * softcap                          # * cap 1
-                    if causal:
-                        s[i, c] += -np.inf if j0 + c > i else 0.0      # 1
             p = probs[b, h]
-            softmax_forward(s.reshape(nt, w, 1), p.reshape(nt, w, 1), cnt)
-            if has_drop:
-                pd = dropped[b, h]
-                pd[:] = p
-                mul_into(pd.reshape(-1), mask[b, h].reshape(-1), cnt, FLOPS)
-                band_apply(pd, v, w, ob, cnt, False)
-            else:
-                band_apply(p, v, w, ob, cnt, False)
-            o[b, :, h * dv:(h + 1) * dv] = ob
-    cnt[FLOPS] += nb * heads * nt * w * (1 + causal + (3 if softcap > 0 else 0))
+            for i in range(nt):                                        # one query's row while it is in cache
+                j0 = _band_start(i, nt, w)
+                row = s[i]
+                if softcap > 0:
+                    _capped_row(row, sc, cap, capped[b, h, i])                 # 4
+                else:
+                    scale_into_row(row, sc)                                    # 1
+                if causal:
+                    _mask_after(row, i - j0)                                   # 1
+                softmax_row(row, p[i])                                 # 5
+                if has_drop:
+                    pd, m, pi = dropped[b, h, i], mask[b, h, i], p[i]
+                    for c in range(w):
+                        pd[c] = pi[c] * m[c]                           # 1
+            band_apply(dropped[b, h] if has_drop else p, v, w, ob, cnt, False)
+            copy_block(ob, o[b], h * dv)
+    cnt[FLOPS] += nb * heads * nt * w * (1 + causal + (3 if softcap > 0 else 0) + 5 + has_drop)
 
 
 @njit(cache=True)
@@ -132,10 +154,10 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
         for h in range(heads):
             kh = h // group
             kc, vc = e + kh * dh, vo + kh * dv
-            q[:] = qkv[b, :, h * dh:(h + 1) * dh]
-            k[:] = qkv[b, :, kc:kc + dh]
-            v[:] = qkv[b, :, vc:vc + dv]
-            dob[:] = do[b, :, h * dv:(h + 1) * dv]
+            take_block(qkv[b], q, h * dh)
+            take_block(qkv[b], k, kc)
+            take_block(qkv[b], v, vc)
+            take_block(do[b], dob, h * dv)
             p = probs[b, h]
             if need_v:
                 band_apply_t(dropped[b, h] if has_drop else p, dob, w, dvb, cnt)
@@ -155,7 +177,7 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
             scale_into(ds.reshape(-1), scale, cnt, BACK)
             if need_q:
                 band_apply(ds, k, w, dq, cnt, True)
-                dqkv[b, :, h * dh:(h + 1) * dh] = dq
+                copy_block(dq, dqkv[b], h * dh)
             if need_k:
                 band_apply_t(ds, q, w, dk, cnt)
                 _into_kv(dqkv, b, kc, dk, h % group == 0, cnt)
@@ -166,7 +188,7 @@ def _into_kv(dqkv, b, col, part, first, cnt):
     """A head's dK or dV into its kv head's columns: the group's first head writes, the others add."""
     nt, dh = part.shape
     if first:
-        dqkv[b, :, col:col + dh] = part
+        copy_block(part, dqkv[b], col)
         return
     for t in range(nt):
         for j in range(dh):
