@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, copy_block, count_product, dot,
-    matmul2, mm, mul_into, scale_into, take_block)
+    matmul2, mm, mul_into, take_block)
 from .elementwise import dropout_mask, masked, softmax_backward, softmax_row, unmasked
 from .vecmath import like, quotient, vtanh
 
@@ -150,6 +150,7 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
     dob, dq = np.empty((nt, dv), qkv.dtype), np.empty((nt, dh), qkv.dtype)
     dk, dvb = np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     dp, ds = np.empty((nt, w), qkv.dtype), np.empty((nt, w), qkv.dtype)
+    sc = like(ds, scale)
     for b in range(nb):
         for h in range(heads):
             kh = h // group
@@ -174,7 +175,8 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
                     for c in range(w):                                 # * cap 1, * (1 - t*t) 3, / cap 1
                         ds[i, c] = ds[i, c] * softcap * (1.0 - t[i, c] * t[i, c]) / softcap
                 cnt[BACK] += 5 * nt * w
-            scale_into(ds.reshape(-1), scale, cnt, BACK)
+            scale_into_row(ds.reshape(-1), sc)
+            cnt[BACK] += nt * w                                        # the scale, 1
             if need_q:
                 band_apply(ds, k, w, dq, cnt, True)
                 copy_block(dq, dqkv[b], h * dh)
