@@ -118,48 +118,42 @@ def _exp32(x):
 
 
 @njit
-def _tanh32(x):
-    c = _TANH_CLAMP if x > _TANH_CLAMP else x    # a NaN fails both comparisons and stays NaN
-    c = -_TANH_CLAMP if c < -_TANH_CLAMP else c
+def _odd_rational(x, clamp, num, den):
+    """c P(c^2) / Q(c^2), c = x clamped to [-clamp, clamp] (a NaN fails both comparisons and stays NaN); the
+    coefficients highest degree first (Horner)."""
+    c = clamp if x > clamp else x
+    c = -clamp if c < -clamp else c
     x2 = c * c
-    a0, a1, a2, a3, a4, a5, a6 = _TANH_A
-    b0, b1, b2, b3 = _TANH_B
-    p = c * ((((((a0 * x2 + a1) * x2 + a2) * x2 + a3) * x2 + a4) * x2 + a5) * x2 + a6)
-    q = ((b0 * x2 + b1) * x2 + b2) * x2 + b3
-    return x if abs(x) < _TANH_TINY else quotient(p, q)
+    p, q = num[0], den[0]
+    for a in num[1:]:
+        p = p * x2 + a
+    for b in den[1:]:
+        q = q * x2 + b
+    return quotient(c * p, q)
+
+
+@njit
+def _tanh32(x):
+    return x if abs(x) < _TANH_TINY else _odd_rational(x, _TANH_CLAMP, _TANH_A, _TANH_B)
 
 
 @njit
 def _erf32(x):
-    c = _ERF_CLAMP if x > _ERF_CLAMP else x      # a NaN stays NaN
-    c = -_ERF_CLAMP if c < -_ERF_CLAMP else c
-    x2 = c * c
-    a0, a1, a2, a3, a4, a5, a6 = _ERF_A
-    b0, b1, b2, b3, b4 = _ERF_B
-    p = c * ((((((a0 * x2 + a1) * x2 + a2) * x2 + a3) * x2 + a4) * x2 + a5) * x2 + a6)
-    q = (((b0 * x2 + b1) * x2 + b2) * x2 + b3) * x2 + b4
-    return quotient(p, q)
+    return _odd_rational(x, _ERF_CLAMP, _ERF_A, _ERF_B)
 
 
-@overload(vexp, inline="always")
-def _vexp(x):
-    if x == types.float32:
-        return lambda x: _exp32(x)
-    return lambda x: math.exp(x)
+def _float32_or_libm(generic, fast, libm):
+    """``generic`` in Numba: ``fast`` for a float32, else libm's ``libm``."""
+    @overload(generic, inline="always")
+    def choose(x):
+        if x == types.float32:
+            return lambda x: fast(x)
+        return lambda x: libm(x)
 
 
-@overload(vtanh, inline="always")
-def _vtanh(x):
-    if x == types.float32:
-        return lambda x: _tanh32(x)
-    return lambda x: math.tanh(x)
-
-
-@overload(verf, inline="always")
-def _verf(x):
-    if x == types.float32:
-        return lambda x: _erf32(x)
-    return lambda x: math.erf(x)
+_float32_or_libm(vexp, _exp32, math.exp)
+_float32_or_libm(vtanh, _tanh32, math.tanh)
+_float32_or_libm(verf, _erf32, math.erf)
 
 
 @overload(like, inline="always")
