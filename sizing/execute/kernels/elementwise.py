@@ -268,6 +268,15 @@ def dropout_mask(mask, p, seed):
         mask[i] = keep if uniform(seed, i) >= p else zero
 
 
+@njit(cache=True)
+def dropped_row(src, dst, p, seed, start):
+    """dst = src * mask over one row, the mask's elements start, start + 1, ... of stream ``seed`` drawn as
+    ``dropout_mask`` draws them: a kernel that keeps no mask draws the same one again (1 multiply per element)."""
+    keep, zero = like(src, 1.0 / (1.0 - p)), like(src, 0.0)
+    for c in range(src.size):
+        dst[c] = src[c] * (keep if uniform(seed, start + c) >= p else zero)
+
+
 def masked(x, p, seed, cnt):
     """(x * mask, mask): dropout with a pre-scaled mask, 1 multiply per element (forward)."""
     mask = np.empty(x.size, x.dtype)

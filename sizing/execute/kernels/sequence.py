@@ -16,8 +16,8 @@ import numpy as np
 from numba import njit
 
 from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, copy_block, count_product, dot,
-    matmul2, mm, mul_into, take_block)
-from .elementwise import dropout_mask, masked, softmax_backward, softmax_row, unmasked
+    matmul2, mm, take_block)
+from .elementwise import dropped_row, masked, softmax_backward, softmax_row, unmasked
 from .vecmath import like, quotient, vtanh
 
 
@@ -98,14 +98,16 @@ def _mask_after(row, last):
 
 
 @njit(cache=True)
-def attention_forward(qkv, heads, kvheads, dh, dv, w, causal, scale, softcap, probs, capped, dropped, mask,
-                      has_drop, o, cnt):
+def attention_forward(qkv, heads, kv_heads, dh, dv, w, causal, scale, softcap, probs, capped, dropped, drop_p,
+                      seed, o, cnt):
     """qkv (B, T, H*dh + kv*dh + kv*dv) -> o (B, T, H*dv), each query scoring its band of w keys; keeps the
-    probabilities (B, H, T, w), the soft-capped scores' tanh (with ``softcap`` > 0) and, with dropout, the
-    dropped probabilities."""
+    probabilities (B, H, T, w), the soft-capped scores' tanh (with ``softcap`` > 0) and, with dropout (``drop_p``
+    > 0), the dropped probabilities; the dropout mask is stream ``seed``'s draw at each score's flat index in
+    (B, H, T, w), drawn again by the backward instead of kept."""
     nb, nt = qkv.shape[0], qkv.shape[1]
-    e, group = heads * dh, heads // kvheads
-    vo = e + kvheads * dh
+    has_drop = drop_p > 0
+    e, group = heads * dh, heads // kv_heads
+    vo = e + kv_heads * dh
     q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     s, ob = np.empty((nt, w), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     sc, cap = like(s, scale), like(s, softcap)
@@ -127,17 +129,15 @@ def attention_forward(qkv, heads, kvheads, dh, dv, w, causal, scale, softcap, pr
                 if causal:
                     _mask_after(row, i - j0)                                   # 1
                 softmax_row(row, p[i])                                 # 5
-                if has_drop:
-                    pd, m, pi = dropped[b, h, i], mask[b, h, i], p[i]
-                    for c in range(w):
-                        pd[c] = pi[c] * m[c]                           # 1
+                if has_drop:                                                   # 1
+                    dropped_row(p[i], dropped[b, h, i], drop_p, seed, ((b * heads + h) * nt + i) * w)
             band_apply(dropped[b, h] if has_drop else p, v, w, ob, cnt, False)
             copy_block(ob, o[b], h * dv)
     cnt[FLOPS] += nb * heads * nt * w * (1 + causal + (3 if softcap > 0 else 0) + 5 + has_drop)
 
 
 @njit(cache=True)
-def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, kv_heads, dh, dv, w, scale,
+def attention_backward(qkv, probs, capped, dropped, drop_p, seed, do, heads, kv_heads, dh, dv, w, scale,
                        softcap, need, dqkv, cnt):
     """dqkv (B, T, H*dh + kv*dh + kv*dv) from do (B, T, H*dv); need = (q, k, v) says which parts to compute (the
     rest of dqkv is left unset): dP, the softmax and the soft-capping only for q or k, each product only for the
@@ -145,6 +145,7 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
     nb, nt = qkv.shape[0], qkv.shape[1]
     e, group = heads * dh, heads // kv_heads
     vo = e + kv_heads * dh
+    has_drop = drop_p > 0
     need_q, need_k, need_v = need
     q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     dob, dq = np.empty((nt, dv), qkv.dtype), np.empty((nt, dh), qkv.dtype)
@@ -166,8 +167,10 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
             if not (need_q or need_k):
                 continue
             band_product(dob, v, w, dp, cnt, True)
-            if has_drop:
-                mul_into(dp.reshape(-1), mask[b, h].reshape(-1), cnt, BACK)
+            if has_drop:                                               # the forward's mask again: 1
+                for i in range(nt):
+                    dropped_row(dp[i], dp[i], drop_p, seed, ((b * heads + h) * nt + i) * w)
+                cnt[BACK] += nt * w
             softmax_backward(p.reshape(nt, w, 1), dp.reshape(nt, w, 1), ds.reshape(nt, w, 1), cnt)
             if softcap > 0:
                 t = capped[b, h]
@@ -224,23 +227,21 @@ def _attn_forward(node, xs, p, cnt, seed):
     qkv = qkv.reshape(nb, nt, -1)
     has_drop = a["dropout"] > 0
     probs = np.empty((nb, heads, nt, nt), x.dtype)
-    dropped, mask = (np.empty_like(probs), np.empty_like(probs)) if has_drop else (probs[:0], probs[:0])
-    if has_drop:
-        dropout_mask(mask.reshape(-1), a["dropout"], seed)
+    dropped = np.empty_like(probs) if has_drop else probs[:0]
     o = np.empty((nb, nt, e), x.dtype)
     dh = e // heads
     attention_forward(qkv, heads, kv, dh, dh, nt, a["causal"], 1.0 / math.sqrt(dh), 0.0, probs, probs[:0],
-                      dropped, mask, has_drop, o, cnt)
+                      dropped, a["dropout"], seed, o, cnt)
     o2 = o.reshape(nb * nt, e)
     y = matmul2(o2, p["out_proj.weight"].T, cnt, False)
     if a["bias"]:
         add_rows(y, p["out_proj.bias"], cnt)
-    return y.reshape(x.shape), (x2, wqkv, qkv, probs, dropped, mask, o2)
+    return y.reshape(x.shape), (x2, wqkv, qkv, probs, dropped, seed, o2)
 
 
 def _attn_backward(node, saved, gy, need, p, grads, cnt):
     a = node.kwargs
-    x2, wqkv, qkv, probs, dropped, mask, o2 = saved
+    x2, wqkv, qkv, probs, dropped, seed, o2 = saved
     heads = a["num_heads"]
     kv = a["num_kv_heads"] or heads
     g2 = gy.reshape(o2.shape)
@@ -251,7 +252,7 @@ def _attn_backward(node, saved, gy, need, p, grads, cnt):
     do = matmul2(g2, p["out_proj.weight"], cnt, True).reshape(gy.shape)
     dqkv = np.empty(qkv.shape, gy.dtype)
     dh = gy.shape[2] // heads
-    attention_backward(qkv, probs, probs[:0], dropped, mask, a["dropout"] > 0, do, heads, kv, dh, dh, qkv.shape[1],
+    attention_backward(qkv, probs, probs[:0], dropped, a["dropout"], seed, do, heads, kv, dh, dh, qkv.shape[1],
                        1.0 / math.sqrt(dh), 0.0, (True, True, True), dqkv, cnt)
     d2 = dqkv.reshape(x2.shape[0], -1)
     if grads is not None:
