@@ -12,27 +12,31 @@ import math
 import numpy as np
 from numba import njit
 
+from .kernels.common import SUMS
+from .kernels.vecmath import like, quotient, row_max, vexp
+
 LOSSES = ("cross_entropy", "nll", "mse")
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=SUMS)
 def cross_entropy(logits, targets, grad):
-    """logits (N, C), targets (N,) -> mean loss; grad = (softmax - onehot) / N."""
+    """logits (N, C), targets (N,) -> mean loss; grad = (softmax - onehot) / N. Each row in the logits'
+    precision (the exp in vector lanes for float32, kernels/vecmath.py), the loss summed over rows in float64."""
     nr, nc = logits.shape
     total = 0.0
     for r in range(nr):
-        m = -np.inf
+        row, g = logits[r], grad[r]
+        m = row_max(row)
+        s = like(row, 0.0)
         for j in range(nc):
-            m = max(m, logits[r, j])
-        s = 0.0
-        for j in range(nc):
-            e = math.exp(logits[r, j] - m)
-            grad[r, j] = e
+            e = vexp(row[j] - m)
+            g[j] = e
             s += e
-        total += m + math.log(s) - logits[r, targets[r]]
+        total += m + math.log(s) - row[targets[r]]
+        scale = quotient(like(row, 1.0), s * like(row, nr))
         for j in range(nc):
-            grad[r, j] = grad[r, j] / s / nr
-        grad[r, targets[r]] -= 1.0 / nr
+            g[j] = g[j] * scale
+        g[targets[r]] -= like(row, 1.0 / nr)
     return total / nr
 
 

@@ -43,7 +43,8 @@ def _linear_forward(node, xs, p, cnt, seed):
 def _linear_backward(node, x2, gy, need, p, grads, cnt):
     g2 = gy.reshape(-1, gy.shape[-1])
     if grads is not None:
-        grads["weight"].put(matmul2(g2.T, x2, cnt, True))
+        dw = grads["weight"].buffer()
+        grads["weight"].put(mm(g2.T, x2, dw, cnt, True))
         if "bias" in grads:
             grads["bias"].put(bias_grad(g2, cnt))
     if not need[0]:

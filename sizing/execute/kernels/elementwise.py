@@ -10,7 +10,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .common import BACK, FLOPS, KERNELS, PARTS, OpKernel, add_into, copy_block, mul_into, reduce_to, take_block
+from .common import BACK, FLOPS, KERNELS, PARTS, SUMS, OpKernel, add_into, copy_block, mul_into, reduce_to, take_block
+from .vecmath import like, quotient, row_max, uniform, verf, vexp, vtanh
 
 # activation kinds; backward reads the output (relu, relu6, sigmoid, tanh) or the input (silu, gelu)
 RELU, RELU6, SIGMOID, TANH, SILU, GELU, GELU_TANH = range(7)
@@ -24,7 +25,9 @@ _A = 0.044715
 
 @njit(cache=True)
 def activation_forward(x, y, kind, cnt):
+    """y = f(x) in x's precision (constants of its dtype; exp, tanh, erf in vector lanes for float32)."""
     n = x.size
+    one, half = like(x, 1.0), like(x, 0.5)
     if kind == RELU:
         per = 1                                              # max(x, 0)
         for i in range(n):
@@ -36,31 +39,35 @@ def activation_forward(x, y, kind, cnt):
     elif kind == SIGMOID:
         per = 4                                              # neg, exp, add, divide
         for i in range(n):
-            y[i] = 1.0 / (1.0 + math.exp(-x[i]))
+            y[i] = quotient(one, one + vexp(-x[i]))
     elif kind == TANH:
         per = 1
         for i in range(n):
-            y[i] = math.tanh(x[i])
+            y[i] = vtanh(x[i])
     elif kind == SILU:
         per = 5                                              # sigmoid 4, times x 1
         for i in range(n):
-            y[i] = x[i] / (1.0 + math.exp(-x[i]))
+            y[i] = quotient(x[i], one + vexp(-x[i]))
     elif kind == GELU:
         per = 5                                              # x*c, erf, 1+, 0.5*x, times
+        c = like(x, _INV_SQRT2)
         for i in range(n):
-            y[i] = 0.5 * x[i] * (1.0 + math.erf(x[i] * _INV_SQRT2))
+            y[i] = half * x[i] * (one + verf(x[i] * c))
     else:
         per = 9                                              # x*x*x 2, A* 1, x+ 1, C* 1, tanh, 1+, 0.5*x, times
+        c, a = like(x, _C), like(x, _A)
         for i in range(n):
             v = x[i]
-            y[i] = 0.5 * v * (1.0 + math.tanh(_C * (v + _A * (v * v * v))))
+            y[i] = half * v * (one + vtanh(c * (v + a * (v * v * v))))
     cnt[FLOPS] += per * n
 
 
 @njit(cache=True)
 def activation_backward(s, g, gx, kind, cnt):
-    """gx = g * f'(.) from ``s``, the output (relu, relu6, sigmoid, tanh) or the input (silu, gelu)."""
+    """gx = g * f'(.) from ``s``, the output (relu, relu6, sigmoid, tanh) or the input (silu, gelu), in s's
+    precision."""
     n = s.size
+    one, half = like(s, 1.0), like(s, 0.5)
     if kind == RELU:
         per = 1                                              # select where y > 0
         for i in range(n):
@@ -72,32 +79,34 @@ def activation_backward(s, g, gx, kind, cnt):
     elif kind == SIGMOID:
         per = 3                                              # g * y * (1 - y)
         for i in range(n):
-            gx[i] = g[i] * s[i] * (1.0 - s[i])
+            gx[i] = g[i] * s[i] * (one - s[i])
     elif kind == TANH:
         per = 3                                              # g * (1 - y*y)
         for i in range(n):
-            gx[i] = g[i] * (1.0 - s[i] * s[i])
+            gx[i] = g[i] * (one - s[i] * s[i])
     elif kind == SILU:
         per = 9                                              # sigmoid 4; g * sg * (1 + x * (1 - sg)) 5
         for i in range(n):
-            sg = 1.0 / (1.0 + math.exp(-s[i]))
-            gx[i] = g[i] * sg * (1.0 + s[i] * (1.0 - sg))
+            sg = quotient(one, one + vexp(-s[i]))
+            gx[i] = g[i] * sg * (one + s[i] * (one - sg))
     elif kind == GELU:
         per = 11                                             # Phi 4, phi 4, g * (Phi + x*phi) 3
+        c, d = like(s, _INV_SQRT2), like(s, _INV_SQRT_2PI)
         for i in range(n):
             v = s[i]
-            cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
-            pdf = math.exp(-0.5 * (v * v)) * _INV_SQRT_2PI
+            cdf = half * (one + verf(v * c))
+            pdf = vexp(-half * (v * v)) * d
             gx[i] = g[i] * (cdf + v * pdf)
     else:
         # y' = t1 * (0.5 + x (2 - t1)(C/2 + 1.5 A C x^2)), t1 = 1 + tanh(x (C + A C x^2)):
         # x*x 1, p 1, C+p 1, x* 1, tanh 1, 1+ 1, 2- 1, 1.5p + C/2 2, x* 1, * 1, 0.5+ 1, t1* 1, g* 1 = 14
         per = 14
+        ac, c, hc, two, three_half = like(s, _A * _C), like(s, _C), like(s, 0.5 * _C), like(s, 2.0), like(s, 1.5)
         for i in range(n):
             v = s[i]
-            p = (_A * _C) * (v * v)
-            t1 = 1.0 + math.tanh(v * (_C + p))
-            gx[i] = g[i] * (t1 * (0.5 + v * (2.0 - t1) * (1.5 * p + 0.5 * _C)))
+            p = ac * (v * v)
+            t1 = one + vtanh(v * (c + p))
+            gx[i] = g[i] * (t1 * (half + v * (two - t1) * (three_half * p + hc)))
     cnt[BACK] += per * n
 
 
@@ -160,10 +169,30 @@ def _around(shape, dim):
     return int(np.prod(shape[:d])), shape[d], int(np.prod(shape[d + 1:]))
 
 
+@njit(cache=True, fastmath=SUMS)
+def softmax_row(x, y):
+    """y = softmax(x) over one contiguous row, in x's precision, the sum in vector lanes: max 1, subtract 1,
+    exp 1, sum 1, divide 1 per element."""
+    m = row_max(x)
+    s = like(x, 0.0)
+    for j in range(x.size):
+        e = vexp(x[j] - m)
+        y[j] = e
+        s += e
+    for j in range(x.size):
+        y[j] = quotient(y[j], s)
+
+
 @njit(cache=True)
 def softmax_forward(x, y, cnt):
     """x, y (outer, n, inner), softmax over n: max 1, subtract 1, exp 1, sum 1, divide 1 per element."""
     no, n, ni = x.shape
+    if ni == 1:                                     # contiguous rows
+        x2, y2 = x.reshape(no, n), y.reshape(no, n)
+        for o in range(no):
+            softmax_row(x2[o], y2[o])
+        cnt[FLOPS] += 5 * x.size
+        return
     for o in range(no):
         for k in range(ni):
             m = -np.inf
@@ -171,7 +200,7 @@ def softmax_forward(x, y, cnt):
                 m = max(m, x[o, j, k])
             s = 0.0
             for j in range(n):
-                e = math.exp(x[o, j, k] - m)
+                e = vexp(x[o, j, k] - m)
                 y[o, j, k] = e
                 s += e
             for j in range(n):
@@ -179,10 +208,26 @@ def softmax_forward(x, y, cnt):
     cnt[FLOPS] += 5 * x.size
 
 
+@njit(cache=True, fastmath=SUMS)
+def softmax_backward_row(y, g, gx):
+    """gx = y * (g - sum(g * y)) over one contiguous row, the sum in vector lanes."""
+    dot = like(y, 0.0)
+    for j in range(y.size):
+        dot += g[j] * y[j]
+    for j in range(y.size):
+        gx[j] = y[j] * (g[j] - dot)
+
+
 @njit(cache=True)
 def softmax_backward(y, g, gx, cnt):
     """gx = y * (g - sum(g * y)): multiply 1, sum 1, subtract 1, multiply 1 per element."""
     no, n, ni = y.shape
+    if ni == 1:                                     # contiguous rows
+        y2, g2, gx2 = y.reshape(no, n), g.reshape(no, n), gx.reshape(no, n)
+        for o in range(no):
+            softmax_backward_row(y2[o], g2[o], gx2[o])
+        cnt[BACK] += 4 * y.size
+        return
     for o in range(no):
         for k in range(ni):
             dot = 0.0
@@ -215,12 +260,21 @@ KERNELS["softmax"] = OpKernel(_softmax_forward, _softmax_backward)
 
 @njit(cache=True)
 def dropout_mask(mask, p, seed):
-    """mask[i] = 1 / (1 - p) with probability 1 - p, else 0; the same seed gives the same mask. Random
-    number generation is not floating-point work."""
-    np.random.seed(seed)
-    keep = 1.0 / (1.0 - p)
+    """mask[i] = 1 / (1 - p) with probability 1 - p, else 0: element i's draw of stream ``seed``
+    (vecmath.uniform), so the same seed gives the same mask. Random number generation is not floating-point
+    work."""
+    keep, zero = like(mask, 1.0 / (1.0 - p)), like(mask, 0.0)
     for i in range(mask.size):
-        mask[i] = keep if np.random.random() >= p else 0.0
+        mask[i] = keep if uniform(seed, i) >= p else zero
+
+
+@njit(cache=True)
+def dropped_row(src, dst, p, seed, start):
+    """dst = src * mask over one row, the mask's elements start, start + 1, ... of stream ``seed`` drawn as
+    ``dropout_mask`` draws them: a kernel that keeps no mask draws the same one again (1 multiply per element)."""
+    keep, zero = like(src, 1.0 / (1.0 - p)), like(src, 0.0)
+    for c in range(src.size):
+        dst[c] = src[c] * (keep if uniform(seed, start + c) >= p else zero)
 
 
 def masked(x, p, seed, cnt):

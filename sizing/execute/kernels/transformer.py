@@ -14,7 +14,7 @@ from numba import njit
 
 from ...model.ops.transformer import adapted
 from .common import BACK, FLOPS, KERNELS, OpKernel, added, matmul2, mul_into, scale_into
-from .elementwise import (SIGMOID, SILU, activation_backward, activation_forward, dropout_mask, softmax_backward,
+from .elementwise import (SIGMOID, SILU, activation_backward, activation_forward, softmax_backward,
     softmax_forward)
 from .sequence import attention_backward, attention_forward
 
@@ -90,21 +90,19 @@ def _sdpa_forward(node, xs, p, cnt, seed):
     has_drop = a["dropout"] > 0
     probs = np.empty((nb, heads, nt, w), q.dtype)
     capped = np.empty_like(probs) if cap else probs[:0]
-    dropped, mask = (np.empty_like(probs), np.empty_like(probs)) if has_drop else (probs[:0], probs[:0])
-    if has_drop:
-        dropout_mask(mask.reshape(-1), a["dropout"], seed)
+    dropped = np.empty_like(probs) if has_drop else probs[:0]
     o = np.empty((nb, nt, heads * dv), q.dtype)
-    attention_forward(qkv, heads, kv, dh, dv, w, a["causal"], scale, cap, probs, capped, dropped, mask, has_drop,
+    attention_forward(qkv, heads, kv, dh, dv, w, a["causal"], scale, cap, probs, capped, dropped, a["dropout"], seed,
                       o, cnt)
-    return o, (qkv, probs, capped, dropped, mask)
+    return o, (qkv, probs, capped, dropped, seed)
 
 
 def _sdpa_backward(node, saved, gy, need, p, grads, cnt):
     a = node.kwargs
-    qkv, probs, capped, dropped, mask = saved
+    qkv, probs, capped, dropped, seed = saved
     heads, kv, dh, dv, w, scale, cap = _sdpa_dims(node)
     dqkv = np.empty_like(qkv)
-    attention_backward(qkv, probs, capped, dropped, mask, a["dropout"] > 0, gy, heads, kv, dh, dv, w, scale, cap,
+    attention_backward(qkv, probs, capped, dropped, a["dropout"], seed, gy, heads, kv, dh, dv, w, scale, cap,
                        tuple(need), dqkv, cnt)
     ends = np.cumsum([t.shape[2] for t in node.in_types])
     parts = np.split(dqkv, ends[:-1], axis=2)
