@@ -10,7 +10,8 @@ BLAS settings, for every BLAS library loaded after this import (set only where t
 - OPENBLAS_CORETYPE=SkylakeX on a CPU with AVX-512 (F, CD, BW, DQ, VL): OpenBLAS up to 0.3.31 does not know
   AMD Zen 4/5 and falls back to its AVX2 (Haswell) kernels, at about 60% of the speed of its AVX-512 ones.
 
-Memory (glibc only, ``keep_freed_memory``): a training step frees and allocates the same large arrays every step,
+Memory (glibc only, ``keep_freed_memory``, called when a Model is built: sizing/execute/model.py; importing this
+package changes nothing of the process's allocator): a training step frees and allocates the same large arrays every step,
 and glibc maps each large one afresh, which the kernel then zeroes page by page at first touch: 28% of the
 samples of a GPT-2 small check's process were the kernel's clear_page_erms, and a step spent 0.1 to 0.6 s in
 the kernel (one core, 2026-12-02). So every allocation comes from the heap and the heap's top is kept:
@@ -48,5 +49,3 @@ def keep_freed_memory() -> bool:
         return False
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
 
-
-keep_freed_memory()

@@ -17,6 +17,7 @@ import numpy as np
 from ..model.counting import trained_weights, weight_shapes
 from ..model.graph import Graph, Node
 from ..model.ops import REGISTRY
+from . import keep_freed_memory
 from .kernels import BACK, KERNELS, Grad, OpKernel, added, all_finite, counter, sgd
 from .loss import choose_loss, loss_and_grad, make_target
 from .schedule import Schedule
@@ -69,6 +70,7 @@ class Model:
     """The runtime state of a graph: weights per layer and iteration, and the step functions."""
 
     def __init__(self, graph: Graph, dtype=np.float32, seed: int = 0, loss: str | None = None):
+        keep_freed_memory()                         # its steps reuse freed memory (sizing/execute/__init__.py)
         self.graph, self.dtype = graph, np.dtype(dtype)
         rng = np.random.default_rng(seed)
         self.schedule = Schedule(graph)
