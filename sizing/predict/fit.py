@@ -232,15 +232,17 @@ def largest_layer_weights(est, stage: Stages) -> int:
     return params * est.memory.weights // max(1, est.totals.params)
 
 
-def optimizer_bytes(est) -> int:
-    """Bytes the optimizer step moves per replica: reads weights, gradients and state, writes weights and state
-    (memory.py's bytes per parameter)."""
+def optimizer_bytes(est, optimizer: str | None = None) -> int:
+    """Bytes the optimizer step (``optimizer``, default the estimate's) moves per replica: reads weights, gradients
+    and state, writes weights and state (memory.py's bytes per parameter)."""
     from ..model.memory import bytes_per_param
 
+    optimizer = optimizer or est.settings["optimizer"]
+
     def make():
-        w, g, o = bytes_per_param(est.settings["dtype"], est.settings["optimizer"])
+        w, g, o = bytes_per_param(est.settings["dtype"], optimizer)
         return est.trainable_params * (2 * w + g + 2 * o)
-    return est.derived("optimizer_bytes", make)
+    return est.derived(("optimizer_bytes", optimizer), make)
 
 
 def capacity(device, factors) -> int | None:

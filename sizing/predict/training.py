@@ -39,7 +39,7 @@ from typing import NamedTuple
 from ..common.errors import SizingError
 from ..common.units import iec
 from ..model.graph import DTYPES
-from ..model.memory import Memory, bytes_per_param, optimizer_flops
+from ..model.memory import Memory, optimizer_flops
 from ..model.ops import numel
 from .comm import INTER_HOP_SECONDS, INTRA_HOP_SECONDS, allreduce_seconds, interconnect_bps, ring_allreduce_seconds
 from .fit import Stages, capacity, device_memory, optimizer_bytes, stage_params_share, stages
@@ -349,13 +349,13 @@ def step_time(est, layout: Layout, workload, device, factors: Factors, node: int
     else:
         dp_comm = ar
         exposed = max(0.0, dp_comm - factors.overlap * stage_s * backward_share(est))
-    bw = device.memory_bw_bytes_per_s * factors.memory_fraction
-    opt = max(est.optimizer_flops / (vec * factors.compute_fraction), optimizer_bytes(est) / bw) * params_share
+    def update_s(flops: int, optimizer: str | None = None) -> float:
+        return max(flops / (vec * factors.compute_fraction),
+                   optimizer_bytes(est, optimizer) / (device.memory_bw_bytes_per_s * factors.memory_fraction)
+                   ) * params_share
+    opt = update_s(est.optimizer_flops)
     if factors.executor:            # the bench's chains train with SGD: each layer's measured time holds its update
-        w, g, o = bytes_per_param(workload.dtype, "sgd")
-        sgd = max(optimizer_flops(est.trainable_params, "sgd") / (vec * factors.compute_fraction),
-                  est.trainable_params * (2 * w + g + 2 * o) / bw) * params_share
-        opt = max(0.0, opt - sgd)
+        opt = max(0.0, opt - update_s(optimizer_flops(est.trainable_params, "sgd"), "sgd"))
     opt /= d * cp if layout.zero >= 1 else 1
     return StepTime(compute, tp_comm, pp_comm, dp_comm, exposed, opt,
                     (compute + tp_comm + pp_comm + exposed + opt) / factors.framework_efficiency)
